@@ -68,6 +68,28 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_boards(args: argparse.Namespace) -> int:
+    from hwgen.board import list_boards
+
+    try:
+        boards = list_boards()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    rows = [("board", "part", "PS", "PL clock", "DSP", "LUT", "BRAM36", "URAM", "lanes")]
+    for b in boards:
+        rows.append((
+            b.name, b.part, b.ps, f"{b.pl_clock.source} {b.pl_clock.default_mhz:g} MHz",
+            str(b.budget["DSP"]), str(b.budget["LUT"]), str(b.budget["BRAM36"]), str(b.budget["URAM"]),
+            f"{b.accelerator['lanes_in']}x{b.accelerator['lanes_out']}",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    numeric = [all(row[i].isdigit() for row in rows[1:]) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric))
+        print("  ".join(cells).rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwgen",
@@ -90,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="FMT", help="destination format, e.g. 'fixed<8,3,RND,SAT>'")
     p.add_argument("--from", dest="source", metavar="FMT", help="quantize into this format first, then cast")
     p.set_defaults(func=_cmd_quantize)
+
+    p = sub.add_parser("boards", help="list the boards hwgen builds for, with their parts, clocks and budgets")
+    p.set_defaults(func=_cmd_boards)
     return parser
 
 
