@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Single-pass softmax: golden within 1 LSB of float; RTL (Verilator) and HLS (g++) equal to golden."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hwgen.golden import nonlinear as nl
+from hwgen.golden import nonlinear_float as nf
+from hwgen.qfx import QFmt
+
+CASES = [
+    ("fixed<8,3>", "ufixed<8,0,RND,SAT>"),
+    ("fixed<16,6>", "ufixed<16,0,RND,SAT>"),
+    ("fixed<32,10>", "fixed<32,10,RND,SAT>"),
+]
+
+
+def _config(in_text, out_text, max_row=1024, **kw) -> nl.SoftmaxConfig:
+    return nl.SoftmaxConfig.for_formats(QFmt.parse(in_text), QFmt.parse(out_text), max_row, **kw)
+
+
+def special_rows(fmt: QFmt, n: int, rng) -> np.ndarray:
+    """Rows of length n that stress the single pass: ties, all equal, very negative values,
+    ascending (the max grows every element), descending, one dominant value, spread ±1 around 0."""
+    span = min(fmt.max_raw, int(8 / fmt.lsb))
+    rows = [
+        np.full(n, rng.integers(-span, span)),  # all equal
+        np.full(n, fmt.min_raw),  # all at the most negative code
+        np.linspace(fmt.min_raw, fmt.max_raw, n).astype(np.int64),  # ascending over the whole range
+        np.linspace(span, -span, n).astype(np.int64),  # descending
+        np.where(np.arange(n) % 3 == 0, span // 2, span // 2 - rng.integers(0, 4, n)),  # ties at the max
+        np.concatenate([[fmt.max_raw], np.full(n - 1, fmt.min_raw)])[rng.permutation(n)],  # one dominant
+        rng.integers(-int(1 / fmt.lsb), int(1 / fmt.lsb), n),  # close values: a wide sum
+        np.arange(n) * max(1, span // max(n, 1)) - span,  # ascending by a few LSBs
+    ]
+    return np.clip(np.stack(rows), fmt.min_raw, fmt.max_raw).astype(np.int64)
+
+
+def random_rows(fmt: QFmt, rows: int, n: int, rng) -> np.ndarray:
+    """Random rows whose values spread over ±8 (where softmax is not one-hot) and over the format."""
+    span = min(fmt.max_raw, int(8 / fmt.lsb))
+    half = rows // 2
+    near = rng.integers(-span, span, (half, n), endpoint=True)
+    wide = rng.integers(fmt.min_raw, fmt.max_raw, (rows - half, n), endpoint=True)
+    return np.concatenate([near, wide])
+
+
+def _assert_within_one_lsb(cfg, x):
+    got = nl.softmax(cfg, x)
+    want = nf.correctly_rounded(cfg.out_fmt, nf.softmax(cfg.in_fmt.to_float(x)))
+    assert np.abs(got - want).max() <= 1
+
+
+@pytest.mark.parametrize("in_text,out_text", CASES)
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 64])
+def test_softmax_is_within_one_lsb_of_float(in_text, out_text, n):
+    cfg = _config(in_text, out_text)
+    rng = np.random.default_rng(40 + n)
+    x = np.concatenate([special_rows(cfg.in_fmt, n, rng), random_rows(cfg.in_fmt, 100_000 // n // 10 + 8, n, rng)])
+    _assert_within_one_lsb(cfg, x)
+
+
+@pytest.mark.parametrize("in_text,out_text", CASES)
+def test_softmax_rows_of_1024_are_within_one_lsb(in_text, out_text):
+    cfg = _config(in_text, out_text)
+    rng = np.random.default_rng(41)
+    x = np.concatenate([special_rows(cfg.in_fmt, 1024, rng), random_rows(cfg.in_fmt, 12, 1024, rng)])
+    _assert_within_one_lsb(cfg, x)
+
+
+def test_single_element_rows_and_all_equal_rows_are_exact():
+    cfg = _config("fixed<16,6>", "ufixed<16,0,RND,SAT>")
+    one = nl.softmax(cfg, np.array([[5], [-32768], [32767]]))
+    assert (one == cfg.out_fmt.max_raw).all()  # 1.0 saturates to 1 − 2^-16
+    for n in (2, 4, 64, 1024):
+        p = nl.softmax(cfg, np.full((1, n), -1234))
+        assert (p == cfg.out_fmt.quantize(1 / n)).all()
+
+
+def test_stats_are_the_exact_max_and_the_inverse_sum():
+    cfg = _config("fixed<16,6>", "ufixed<16,0,RND,SAT>")
+    rng = np.random.default_rng(42)
+    x = random_rows(cfg.in_fmt, 40, 300, rng)
+    top, inv = nl.softmax_stats(cfg, x)
+    assert (top == x.max(axis=-1)).all()
+    xf = cfg.in_fmt.to_float(x)
+    exact = 1 / np.exp(xf - xf.max(axis=-1, keepdims=True)).sum(axis=-1)
+    rel = np.abs(cfg.inv_fmt.to_float(inv) / exact - 1)
+    # The exp's chord error is relative and of one sign, so 1/sum carries it (≈2^-17 here); it
+    # cancels in p = e·(1/sum) because the numerator has the same bias.
+    assert rel.max() < 2.0 ** -cfg.out_fmt.frac_bits
+    # The normalization pass with these statistics is the softmax.
+    p = nl.softmax_normalize(cfg, x, top[:, None], inv[:, None])
+    assert (p == nl.softmax(cfg, x)).all()
+
+
+def test_stats_do_not_depend_on_where_the_max_is_for_equal_values():
+    cfg = _config("fixed<16,6>", "ufixed<16,0,RND,SAT>")
+    row = np.full(50, -200)
+    row[17] = 100
+    shuffled = np.roll(row, 20)
+    assert nl.softmax_stats(cfg, row[None])[1] == nl.softmax_stats(cfg, shuffled[None])[1]
+
+
+def test_softmax_validation():
+    cfg = _config("fixed<16,6>", "ufixed<16,0,RND,SAT>", max_row=8)
+    with pytest.raises(ValueError, match="^row length must be at most max_row=8, not 9$"):
+        nl.softmax(cfg, np.zeros((1, 9), np.int64))
+    with pytest.raises(ValueError, match="^max_row must be an integer ≥ 1, not 0$"):
+        _config("fixed<16,6>", "ufixed<16,0>", max_row=0)
+    with pytest.raises(ValueError, match="needs 82 bits, more than the 62 supported"):
+        _config("fixed<32,10>", "ufixed<32,0>")
+    cfg = _config("fixed<32,10>", "fixed<32,10,RND,SAT>")
+    assert nl.config_from_dict(nl.config_to_dict(cfg)) == cfg
