@@ -1,2 +1,33 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Compile a quantized graph to a Program for the accelerator, and execute it in NumPy (isa_sim)."""
+"""Compile a quantized graph to a Program for the accelerator, and execute it in NumPy (isa_sim).
+
+``compile(qgraph, hw) -> (Program, MemoryImage)``; ``isa_sim(program, image, hw) -> IsaResult``.
+The binary format, memory layout and cycle model are documented in ``docs/isa.md``.
+"""
+
+from hwgen.compiler.cycles import CycleEstimate, CycleModel, estimate_cycles
+from hwgen.compiler.isa_sim import IsaResult, isa_sim, requantize_int
+from hwgen.compiler.layout import MemoryImage, Region
+from hwgen.compiler.lower import SUPPORTED_OPS, compile_graph
+from hwgen.compiler.program import Flag, LinearDescriptor, Program, Requant
+
+#: ``hwgen.compiler.compile(qgraph, hw)``: the name the design uses for :func:`compile_graph`.
+compile = compile_graph  # noqa: A001 - deliberately the flow's name for this step
+
+__all__ = [
+    "compile",
+    "compile_graph",
+    "isa_sim",
+    "IsaResult",
+    "requantize_int",
+    "Program",
+    "LinearDescriptor",
+    "Flag",
+    "Requant",
+    "MemoryImage",
+    "Region",
+    "CycleModel",
+    "CycleEstimate",
+    "estimate_cycles",
+    "SUPPORTED_OPS",
+]

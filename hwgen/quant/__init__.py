@@ -1,2 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Quantization: choose a QFX format for every tensor of a float graph."""
+"""QFX quantization: per-tensor power-of-two formats from range calibration, exact accumulators."""
+
+from hwgen.quant.passes import SUPPORTED_OPS, QuantConfig, check_supported, insert_requantize, quantize, range_format
+
+__all__ = ["QuantConfig", "SUPPORTED_OPS", "check_supported", "insert_requantize", "quantize", "range_format"]

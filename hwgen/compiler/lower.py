@@ -1,0 +1,298 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``compile(qgraph, hw)``: a quantized graph to a Program and its memory image.
+
+Three steps, in order: fuse nodes into descriptor-sized groups (a Linear or MatMul with its
+requantize, ReLU and residual Add; or a standalone Add / ReLU / Requantize on the bypass path),
+place every buffer in the image, then encode one LINEAR descriptor per group. Layers that cannot
+fit the hardware (formats wider than the containers or the accumulator, rows or weight columns
+larger than the on-chip buffers, fields out of range) are refused with a message naming them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hwgen.compiler.layout import MemoryImage, Region, pack_tiles, pack_vector, rows_of
+from hwgen.compiler.program import Flag, LinearDescriptor, Program, Requant
+from hwgen.hwparams import HwParams
+from hwgen.ir import Graph, Node, verify
+from hwgen.qfx import QFmt
+
+__all__ = ["compile_graph", "SUPPORTED_OPS"]
+
+log = logging.getLogger(__name__)
+
+#: Ops the compiler lowers; every other IR op is refused as not supported yet.
+SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize"})
+
+
+@dataclass
+class _Group:
+    """The nodes one LINEAR descriptor implements and its operands (tensor names)."""
+
+    nodes: list[Node]
+    x: str
+    flags: Flag
+    rq1: Requant
+    y: str  # tensor holding the result so far
+    weight: str | None = None
+    bias: str | None = None
+    acc_fmt: QFmt | None = None
+    residual: str | None = None
+    y_shift: int = 0
+    r_shift: int = 0
+    rq2: Requant | None = None
+    descriptor: LinearDescriptor | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return " + ".join(node.name for node in self.nodes)
+
+
+class _Fuser:
+    """Greedy fusion in graph order; a tensor is materialized in DDR exactly when a group ends on it."""
+
+    def __init__(self, graph: Graph, hw: HwParams) -> None:
+        self.graph = graph
+        self.hw = hw
+        self.materialized: list[str] = list(graph.inputs)
+        self.grouped: set[str] = set()
+
+    def fmt(self, name: str) -> QFmt:
+        return self.graph.tensor(name).fmt
+
+    def sole_consumer(self, name: str) -> Node | None:
+        """The one node reading ``name``, if it is read once and is not a graph output."""
+        consumers = self.graph.consumers(name)
+        if len(consumers) != 1 or name in self.graph.outputs:
+            return None
+        return consumers[0]
+
+    def take(self, group: _Group, node: Node) -> None:
+        group.nodes.append(node)
+        self.grouped.add(node.name)
+
+    def groups(self) -> list[_Group]:
+        groups = []
+        for node in self.graph.nodes:
+            if node.name in self.grouped:
+                continue
+            group = self.start(node)
+            self.extend(group)
+            self.materialized.append(group.y)
+            groups.append(group)
+        return groups
+
+    def start(self, node: Node) -> _Group:
+        x = node.inputs[0]
+        if node.op in ("Linear", "MatMul"):
+            acc = node.outputs[0]
+            requantize = self.sole_consumer(acc)
+            if requantize is None or requantize.op != "Requantize":
+                raise ValueError(f"exact output {acc!r} of {node.op} {node.name!r} must feed one Requantize and nothing else")
+            b = self.graph.tensor(node.inputs[1])
+            group = _Group([], x, Flag(0), Requant.between(self.fmt(acc), self.fmt(requantize.outputs[0])),
+                           requantize.outputs[0], weight=b.name, acc_fmt=self.fmt(acc))
+            if not b.is_constant:
+                group.flags |= Flag.B_ROWMAJOR
+            if len(node.inputs) > 2:
+                group.bias = node.inputs[2]
+                group.flags |= Flag.BIAS
+            self.take(group, node)
+            self.take(group, requantize)
+            return group
+        group = _Group([], x, Flag.BYPASS, Requant.identity(self.fmt(x)), x)
+        self.take(group, node)
+        if node.op == "Requantize":
+            group.rq1 = Requant.between(self.fmt(x), self.fmt(node.outputs[0]))
+            group.y = node.outputs[0]
+        elif node.op == "ReLU":
+            group.flags |= Flag.RELU1
+            group.y = node.outputs[0]
+        elif node.op == "Add":
+            self.add_residual(group, node, other=node.inputs[1])
+        return group
+
+    def extend(self, group: _Group) -> None:
+        if group.flags & Flag.RESIDUAL:
+            self.maybe_relu(group, Flag.RELU2)
+            return
+        if not group.flags & Flag.RELU1:
+            self.maybe_relu(group, Flag.RELU1)
+        nxt = self.sole_consumer(group.y)
+        if nxt is not None and nxt.op == "Add":
+            other = nxt.inputs[1] if nxt.inputs[0] == group.y else nxt.inputs[0]
+            wide = self.sole_consumer(nxt.outputs[0])
+            if other in self.materialized and other != group.y and wide is not None and wide.op == "Requantize":
+                self.take(group, nxt)
+                self.add_residual(group, nxt, other)
+                self.maybe_relu(group, Flag.RELU2)
+
+    def maybe_relu(self, group: _Group, flag: Flag) -> None:
+        nxt = self.sole_consumer(group.y)
+        if nxt is not None and nxt.op == "ReLU":
+            self.take(group, nxt)
+            group.flags |= flag
+            group.y = nxt.outputs[0]
+
+    def add_residual(self, group: _Group, add: Node, other: str) -> None:
+        """Fuse ``add`` (reading ``group.y`` and ``other``) and the Requantize of its exact sum."""
+        total = add.outputs[0]
+        requantize = self.sole_consumer(total)
+        if requantize is None or requantize.op != "Requantize":
+            raise ValueError(f"exact sum {total!r} of Add {add.name!r} must feed one Requantize and nothing else")
+        y_fmt, r_fmt, sum_fmt = self.fmt(group.y), self.fmt(other), self.fmt(total)
+        if sum_fmt.width > self.hw.acc_bits:
+            raise ValueError(
+                f"residual add {add.name!r} needs a {sum_fmt.width}-bit sum, more than acc_bits={self.hw.acc_bits}"
+            )
+        group.flags |= Flag.RESIDUAL
+        group.residual = other
+        group.y_shift = sum_fmt.frac_bits - y_fmt.frac_bits
+        group.r_shift = sum_fmt.frac_bits - r_fmt.frac_bits
+        group.rq2 = Requant.between(sum_fmt, self.fmt(requantize.outputs[0]))
+        group.y = requantize.outputs[0]
+        self.take(group, requantize)
+
+
+def _check_containers(graph: Graph, groups: list[_Group], hw: HwParams) -> None:
+    activations = list(graph.inputs) + [g.y for g in groups]
+    for name in activations:
+        fmt = graph.tensor(name).fmt
+        if fmt.width > hw.act_bits:
+            raise ValueError(f"format of {name!r} must fit the {hw.act_bits}-bit activation container, not {fmt}")
+    for group in groups:
+        if group.weight is not None and graph.tensor(group.weight).is_constant:
+            fmt = graph.tensor(group.weight).fmt
+            if fmt.width > hw.weight_bits:
+                raise ValueError(f"format of {group.weight!r} must fit the {hw.weight_bits}-bit weight container, not {fmt}")
+        if group.acc_fmt is not None and group.acc_fmt.width > hw.acc_bits:
+            raise ValueError(
+                f"accumulator of {group.nodes[0].name!r} needs {group.acc_fmt.width} bits, more than the hardware's"
+                f" acc_bits={hw.acc_bits}"
+            )
+
+
+def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
+    """The Program and memory image (inputs zero) that compute ``qgraph`` on hardware ``hw``."""
+    if not isinstance(hw, HwParams):
+        raise ValueError(f"hw must be a HwParams, not {type(hw).__name__}")
+    verify(qgraph)
+    if not qgraph.is_quantized:
+        raise ValueError("graph must be quantized before compiling, not a float graph")
+    for node in qgraph.nodes:
+        if node.op not in SUPPORTED_OPS:
+            raise ValueError(f"op {node.op} is not supported yet")
+        if node.op == "MatMul" and len(qgraph.tensor(node.inputs[1]).shape) > 2:
+            raise ValueError(f"op MatMul with a batched second operand ({node.name!r}) is not supported yet")
+
+    groups = _Fuser(qgraph, hw).groups()
+    _check_containers(qgraph, groups, hw)
+
+    # Layout: program, then constants per group, then activations.
+    chunks: list[bytes] = []
+    regions: list[Region] = []
+    cursor = 0
+
+    def place(region: Region, payload: bytes) -> Region:
+        nonlocal cursor
+        placed = Region(**{**region.__dict__, "offset": cursor, "size": hw.align(len(payload))})
+        chunks.append(payload + bytes(placed.size - len(payload)))
+        regions.append(placed)
+        cursor += placed.size
+        return placed
+
+    program_bytes = 64 + 64 * len(groups)
+    program_region = place(Region("program", "program", 0, 0), bytes(program_bytes))
+    placed: dict[str, Region] = {}
+    for group in groups:
+        if group.flags & (Flag.BYPASS | Flag.B_ROWMAJOR):
+            continue
+        w = qgraph.tensor(group.weight)
+        if w.name not in placed:
+            payload = pack_tiles(w.raw, hw.lanes_in, hw.lanes_out, hw.weight_bytes, hw.tile_stride(hw.weight_bytes), w.fmt.signed)
+            placed[w.name] = place(
+                Region(w.name, "weights", 0, 0, str(w.fmt), w.shape, 0, hw.weight_bits), payload
+            )
+        if group.bias is not None:
+            b = qgraph.tensor(group.bias)
+            aligned = b.raw << (group.acc_fmt.frac_bits - b.fmt.frac_bits)
+            n_tiles = -(-w.shape[1] // hw.lanes_out)
+            key = f"{b.name}@{group.acc_fmt.frac_bits}"
+            if key not in placed:
+                aligned_fmt = QFmt(group.acc_fmt.width, group.acc_fmt.int_bits)
+                placed[key] = place(
+                    Region(b.name, "bias", 0, 0, str(aligned_fmt), b.shape, 0, hw.bias_bytes * 8),
+                    pack_vector(aligned, n_tiles * hw.lanes_out, hw.bias_bytes),
+                )
+    materialized = list(qgraph.inputs) + [g.y for g in groups]
+    for name in materialized:
+        tensor = qgraph.tensor(name)
+        rows, cols = rows_of(tensor.shape)
+        stride = hw.align(cols * hw.act_bytes)
+        kind = "input" if name in qgraph.inputs else "output" if name in qgraph.outputs else "activation"
+        placed[name] = place(Region(name, kind, 0, 0, str(tensor.fmt), tensor.shape, stride, hw.act_bits), bytes(rows * stride))
+
+    descriptors = []
+    for group in groups:
+        try:
+            descriptors.append(_descriptor(qgraph, group, placed, hw))
+        except ValueError as exc:
+            raise ValueError(f"layer {group.nodes[0].name!r}: {exc}") from None
+    program = Program(hw.fingerprint(), cursor, tuple(descriptors))
+    encoded = program.to_bytes()
+    chunks[0] = encoded + bytes(program_region.size - len(encoded))
+    image = MemoryImage(b"".join(chunks), tuple(regions), tuple(g.label for g in groups))
+    log.info("compiled %s: %d descriptors, %d-byte image", qgraph.name, len(descriptors), len(image.data))
+    return program, image
+
+
+def _descriptor(qgraph: Graph, group: _Group, placed: dict[str, Region], hw: HwParams) -> LinearDescriptor:
+    x = placed[group.x]
+    out = placed[group.y]
+    m, k = rows_of(qgraph.tensor(group.x).shape)
+    n = rows_of(qgraph.tensor(group.y).shape)[1]
+    k_tiles, n_tiles = -(-k // hw.lanes_in), -(-n // hw.lanes_out)
+    flags = group.flags
+    if not qgraph.tensor(group.x).fmt.signed:
+        flags |= Flag.X_UNSIGNED
+    row_bytes = k_tiles * hw.lanes_in * hw.act_bytes
+    if row_bytes > hw.act_buffer_bytes:
+        raise ValueError(
+            f"one input row needs {row_bytes} bytes of activation buffer (K={k}), more than act_buffer_bytes={hw.act_buffer_bytes}"
+        )
+    w_addr = w_stride = bias_addr = 0
+    chunk_tiles = n_tiles
+    if not flags & Flag.BYPASS:
+        w_tensor = qgraph.tensor(group.weight)
+        if not w_tensor.fmt.signed:
+            flags |= Flag.W_UNSIGNED
+        element = hw.act_bytes if flags & Flag.B_ROWMAJOR else hw.weight_bytes
+        column = k_tiles * hw.tile_stride(element) + (hw.lanes_out * hw.bias_bytes if flags & Flag.BIAS else 0)
+        chunk_tiles = min(n_tiles, hw.weight_buffer_bytes // column)
+        if chunk_tiles == 0:
+            raise ValueError(
+                f"one column of weight tiles needs {column} bytes (K={k}, {hw.lanes_in}x{hw.lanes_out} lanes),"
+                f" more than weight_buffer_bytes={hw.weight_buffer_bytes}"
+            )
+        w_region = placed[group.weight] if group.weight in placed else None
+        w_addr = w_region.offset
+        if flags & Flag.B_ROWMAJOR:
+            w_stride = w_region.row_stride
+        if flags & Flag.BIAS:
+            bias_addr = placed[f"{group.bias}@{group.acc_fmt.frac_bits}"].offset
+    res_addr = res_stride = 0
+    if flags & Flag.RESIDUAL:
+        residual = placed[group.residual]
+        res_addr, res_stride = residual.offset, residual.row_stride
+        if not qgraph.tensor(group.residual).fmt.signed:
+            flags |= Flag.R_UNSIGNED
+    return LinearDescriptor(
+        flags=flags, m=m, k=k, n=n, k_tiles=k_tiles, n_tiles=n_tiles,
+        x_addr=x.offset, w_addr=w_addr, bias_addr=bias_addr, res_addr=res_addr, out_addr=out.offset,
+        x_stride=x.row_stride, w_stride=w_stride, res_stride=res_stride, out_stride=out.row_stride,
+        rq1=group.rq1, rq2=group.rq2, chunk_tiles=chunk_tiles, y_shift=group.y_shift, r_shift=group.r_shift,
+    )

@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The float64 reference executor: what every model computes in exact-ish arithmetic.
+
+It runs float and quantized graphs alike, always on the constants' float values and ignoring
+formats (a Requantize is the identity), so it is the accuracy baseline of the quantized model and
+the source of the ranges that calibration reads. It knows every op of the IR, including the ones
+the fixed-point flow does not support yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from hwgen.ir import OPS, Graph, Node
+
+__all__ = ["run_float", "sample_inputs", "FLOAT_OPS"]
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def sample_inputs(graph: Graph, seed: int, scale: float = 1.0) -> dict[str, np.ndarray]:
+    """Seeded float inputs for every graph input from its distribution (times ``scale``)."""
+    rng = np.random.default_rng([seed, 0x1A9E5])
+    out = {}
+    for name in graph.inputs:
+        dist = graph.distribution(name)
+        out[name] = dist.sample(graph.tensor(name).shape, rng) * scale
+    return out
+
+
+def _linear(args, attrs):
+    x, w = args[0], args[1]
+    y = x @ w
+    return (y + args[2],) if len(args) > 2 else (y,)
+
+
+def _layernorm(args, attrs):
+    x, gamma, beta = args
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return ((x - mean) / np.sqrt(var + attrs["eps"]) * gamma + beta,)
+
+
+def _softmax_along(x: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _gelu_values(x: np.ndarray, approximate: str) -> np.ndarray:
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+
+
+def _conv2d(args, attrs):
+    x, w = args[0], args[1]
+    sh, sw = (attrs["stride"],) * 2 if isinstance(attrs["stride"], int) else tuple(attrs["stride"])
+    ph, pw = (attrs["padding"],) * 2 if isinstance(attrs["padding"], int) else tuple(attrs["padding"])
+    groups = attrs["groups"]
+    c, _, _ = x.shape
+    o, cg, kh, kw = w.shape
+    padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw)))
+    out_h = (padded.shape[1] - kh) // sh + 1
+    out_w = (padded.shape[2] - kw) // sw + 1
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    og = o // groups
+    y = np.empty((o, out_h, out_w))
+    for g in range(groups):
+        patch = windows[g * cg : (g + 1) * cg]  # (cg, out_h, out_w, kh, kw)
+        y[g * og : (g + 1) * og] = np.einsum("chwij,ocij->ohw", patch, w[g * og : (g + 1) * og])
+    if len(args) > 2:
+        y += args[2][:, None, None]
+    return (y,)
+
+
+def _attention(args, attrs):
+    q, k, v = args
+    heads = attrs["heads"]
+    d = q.shape[1] // heads
+    out = np.empty_like(q)
+    for h in range(heads):
+        cols = slice(h * d, (h + 1) * d)
+        scores = q[:, cols] @ k[:, cols].T / math.sqrt(d)
+        out[:, cols] = _softmax_along(scores, -1) @ v[:, cols]
+    return (out,)
+
+
+def _topk(args, attrs):
+    x = args[0]
+    # Stable sort of the negated values: ties go to the lower index, as the hardware's insertion does.
+    order = np.argsort(-x, axis=-1, kind="stable")[..., : attrs["k"]]
+    return np.take_along_axis(x, order, axis=-1), order.astype(np.float64)
+
+
+def _expert(args, attrs):
+    x, scores, indices, w1, b1, w2, b2 = args
+    act = (lambda h: np.maximum(h, 0.0)) if attrs["activation"] == "relu" else (lambda h: _gelu_values(h, "erf"))
+    out = np.zeros_like(x)
+    for j in range(scores.shape[1]):
+        e = indices[:, j].astype(np.int64)
+        hidden = act(np.einsum("td,tdh->th", x, w1[e]) + b1[e])
+        out += scores[:, j : j + 1] * (np.einsum("th,thd->td", hidden, w2[e]) + b2[e])
+    return (out,)
+
+
+#: The float definition of every op: f(arguments, attributes with defaults) -> outputs.
+FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]] = {
+    "Linear": _linear,
+    "MatMul": lambda args, attrs: (np.matmul(args[0], args[1]),),
+    "Add": lambda args, attrs: (args[0] + args[1],),
+    "ReLU": lambda args, attrs: (np.maximum(args[0], 0.0),),
+    "Requantize": lambda args, attrs: (args[0],),
+    "LayerNorm": _layernorm,
+    "Softmax": lambda args, attrs: (_softmax_along(args[0], attrs["axis"]),),
+    "GELU": lambda args, attrs: (_gelu_values(args[0], attrs["approximate"]),),
+    "Conv2d": _conv2d,
+    "Attention": _attention,
+    "MoEGate": lambda args, attrs: (args[0] @ args[1],),
+    "TopK": _topk,
+    "Expert": _expert,
+}
+assert set(FLOAT_OPS) == set(OPS), "the float reference defines every IR op"
+
+
+def _run_node(node: Node, args: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    attrs = {**OPS[node.op].attr_defaults(), **dict(node.attrs)}
+    return FLOAT_OPS[node.op](args, attrs)
+
+
+def run_float(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every tensor's float64 value (constants included) for float ``inputs`` of every graph input."""
+    values: dict[str, np.ndarray] = {}
+    for name in graph.inputs:
+        if name not in inputs:
+            raise ValueError(f"inputs must give every graph input, but {name!r} is missing")
+        x = np.asarray(inputs[name], dtype=np.float64)
+        if x.shape != graph.tensor(name).shape:
+            raise ValueError(f"input {name!r} must have shape {graph.tensor(name).shape}, not {x.shape}")
+        values[name] = x
+    for tensor in graph.constants:
+        values[tensor.name] = tensor.value
+    for node in graph.nodes:
+        outs = _run_node(node, [values[n] for n in node.inputs])
+        for name, out in zip(node.outputs, outs):
+            values[name] = np.asarray(out, dtype=np.float64)
+    return values
