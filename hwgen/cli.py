@@ -90,6 +90,24 @@ def _cmd_boards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from hwgen import zoo
+
+    rows = [("model", "input", "MACs", "description")]
+    for source in args.models or zoo.names():
+        try:
+            model = zoo.load_model(source)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        graph = model.graph
+        shapes = ", ".join(f"{n} " + "x".join(map(str, graph.tensor(n).shape)) for n in graph.inputs)
+        rows.append((graph.name, shapes, f"{zoo.macs(model):,}", graph.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwgen",
@@ -112,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="FMT", help="destination format, e.g. 'fixed<8,3,RND,SAT>'")
     p.add_argument("--from", dest="source", metavar="FMT", help="quantize into this format first, then cast")
     p.set_defaults(func=_cmd_quantize)
+
+    p = sub.add_parser("models", help="list the built-in models with their input shapes and MAC counts")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="zoo names or YAML spec paths to describe (default: the zoo)")
+    p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("boards", help="list the boards hwgen builds for, with their parts, clocks and budgets")
     p.set_defaults(func=_cmd_boards)
