@@ -1,0 +1,224 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The compiler: descriptor encoding, memory layout as docs/isa.md states it, refusals, determinism,
+artefact round trips and the cycle model."""
+
+import dataclasses
+import struct
+
+import numpy as np
+import pytest
+
+from hwgen import golden, zoo
+from hwgen.compiler import (
+    CycleModel,
+    Flag,
+    LinearDescriptor,
+    MemoryImage,
+    Program,
+    Requant,
+    compile_graph,
+    estimate_cycles,
+    isa_sim,
+)
+from hwgen.compiler.layout import pack_tiles, read_tiles
+from hwgen.compiler.program import MAGIC, VERSION
+from hwgen.frontend import parse_spec
+from hwgen.hwparams import HwParams
+from hwgen.ir import load_graph
+from hwgen.pipeline import build, run_passes, save_build
+from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES
+from hwgen.quant import QuantConfig
+
+
+@pytest.fixture(scope="module")
+def qgraphs():
+    return {name: run_passes(zoo.load_model(name).graph, QuantConfig()) for name in ("mlp-tiny", "mlp-odd")}
+
+
+def _random_descriptor(rng):
+    def rq():
+        return Requant(int(rng.integers(-128, 128)), int(rng.integers(1, 33)), bool(rng.integers(2)),
+                       ROUNDING_MODES[rng.integers(7)], OVERFLOW_MODES[rng.integers(5)], int(rng.integers(0, 64)))
+
+    flags = Flag(int(rng.integers(0, 512)))
+    u32 = lambda: int(rng.integers(0, 2**32))  # noqa: E731
+    u16 = lambda: int(rng.integers(0, 2**16))  # noqa: E731
+    return LinearDescriptor(
+        flags, u32(), u16(), u16(), u16(), u16(), u32(), u32(), u32(), u32(), u32(), u32(), u32(), u32(), u32(),
+        rq(), rq() if flags & Flag.RESIDUAL else None, u16(), int(rng.integers(256)), int(rng.integers(256)),
+    )
+
+
+def test_descriptors_round_trip_through_their_64_bytes():
+    rng = np.random.default_rng(1)
+    descriptors = tuple(_random_descriptor(rng) for _ in range(300))
+    program = Program(0xDEADBEEF, 123456, descriptors)
+    data = program.to_bytes()
+    assert len(data) == 64 + 64 * 300
+    assert Program.from_bytes(data) == program
+    magic, version, fingerprint, count, size, image = struct.unpack_from("<6I", data)
+    assert (magic, version, fingerprint, count, size, image) == (MAGIC, VERSION, 0xDEADBEEF, 300, 64, 123456)
+    assert data[:4] == b"HWGP"
+
+
+def test_descriptor_word_layout_matches_the_isa_document():
+    rq1 = Requant(-3, 16, True, "RND_CONV", "SAT", 29)
+    rq2 = Requant(5, 9, False, "TRN_ZERO", "SAT_SYM", 19)
+    desc = LinearDescriptor(Flag.BIAS | Flag.RESIDUAL | Flag.R_UNSIGNED, 64, 192, 768, 12, 48, 0x100, 0x200, 0x300,
+                            0x400, 0x500, 384, 0, 1536, 1536, rq1, rq2, 21, 2, 7)
+    w = struct.unpack("<16I", desc.encode())
+    assert w[0] == 1 | (1 | 4 | 256) << 8
+    assert w[1:4] == (64, 192 | 768 << 16, 12 | 48 << 16)
+    assert w[4:13] == (0x100, 0x200, 0x300, 0x400, 0x500, 384, 0, 1536, 1536)
+    assert w[13] == (0xFD | 16 << 8 | 1 << 14 | 6 << 16 | 1 << 20 | 29 << 24)
+    assert w[14] == (5 | 9 << 8 | 0 << 14 | 1 << 16 | 3 << 20 | 19 << 24)
+    assert w[15] == 21 | 2 << 16 | 7 << 24
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"XXXX" + bytes(60), r"^Program magic must be 0x50475748, not 0x58585858$"),
+        (struct.pack("<16I", MAGIC, 9, 0, 0, 64, 0, *[0] * 10), r"^Program version must be 1, not 9$"),
+        (struct.pack("<16I", MAGIC, 1, 0, 2, 64, 0, *[0] * 10), r"^a Program of 2 descriptors must be 192 bytes, not 64$"),
+        (struct.pack("<16I", MAGIC, 1, 0, 1, 64, 0, *[0] * 10) + bytes(64), r"^descriptor opcode must be 1 \(LINEAR\), not 0$"),
+    ],
+)
+def test_bad_program_bytes_are_refused(data, message):
+    with pytest.raises(ValueError, match=message):
+        Program.from_bytes(data)
+
+
+def test_weight_tiles_lie_where_the_document_says():
+    hw = HwParams(lanes_in=8, lanes_out=32, weight_bits=16, axi_data_width=64)
+    rng = np.random.default_rng(2)
+    raw = rng.integers(-(2**15), 2**15, size=(37, 70))
+    stride = hw.tile_stride(2)
+    memory = np.frombuffer(pack_tiles(raw, 8, 32, 2, stride, True), dtype=np.uint8)
+    k_tiles, n_tiles = 5, 3
+    assert memory.size == k_tiles * n_tiles * stride
+    for k, n in [(0, 0), (36, 69), (8, 31), (17, 40), (9, 64)]:
+        kt, i, nt, o = k // 8, k % 8, n // 32, n % 32
+        address = (nt * k_tiles + kt) * stride + (i * 32 + o) * 2
+        assert int.from_bytes(memory[address : address + 2].tobytes(), "little", signed=True) == raw[k, n]
+    tiles = read_tiles(memory, 0, k_tiles, n_tiles, 8, 32, 2, stride, True)
+    assert np.array_equal(tiles[:37, :70], raw)
+    assert not tiles[37:].any() and not tiles[:, 70:].any()  # remainders are zero
+
+
+def test_layout_regions_are_aligned_disjoint_and_complete(qgraphs):
+    for hw in (HwParams(), HwParams(lanes_in=8, lanes_out=32, axi_data_width=64)):
+        program, image = compile_graph(qgraphs["mlp-odd"], hw)
+        end = 0
+        for region in image.regions:
+            assert region.offset % hw.axi_bytes == 0 and region.size % hw.axi_bytes == 0
+            assert region.offset == end  # packed in order, no overlap
+            end = region.offset + region.size
+            if region.row_stride:
+                assert region.row_stride % hw.axi_bytes == 0
+                assert region.row_stride >= region.shape[-1] * hw.act_bytes
+        assert end == len(image.data) == program.image_bytes
+        assert image.region("program").offset == 0
+        assert image.data[: program.nbytes] == program.to_bytes()
+        kinds = {r.name: r.kind for r in image.regions}
+        assert kinds == {"program": "program", "fc1.weight": "weights", "fc1.bias": "bias", "fc2.weight": "weights",
+                         "fc2.bias": "bias", "x": "input", "relu1": "activation", "out": "output"}
+
+
+def test_fusion_gives_one_descriptor_per_linear_layer(qgraphs):
+    program, image = compile_graph(qgraphs["mlp-tiny"], HwParams())
+    first, second = program.descriptors
+    assert first.flags == Flag.BIAS | Flag.RELU1
+    assert second.flags == Flag.BIAS | Flag.RESIDUAL
+    assert image.labels == ("fc1 + fc1.requantize + relu1", "fc2 + fc2.requantize + out + out.requantize")
+    # fc1's 192x768 int8 weights (147 KiB) exceed one 64 KiB bank: a column of 12 tiles (3 KiB) plus
+    # its 16 biases takes 3136 bytes, so 20 of the 48 output tiles fit a chunk.
+    assert (first.k_tiles, first.n_tiles, first.chunk_tiles) == (12, 48, 20)
+    listing = program.listing(image.labels)
+    assert "#0   LINEAR M=64 K=192 N=768 tiles 12x48 chunks 3x20 flags BIAS|RELU1  ; fc1" in listing
+    assert "rq2  >>" in listing
+
+
+def test_compiling_twice_gives_identical_bytes(qgraphs):
+    for qgraph in qgraphs.values():
+        for hw in (HwParams(), HwParams(lanes_in=8, lanes_out=32)):
+            program_a, image_a = compile_graph(qgraph, hw)
+            program_b, image_b = compile_graph(qgraph, hw)
+            assert program_a.to_bytes() == program_b.to_bytes()
+            assert image_a.data == image_b.data and image_a.layout() == image_b.layout()
+
+
+def test_every_artefact_round_trips_byte_identically(tmp_path):
+    model = zoo.load_model("mlp-odd")
+    hw = HwParams(lanes_in=8, lanes_out=8)
+    first = build(model, hw, save_dir=tmp_path / "a")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert {str(f) for f in files} >= {"program.bin", "program.txt", "memory.bin", "memory.json",
+                                       "qgraph/graph.yaml", "qgraph/graph.npz", "passes/03_quantize/graph.yaml"}
+
+    qgraph = load_graph(tmp_path / "a" / "qgraph")
+    program = Program.load(tmp_path / "a" / "program.bin")
+    image = MemoryImage.load(tmp_path / "a")
+    assert program == first.program and image == first.image
+    save_build(dataclasses.replace(first, qgraph=qgraph, program=program, image=image), tmp_path / "b")
+    for f in files:
+        if not str(f).startswith("passes"):
+            assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    # The reloaded graph compiles to the same bytes and computes the same numbers.
+    again_program, again_image = compile_graph(qgraph, hw)
+    assert again_program.to_bytes() == program.to_bytes() and again_image.data == image.data
+    x = golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=0))
+    assert all(np.array_equal(a, b) for a, b in zip(golden.run(qgraph, x).values(), golden.run(first.qgraph, x).values()))
+    # The saved passes are resumable: the last one is the quantized graph.
+    assert (tmp_path / "a" / "passes/03_quantize/graph.npz").read_bytes() == (tmp_path / "a" / "qgraph/graph.npz").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "hw, message",
+    [
+        (HwParams(act_buffer_bytes=208),
+         r"^layer 'fc1': one input row needs 224 bytes of activation buffer \(K=100\), more than act_buffer_bytes=208$"),
+        (HwParams(weight_buffer_bytes=1024),
+         r"^layer 'fc1': one column of weight tiles needs 1856 bytes \(K=100, 16x16 lanes\), more than weight_buffer_bytes=1024$"),
+        (HwParams(act_bits=8), r"^format of 'x' must fit the 8-bit activation container, not fixed<16,4,RND_CONV,SAT>$"),
+        (HwParams(acc_bits=24), r"^accumulator of 'fc1' needs 29 bits, more than the hardware's acc_bits=24$"),
+    ],
+)
+def test_layers_that_cannot_fit_are_refused(qgraphs, hw, message):
+    with pytest.raises(ValueError, match=message):
+        compile_graph(qgraphs["mlp-odd"], hw)
+
+
+def test_unsupported_and_float_graphs_are_refused(qgraphs):
+    with pytest.raises(ValueError, match=r"^graph must be quantized before compiling, not a float graph$"):
+        compile_graph(zoo.load_model("mlp-odd").graph, HwParams())
+    spec = {"name": "ln", "inputs": {"x": {"shape": [4, 8]}}, "layers": [{"name": "n", "op": "LayerNorm", "input": "x"}],
+            "outputs": ["n"]}
+    with pytest.raises(ValueError, match=r"^op LayerNorm is not supported yet$"):
+        build(parse_spec(spec), HwParams())
+    with pytest.raises(ValueError, match=r"^hw must be a HwParams, not dict$"):
+        compile_graph(qgraphs["mlp-odd"], {})
+
+
+def test_cycle_estimates_follow_the_documented_model(qgraphs):
+    model = CycleModel()
+    previous = None
+    for lanes in ((8, 8), (16, 16), (32, 32)):
+        hw = HwParams(lanes_in=lanes[0], lanes_out=lanes[1])
+        program, _ = compile_graph(qgraphs["mlp-tiny"], hw)
+        estimates = [estimate_cycles(d, hw, model) for d in program.descriptors]
+        for desc, est in zip(program.descriptors, estimates):
+            assert est.ideal == desc.m * desc.k_tiles * desc.n_tiles
+            assert est.cycles == est.fetch + est.weight_load_exposed + est.compute_or_io + est.fill
+            assert est.ideal <= est.compute_or_io and 0 < est.utilization <= 1
+        total = sum(e.cycles for e in estimates)
+        if previous is not None:
+            assert total < previous  # more lanes, fewer cycles
+        previous = total
+    # fc1 at 16x16: 64 rows x 12 k-tiles x 48 n-tiles, compute-bound.
+    hw = HwParams()
+    program, image = compile_graph(qgraphs["mlp-tiny"], hw)
+    est = estimate_cycles(program.descriptors[0], hw)
+    assert est.ideal == 36864 and est.compute_or_io == 36864
+    # isa_sim reports the same estimates.
+    assert isa_sim(program, image, hw).cycles == tuple(estimate_cycles(d, hw) for d in program.descriptors)
