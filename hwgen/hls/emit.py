@@ -58,8 +58,6 @@ def requantize_config(name: str, in_fmt: QFmt, out_fmt: QFmt, lanes: int) -> str
     # Building the port checks the arguments with the same messages the harness would give.
     KernelPort("in", in_fmt, lanes)
     KernelPort("out", out_fmt, lanes)
-    if not out_fmt.signed and out_fmt.overflow == "WRAP_SM":
-        raise ValueError(f"out_fmt overflow must not be WRAP_SM for an unsigned format, not {out_fmt}")
     return render(
         "requantize_config.h.j2",
         name=name,
