@@ -44,6 +44,8 @@ __all__ = [
     "compile_cpp",
     "run_cpp",
     "yosys_resources",
+    "tclsh",
+    "run_tcl",
 ]
 
 log = logging.getLogger(__name__)
@@ -358,3 +360,31 @@ def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, i
     counts = {name: sum(cells.get(c, 0) for c in kinds) for name, kinds in _RESOURCE_CELLS.items()}
     counts["BRAM36"] += (counts.pop("BRAM18") + 1) // 2
     return counts
+
+
+# -------------------------------------------------------------------------------------------- Tcl
+
+
+def tclsh() -> Path:
+    """The ``tclsh`` (8.6; Debian's ``tcl`` package, or ``$TCLSH``) that checks and runs emitted Tcl."""
+    found = shutil.which(os.environ.get("TCLSH", "tclsh"))
+    if found is None:
+        raise ToolError("tclsh must be on PATH (apt-get install tcl), but it is not")
+    return Path(found)
+
+
+def run_tcl(
+    script: Path | str,
+    args: Iterable[str] = (),
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run the Tcl file ``script`` with :func:`tclsh`; its stdout, or :class:`ToolError` on failure."""
+    proc = subprocess.run(
+        [str(tclsh()), str(script), *map(str, args)], cwd=cwd, env=None if env is None else dict(env),
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise ToolError(f"tclsh {Path(script).name} exited with {proc.returncode}:\n{_tail(proc.stderr + proc.stdout)}")
+    return proc.stdout
