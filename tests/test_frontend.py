@@ -61,6 +61,12 @@ BAD_SPECS = {
                          r"^spec: input 'x': distribution must be one of uniform, normal, not 'cauchy'$"),
     "not a mapping": ([1, 2], r"^spec: a model spec must be a mapping, not list$"),
     "negative seed": (_spec(seed=-1), r"^spec: seed must be a non-negative integer, not -1$"),
+    "conv kernel": (_spec(inputs={"img": {"shape": [3, 8, 8]}}, outputs=["c"],
+                          layers=[{"name": "c", "op": "Conv2d", "input": "img", "channels": 4}]),
+                    r"^spec: layer 1 \(c\): kernel must be a positive integer or a list of two, not None$"),
+    "conv stride": (_spec(inputs={"img": {"shape": [3, 8, 8]}}, outputs=["c"],
+                          layers=[{"name": "c", "op": "Conv2d", "input": "img", "channels": 4, "kernel": 3, "stride": 0}]),
+                    r"^spec: layer 1 \(c\): stride must be an integer ≥ 1 or a pair of them, not 0$"),
 }
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from hwgen.compiler.layout import MemoryImage, Region, pack_tiles, pack_vector, rows_of
 from hwgen.compiler.program import Flag, LinearDescriptor, Program, Requant

@@ -136,12 +136,15 @@ def _conv2d(ctx, layer, name, shapes):
     c = shapes[0][0]
     out = _positive_int(ctx, "channels", layer.get("channels"))
     kernel = layer.get("kernel")
-    kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel or ())
+    pair = [kernel, kernel] if isinstance(kernel, int) and not isinstance(kernel, bool) else kernel
+    if not isinstance(pair, list) or len(pair) != 2 or not all(
+        isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in pair
+    ):
+        ctx.fail(f"kernel must be a positive integer or a list of two, not {kernel!r}")
+    kh, kw = pair
     groups = layer.get("groups", 1)
-    if not isinstance(groups, int) or groups < 1 or c % groups:
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or c % groups:
         ctx.fail(f"groups must be a positive divisor of the {c} input channels, not {groups!r}")
-    _positive_int(ctx, "kernel", kh)
-    _positive_int(ctx, "kernel", kw)
     bound = 1.0 / np.sqrt(c // groups * kh * kw)
     consts = [ctx.constant(f"{name}.weight", (out, c // groups, kh, kw), bound)]
     if layer.get("bias", True):
