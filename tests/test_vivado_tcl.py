@@ -390,14 +390,16 @@ def test_board_part_falls_back_to_an_installed_version_or_fails_with_the_url(tmp
 
 
 def test_checks_catch_a_ps_port_left_unclocked(tmp_path):
-    # Re-enabling HPM1_FPD (as the Ultra96 preset does) adds a PS port clock nothing drives.
+    # Enabling another HP port (S_AXI_HP1_FPD) adds a PS port clock nothing drives.
     board = load_board("ultra96")
-    overrides = {"script_after_ps": "set_property CONFIG.PSU__USE__M_AXI_GP1 {1} $ps"}
+    overrides = {"script_after_ps": "set_property CONFIG.PSU__USE__S_AXI_GP3 {1} $ps"}
     folder = board_plan(board, overrides=overrides, hls=False).write(tmp_path / "out")
     proc, records = run_build(folder, tmp_path, board_parts=board.board_part)
     assert proc.returncode == 0, proc.stderr
-    with pytest.raises(AssertionError):
-        check_block_design(BlockDesign(tool_runs(records)[0][2]), board, "rtl", folder, board.pl_clock.default_mhz)
+    bd = BlockDesign(tool_runs(records)[0][2])
+    assert "saxihp1_fpd_aclk" in bd.pins["/ps"] and bd.net("/ps/saxihp1_fpd_aclk") == {"/ps/saxihp1_fpd_aclk"}
+    with pytest.raises(AssertionError, match="saxihp1_fpd_aclk"):
+        check_block_design(bd, board, "rtl", folder, board.pl_clock.default_mhz)
 
 
 @pytest.mark.parametrize("broken, fault", [
