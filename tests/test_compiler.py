@@ -25,6 +25,7 @@ from hwgen.compiler.program import MAGIC, VERSION
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
 from hwgen.ir import load_graph
+from hwgen import pipeline
 from hwgen.pipeline import build, run_passes, save_build
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES
 from hwgen.quant import QuantConfig
@@ -222,3 +223,21 @@ def test_cycle_estimates_follow_the_documented_model(qgraphs):
     assert est.ideal == 36864 and est.compute_or_io == 36864
     # isa_sim reports the same estimates.
     assert isa_sim(program, image, hw).cycles == tuple(estimate_cycles(d, hw) for d in program.descriptors)
+
+
+def test_pipeline_verifies_after_every_pass_and_can_stop_early(tmp_path, monkeypatch):
+    graph = zoo.load_model("mlp-odd").graph
+    assert [name for name, _ in pipeline.PASSES] == ["check_supported", "insert_requantize", "quantize"]
+    partial = run_passes(graph, QuantConfig(), save_dir=tmp_path, stop_after="insert_requantize")
+    assert not partial.is_quantized and any(n.op == "Requantize" for n in partial.nodes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_check_supported", "02_insert_requantize"]
+    assert load_graph(tmp_path / "02_insert_requantize") == partial
+    with pytest.raises(ValueError, match=r"^stop_after must be one of check_supported, insert_requantize, quantize, not 'fuse'$"):
+        run_passes(graph, QuantConfig(), stop_after="fuse")
+
+    def drop_producer(g, config):  # a broken pass: leaves a tensor without producer
+        return g.replace(nodes=g.nodes[1:])
+
+    monkeypatch.setattr(pipeline, "PASSES", [("broken", drop_producer)] + pipeline.PASSES)
+    with pytest.raises(ValueError, match=r"^node 'relu1' \(ReLU\): input 'fc1' has no producer and is neither a graph input nor a constant$"):
+        run_passes(graph, QuantConfig())

@@ -2,7 +2,7 @@
 """isa_sim executes Programs exactly as golden.run defines the model: integer equality everywhere.
 
 Sweep: mlp-tiny and mlp-odd, 20 seeds each (the seed picks the weights, the calibration inputs and
-the test inputs; odd seeds drive inputs at 3x the calibrated scale so saturation is exercised),
+the test inputs, which are never calibration inputs; odd seeds drive inputs at 3x the calibrated scale so saturation is exercised),
 for lanes 8x8, 16x16 and 8x32: every activation region of the image (intermediates included,
 padding bytes included) equals the golden model's tensor packed the same way. A coverage model
 exercises every other descriptor path (bypass Add/ReLU/Requantize, activation-times-activation
@@ -65,7 +65,7 @@ def test_isa_sim_equals_golden_on_zoo_models(model_name):
         model = zoo.load_model(model_name, seed=seed)
         qgraph = run_passes(model.graph, QuantConfig(seed=seed))
         scale = 3.0 if seed % 2 else 1.0
-        inputs = golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=seed, scale=scale))
+        inputs = golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=500 + seed, scale=scale))
         for lanes_in, lanes_out in LANES:
             hw = HwParams(lanes_in=lanes_in, lanes_out=lanes_out)
             result, expected = _check_against_golden(qgraph, hw, inputs)

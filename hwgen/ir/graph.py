@@ -34,7 +34,8 @@ class Tensor:
     """A named tensor: its shape, its fixed-point format once quantized, and data if it is a constant.
 
     ``value`` holds a constant's float64 values (the float reference uses them); ``raw`` holds its
-    int64 raw codes in ``fmt`` once quantized. Both are read-only copies.
+    int64 raw codes in ``fmt`` once quantized. Both are read-only copies. Equality compares names,
+    shapes and formats, not data (compare saved bytes to compare weights).
     """
 
     name: str
