@@ -1,0 +1,183 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The accelerator as Vitis-HLS C++: emit its config header and top, and C-simulate it with g++.
+
+The kernel itself is the hand-written headers ``hls_templates/accelerator.h``, ``compute_unit.h``
+and ``requantize_rt.h``; from one :class:`~hwgen.hwparams.HwParams` Python fills only
+``hwgen_accel_config.h`` (lanes, containers, buffer depths, AXI width, fingerprint) and
+``hwgen_accel.cpp`` (the ``hwgen_accel`` top with its interface pragmas).
+
+:class:`AcceleratorCSim` compiles the same top into a g++ harness (one binary per configuration,
+cached by content) that loads a memory image into the DDR array, runs the Program and returns
+the image after the run, and that also exposes the runtime requantizer on raw vectors.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwgen import toolchain
+from hwgen.hls.emit import render
+from hwgen.hls_templates import TEMPLATE_DIR
+from hwgen.hwparams import HwParams
+
+__all__ = [
+    "TOP_NAME",
+    "CONFIG_HEADER",
+    "TOP_SOURCE",
+    "KERNEL_HEADERS",
+    "Status",
+    "AccelRun",
+    "AcceleratorCSim",
+    "accelerator_context",
+    "accelerator_config",
+    "accelerator_top",
+    "accelerator_sources",
+]
+
+log = logging.getLogger(__name__)
+
+#: The top function Vitis HLS synthesizes (``set_top``).
+TOP_NAME = "hwgen_accel"
+#: File names of the two generated sources.
+CONFIG_HEADER = "hwgen_accel_config.h"
+TOP_SOURCE = "hwgen_accel.cpp"
+#: The hand-written headers the top includes (from :data:`hwgen.hls_templates.TEMPLATE_DIR`).
+KERNEL_HEADERS = ("accelerator.h", "compute_unit.h", "requantize_rt.h")
+
+# Default m_axi depth (in AXI words) when the image size is not known: only C/RTL co-simulation
+# reads it, to size its memory model.
+_DEFAULT_DEPTH_BYTES = 1 << 20
+_TRAILER = np.dtype([("status", "<u4"), ("executed", "<u4"), ("array_steps", "<u8")])
+
+
+class Status(enum.IntEnum):
+    """Values of the kernel's ``status`` register (``hwgen::status_code``)."""
+
+    OK = 0
+    BAD_MAGIC = 1
+    BAD_VERSION = 2
+    FINGERPRINT_MISMATCH = 3
+    BAD_HEADER = 4
+    BAD_OPCODE = 5
+    BAD_DESCRIPTOR = 6
+    DOES_NOT_FIT = 7
+    MISALIGNED = 8
+    OUT_OF_BOUNDS = 9
+
+
+def _check_hw(hw: object) -> HwParams:
+    if not isinstance(hw, HwParams):
+        raise ValueError(f"hw must be a HwParams, not {type(hw).__name__}")
+    return hw
+
+
+def accelerator_context(hw: HwParams) -> dict[str, object]:
+    """The values the config template receives: HwParams fields and the buffer depths they imply.
+
+    Depths are sized so that every descriptor the compiler can emit for ``hw`` fits: a weight bank
+    holds ``weight_buffer_bytes`` of the narrower tile kind (weights or, for ``B_ROWMAJOR``,
+    activations), an activation bank a row of ``act_buffer_bytes`` at the narrower lane count.
+    """
+    hw = _check_hw(hw)
+    narrow_tile = min(hw.tile_stride(hw.weight_bytes), hw.tile_stride(hw.act_bytes))
+    weight_tiles = hw.weight_buffer_bytes // narrow_tile
+    x_rows = -(-hw.act_buffer_bytes // (min(hw.lanes_in, hw.lanes_out) * hw.act_bytes))
+    return {
+        "description": str(hw),
+        "lanes_in": hw.lanes_in,
+        "lanes_out": hw.lanes_out,
+        "acc_bits": hw.acc_bits,
+        "act_bits": hw.act_bits,
+        "weight_bits": hw.weight_bits,
+        "bias_bits": 8 * hw.bias_bytes,
+        "axi_bits": hw.axi_data_width,
+        "x_rows": x_rows,
+        "weight_tiles": weight_tiles,
+        "row_tiles": max(weight_tiles, x_rows),
+        "weight_tile_words": hw.tile_stride(hw.weight_bytes) // hw.axi_bytes,
+        "fingerprint": f"{hw.fingerprint():#010x}",
+    }
+
+
+def _mem_depth(hw: HwParams, image_bytes: int | None) -> int:
+    if image_bytes is None:
+        image_bytes = _DEFAULT_DEPTH_BYTES
+    if isinstance(image_bytes, bool) or not isinstance(image_bytes, int) or image_bytes < 1:
+        raise ValueError(f"image_bytes must be a positive integer, not {image_bytes!r}")
+    return -(-image_bytes // hw.axi_bytes)
+
+
+def accelerator_config(hw: HwParams) -> str:
+    """``hwgen_accel_config.h``: ``struct hwgen_accel_config`` for ``hw``."""
+    return render("accelerator_config.h.j2", **accelerator_context(hw))
+
+
+def accelerator_top(hw: HwParams, image_bytes: int | None = None) -> str:
+    """``hwgen_accel.cpp``: the ``hwgen_accel`` top function with its interface pragmas.
+
+    ``image_bytes`` sizes the m_axi ``depth`` (used only by C/RTL co-simulation; 1 MiB if omitted).
+    """
+    return render("accelerator_top.cpp.j2", **accelerator_context(hw), mem_depth=_mem_depth(hw, image_bytes))
+
+
+def accelerator_sources(hw: HwParams, image_bytes: int | None = None) -> dict[str, str]:
+    """Every file Vitis HLS needs for ``hw``, by file name: the generated two and the kernel headers."""
+    files = {CONFIG_HEADER: accelerator_config(hw), TOP_SOURCE: accelerator_top(hw, image_bytes)}
+    for name in KERNEL_HEADERS:
+        files[name] = (TEMPLATE_DIR / name).read_text(encoding="utf-8")
+    return files
+
+
+@dataclass(frozen=True)
+class AccelRun:
+    """What one C-simulated run returned: the result registers and the image after the run."""
+
+    status: Status
+    executed: int
+    array_steps: int
+    data: bytes
+
+
+class AcceleratorCSim:
+    """The ``hwgen_accel`` top for ``hw`` compiled with g++ (cached by content), ready to run images."""
+
+    def __init__(self, hw: HwParams):
+        self.hw = _check_hw(hw)
+        context = accelerator_context(hw)
+        self.source = render("accelerator_csim.cpp.j2", **context, mem_depth=_mem_depth(hw, None))
+        name = f"hwgen_accel_{hw.lanes_in}x{hw.lanes_out}_axi{hw.axi_data_width}"
+        self.binary = toolchain.compile_cpp(self.source, includes=[TEMPLATE_DIR], name=name)
+
+    def run(self, image: bytes, program_addr: int = 0) -> AccelRun:
+        """Run the Program at ``program_addr`` on a copy of ``image``; return the registers and image."""
+        if not isinstance(image, (bytes, bytearray)):
+            raise ValueError(f"image must be bytes, not {type(image).__name__}")
+        if isinstance(program_addr, bool) or not isinstance(program_addr, int) or not 0 <= program_addr < 1 << 32:
+            raise ValueError(f"program_addr must be an integer from 0 to 2**32-1, not {program_addr!r}")
+        log.info("C-simulating hwgen_accel (%s) on a %d-byte image", self.hw, len(image))
+        out = toolchain.run_cpp(self.binary, ["run", str(program_addr)], stdin=bytes(image))
+        trailer = np.frombuffer(out[: _TRAILER.itemsize], dtype=_TRAILER)[0]
+        data = out[_TRAILER.itemsize :]
+        padded = self.hw.align(len(image))
+        if len(data) != padded:
+            raise toolchain.ToolError(f"hwgen_accel harness returned {len(data)} image bytes, expected {padded}")
+        return AccelRun(Status(int(trailer["status"])), int(trailer["executed"]), int(trailer["array_steps"]),
+                        data[: len(image)])
+
+    def requantize(self, values: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """``hwgen::requantize_rt`` of each acc value under its requantization word (int64 arrays)."""
+        values = np.asarray(values)
+        words = np.asarray(words)
+        if values.dtype.kind not in "iu" or words.dtype.kind not in "iu":
+            raise ValueError(f"values and words must be integer arrays, not {values.dtype} and {words.dtype}")
+        values, words = np.broadcast_arrays(values.astype(np.int64), words.astype(np.int64))
+        low, high = -(1 << (self.hw.acc_bits - 1)), (1 << (self.hw.acc_bits - 1)) - 1
+        if values.size and (values.min() < low or values.max() > high):
+            raise ValueError(f"values must fit acc_bits={self.hw.acc_bits}, not [{values.min()}, {values.max()}]")
+        pairs = np.stack([values.ravel(), words.ravel()], axis=1).astype("<i8")
+        out = toolchain.run_cpp(self.binary, ["requantize"], stdin=pairs.tobytes())
+        return np.frombuffer(out, dtype="<i8").astype(np.int64).reshape(values.shape)
