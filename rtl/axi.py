@@ -392,6 +392,7 @@ REGISTER_MAP = {
     "FINGERPRINT": 0x20,
     "PARAMS": 0x24,
     "DESCRIPTORS_DONE": 0x28,
+    "IMAGE_BASE": 0x2C,
 }
 
 # Bits of the STATUS register (the controller's error causes; any set bit means the run stopped).
@@ -426,6 +427,8 @@ class AXILiteRegisters(wiring.Component):
         One-cycle pulse: the host wrote 1 to CONTROL.start while the core was idle.
     program_addr : Out(32)
         Byte address of the Program header in DDR.
+    image_base : Out(32)
+        Byte address that every address inside the Program is relative to.
     done : In(1)
         One-cycle pulse from the core: the run finished (successfully or stopped by an error).
     stall : In(1)
@@ -446,6 +449,7 @@ class AXILiteRegisters(wiring.Component):
             "irq": Out(1),
             "start": Out(1),
             "program_addr": Out(32),
+            "image_base": Out(32),
             "done": In(1),
             "stall": In(1),
             "status": In(32),
@@ -503,6 +507,8 @@ class AXILiteRegisters(wiring.Component):
                         m.d.sync += ier.eq(bus.wdata[0])
                 with m.Case(REGISTER_MAP["PROGRAM_ADDR"] >> 2):
                     write_bytes(self.program_addr)
+                with m.Case(REGISTER_MAP["IMAGE_BASE"] >> 2):
+                    write_bytes(self.image_base)
         # ISR: set by a finished run, cleared by writing 1 (the clear loses to a simultaneous set).
         clear_isr = take_write & (word(bus.awaddr) == REGISTER_MAP["ISR"] >> 2) & bus.wstrb[0] & bus.wdata[0]
         with m.If(self.done):
@@ -523,7 +529,7 @@ class AXILiteRegisters(wiring.Component):
             "CONTROL": control, "GIE": gie, "IER": ier, "ISR": isr, "STATUS": self.status,
             "PROGRAM_ADDR": self.program_addr, "CYCLES": cycles, "STALLS": stalls,
             "FINGERPRINT": Const(self.fingerprint, 32), "PARAMS": Const(self.params, 32),
-            "DESCRIPTORS_DONE": self.descriptors_done,
+            "DESCRIPTORS_DONE": self.descriptors_done, "IMAGE_BASE": self.image_base,
         }
         m.d.comb += [bus.arready.eq(~bus.rvalid), bus.rresp.eq(0)]
         with m.If(bus.arvalid & bus.arready):

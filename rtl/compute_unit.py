@@ -1,0 +1,619 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The unified compute unit: a ``lanes_in × lanes_out`` MAC array fed from on-chip buffers,
+followed by the post-processing lanes, executing one LINEAR descriptor (docs/isa.md §3.3–3.4).
+
+Data arrives as tagged AXI beats on :attr:`ComputeUnit.fill` and lands in four buffers:
+
+- the **weight buffer**: two banks (ping-pong) of whole weight tiles; one bank is computed from
+  while the next chunk loads into the other. A tile is ``tile_beats`` AXI words wide, stored as
+  that many side-by-side memories so one tile is read per cycle;
+- the **bias buffer**: the loaded chunks' bias entries, two banks like the weights;
+- the **activation ring**: rows of ``x``, each ``k_tiles`` words of ``lanes_in`` elements, in a
+  ring as deep as both activation banks together, so several rows are in flight while one is
+  computed (a 64-cycle memory latency costs more than one row's compute on short rows);
+- the **residual FIFO**: the chunk-rows of ``r`` in output order.
+
+The array walks chunks, rows, output tiles and k-tiles in the order of docs/isa.md §3.4, issuing
+one ``lanes_in × lanes_out`` tile per cycle whenever its row and chunk are loaded and an output
+slot is free, and accumulates exactly (products and partial sums wrap in ``acc_bits``, which the
+compiler guarantees the true sum fits). Finished tiles queue for the post-processing lanes, which
+run one AXI word of outputs per cycle — the rate the write port drains them — through bias,
+requantize (RQ1), ReLU, the residual add, requantize (RQ2) and ReLU, and leave as write beats with
+byte strobes that stop at column ``N``.
+
+The controller (``rtl/controller.py``) issues the reads in the same order and paces them with the
+credit pulses this unit returns (``row_released``, ``chunk_released``, ``residual_released``), so
+fill beats always find room and the read channel never stalls on this unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hwgen.hwparams import HwParams
+
+from ._errors import refuse
+from .descriptor import DESCRIPTOR_LAYOUT, TAG_WIDTH, Tag
+from .runtime_requantize import RESULT_SHAPE, cut_layout, requantize_cut, requantize_fit
+
+__all__ = ["Geometry", "ChunkWalker", "ComputeUnit"]
+
+#: Largest weight or bias read command: weights load in pieces this long so rows of x can be
+#: interleaved with them on the one read port.
+PIECE_BEATS = 64
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Buffer shapes and beat counts the RTL derives from :class:`HwParams`.
+
+    The RTL moves whole AXI words between DDR and its buffers, so it needs an activation word
+    (``lanes_in`` elements) and an output tile (``lanes_out`` elements) to be whole AXI words;
+    other parameter sets are refused with the reason.
+    """
+
+    hw: HwParams
+
+    def __post_init__(self):
+        problem = self.problem(self.hw)
+        if problem:
+            raise ValueError(problem)
+
+    @staticmethod
+    def problem(hw: HwParams) -> str | None:
+        """Why the RTL core cannot be built for ``hw``, or ``None``."""
+        if not isinstance(hw, HwParams):
+            return f"hardware parameters must be an HwParams, not {hw!r}"
+        axi = hw.axi_data_width
+        if hw.lanes_in * hw.act_bits % axi:
+            return (f"lanes_in × act_bits must be a multiple of the AXI data width ({axi}) for the RTL core, "
+                    f"not {hw.lanes_in * hw.act_bits}")
+        if hw.lanes_out * hw.act_bits % axi:
+            return (f"lanes_out × act_bits must be a multiple of the AXI data width ({axi}) for the RTL core, "
+                    f"not {hw.lanes_out * hw.act_bits}")
+        need = hw.tile_stride(hw.weight_bytes) + hw.lanes_out * hw.bias_bytes
+        if hw.weight_buffer_bytes < need:
+            return f"weight_buffer_bytes must hold one tile and its bias ({need} bytes), not {hw.weight_buffer_bytes}"
+        return None
+
+    # Elements and words.
+    @property
+    def axi_bits(self) -> int:
+        return self.hw.axi_data_width
+
+    @property
+    def axi_bytes(self) -> int:
+        return self.hw.axi_bytes
+
+    @property
+    def bias_bits(self) -> int:
+        return 8 * self.hw.bias_bytes
+
+    @property
+    def act_slots(self) -> int:
+        """AXI words per activation-ring word (``lanes_in`` elements)."""
+        return self.hw.lanes_in * self.hw.act_bytes // self.axi_bytes
+
+    @property
+    def tile_beats(self) -> int:
+        """AXI words per weight tile (``tile_stride`` bytes)."""
+        return self.hw.tile_stride(self.hw.weight_bytes) // self.axi_bytes
+
+    @property
+    def post_lanes(self) -> int:
+        """Outputs per AXI word: the post-processing lanes handle one output word per cycle."""
+        return self.axi_bytes // self.hw.act_bytes
+
+    @property
+    def tile_out_beats(self) -> int:
+        """AXI words per output tile (``lanes_out`` outputs)."""
+        return self.hw.lanes_out // self.post_lanes
+
+    @property
+    def bias_slots(self) -> int:
+        """AXI words per bias word (the bias entries of one output word)."""
+        return self.post_lanes * self.hw.bias_bytes // self.axi_bytes
+
+    # Buffer depths.
+    @property
+    def bank_tiles(self) -> int:
+        """Weight tiles one bank holds."""
+        return self.hw.weight_buffer_bytes // self.hw.tile_stride(self.hw.weight_bytes)
+
+    @property
+    def max_chunk_tiles(self) -> int:
+        """Most output tiles a chunk can have: its tiles and bias share one bank's budget."""
+        return self.hw.weight_buffer_bytes // (self.hw.tile_stride(self.hw.weight_bytes)
+                                               + self.hw.lanes_out * self.hw.bias_bytes)
+
+    @property
+    def bias_words(self) -> int:
+        """Bias words one bank holds."""
+        return self.max_chunk_tiles * self.tile_out_beats
+
+    @property
+    def ring_words(self) -> int:
+        """Activation-ring words (both activation banks as one ring)."""
+        return 2 * self.hw.act_buffer_bytes // (self.hw.lanes_in * self.hw.act_bytes)
+
+    @property
+    def residual_beats(self) -> int:
+        """Residual FIFO depth in AXI words: two of the longest chunk-rows."""
+        return _next_pow2(2 * self.max_chunk_tiles * self.tile_out_beats)
+
+    tile_fifo_depth = 8  # finished tiles waiting for the post-processing lanes
+
+    # Pipeline.
+    @property
+    def tree_stages(self) -> int:
+        """Registers in the adder tree (one every two adder levels)."""
+        levels = (self.hw.lanes_in - 1).bit_length()
+        return (levels + 1) // 2
+
+    @property
+    def array_latency(self) -> int:
+        """Cycles from issuing a tile's last k-tile to its accumulators entering the tile FIFO."""
+        return 1 + 1 + self.tree_stages + 1 + 1  # read, product, tree, accumulate, push
+
+    post_stages = 7  # bias, RQ1 cut, RQ1 fit, residual add, RQ2 cut, RQ2 fit, output register
+
+
+class ChunkWalker:
+    """Geometry of the current weight chunk of a LINEAR descriptor, stepped chunk by chunk.
+
+    ``tiles`` (output tiles in the chunk), ``cols`` (output columns), ``out_beats`` (AXI words of
+    one output row segment), ``last_bytes`` (valid bytes of the segment's last word) and ``last``
+    (final chunk) are combinational from the registered chunk start.
+    """
+
+    def __init__(self, m, desc, geometry: Geometry, name: str):
+        hw = geometry.hw
+        self.index = Signal(16, name=f"{name}_chunk")
+        self.tile_start = Signal(17, name=f"{name}_tile_start")
+        self.col_start = Signal(32, name=f"{name}_col_start")
+        self.tiles = Signal(16, name=f"{name}_tiles")
+        self.cols = Signal(32, name=f"{name}_cols")
+        self.out_beats = Signal(32, name=f"{name}_out_beats")
+        self.last_bytes = Signal(range(geometry.axi_bytes + 1), name=f"{name}_last_bytes")
+        self.last = Signal(name=f"{name}_last")
+        self._desc, self._hw = desc, hw
+        tiles_left = desc.n_tiles - self.tile_start
+        cols_left = desc.n - self.col_start
+        chunk_cols = desc.chunk_tiles * hw.lanes_out
+        bytes_ = Signal(34, name=f"{name}_bytes")
+        shift = geometry.axi_bytes.bit_length() - 1
+        m.d.comb += [
+            self.tiles.eq(Mux(tiles_left < desc.chunk_tiles, tiles_left, desc.chunk_tiles)),
+            self.cols.eq(Mux(cols_left < chunk_cols, cols_left, chunk_cols)),
+            bytes_.eq(self.cols * hw.act_bytes),
+            self.out_beats.eq((bytes_ + geometry.axi_bytes - 1) >> shift),
+            self.last_bytes.eq(bytes_ - ((self.out_beats - 1) << shift)),
+            self.last.eq(self.tile_start + desc.chunk_tiles >= desc.n_tiles),
+        ]
+
+    def reset(self):
+        return [self.index.eq(0), self.tile_start.eq(0), self.col_start.eq(0)]
+
+    def advance(self):
+        return [
+            self.index.eq(self.index + 1),
+            self.tile_start.eq(self.tile_start + self._desc.chunk_tiles),
+            self.col_start.eq(self.col_start + self._desc.chunk_tiles * self._hw.lanes_out),
+        ]
+
+
+def _wrap(value, modulus):
+    """``value mod modulus`` for ``0 ≤ value < 2·modulus``."""
+    return Mux(value >= modulus, value - modulus, value)
+
+
+def _extend(bits, is_unsigned):
+    """A container's bits as a signed value one bit wider: zero- or sign-extended per the flag."""
+    return Cat(bits, Mux(is_unsigned, 0, bits[-1])).as_signed()
+
+
+class ComputeUnit(wiring.Component):
+    """MAC array, its buffers and the post-processing lanes, running one LINEAR descriptor.
+
+    Ports
+    -----
+    desc : In(DESCRIPTOR_LAYOUT)
+        The descriptor; held stable from ``start`` to ``done``.
+    start : In(1)
+        One-cycle pulse: reset the buffers' pointers and run ``desc``.
+    done : Out(1)
+        One-cycle pulse: every output word of the descriptor has left on ``out``.
+    fill : In(stream)
+        Read data from DDR: ``data`` (one AXI word), ``tag`` (:class:`Tag`), ``last`` (final word
+        of its read command). Always ready: the controller only reads into free space.
+    out : Out(stream)
+        Output words for the write engine: ``data`` and byte strobes ``strb``.
+    row_released : Out(1)
+        Pulse: the array finished a row; its ``k_tiles`` ring words are free.
+    chunk_released : Out(1)
+        Pulse: a chunk is fully processed; its weight and bias bank is free.
+    residual_released : Out(1)
+        Pulse: one residual word left the residual FIFO.
+    issuing : Out(1)
+        The array issues a tile this cycle (``lanes_in × lanes_out`` MACs of work).
+    """
+
+    def __init__(self, hw: HwParams):
+        problem = Geometry.problem(hw)
+        if problem:
+            refuse(self, problem)
+        self.hw = hw
+        self.geometry = geo = Geometry(hw)
+        self.fill_layout = data.StructLayout({
+            "data": unsigned(geo.axi_bits), "tag": unsigned(TAG_WIDTH), "last": unsigned(1)})
+        self.out_layout = data.StructLayout({
+            "data": unsigned(geo.axi_bits), "strb": unsigned(geo.axi_bytes)})
+        super().__init__({
+            "desc": In(DESCRIPTOR_LAYOUT),
+            "start": In(1),
+            "done": Out(1),
+            "fill": In(stream.Signature(self.fill_layout)),
+            "out": Out(stream.Signature(self.out_layout)),
+            "row_released": Out(1),
+            "chunk_released": Out(1),
+            "residual_released": Out(1),
+            "issuing": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        hw, geo, desc = self.hw, self.geometry, self.desc
+        flags = desc.flags
+        axi_bits = geo.axi_bits
+        lanes_in, lanes_out, acc_bits = hw.lanes_in, hw.lanes_out, hw.acc_bits
+        act_bits, weight_bits = hw.act_bits, hw.weight_bits
+
+        # ------------------------------------------------------------------ buffers
+        def memories(prefix, count, depth):
+            mems = []
+            for i in range(count):
+                mem = Memory(shape=unsigned(axi_bits), depth=depth, init=[])
+                m.submodules[f"{prefix}{i}"] = mem
+                mems.append(mem)
+            return mems
+
+        weight_mems = memories("weights", geo.tile_beats, 2 * geo.bank_tiles)
+        bias_mems = memories("bias", geo.bias_slots, 2 * geo.bias_words)
+        act_mems = memories("act", geo.act_slots, geo.ring_words)
+        weight_w = [mem.write_port() for mem in weight_mems]
+        bias_w = [mem.write_port() for mem in bias_mems]
+        act_w = [mem.write_port() for mem in act_mems]
+        weight_r = [mem.read_port() for mem in weight_mems]
+        act_r = [mem.read_port() for mem in act_mems]
+        bias_r = [mem.read_port() for mem in bias_mems]
+        m.submodules.residual = residual = fifo.SyncFIFOBuffered(width=axi_bits, depth=geo.residual_beats)
+        m.submodules.tiles = tiles = fifo.SyncFIFO(width=lanes_out * acc_bits, depth=geo.tile_fifo_depth)
+
+        # ------------------------------------------------------------------ fill
+        beat = self.fill.payload
+        arriving = self.fill.valid
+        m.d.comb += self.fill.ready.eq(1)
+
+        act_slot = Signal(range(geo.act_slots))
+        act_word = Signal(range(geo.ring_words))
+        act_row_base = Signal(range(geo.ring_words))
+        row_arrived = Signal()
+        for i, port in enumerate(act_w):
+            m.d.comb += [port.addr.eq(act_word), port.data.eq(beat.data),
+                         port.en.eq(arriving & (beat.tag == Tag.ACT) & (act_slot == i))]
+        next_row_base = _wrap(act_row_base + desc.k_tiles, geo.ring_words)
+        with m.If(arriving & (beat.tag == Tag.ACT)):
+            with m.If(beat.last):
+                m.d.comb += row_arrived.eq(1)
+                m.d.sync += [act_slot.eq(0), act_word.eq(next_row_base), act_row_base.eq(next_row_base)]
+            with m.Elif(act_slot == geo.act_slots - 1):
+                m.d.sync += [act_slot.eq(0), act_word.eq(_wrap(act_word + 1, geo.ring_words))]
+            with m.Else():
+                m.d.sync += act_slot.eq(act_slot + 1)
+
+        fill_bank = Signal()
+        loaded = Signal(2)  # a bank holds a complete chunk the array has not finished with
+        weight_slot = Signal(range(geo.tile_beats))
+        weight_word = Signal(range(2 * geo.bank_tiles))
+        bias_slot = Signal(range(geo.bias_slots))
+        bias_word = Signal(range(2 * geo.bias_words))
+        is_weight = arriving & ((beat.tag == Tag.WEIGHT) | (beat.tag == Tag.WEIGHT_END))
+        is_bias = arriving & (beat.tag == Tag.BIAS)
+        for i, port in enumerate(weight_w):
+            m.d.comb += [port.addr.eq(weight_word), port.data.eq(beat.data),
+                         port.en.eq(is_weight & (weight_slot == i))]
+        for i, port in enumerate(bias_w):
+            m.d.comb += [port.addr.eq(bias_word), port.data.eq(beat.data),
+                         port.en.eq(is_bias & (bias_slot == i))]
+        chunk_loaded = Signal()
+        m.d.comb += chunk_loaded.eq(is_weight & (beat.tag == Tag.WEIGHT_END) & beat.last)
+        with m.If(chunk_loaded):
+            m.d.sync += [
+                fill_bank.eq(~fill_bank),
+                weight_slot.eq(0),
+                weight_word.eq(Mux(fill_bank, 0, geo.bank_tiles)),
+                bias_slot.eq(0),
+                bias_word.eq(Mux(fill_bank, 0, geo.bias_words)),
+            ]
+        with m.Elif(is_weight):
+            with m.If(weight_slot == geo.tile_beats - 1):
+                m.d.sync += [weight_slot.eq(0), weight_word.eq(weight_word + 1)]
+            with m.Else():
+                m.d.sync += weight_slot.eq(weight_slot + 1)
+        with m.If(is_bias):
+            with m.If(bias_slot == geo.bias_slots - 1):
+                m.d.sync += [bias_slot.eq(0), bias_word.eq(bias_word + 1)]
+            with m.Else():
+                m.d.sync += bias_slot.eq(bias_slot + 1)
+
+        m.d.comb += [residual.w_data.eq(beat.data), residual.w_en.eq(arriving & (beat.tag == Tag.RES))]
+
+        # ------------------------------------------------------------------ array issue
+        issue_chunk = ChunkWalker(m, desc, geo, "issue")
+        issue_running = Signal()
+        bank = Signal()
+        row = Signal(32)
+        tile = Signal(16)
+        ktile = Signal(16)
+        row_base = Signal(range(geo.ring_words))
+        weight_addr = Signal(range(2 * geo.bank_tiles))
+        rows_ready = Signal(range(geo.ring_words + 1))
+        tiles_owed = Signal(range(geo.tile_fifo_depth + 1))  # issued tiles not yet out of the tile FIFO
+        bypass = flags.bypass
+        k_last = Signal(16)
+        m.d.comb += k_last.eq(Mux(bypass, 0, desc.k_tiles - 1))
+
+        first = ktile == 0
+        last = ktile == k_last
+        tile_last = tile == issue_chunk.tiles - 1
+        issue = Signal()
+        m.d.comb += issue.eq(issue_running & (bypass | loaded.bit_select(bank, 1)) & (rows_ready != 0)
+                             & (~first | (tiles_owed < geo.tile_fifo_depth)))
+        m.d.comb += self.issuing.eq(issue)
+
+        act_index = Mux(bypass, tile, ktile)
+        for port in act_r:
+            m.d.comb += port.addr.eq(_wrap(row_base + act_index, geo.ring_words))
+        for port in weight_r:
+            m.d.comb += port.addr.eq(weight_addr)
+
+        row_done = Signal()
+        tile_popped = Signal()
+        chunk_issued = Signal()
+        bank_base = Mux(bank, geo.bank_tiles, 0)
+        with m.If(issue):
+            with m.If(~last):
+                m.d.sync += [ktile.eq(ktile + 1), weight_addr.eq(weight_addr + 1)]
+            with m.Elif(~tile_last):
+                m.d.sync += [ktile.eq(0), tile.eq(tile + 1), weight_addr.eq(weight_addr + 1)]
+            with m.Else():
+                m.d.comb += row_done.eq(1)
+                m.d.sync += [ktile.eq(0), tile.eq(0),
+                             row_base.eq(_wrap(row_base + desc.k_tiles, geo.ring_words)),
+                             weight_addr.eq(bank_base)]
+                with m.If(row == desc.m - 1):
+                    m.d.comb += chunk_issued.eq(1)
+                    m.d.sync += [row.eq(0), bank.eq(~bank), issue_chunk.advance(),
+                                 weight_addr.eq(Mux(bank, 0, geo.bank_tiles))]
+                    with m.If(issue_chunk.last):
+                        m.d.sync += issue_running.eq(0)
+                with m.Else():
+                    m.d.sync += row.eq(row + 1)
+        m.d.comb += self.row_released.eq(row_done)
+        m.d.sync += rows_ready.eq(rows_ready + row_arrived - row_done)
+        m.d.sync += tiles_owed.eq(tiles_owed + (issue & first) - tile_popped)
+        for b in range(2):
+            with m.If(chunk_loaded & (fill_bank == b)):
+                m.d.sync += loaded[b].eq(1)
+            with m.Elif(chunk_issued & (bank == b)):
+                m.d.sync += loaded[b].eq(0)
+
+        # ------------------------------------------------------------------ MAC array
+        # Cycle 1: buffer words out of the memories, with the control of the cycle-0 issue.
+        valid1, first1, last1 = Signal(), Signal(), Signal()
+        m.d.sync += [valid1.eq(issue), first1.eq(first), last1.eq(last)]
+        act_word_out = Cat(*(port.data for port in act_r))
+        tile_word = Cat(*(port.data for port in weight_r))
+        x = [_extend(act_word_out[i * act_bits:(i + 1) * act_bits], flags.x_unsigned) for i in range(lanes_in)]
+
+        def weight(i, o):
+            w = _extend(tile_word[(i * lanes_out + o) * weight_bits:(i * lanes_out + o + 1) * weight_bits],
+                        flags.w_unsigned)
+            # BYPASS multiplies x by the identity tile: acc[n] = x[n] exactly.
+            return Mux(bypass, int(i == o), w)
+
+        # Cycle 2: products.
+        product_shape = signed(act_bits + weight_bits + 2)
+        products = [[Signal(product_shape, name=f"p_{i}_{o}") for o in range(lanes_out)] for i in range(lanes_in)]
+        for i in range(lanes_in):
+            for o in range(lanes_out):
+                m.d.sync += products[i][o].eq(x[i] * weight(i, o))
+        valid2, first2, last2 = Signal(), Signal(), Signal()
+        m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1)]
+
+        # Adder tree over lanes_in, a register every two levels; sums wrap in acc_bits (exact).
+        sum_width = min(product_shape.width + (lanes_in - 1).bit_length(), acc_bits)
+        ctrl = (valid2, first2, last2)
+        partial = [[products[i][o] for i in range(lanes_in)] for o in range(lanes_out)]
+        level = 0
+        while len(partial[0]) > 1:
+            partial = [[(terms[j] + terms[j + 1])[:sum_width].as_signed() if j + 1 < len(terms) else terms[j]
+                        for j in range(0, len(terms), 2)] for terms in partial]
+            level += 1
+            if level % 2 == 0 or len(partial[0]) == 1:
+                registered = []
+                for o, terms in enumerate(partial):
+                    regs = [Signal(signed(sum_width), name=f"sum{level}_{o}_{j}") for j in range(len(terms))]
+                    m.d.sync += [reg.eq(term) for reg, term in zip(regs, terms)]
+                    registered.append(regs)
+                partial = registered
+                delayed = tuple(Signal(name=f"{n}_sum{level}") for n in ("valid", "first", "last"))
+                m.d.sync += [a.eq(b) for a, b in zip(delayed, ctrl)]
+                ctrl = delayed
+        tree_out = [partial[o][0] for o in range(lanes_out)]
+        valid_t, first_t, last_t = ctrl
+
+        # Accumulate; the tile leaves for the FIFO the cycle after its last k-tile.
+        acc = [Signal(signed(acc_bits), name=f"acc_{o}") for o in range(lanes_out)]
+        for o in range(lanes_out):
+            with m.If(valid_t):
+                m.d.sync += acc[o].eq(Mux(first_t, 0, acc[o]) + tree_out[o])
+        tile_done = Signal()
+        m.d.sync += tile_done.eq(valid_t & last_t)
+        m.d.comb += [tiles.w_data.eq(Cat(*acc)), tiles.w_en.eq(tile_done)]
+
+        # ------------------------------------------------------------------ post-processing lanes
+        post_lanes, out_beats_per_tile = geo.post_lanes, geo.tile_out_beats
+        post_chunk = ChunkWalker(m, desc, geo, "post")
+        post_running = Signal()
+        post_bank = Signal()
+        post_row = Signal(32)
+        post_tile = Signal(16)
+        post_part = Signal(range(out_beats_per_tile))  # output word within the tile
+        post_beat = Signal(32)  # output word within the row segment
+        bias_addr = Signal(range(2 * geo.bias_words))
+
+        out_stage = self.out
+        advance = ~out_stage.valid | out_stage.ready
+        skip = post_beat >= post_chunk.out_beats  # tile padding beyond column N: never written
+        need_residual = flags.residual & ~skip
+        take = Signal()
+        m.d.comb += take.eq(post_running & tiles.r_rdy & advance & (~need_residual | residual.r_rdy))
+        enter = take & ~skip  # a word enters the post-processing pipeline
+        part_last = post_part == out_beats_per_tile - 1
+        m.d.comb += [
+            tiles.r_en.eq(take & part_last),
+            tile_popped.eq(take & part_last),
+            residual.r_en.eq(take & need_residual),
+            self.residual_released.eq(take & need_residual),
+        ]
+        for port in bias_r:
+            m.d.comb += [port.addr.eq(bias_addr), port.en.eq(advance)]
+        post_bank_base = Mux(post_bank, geo.bias_words, 0)
+        with m.If(take):
+            with m.If(~part_last):
+                m.d.sync += [post_part.eq(post_part + 1), post_beat.eq(post_beat + 1), bias_addr.eq(bias_addr + 1)]
+            with m.Elif(post_tile != post_chunk.tiles - 1):
+                m.d.sync += [post_part.eq(0), post_tile.eq(post_tile + 1), post_beat.eq(post_beat + 1),
+                             bias_addr.eq(bias_addr + 1)]
+            with m.Else():
+                m.d.sync += [post_part.eq(0), post_tile.eq(0), post_beat.eq(0), bias_addr.eq(post_bank_base)]
+                with m.If(post_row == desc.m - 1):
+                    m.d.comb += self.chunk_released.eq(1)
+                    m.d.sync += [post_row.eq(0), post_bank.eq(~post_bank), post_chunk.advance(),
+                                 bias_addr.eq(Mux(post_bank, 0, geo.bias_words))]
+                    with m.If(post_chunk.last):
+                        m.d.sync += post_running.eq(0)
+                with m.Else():
+                    m.d.sync += post_row.eq(post_row + 1)
+
+        # Stage 1: the word's accumulators, residual word and strobes (bias arrives from memory).
+        head = tiles.r_data
+        lane_acc = [Signal(signed(acc_bits), name=f"post_acc_{e}") for e in range(post_lanes)]
+        res1 = Signal(axi_bits)
+        strb1 = Signal(geo.axi_bytes)
+        valid_p = [Signal(name=f"post_valid{s}") for s in range(1, 7)]
+        full_strb = (1 << geo.axi_bytes) - 1
+        partial_strb = Signal(geo.axi_bytes)
+        m.d.comb += partial_strb.eq((Const(1, geo.axi_bytes + 1) << post_chunk.last_bytes) - 1)
+        with m.If(advance):
+            m.d.sync += valid_p[0].eq(enter)
+            for e in range(post_lanes):
+                choices = [head[((j * post_lanes + e) * acc_bits):((j * post_lanes + e + 1) * acc_bits)]
+                           for j in range(out_beats_per_tile)]
+                lane_value = choices[0]
+                for j in range(1, out_beats_per_tile):
+                    lane_value = Mux(post_part == j, choices[j], lane_value)
+                m.d.sync += lane_acc[e].eq(lane_value)
+            m.d.sync += [
+                res1.eq(residual.r_data),
+                strb1.eq(Mux(post_beat == post_chunk.out_beats - 1, partial_strb, full_strb)),
+            ]
+
+        def stage(name, shape, value):
+            """A post-processing pipeline register: moves only when the pipeline advances."""
+            reg = Signal(shape, name=name)
+            with m.If(advance):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        def carry(reg, index):
+            return stage(f"{reg.name}_s{index}", reg.shape(), reg)
+
+        bias_word_out = Cat(*(port.data for port in bias_r))
+        # Stage 2: + bias (exact: the compiler sized acc_bits for the biased sum).
+        biased = []
+        for e in range(post_lanes):
+            bias_value = bias_word_out[e * geo.bias_bits:(e + 1) * geo.bias_bits].as_signed()
+            total = (lane_acc[e] + Mux(flags.bias, bias_value, 0))[:acc_bits].as_signed()
+            biased.append(stage(f"biased_{e}", signed(acc_bits), total))
+        with m.If(advance):
+            m.d.sync += [valid_p[i + 1].eq(valid_p[i]) for i in range(5)]
+        res2, strb2 = carry(res1, 2), carry(strb1, 2)
+
+        # Stages 3-4: RQ1, ReLU1.
+        cut1 = [stage(f"cut1_{e}", cut_layout(acc_bits), requantize_cut(m, biased[e], desc.rq1, name=f"rq1_{e}"))
+                for e in range(post_lanes)]
+        res3, strb3 = carry(res2, 3), carry(strb2, 3)
+        y1 = []
+        for e in range(post_lanes):
+            fitted = requantize_fit(m, cut1[e], desc.rq1, name=f"rq1_{e}")
+            y1.append(stage(f"y1_{e}", RESULT_SHAPE, Mux(flags.relu1 & fitted[-1], 0, fitted)))
+        res4, strb4 = carry(res3, 4), carry(strb3, 4)
+
+        # Stage 5: residual sum s = (y1 << y_shift) + (r << r_shift), exact in acc_bits.
+        y_shift = Mux(desc.y_shift > 63, 63, desc.y_shift)[:6]
+        r_shift = Mux(desc.r_shift > 63, 63, desc.r_shift)[:6]
+        sums = []
+        for e in range(post_lanes):
+            r = _extend(res4[e * act_bits:(e + 1) * act_bits], flags.r_unsigned)
+            total = ((y1[e] << y_shift)[:acc_bits] + (r << r_shift)[:acc_bits])[:acc_bits].as_signed()
+            sums.append(stage(f"sum_{e}", signed(acc_bits), total))
+        y1_5 = [carry(v, 5) for v in y1]
+        strb5 = carry(strb4, 5)
+
+        # Stages 6-7: RQ2, ReLU2, choose, pack the output word.
+        cut2 = [stage(f"cut2_{e}", cut_layout(acc_bits), requantize_cut(m, sums[e], desc.rq2, name=f"rq2_{e}"))
+                for e in range(post_lanes)]
+        y1_6 = [carry(v, 6) for v in y1_5]
+        strb6 = carry(strb5, 6)
+        outputs = []
+        for e in range(post_lanes):
+            fitted = requantize_fit(m, cut2[e], desc.rq2, name=f"rq2_{e}")
+            y2 = Mux(flags.relu2 & fitted[-1], 0, fitted)
+            outputs.append(Mux(flags.residual, y2, y1_6[e])[:act_bits])
+        with m.If(advance):
+            m.d.sync += [
+                out_stage.valid.eq(valid_p[5]),
+                out_stage.payload.data.eq(Cat(*outputs)),
+                out_stage.payload.strb.eq(strb6),
+            ]
+
+        # ------------------------------------------------------------------ start / done
+        finishing = Signal()
+        pipeline_empty = ~(valid_p[0] | valid_p[1] | valid_p[2] | valid_p[3] | valid_p[4] | valid_p[5]
+                           | out_stage.valid)
+        with m.If(self.start):
+            m.d.sync += [
+                act_slot.eq(0), act_word.eq(0), act_row_base.eq(0),
+                fill_bank.eq(0), loaded.eq(0), weight_slot.eq(0), weight_word.eq(0),
+                bias_slot.eq(0), bias_word.eq(0),
+                issue_running.eq(1), bank.eq(0), row.eq(0), tile.eq(0), ktile.eq(0), row_base.eq(0),
+                weight_addr.eq(0), rows_ready.eq(0), tiles_owed.eq(0), *issue_chunk.reset(),
+                post_running.eq(1), post_bank.eq(0), post_row.eq(0), post_tile.eq(0), post_part.eq(0),
+                post_beat.eq(0), bias_addr.eq(0), *post_chunk.reset(),
+                finishing.eq(1),
+            ]
+        with m.Elif(finishing & ~post_running & pipeline_empty):
+            m.d.comb += self.done.eq(1)
+            m.d.sync += finishing.eq(0)
+        return m

@@ -1,0 +1,363 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The controller: fetches the Program from DDR, checks it, and runs its descriptors in order.
+
+For each LINEAR descriptor it starts the compute unit and generates every memory transfer the
+descriptor needs, in the order the compute unit consumes them (docs/isa.md §3.4):
+
+- a **weight stream**: for each chunk, its bias entries then its weight tiles, in pieces of at
+  most ``PIECE_BEATS`` words, the last piece tagged ``WEIGHT_END``; a chunk starts loading as
+  soon as a weight bank is free (two banks: the next chunk loads while the current one computes);
+- an **activation stream**: for each chunk and row, the row of ``x`` and (with ``RESIDUAL``) the
+  row's segment of ``r``, each as soon as the activation ring / residual FIFO has room;
+- a **write stream**: for each chunk and row, the output segment's write command.
+
+The two read streams share the one read engine. Weights win when the activation stream is already
+waiting on that chunk (nothing else can run); otherwise rows of ``x`` win and the next chunk's
+weights fill the gaps, so its load hides behind the current chunk's compute. Credits (ring words,
+residual words, weight banks) are taken when a read is issued and returned by the compute unit's
+release pulses, so read data always finds room and the read channel never stalls.
+
+A Program whose header has the wrong magic, version or hardware fingerprint, or a descriptor this
+core cannot run, sets a STATUS bit and stops the run before anything is computed or written.
+"""
+
+from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hwgen.hwparams import HwParams
+
+from ._errors import refuse
+from .axi import STATUS_BITS
+from .compute_unit import PIECE_BEATS, ChunkWalker, Geometry
+from .descriptor import (
+    DESCRIPTOR_BYTES, DESCRIPTOR_LAYOUT, HEADER_BYTES, HEADER_LAYOUT, MAGIC, OPCODE_LINEAR, TAG_WIDTH, VERSION, Tag,
+)
+
+__all__ = ["Controller"]
+
+BEATS_WIDTH = 20
+
+
+class Controller(wiring.Component):
+    """Program fetch, checks and the per-descriptor memory traffic of the accelerator.
+
+    Ports
+    -----
+    start : In(1)
+        Pulse: run the Program at ``program_addr``.
+    program_addr : In(32)
+        Byte address of the Program header.
+    image_base : In(32)
+        Byte address every descriptor address is relative to.
+    done : Out(1)
+        Pulse: the run ended (all descriptors done, or stopped by an error in ``status``).
+    status : Out(32)
+        Error bits (``STATUS_BITS``), cleared by ``start``.
+    descriptors_done : Out(32)
+        Descriptors completed in this run.
+    read_cmd : Out(stream)
+        Commands for the read engine: ``addr``, ``beats``, ``tag``.
+    desc_data : In(stream)
+        Read data tagged ``DESC`` (header and descriptor words).
+    write_cmd : Out(stream)
+        Commands for the write engine: ``addr``, ``beats``.
+    writer_busy : In(1)
+        The write engine has writes not yet acknowledged.
+    read_error : In(1)
+        Sticky read-response error from the read engine.
+    write_error : In(1)
+        Sticky write-response error from the write engine.
+    desc : Out(DESCRIPTOR_LAYOUT)
+        The current descriptor, for the compute unit.
+    unit_start : Out(1)
+        Pulse: the compute unit starts ``desc``.
+    unit_done : In(1)
+        Pulse: the compute unit has produced every output word.
+    row_released : In(1)
+        Credit: the compute unit freed one row of ``k_tiles`` activation-ring words.
+    chunk_released : In(1)
+        Credit: the compute unit freed a weight bank.
+    residual_released : In(1)
+        Credit: the compute unit freed one residual FIFO word.
+    """
+
+    def __init__(self, hw: HwParams):
+        problem = Geometry.problem(hw)
+        if problem:
+            refuse(self, problem)
+        self.hw = hw
+        self.geometry = geo = Geometry(hw)
+        self.read_cmd_layout = data.StructLayout({
+            "addr": unsigned(32), "beats": unsigned(BEATS_WIDTH), "tag": unsigned(TAG_WIDTH)})
+        self.write_cmd_layout = data.StructLayout({"addr": unsigned(32), "beats": unsigned(BEATS_WIDTH)})
+        super().__init__({
+            "start": In(1),
+            "program_addr": In(32),
+            "image_base": In(32),
+            "done": Out(1),
+            "status": Out(32),
+            "descriptors_done": Out(32),
+            "read_cmd": Out(stream.Signature(self.read_cmd_layout)),
+            "desc_data": In(stream.Signature(geo.axi_bits)),
+            "write_cmd": Out(stream.Signature(self.write_cmd_layout)),
+            "writer_busy": In(1),
+            "read_error": In(1),
+            "write_error": In(1),
+            "desc": Out(DESCRIPTOR_LAYOUT),
+            "unit_start": Out(1),
+            "unit_done": In(1),
+            "row_released": In(1),
+            "chunk_released": In(1),
+            "residual_released": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        hw, geo = self.hw, self.geometry
+        desc = self.desc
+        flags = desc.flags
+        axi_bytes = geo.axi_bytes
+        shift = axi_bytes.bit_length() - 1
+
+        # ------------------------------------------------------------------ command registers
+        # A command waits in its register until the engine takes it, so its payload never changes
+        # while valid; arbitration picks the next command only when the register is free.
+        read_free = ~self.read_cmd.valid | self.read_cmd.ready
+        with m.If(self.read_cmd.valid & self.read_cmd.ready):
+            m.d.sync += self.read_cmd.valid.eq(0)
+        write_free = ~self.write_cmd.valid | self.write_cmd.ready
+        with m.If(self.write_cmd.valid & self.write_cmd.ready):
+            m.d.sync += self.write_cmd.valid.eq(0)
+
+        def read(addr, beats, tag):
+            return [self.read_cmd.valid.eq(1), self.read_cmd.payload.addr.eq(addr),
+                    self.read_cmd.payload.beats.eq(beats), self.read_cmd.payload.tag.eq(tag)]
+
+        # ------------------------------------------------------------------ 64-byte fetches
+        words = Signal(8 * DESCRIPTOR_BYTES)
+        beats_seen = Signal(range(DESCRIPTOR_BYTES // axi_bytes + 1))
+        m.d.comb += self.desc_data.ready.eq(1)
+        with m.If(self.desc_data.valid):
+            m.d.sync += [words.eq(Cat(words[geo.axi_bits:], self.desc_data.payload)), beats_seen.eq(beats_seen + 1)]
+        fetched = beats_seen == DESCRIPTOR_BYTES // axi_bytes
+        header = data.View(HEADER_LAYOUT, words)
+        fetched_desc = data.View(DESCRIPTOR_LAYOUT, words)
+
+        # ------------------------------------------------------------------ descriptor checks
+        status = self.status
+        count = Signal(32)
+        index = Signal(32)
+        desc_addr = Signal(32)
+        bad = Signal()
+        d = fetched_desc
+        k_tiles_ok = (d.k_tiles * hw.lanes_in >= d.k) & (d.k_tiles * hw.lanes_in < d.k + hw.lanes_in)
+        n_tiles_ok = (d.n_tiles * hw.lanes_out >= d.n) & (d.n_tiles * hw.lanes_out < d.n + hw.lanes_out)
+        sizes_ok = ((d.m != 0) & (d.k != 0) & (d.n != 0) & k_tiles_ok & n_tiles_ok
+                    & (d.chunk_tiles != 0) & (d.chunk_tiles <= d.n_tiles) & (d.k_tiles <= geo.ring_words))
+        if hw.lanes_in == hw.lanes_out:
+            bypass_ok = ~d.flags.bypass | ((d.k == d.n) & (d.chunk_tiles == d.n_tiles))
+        else:
+            bypass_ok = ~d.flags.bypass
+        weights_fit = d.flags.bypass | ((d.chunk_tiles * d.k_tiles <= geo.bank_tiles)
+                                        & (d.chunk_tiles <= geo.max_chunk_tiles))
+        residual_fit = ~d.flags.residual | (d.chunk_tiles * geo.tile_out_beats <= geo.residual_beats // 2)
+        m.d.comb += bad.eq(~(sizes_ok & bypass_ok & weights_fit & residual_fit)
+                           | d.flags.b_rowmajor | (d.flags.reserved != 0))
+
+        # ------------------------------------------------------------------ descriptor streams
+        base = self.image_base
+        chunk_tiles_k = Signal(32)       # chunk_tiles · k_tiles: tiles of a full chunk
+        x_row_beats = Signal(BEATS_WIDTH)
+        chunk_bytes = Signal(32)         # bytes of output columns per full chunk (same for r)
+
+        # Weight stream: bias pieces then weight pieces, per chunk.
+        w_chunk = ChunkWalker(m, desc, geo, "wload")
+        w_active = Signal()              # chunks remain to be loaded
+        w_phase = Signal(2)              # 0: wait for a bank, 1: bias pieces, 2: weight pieces
+        w_bias_addr = Signal(32)
+        w_weight_addr = Signal(32)
+        w_left = Signal(32)              # words left in the current phase
+        w_weight_words = Signal(32)
+        banks_free = Signal(range(3))
+        w_chunk_tiles_k = Signal(32)
+        m.d.comb += w_chunk_tiles_k.eq(w_chunk.tiles * desc.k_tiles)
+        bias_words = w_chunk.tiles * (hw.lanes_out * hw.bias_bytes // axi_bytes)
+        piece = Mux(w_left > PIECE_BEATS, PIECE_BEATS, w_left)
+        w_wants = w_active & (w_phase != 0) & (w_left != 0)
+
+        # Activation stream: x row then r segment, per chunk and row.
+        a_chunk = ChunkWalker(m, desc, geo, "aload")
+        a_active = Signal()
+        a_on_residual = Signal()
+        a_row = Signal(32)
+        a_x_addr = Signal(32)
+        a_r_addr = Signal(32)
+        a_r_row_addr = Signal(32)        # r segment start of row 0 in the current chunk
+        ring_free = Signal(range(geo.ring_words + 1))
+        residual_free = Signal(range(geo.residual_beats + 1))
+        a_wants_x = a_active & ~a_on_residual & (ring_free >= desc.k_tiles)
+        a_wants_r = a_active & a_on_residual & (residual_free >= a_chunk.out_beats)
+        a_wants = a_wants_x | a_wants_r
+
+        # Write stream: one command per chunk and row.
+        o_chunk = ChunkWalker(m, desc, geo, "store")
+        o_active = Signal()
+        o_row = Signal(32)
+        o_addr = Signal(32)
+        o_row_addr = Signal(32)
+
+        # Arbitration of the read port during a descriptor.
+        running = Signal()
+        weights_urgent = w_chunk.index <= a_chunk.index
+        pick_weights = Signal()
+        pick_act = Signal()
+        m.d.comb += [
+            pick_weights.eq(running & read_free & w_wants & (weights_urgent | ~a_wants)),
+            pick_act.eq(running & read_free & a_wants & ~pick_weights),
+        ]
+
+        # Credits.
+        take_ring = pick_act & ~a_on_residual
+        take_residual = pick_act & a_on_residual
+        take_bank = Signal()
+        with m.If(~running):
+            m.d.sync += [ring_free.eq(geo.ring_words), residual_free.eq(geo.residual_beats), banks_free.eq(2)]
+        with m.Else():
+            m.d.sync += [
+                ring_free.eq(ring_free + Mux(self.row_released, desc.k_tiles, 0) - Mux(take_ring, desc.k_tiles, 0)),
+                residual_free.eq(residual_free + self.residual_released
+                                 - Mux(take_residual, a_chunk.out_beats, 0)),
+                banks_free.eq(banks_free + self.chunk_released - take_bank),
+            ]
+
+        with m.If(pick_weights):
+            m.d.sync += w_left.eq(w_left - piece)
+            with m.If(w_phase == 1):
+                m.d.sync += [*read(w_bias_addr, piece, Tag.BIAS), w_bias_addr.eq(w_bias_addr + (piece << shift))]
+            with m.Else():
+                last_piece = w_left <= PIECE_BEATS
+                m.d.sync += [*read(w_weight_addr, piece, Mux(last_piece, Tag.WEIGHT_END, Tag.WEIGHT)),
+                             w_weight_addr.eq(w_weight_addr + (piece << shift))]
+        # Phase changes of the weight stream (a phase ends when its last piece is issued).
+        with m.If(running & w_active):
+            with m.If(w_phase == 0):
+                with m.If(banks_free != 0):
+                    m.d.comb += take_bank.eq(1)
+                    m.d.sync += [w_weight_words.eq(w_chunk_tiles_k * geo.tile_beats)]
+                    with m.If(flags.bias):
+                        m.d.sync += [w_phase.eq(1), w_left.eq(bias_words)]
+                    with m.Else():
+                        m.d.sync += [w_phase.eq(2), w_left.eq(w_chunk_tiles_k * geo.tile_beats)]
+            with m.Elif((w_phase == 1) & pick_weights & (w_left <= PIECE_BEATS)):
+                m.d.sync += [w_phase.eq(2), w_left.eq(w_weight_words)]
+            with m.Elif((w_phase == 2) & pick_weights & (w_left <= PIECE_BEATS)):
+                m.d.sync += [w_phase.eq(0), w_chunk.advance()]
+                with m.If(w_chunk.last):
+                    m.d.sync += w_active.eq(0)
+
+        with m.If(pick_act):
+            with m.If(~a_on_residual):
+                m.d.sync += read(a_x_addr, x_row_beats, Tag.ACT)
+                with m.If(flags.residual):
+                    m.d.sync += a_on_residual.eq(1)
+            with m.Else():
+                m.d.sync += [*read(a_r_addr, a_chunk.out_beats, Tag.RES), a_on_residual.eq(0)]
+            row_end = ~flags.residual | a_on_residual
+            with m.If(row_end):
+                with m.If(a_row == desc.m - 1):
+                    m.d.sync += [a_row.eq(0), a_chunk.advance(), a_x_addr.eq(base + desc.x_addr),
+                                 a_r_addr.eq(a_r_row_addr + chunk_bytes), a_r_row_addr.eq(a_r_row_addr + chunk_bytes)]
+                    with m.If(a_chunk.last):
+                        m.d.sync += a_active.eq(0)
+                with m.Else():
+                    m.d.sync += [a_row.eq(a_row + 1), a_x_addr.eq(a_x_addr + desc.x_stride),
+                                 a_r_addr.eq(a_r_addr + desc.res_stride)]
+
+        with m.If(running & o_active & write_free):
+            m.d.sync += [self.write_cmd.valid.eq(1), self.write_cmd.payload.addr.eq(o_addr),
+                         self.write_cmd.payload.beats.eq(o_chunk.out_beats)]
+            with m.If(o_row == desc.m - 1):
+                m.d.sync += [o_row.eq(0), o_chunk.advance(), o_addr.eq(o_row_addr + chunk_bytes),
+                             o_row_addr.eq(o_row_addr + chunk_bytes)]
+                with m.If(o_chunk.last):
+                    m.d.sync += o_active.eq(0)
+            with m.Else():
+                m.d.sync += [o_row.eq(o_row + 1), o_addr.eq(o_addr + desc.out_stride)]
+
+        # ------------------------------------------------------------------ sequencing
+        m.d.comb += self.unit_start.eq(0)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [status.eq(0), self.descriptors_done.eq(0), beats_seen.eq(0),
+                                 *read(self.program_addr, HEADER_BYTES // axi_bytes, Tag.DESC)]
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                with m.If(fetched):
+                    m.d.sync += [
+                        status[STATUS_BITS["BAD_MAGIC"]].eq(header.magic != MAGIC),
+                        status[STATUS_BITS["BAD_VERSION"]].eq((header.version != VERSION)
+                                                               | (header.descriptor_bytes != DESCRIPTOR_BYTES)),
+                        status[STATUS_BITS["BAD_FINGERPRINT"]].eq(header.fingerprint != hw.fingerprint()),
+                        count.eq(header.count), index.eq(0),
+                        desc_addr.eq(self.program_addr + HEADER_BYTES),
+                    ]
+                    m.next = "CHECK_HEADER"
+            with m.State("CHECK_HEADER"):
+                with m.If((status != 0) | (count == 0)):
+                    m.next = "FINISH"
+                with m.Elif(read_free):
+                    m.d.sync += [beats_seen.eq(0), *read(desc_addr, DESCRIPTOR_BYTES // axi_bytes, Tag.DESC)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                with m.If(fetched):
+                    with m.If(d.opcode != OPCODE_LINEAR):
+                        m.d.sync += status[STATUS_BITS["BAD_OPCODE"]].eq(1)
+                        m.next = "FINISH"
+                    with m.Elif(bad):
+                        m.d.sync += status[STATUS_BITS["BAD_DESCRIPTOR"]].eq(1)
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.d.sync += desc.eq(d)
+                        m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.comb += self.unit_start.eq(1)
+                m.d.sync += [
+                    chunk_tiles_k.eq(desc.chunk_tiles * desc.k_tiles),
+                    x_row_beats.eq((desc.k * hw.act_bytes + axi_bytes - 1) >> shift),
+                    chunk_bytes.eq(desc.chunk_tiles * (hw.lanes_out * hw.act_bytes)),
+                    running.eq(1),
+                    w_active.eq(~flags.bypass), w_phase.eq(0), w_left.eq(0), *w_chunk.reset(),
+                    w_bias_addr.eq(base + desc.bias_addr), w_weight_addr.eq(base + desc.w_addr),
+                    a_active.eq(1), a_on_residual.eq(0), a_row.eq(0), *a_chunk.reset(),
+                    a_x_addr.eq(base + desc.x_addr), a_r_addr.eq(base + desc.res_addr),
+                    a_r_row_addr.eq(base + desc.res_addr),
+                    o_active.eq(1), o_row.eq(0), *o_chunk.reset(),
+                    o_addr.eq(base + desc.out_addr), o_row_addr.eq(base + desc.out_addr),
+                ]
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(self.unit_done):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                # All output words are with the write engine; wait for their B responses.
+                with m.If(~o_active & ~self.write_cmd.valid & ~self.writer_busy):
+                    m.d.sync += [running.eq(0), index.eq(index + 1), desc_addr.eq(desc_addr + DESCRIPTOR_BYTES),
+                                 self.descriptors_done.eq(self.descriptors_done + 1)]
+                    m.next = "NEXT"
+            with m.State("NEXT"):
+                with m.If(index == count):
+                    m.next = "FINISH"
+                with m.Elif(read_free):
+                    m.d.sync += [beats_seen.eq(0), *read(desc_addr, DESCRIPTOR_BYTES // axi_bytes, Tag.DESC)]
+                    m.next = "FETCH"
+            with m.State("FINISH"):
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
+
+        with m.If(self.read_error):
+            m.d.sync += status[STATUS_BITS["READ_ERROR"]].eq(1)
+        with m.If(self.write_error):
+            m.d.sync += status[STATUS_BITS["WRITE_ERROR"]].eq(1)
+        return m
