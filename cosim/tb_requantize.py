@@ -13,7 +13,9 @@ The pytest side writes a JSON plan and points ``HWGEN_TB_REQUANTIZE`` at it::
 expected output is ``out_fmt.cast(vectors, in_fmt)`` — the golden model is the reference model.
 A unit with ``full_rate`` must run without stalls (both probabilities 0): the bench then asserts
 that N beats leave in N + latency cycles.  ``HWGEN_TB_REQUANTIZE_CORRUPT=<name>:<beat>`` flips one
-expected LSB, which must make the check fail (the test of the test).
+expected LSB, which must make the check fail (the test of the test).  With
+``HWGEN_TB_REQUANTIZE_REPORT`` set, the bench writes there, as JSON, each unit's beats and the
+cycles from its first input to its last output, plus the cycles simulated and the wall time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 
 import cocotb
 import numpy as np
@@ -105,11 +108,28 @@ async def requantizers_match_golden(dut):
     checks = [RequantizerCheck(dut, unit, plan["seed"]) for unit in plan["units"]]
     for check in checks:
         check.start()
+    started = time.perf_counter()
     runs = [cocotb.start_soon(check.run()) for check in checks]
     for run in runs:
         await run
+    wall = time.perf_counter() - started
     for check in checks:
         check.check(plan["latency"])
+    if os.environ.get("HWGEN_TB_REQUANTIZE_REPORT"):
+        write_report(os.environ["HWGEN_TB_REQUANTIZE_REPORT"], checks, wall)
+
+
+def write_report(path: str, checks: list[RequantizerCheck], wall_seconds: float) -> None:
+    units = {
+        check.name: {
+            "beats": len(check.vectors),
+            "cycles": check.monitor.transfer_cycles[-1] - check.driver.transfer_cycles[0] + 1,
+        }
+        for check in checks
+    }
+    cycles = max(check.monitor.cycle for check in checks)
+    with open(path, "w") as f:
+        json.dump({"units": units, "cycles": cycles, "wall_seconds": wall_seconds}, f, indent=1)
 
 
 @cocotb.test()

@@ -342,8 +342,11 @@ def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, i
 
     def build(tmp: Path) -> None:
         (tmp / "design.v").write_text(verilog)
+        # proc + opt_clean -purge first: Amaranth names view wires like "payload[0]", which collide
+        # with the per-bit wires ABC9 creates on reintegration (Yosys issue #4349, an assertion).
         script = (
-            f"read_verilog -sv design.v; synth_xilinx -family {family} -noiopad -top {top}; "
+            f"read_verilog -sv design.v; proc; opt_clean -purge; "
+            f"synth_xilinx -family {family} -noiopad -top {top}; "
             "tee -q -o stat.json stat -json"
         )
         log.info("synthesizing %s with Yosys (synth_xilinx -family %s)", top, family)
