@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from hwgen.golden.exact import matmul
 from hwgen.ir import OPS, Graph, Node
 
 __all__ = ["run_float", "sample_inputs", "FLOAT_OPS"]
@@ -33,7 +34,7 @@ def sample_inputs(graph: Graph, seed: int, scale: float = 1.0) -> dict[str, np.n
 
 def _linear(args, attrs):
     x, w = args[0], args[1]
-    y = x @ w
+    y = matmul(x, w)
     return (y + args[2],) if len(args) > 2 else (y,)
 
 
@@ -83,8 +84,8 @@ def _attention(args, attrs):
     out = np.empty_like(q)
     for h in range(heads):
         cols = slice(h * d, (h + 1) * d)
-        scores = q[:, cols] @ k[:, cols].T / math.sqrt(d)
-        out[:, cols] = _softmax_along(scores, -1) @ v[:, cols]
+        scores = matmul(q[:, cols], k[:, cols].T) / math.sqrt(d)
+        out[:, cols] = matmul(_softmax_along(scores, -1), v[:, cols])
     return (out,)
 
 
@@ -109,7 +110,7 @@ def _expert(args, attrs):
 #: The float definition of every op: f(arguments, attributes with defaults) -> outputs.
 FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]] = {
     "Linear": _linear,
-    "MatMul": lambda args, attrs: (np.matmul(args[0], args[1]),),
+    "MatMul": lambda args, attrs: (matmul(args[0], args[1]),),
     "Add": lambda args, attrs: (args[0] + args[1],),
     "ReLU": lambda args, attrs: (np.maximum(args[0], 0.0),),
     "Requantize": lambda args, attrs: (args[0],),
@@ -118,7 +119,7 @@ FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]]
     "GELU": lambda args, attrs: (_gelu_values(args[0], attrs["approximate"]),),
     "Conv2d": _conv2d,
     "Attention": _attention,
-    "MoEGate": lambda args, attrs: (args[0] @ args[1],),
+    "MoEGate": lambda args, attrs: (matmul(args[0], args[1]),),
     "TopK": _topk,
     "Expert": _expert,
 }
