@@ -76,7 +76,8 @@ class RequantizePlan:
     @property
     def checks_overflow(self) -> bool:
         """Whether ap_fixed runs its overflow logic: never for WRAP, else only if range can be lost."""
-        if self.out_fmt.overflow == "WRAP":
+        if self.out_fmt.overflow == "WRAP" or self.in_fmt == self.out_fmt:
+            # Assigning the same type is C++'s plain copy: not even SAT_SYM's -min -> -max applies.
             return False
         src, dst = self.in_fmt, self.out_fmt
         if src.signed and not dst.signed:
