@@ -183,6 +183,32 @@ def test_lane_logic_equals_golden_for_every_mode_exhaustively():
         Scoreboard(f"{dst} <- {src}").check([dst.cast(codes, src).tolist()], [got[(src, dst)]])
 
 
+def test_lane_logic_equals_golden_on_random_wide_formats():
+    """40 random pairs up to 62-bit sources, on their boundary and random values (Amaranth sim)."""
+    rng = random.Random(7)
+    for _ in range(40):
+        overflow = rng.choice(OVERFLOW_MODES)
+        src_width, dst_width = rng.randint(1, 62), rng.randint(1, 32)
+        src = QFmt(src_width, rng.randint(-8, src_width + 8), rng.random() < 0.6)
+        dst = QFmt(dst_width, rng.randint(-8, dst_width + 8) + rng.choice([0, 0, -20, 20]),
+                   overflow == "WRAP_SM" or rng.random() < 0.6, rng.choice(ROUNDING_MODES), overflow)
+        values = requantize_vectors(src, dst, 400, seed=rng.randrange(1 << 30))
+        m = Module()
+        x, y = Signal(lane_shape(src)), Signal(lane_shape(dst))
+        m.d.comb += y.eq(requantize_lane(x, src, dst))
+        got = []
+
+        async def bench(ctx):
+            for value in values.tolist():
+                ctx.set(x, value)
+                got.append(ctx.get(y))
+
+        sim = Simulator(m)
+        sim.add_testbench(bench)
+        sim.run()
+        Scoreboard(f"{dst} <- {src}").check([dst.cast(values, src).tolist()], [got])
+
+
 # ---------------------------------------------------------------- stream behaviour, Amaranth sim
 
 
