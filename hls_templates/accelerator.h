@@ -131,13 +131,14 @@ void read_containers(const typename accel_types<CONFIG_T>::word_t* mem, uint32_t
                      ap_uint<BITS> dst[2][CAPACITY], unsigned sel) {
     typedef accel_types<CONFIG_T> T;
     static const unsigned per_word = CONFIG_T::axi_bits / BITS;
+    static const unsigned max_beats = CAPACITY / per_word + 1;
     const unsigned first = (addr % T::axi_bytes) / (BITS / 8);
     const unsigned beats = (first + count + per_word - 1) / per_word;
     const typename T::word_t* src = mem + addr / T::axi_bytes;
 ReadBeats:
     for (unsigned beat = 0; beat < beats; beat++) {
         #pragma HLS PIPELINE II=1
-        #pragma HLS LOOP_TRIPCOUNT min=1 max=CAPACITY/per_word
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_beats
         const typename T::word_t data = src[beat];
         for (unsigned slot = 0; slot < per_word; slot++) {
             #pragma HLS UNROLL
@@ -156,6 +157,7 @@ void write_containers(typename accel_types<CONFIG_T>::word_t* mem, uint32_t addr
     typedef accel_types<CONFIG_T> T;
     static const unsigned bits = CONFIG_T::act_bits;
     static const unsigned per_word = CONFIG_T::axi_bits / bits;
+    static const unsigned max_beats = T::row_elements / per_word + 1;
     const unsigned first = (addr % T::axi_bytes) / T::act_bytes;
     const unsigned beats = (first + count + per_word - 1) / per_word;
     const unsigned tail = (first + count) % per_word;
@@ -163,7 +165,7 @@ void write_containers(typename accel_types<CONFIG_T>::word_t* mem, uint32_t addr
 WriteBeats:
     for (unsigned beat = 0; beat < beats; beat++) {
         #pragma HLS PIPELINE II=1
-        #pragma HLS LOOP_TRIPCOUNT min=1 max=T::row_elements/per_word
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_beats
         const bool partial = (beat == 0 && first != 0) || (beat == beats - 1 && tail != 0);
         typename T::word_t data = partial ? dst[beat] : typename T::word_t(0);
         for (unsigned slot = 0; slot < per_word; slot++) {
@@ -184,12 +186,13 @@ void load_x_row(const typename accel_types<CONFIG_T>::word_t* mem, uint32_t addr
     typedef accel_types<CONFIG_T> T;
     static const unsigned bits = CONFIG_T::act_bits;
     static const unsigned per_word = CONFIG_T::axi_bits / bits;
+    static const unsigned max_beats = CONFIG_T::x_rows * LANES / per_word + 1;
     const unsigned beats = (count + per_word - 1) / per_word;
     const typename T::word_t* src = mem + addr / T::axi_bytes;
 LoadXBeats:
     for (unsigned beat = 0; beat < beats; beat++) {
         #pragma HLS PIPELINE II=1
-        #pragma HLS LOOP_TRIPCOUNT min=1 max=CONFIG_T::x_rows*LANES/per_word
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_beats
         const typename T::word_t data = src[beat];
         for (unsigned slot = 0; slot < per_word; slot++) {
             #pragma HLS UNROLL
@@ -217,13 +220,14 @@ void load_weight_tiles(const typename accel_types<CONFIG_T>::word_t* mem, const 
     static const unsigned bits = CONFIG_T::weight_bits;
     static const unsigned per_word = CONFIG_T::axi_bits / bits;
     static const unsigned tile_elements = CONFIG_T::lanes_in * CONFIG_T::lanes_out;
+    static const unsigned max_beats = CONFIG_T::weight_tiles * CONFIG_T::weight_tile_words;
     const bool is_unsigned = d.flags & FLAG_W_UNSIGNED;
     const typename T::word_t* src = mem + d.w_addr / T::axi_bytes + first_tile * d.k_tiles * CONFIG_T::weight_tile_words;
     unsigned tile = 0, word_in_tile = 0;
 LoadWeightBeats:
     for (unsigned beat = 0; beat < tiles * d.k_tiles * CONFIG_T::weight_tile_words; beat++) {
         #pragma HLS PIPELINE II=1
-        #pragma HLS LOOP_TRIPCOUNT min=1 max=CONFIG_T::weight_tiles*CONFIG_T::weight_tile_words
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_beats
         const typename T::word_t data = src[beat];
         for (unsigned slot = 0; slot < per_word; slot++) {
             #pragma HLS UNROLL
@@ -250,10 +254,12 @@ void load_b_rows(const typename accel_types<CONFIG_T>::word_t* mem, const linear
     typedef accel_types<CONFIG_T> T;
     static const unsigned bits = CONFIG_T::act_bits;
     static const unsigned per_word = CONFIG_T::axi_bits / bits;
+    static const unsigned max_rows = CONFIG_T::x_rows * CONFIG_T::lanes_in;
+    static const unsigned max_beats = T::row_elements / per_word + 1;
     const bool is_unsigned = d.flags & FLAG_W_UNSIGNED;
 LoadBRows:
     for (unsigned k = 0; k < d.k; k++) {
-        #pragma HLS LOOP_TRIPCOUNT min=1 max=CONFIG_T::x_rows*CONFIG_T::lanes_in
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_rows
         const uint32_t addr = d.w_addr + k * d.w_stride + first_tile * CONFIG_T::lanes_out * T::act_bytes;
         const unsigned first = (addr % T::axi_bytes) / T::act_bytes;
         const unsigned beats = (first + columns + per_word - 1) / per_word;
@@ -262,7 +268,7 @@ LoadBRows:
     LoadBBeats:
         for (unsigned beat = 0; beat < beats; beat++) {
             #pragma HLS PIPELINE II=1
-            #pragma HLS LOOP_TRIPCOUNT min=1 max=T::row_elements/per_word
+            #pragma HLS LOOP_TRIPCOUNT min=1 max=max_beats
             const typename T::word_t data = src[beat];
             for (unsigned slot = 0; slot < per_word; slot++) {
                 #pragma HLS UNROLL
@@ -343,9 +349,10 @@ status_code check_linear(const linear_descriptor& d, uint32_t image_bytes) {
 
 // ---------------------------------------------------------------------------------- the kernel
 
-// One LINEAR descriptor in the loop order of docs/isa.md §3.4. The bank a chunk (or row) is
-// computed from and the bank the next one loads into are different variables' halves, so the
-// load of chunk c+1 (row m+1) has no dependence on the compute of chunk c (row m).
+// One LINEAR descriptor in the loop order of docs/isa.md §3.4: chunk c+1's weights (row m+1 of
+// x) load into the other half of the ping-pong bank before chunk c (row m) is computed from the
+// first, so the load never overwrites what the array reads. Results do not depend on whether the
+// tool overlaps the two.
 template <class CONFIG_T>
 void run_linear(typename accel_types<CONFIG_T>::word_t* mem, const linear_descriptor& d,
                 typename accel_types<CONFIG_T>::x_t x_bank[2][CONFIG_T::x_rows][accel_types<CONFIG_T>::x_lanes],
@@ -416,7 +423,9 @@ void accelerator(typename accel_types<CONFIG_T>::word_t* mem, ap_uint<32> progra
     static_assert(CONFIG_T::bias_bits == (CONFIG_T::acc_bits <= 32 ? 32 : 64), "bias containers follow acc_bits");
     static_assert(CONFIG_T::acc_bits <= 48, "acc_bits must fit a DSP48E2 accumulator");
 
-    // Ping-pong banks: index 0/1 of the first dimension are separate memories.
+    // Ping-pong banks: index 0/1 of the first dimension are separate memories. The array reads a
+    // whole tile (lanes_in memories of lanes_out-wide words) and lanes_out bias/row entries per cycle.
+    static const unsigned lanes_out = CONFIG_T::lanes_out;
     static typename T::x_t x_bank[2][CONFIG_T::x_rows][T::x_lanes];
     #pragma HLS ARRAY_PARTITION variable=x_bank dim=1 complete
     #pragma HLS ARRAY_PARTITION variable=x_bank dim=3 complete
@@ -427,13 +436,13 @@ void accelerator(typename accel_types<CONFIG_T>::word_t* mem, ap_uint<32> progra
     #pragma HLS BIND_STORAGE variable=w_bank type=ram_s2p impl=bram
     static typename T::bias_raw_t bias_bank[2][T::bias_elements];
     #pragma HLS ARRAY_PARTITION variable=bias_bank dim=1 complete
-    #pragma HLS ARRAY_PARTITION variable=bias_bank dim=2 cyclic factor=CONFIG_T::lanes_out
+    #pragma HLS ARRAY_PARTITION variable=bias_bank dim=2 cyclic factor=lanes_out
     static typename T::act_raw_t res_row[2][T::row_elements];
     #pragma HLS ARRAY_PARTITION variable=res_row dim=1 complete
-    #pragma HLS ARRAY_PARTITION variable=res_row dim=2 cyclic factor=CONFIG_T::lanes_out
+    #pragma HLS ARRAY_PARTITION variable=res_row dim=2 cyclic factor=lanes_out
     static typename T::act_raw_t out_row[2][T::row_elements];
     #pragma HLS ARRAY_PARTITION variable=out_row dim=1 complete
-    #pragma HLS ARRAY_PARTITION variable=out_row dim=2 cyclic factor=CONFIG_T::lanes_out
+    #pragma HLS ARRAY_PARTITION variable=out_row dim=2 cyclic factor=lanes_out
 
     uint64_t steps = 0;
     uint32_t done = 0;

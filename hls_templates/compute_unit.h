@@ -101,12 +101,13 @@ void compute_row(
     typename T::acc_t acc[CONFIG_T::lanes_out];
     #pragma HLS ARRAY_PARTITION variable=acc complete
 
+    static const unsigned max_steps = CONFIG_T::weight_tiles;
     const unsigned depth = bypass ? 1 : k_tiles;
     unsigned kt = 0, tile = 0;
 ArraySteps:
     for (unsigned step = 0; step < tiles * depth; step++) {
         #pragma HLS PIPELINE II=1
-        #pragma HLS LOOP_TRIPCOUNT min=1 max=CONFIG_T::weight_tiles
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_steps
     OutputLanes:
         for (unsigned o = 0; o < CONFIG_T::lanes_out; o++) {
             #pragma HLS UNROLL
