@@ -1,63 +1,113 @@
 # SPDX-License-Identifier: Apache-2.0
-"""cocotb testbench of the whole accelerator: a Program and memory image in, the image after the run out.
+"""cocotb testbench of the whole accelerator: Programs and memory images in, the images after the runs out.
 
-The reference model is ``isa_sim``: :func:`prepare` (plain Python, called by pytest or a benchmark)
-writes the input image and the image ``isa_sim`` leaves behind into a work folder; the cocotb test
-:func:`runs_program` loads the input image into :class:`~hwgen.cosim.axi_memory.AxiMemory` at
-``image_base``, programs the core over AXI-Lite, starts it, waits for the interrupt (with a cycle
-timeout), reads the CYCLES, STALLS, STATUS and DESCRIPTORS_DONE registers into ``result.json``,
-and compares the **whole image** with the expected one byte for byte (an untouched byte must stay
-untouched too). A mismatch is reported as the first differing element of the region it falls in,
-with both values.
+The reference model is ``isa_sim``. :func:`prepare` (plain Python, called by pytest or a
+benchmark) writes, for each run, the input image and the image ``isa_sim`` leaves behind into a
+work folder. The cocotb test :func:`runs_programs` then, for each run: resets the core, loads the
+input image into :class:`~hwgen.cosim.axi_memory.AxiMemory` at ``image_base`` (DDR-like read
+latency, optional random stalls on every channel), checks the FINGERPRINT and PARAMS registers,
+programs PROGRAM_ADDR and IMAGE_BASE over AXI-Lite, starts the core, waits for the interrupt (with a
+cycle timeout), reads CYCLES, STALLS, STATUS and DESCRIPTORS_DONE into ``result.json``, and compares
+the **whole image** with the expected one byte for byte — bytes nobody should write must stay as
+they were. A mismatch is reported as the first differing element of the region it falls in, with
+both values. Several runs share one simulator process, which saves its start-up per run.
 
-The run is configured by ``bench.json`` in the work folder, named by ``HWGEN_TB_DIR``.
+The runs are configured by ``bench.json`` in the folder named by ``HWGEN_TB_DIR``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["prepare", "read_result", "TOPLEVEL"]
+__all__ = ["Run", "prepare", "read_results", "accelerator_verilog", "simulate", "TOPLEVEL"]
 
 TOPLEVEL = "accelerator"
 
 
-def prepare(work_dir, hw, image, expected, *, regions=(), image_base=0x1000, read_latency=64,
-            stall_prob=0.0, seed=1, timeout_cycles=2_000_000, expect_status=0) -> dict:
-    """Write the bench inputs into ``work_dir``; returns the ``extra_env`` for ``run_cocotb``.
+@dataclass(frozen=True)
+class Run:
+    """One Program run: the image before it, the image expected after it, and the expected STATUS."""
 
-    ``image``/``expected`` are the memory image before the run and after ``isa_sim``;
-    ``regions`` (``hwgen.compiler.Region``) name the bytes in mismatch reports.
-    """
+    image: bytes
+    expected: bytes
+    regions: tuple = ()  # hwgen.compiler.Region of the image, to name mismatching elements
+    expect_status: int = 0
+    label: str = "run"
+
+
+def prepare(work_dir, hw, runs, *, image_base=0x1000, read_latency=64, stall_prob=0.0, seed=1,
+            timeout_cycles=2_000_000) -> dict:
+    """Write the bench inputs for ``runs`` into ``work_dir``; returns the ``extra_env`` for ``run_cocotb``."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    if len(image) != len(expected):
-        raise ValueError(f"expected image must be as long as the image ({len(image)} bytes), not {len(expected)}")
-    (work_dir / "image.bin").write_bytes(bytes(image))
-    (work_dir / "expected.bin").write_bytes(bytes(expected))
+    described = []
+    for index, run in enumerate(runs):
+        if len(run.image) != len(run.expected):
+            raise ValueError(f"expected image must be as long as the image ({len(run.image)} bytes), "
+                             f"not {len(run.expected)}")
+        (work_dir / f"image{index}.bin").write_bytes(bytes(run.image))
+        (work_dir / f"expected{index}.bin").write_bytes(bytes(run.expected))
+        described.append({
+            "label": run.label,
+            "expect_status": run.expect_status,
+            "regions": [
+                {"name": r.name, "offset": r.offset, "size": r.size, "row_stride": r.row_stride,
+                 "container_bits": r.container_bits, "signed": r.fmt.signed}
+                for r in run.regions if r.kind in ("input", "activation", "output")
+            ],
+        })
     config = {
-        "hw": hw.to_dict(),
-        "image_base": image_base,
-        "read_latency": read_latency,
-        "stall_prob": stall_prob,
-        "seed": seed,
-        "timeout_cycles": timeout_cycles,
-        "expect_status": expect_status,
-        "regions": [
-            {"name": r.name, "offset": r.offset, "size": r.size, "shape": list(r.shape),
-             "row_stride": r.row_stride, "container_bits": r.container_bits, "signed": r.fmt.signed}
-            for r in regions if r.kind in ("input", "activation", "output")
-        ],
+        "hw": hw.to_dict(), "image_base": image_base, "read_latency": read_latency, "stall_prob": stall_prob,
+        "seed": seed, "timeout_cycles": timeout_cycles, "runs": described,
     }
     (work_dir / "bench.json").write_text(json.dumps(config, indent=1))
     return {"HWGEN_TB_DIR": str(work_dir)}
 
 
-def read_result(work_dir) -> dict:
-    """What the bench measured: cycles, stalls, status, descriptors_done, simulated memory traffic."""
+def read_results(work_dir) -> list[dict]:
+    """What the bench measured per run: cycles, stalls, status, descriptors_done, memory traffic."""
     return json.loads((Path(work_dir) / "result.json").read_text())
+
+
+@functools.lru_cache(maxsize=8)
+def accelerator_verilog(hw) -> str:
+    """Verilog of ``Accelerator(hw)`` (converted once per parameter set and process)."""
+    from amaranth.back import verilog
+
+    from hwgen.rtl.accelerator import Accelerator
+
+    return verilog.convert(Accelerator(hw), name=TOPLEVEL)
+
+
+def simulate(work_dir, hw, programs, **bench) -> list[dict]:
+    """Run each ``(program, image)`` on the RTL core in Verilator and check it against ``isa_sim``.
+
+    ``image`` is a ``hwgen.compiler.MemoryImage`` with its inputs written. Keywords go to
+    :func:`prepare`. Returns :func:`read_results`, each with ``estimate`` and ``ideal`` from
+    isa_sim's cycle model and the wall time of the simulation; raises ``ToolError`` on a mismatch.
+    """
+    from hwgen import toolchain
+    from hwgen.compiler import isa_sim
+
+    runs, references = [], []
+    for index, (program, image) in enumerate(programs):
+        reference = isa_sim(program, image, hw)
+        references.append(reference)
+        runs.append(Run(image.data, reference.data, image.regions, label=f"program {index}"))
+    env = prepare(work_dir, hw, runs, **bench)
+    source = accelerator_verilog(hw)
+    start = time.perf_counter()
+    toolchain.run_cocotb(source, TOPLEVEL, "hwgen.cosim.tb_accelerator", work_dir=work_dir, extra_env=env)
+    wall = time.perf_counter() - start
+    results = read_results(work_dir)
+    for result, reference in zip(results, references):
+        result.update(estimate=reference.total_cycles, ideal=sum(c.ideal for c in reference.cycles), wall_s=wall)
+    return results
 
 
 def _describe_mismatch(got: bytes, want: bytes, regions, base: int) -> str:
@@ -71,12 +121,13 @@ def _describe_mismatch(got: bytes, want: bytes, regions, base: int) -> str:
             decode = lambda b: int.from_bytes(b[at:at + nbytes], "little", signed=r["signed"])  # noqa: E731
             return (f"first mismatch in region {r['name']!r} at element ({row}, {col}) "
                     f"(address {base + at:#x}): RTL {decode(got)}, isa_sim {decode(want)}")
-    return f"first mismatch at image byte {first:#x} (address {base + first:#x}): RTL {got[first]:#04x}, isa_sim {want[first]:#04x}"
+    return (f"first mismatch at image byte {first:#x} (address {base + first:#x}): "
+            f"RTL {got[first]:#04x}, isa_sim {want[first]:#04x}")
 
 
 try:
     import cocotb
-except ImportError:  # prepare() and read_result() work without cocotb
+except ImportError:  # prepare(), simulate() and read_results() only need cocotb inside the simulator
     cocotb = None
 
 if cocotb is not None:
@@ -89,53 +140,58 @@ if cocotb is not None:
     from hwgen.rtl.axi import CONTROL_DONE, REGISTER_MAP
 
     @cocotb.test()
-    async def runs_program(dut):
+    async def runs_programs(dut):
         work_dir = Path(os.environ["HWGEN_TB_DIR"])
         cfg = json.loads((work_dir / "bench.json").read_text())
         hw = HwParams.from_dict(cfg["hw"])
-        image = (work_dir / "image.bin").read_bytes()
-        expected = (work_dir / "expected.bin").read_bytes()
         base = cfg["image_base"]
-
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        memory = AxiMemory(dut, dut.clk, size=base + len(image) + 4096, read_latency=cfg["read_latency"],
-                           stall_prob=cfg["stall_prob"], seed=cfg["seed"])
-        memory.load(image, base)
-        lite = AxiLiteMaster(dut, dut.clk)
-        dut.rst.value = 1
-        await ClockCycles(dut.clk, 4)
-        dut.rst.value = 0
-        memory.start()
-
         reg = REGISTER_MAP
-        fingerprint = await lite.read(reg["FINGERPRINT"])
-        assert fingerprint == hw.fingerprint(), f"FINGERPRINT register {fingerprint:#x}, want {hw.fingerprint():#x}"
-        assert await lite.read(reg["PARAMS"]) == params_word(hw)
-        await lite.write(reg["PROGRAM_ADDR"], base)
-        await lite.write(reg["IMAGE_BASE"], base)
-        await lite.write(reg["GIE"], 1)
-        await lite.write(reg["IER"], 1)
-        await lite.write(reg["CONTROL"], 1)
-        await with_timeout(RisingEdge(dut.irq), cfg["timeout_cycles"] * 10, "ns")
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        lite = AxiLiteMaster(dut, dut.clk)
+        results = []
+        for index, run in enumerate(cfg["runs"]):
+            image = (work_dir / f"image{index}.bin").read_bytes()
+            expected = (work_dir / f"expected{index}.bin").read_bytes()
+            memory = AxiMemory(dut, dut.clk, size=base + len(image) + 4096, read_latency=cfg["read_latency"],
+                               stall_prob=cfg["stall_prob"], seed=cfg["seed"] + index)
+            memory.load(image, base)
+            dut.rst.value = 1
+            await ClockCycles(dut.clk, 4)
+            dut.rst.value = 0
+            memory.start()
 
-        control = await lite.read(reg["CONTROL"])
-        result = {
-            "cycles": await lite.read(reg["CYCLES"]),
-            "stalls": await lite.read(reg["STALLS"]),
-            "status": await lite.read(reg["STATUS"]),
-            "descriptors_done": await lite.read(reg["DESCRIPTORS_DONE"]),
-            "read_beats": memory.read_beats,
-            "write_beats": memory.write_beats,
-            "read_bursts": memory.read_bursts,
-            "max_reads_in_flight": memory.max_reads_in_flight,
-        }
-        (work_dir / "result.json").write_text(json.dumps(result, indent=1))
-        dut._log.info("run finished: %s", result)
-        assert control >> CONTROL_DONE & 1, f"CONTROL {control:#x} does not show done"
-        assert result["status"] == cfg["expect_status"], (
-            f"STATUS {result['status']:#x}, expected {cfg['expect_status']:#x}")
-        assert memory.errors == 0, "the AXI memory model saw protocol errors"
-        got = memory.dump(base, len(image))
-        if got != expected:
-            raise AssertionError(_describe_mismatch(got, expected, cfg["regions"], base))
-        assert memory.dump(0, base) == bytes(base), "the core wrote below the image"
+            fingerprint = await lite.read(reg["FINGERPRINT"])
+            assert fingerprint == hw.fingerprint(), f"FINGERPRINT {fingerprint:#x}, want {hw.fingerprint():#x}"
+            assert await lite.read(reg["PARAMS"]) == params_word(hw)
+            await lite.write(reg["PROGRAM_ADDR"], base)
+            await lite.write(reg["IMAGE_BASE"], base)
+            await lite.write(reg["GIE"], 1)
+            await lite.write(reg["IER"], 1)
+            await lite.write(reg["CONTROL"], 1)
+            await with_timeout(RisingEdge(dut.irq), cfg["timeout_cycles"] * 10, "ns")
+
+            control = await lite.read(reg["CONTROL"])
+            result = {
+                "label": run["label"],
+                "cycles": await lite.read(reg["CYCLES"]),
+                "stalls": await lite.read(reg["STALLS"]),
+                "status": await lite.read(reg["STATUS"]),
+                "descriptors_done": await lite.read(reg["DESCRIPTORS_DONE"]),
+                "read_beats": memory.read_beats,
+                "write_beats": memory.write_beats,
+                "read_bursts": memory.read_bursts,
+                "max_reads_in_flight": memory.max_reads_in_flight,
+            }
+            await lite.write(reg["ISR"], 1)
+            memory.stop()
+            results.append(result)
+            (work_dir / "result.json").write_text(json.dumps(results, indent=1))
+            dut._log.info("%s: %s", run["label"], result)
+            assert control >> CONTROL_DONE & 1, f"{run['label']}: CONTROL {control:#x} does not show done"
+            assert result["status"] == run["expect_status"], (
+                f"{run['label']}: STATUS {result['status']:#x}, expected {run['expect_status']:#x}")
+            assert memory.errors == 0, f"{run['label']}: the AXI memory model saw protocol errors"
+            got = memory.dump(base, len(image))
+            if got != expected:
+                raise AssertionError(f"{run['label']}: " + _describe_mismatch(got, expected, run["regions"], base))
+            assert memory.dump(0, base) == bytes(base), f"{run['label']}: the core wrote below the image"
