@@ -202,7 +202,7 @@ class QFmt:
             raise ValueError(f"values to quantize into {self} must be finite, not {first}")
         # The headers decompose the IEEE bits: a 54-bit signed mantissa m with the hidden bit set
         # and value m * 2**(exponent_field - 1075).
-        bits = np.ascontiguousarray(values).view(np.uint64)
+        bits = values.view(np.uint64)
         exponent_field = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64)
         mantissa = ((bits & np.uint64((1 << 52) - 1)) | np.uint64(1 << 52)).astype(np.int64)
         mantissa = np.where(bits >> np.uint64(63) != 0, -mantissa, mantissa)
