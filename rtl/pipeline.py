@@ -51,17 +51,28 @@ class Pipeline:
             value = self.reg(value, name)
         return value
 
-    def connect(self, in_valid, in_ready, out_valid, out_ready, latency: int) -> None:
-        """Tie the handshakes: ``latency`` register stages between input and output."""
-        valid = in_valid
+    def valid_chain(self, in_valid, latency: int) -> list:
+        """The valid bit after 0..``latency`` stages (element 0 is ``in_valid`` itself)."""
+        chain = [in_valid]
         for stage in range(latency):
             nxt = Signal(name=f"{self.name}_valid{stage + 1}")
             with self.m.If(self.advance):
-                self.m.d.sync += nxt.eq(valid)
-            valid = nxt
+                self.m.d.sync += nxt.eq(chain[-1])
+            chain.append(nxt)
+        return chain
+
+    def handshake(self, in_ready, out_valid, out_ready, valid, keep=1) -> None:
+        """Drive the handshakes from the last stage's ``valid``; beats whose ``keep`` is low
+        are dropped at the output (a filter: one output per row, say)."""
+        leaving = Signal(name=f"{self.name}_leaving")
         self.m.d.comb += [
-            self.advance.eq(~valid | out_ready),
+            leaving.eq(valid & keep),
+            out_valid.eq(leaving),
+            self.advance.eq(~leaving | out_ready),
             in_ready.eq(self.advance),
-            out_valid.eq(valid),
         ]
 
+    def connect(self, in_valid, in_ready, out_valid, out_ready, latency: int) -> None:
+        """Tie the handshakes: ``latency`` register stages between input and output."""
+        chain = self.valid_chain(in_valid, latency)
+        self.handshake(in_ready, out_valid, out_ready, chain[-1])

@@ -84,33 +84,16 @@ def test_exp_config_round_trips_through_a_dict():
     assert nl.config_from_dict(nl.config_to_dict(cfg)) == cfg
 
 
-def _cosim_cases():
-    from nonlinear_cosim import UnaryCase
-
-    cases = []
-    for k, (in_text, out_text) in enumerate(CASES[:4]):
-        cfg = _config(in_text, out_text)
-        cases.append(UnaryCase(f"exp{k}", cfg, 8, unary_inputs(cfg.in_fmt, seed=5 + k, focus=(-20.0, 0.0))))
-    no_interp = _config("fixed<8,3>", "ufixed<8,1,RND,SAT>", interpolate=False)
-    cases.append(UnaryCase("exp_table_only", no_interp, 2, unary_inputs(no_interp.in_fmt, seed=9)))
-    full = _config("fixed<16,6>", "ufixed<16,1,RND,SAT>")
-    cases.append(UnaryCase("exp_full_rate", full, 1, np.arange(-3000, 0), full_rate=True))
-    return cases
-
 
 @pytest.mark.cosim
 def test_exp_rtl_equals_golden(tmp_path):
     from nonlinear_cosim import run_rtl
 
-    from hwgen.rtl.exp import Exp
-
-    run_rtl(tmp_path, "exp", Exp, _cosim_cases())
+    run_rtl(tmp_path, "exp")
 
 
 @pytest.mark.cosim
 def test_exp_hls_equals_golden():
     from nonlinear_cosim import run_hls
 
-    from hwgen.hls.nonlinear import exp_kernel
-
-    run_hls(exp_kernel, nl.exp, _cosim_cases())
+    run_hls("exp")

@@ -101,3 +101,17 @@ def test_gelu_config_validation():
         nl.gelu(nl.ExpConfig.for_formats(QFmt(16, 6), QFmt(16, 1, False)), np.zeros(1, np.int64))
     for cfg in (_table("fixed<16,6>", "fixed<16,6>"), _poly("fixed<32,10>", "fixed<32,10>")):
         assert nl.config_from_dict(nl.config_to_dict(cfg)) == cfg
+
+
+@pytest.mark.cosim
+def test_gelu_rtl_equals_golden(tmp_path):
+    from nonlinear_cosim import run_rtl
+
+    run_rtl(tmp_path, "gelu")
+
+
+@pytest.mark.cosim
+def test_gelu_hls_equals_golden():
+    from nonlinear_cosim import run_hls
+
+    run_hls("gelu")

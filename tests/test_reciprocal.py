@@ -73,3 +73,17 @@ def test_reciprocal_config_validation():
         nl.ReciprocalConfig(i, o, 6, 9, 2, 5, 3)
     cfg = _config("fixed<32,10>", "fixed<32,10,RND,SAT>")
     assert nl.config_from_dict(nl.config_to_dict(cfg)) == cfg
+
+
+@pytest.mark.cosim
+def test_reciprocal_rtl_equals_golden(tmp_path):
+    from nonlinear_cosim import run_rtl
+
+    run_rtl(tmp_path, "reciprocal")
+
+
+@pytest.mark.cosim
+def test_reciprocal_hls_equals_golden():
+    from nonlinear_cosim import run_hls
+
+    run_hls("reciprocal")

@@ -70,3 +70,17 @@ def test_rsqrt_config_validation():
         nl.RsqrtConfig(i, o, 15, 18, 2, 19, 3)
     cfg = _config("fixed<32,10>", "fixed<32,10,RND,SAT>")
     assert nl.config_from_dict(nl.config_to_dict(cfg)) == cfg
+
+
+@pytest.mark.cosim
+def test_rsqrt_rtl_equals_golden(tmp_path):
+    from nonlinear_cosim import run_rtl
+
+    run_rtl(tmp_path, "rsqrt")
+
+
+@pytest.mark.cosim
+def test_rsqrt_hls_equals_golden():
+    from nonlinear_cosim import run_hls
+
+    run_hls("rsqrt")
