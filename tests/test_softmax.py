@@ -114,3 +114,85 @@ def test_softmax_validation():
         _config("fixed<32,10>", "ufixed<32,0>")
     cfg = _config("fixed<32,10>", "fixed<32,10,RND,SAT>")
     assert nl.config_from_dict(nl.config_to_dict(cfg)) == cfg
+
+
+# ------------------------------------------------------------------------------------------- cosim
+
+# Rows per length: about 100,000 elements per configuration, every special row at every length.
+ROW_COUNTS = {1: 64, 2: 64, 3: 64, 17: 200, 64: 400, 1024: 68}
+
+
+def cosim_rows(cfg, seed: int, counts=ROW_COUNTS) -> dict[int, np.ndarray]:
+    """Rows by length: the special rows, then random ones, ``counts[n]`` in all (a multiple of 4)."""
+    rng = np.random.default_rng(seed)
+    rows = {}
+    for n, count in counts.items():
+        special = special_rows(cfg.in_fmt, n, rng)
+        rows[n] = np.concatenate([special, random_rows(cfg.in_fmt, count - len(special), n, rng)])
+    return rows
+
+
+def as_beats(rows: dict[int, np.ndarray], lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of equal length side by side in ``lanes``: (beats, lanes) values and (beats,) last flags."""
+    xs, lasts = [], []
+    for n, block in rows.items():
+        assert len(block) % lanes == 0
+        for k in range(0, len(block), lanes):
+            xs.append(block[k:k + lanes].T)
+            lasts.append(np.arange(n) == n - 1)
+    return np.concatenate(xs), np.concatenate(lasts).astype(np.int64)
+
+
+def _cosim_units():
+    f = QFmt.parse
+    sm16 = nl.SoftmaxConfig.for_formats(f("fixed<16,6>"), f("ufixed<16,0,RND,SAT>"), 1024)
+    return [
+        # (name, kind, config, lanes, rows, full rate)
+        ("sm8", "softmax", nl.SoftmaxConfig.for_formats(f("fixed<8,3>"), f("ufixed<8,0,RND,SAT>"), 1024), 4, 1, False),
+        ("sm16", "softmax", sm16, 4, 2, False),
+        ("sm32", "softmax", nl.SoftmaxConfig.for_formats(f("fixed<32,10>"), f("fixed<32,10,RND,SAT>"), 1024), 2, 3, False),
+        ("stats16", "stats", sm16, 4, 4, False),
+        ("sm_full_rate", "softmax", nl.SoftmaxConfig.for_formats(f("fixed<16,6>"), f("ufixed<16,0,RND,SAT>"), 64), 1, 5, True),
+    ]
+
+
+@pytest.mark.cosim
+def test_softmax_rtl_equals_golden(tmp_path):
+    import json
+
+    from amaranth.back import verilog
+
+    from hwgen import toolchain
+    from hwgen.cosim.bundle import Bundle
+    from hwgen.rtl.softmax import Softmax, SoftmaxStats
+
+    members, units = {}, []
+    for name, kind, cfg, lanes, seed, full_rate in _cosim_units():
+        members[name] = (Softmax if kind == "softmax" else SoftmaxStats)(cfg, lanes)
+        counts = {64: 40} if full_rate else ROW_COUNTS
+        x, last = as_beats(cosim_rows(cfg, seed, counts), lanes)
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, x=x, last=last)
+        stall = 0.0 if full_rate else 0.3
+        units.append({"name": name, "kind": kind, "config": nl.config_to_dict(cfg), "lanes": lanes,
+                      "vectors": str(path), "idle_prob": stall, "backpressure_prob": stall, "full_rate": full_rate})
+    source = verilog.convert(Bundle(members), name="softmax_bundle")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"seed": 1, "units": units}))
+    toolchain.run_cocotb(source, "softmax_bundle", "hwgen.cosim.tb_softmax", work_dir=tmp_path / "sim",
+                         extra_env={"HWGEN_TB_SOFTMAX": str(plan)})
+
+
+@pytest.mark.cosim
+def test_softmax_hls_equals_golden():
+    from hwgen.hls import CSim
+    from hwgen.hls.nonlinear import softmax_kernels
+
+    units = [u for u in _cosim_units() if not u[5] and u[1] == "softmax"]
+    sim = CSim([k for name, _, cfg, *_ in units for k in softmax_kernels(name, cfg, ROW_COUNTS)])
+    for name, _, cfg, _, seed, _ in units:
+        for n, rows in cosim_rows(cfg, seed).items():
+            assert (sim.run(f"{name}_rows{n}", {"in": rows})["out"] == nl.softmax(cfg, rows)).all(), (name, n)
+            stats = sim.run(f"{name}_stats{n}", {"in": rows})
+            top, inv = nl.softmax_stats(cfg, rows)
+            assert (stats["row_max"][:, 0] == top).all() and (stats["inv_sum"][:, 0] == inv).all(), (name, n)

@@ -30,6 +30,8 @@ __all__ = [
     "gelu_kernel",
     "softmax_config",
     "softmax_kernels",
+    "layernorm_config",
+    "layernorm_kernels",
 ]
 
 
@@ -315,5 +317,58 @@ def softmax_kernels(name: str, cfg: nl.SoftmaxConfig, lengths) -> list[Kernel]:
             call=f"hwgen::softmax_stats<{config}>(in, {n}, row_max[0], inv_sum[0])",
             inputs=(KernelPort("in", cfg.in_fmt, n),),
             outputs=(KernelPort("row_max", cfg.in_fmt, 1), KernelPort("inv_sum", cfg.inv_fmt, 1)),
+        ))
+    return kernels
+
+
+# ========================================================================================== LayerNorm
+
+
+def layernorm_config(name: str, cfg: nl.LayerNormConfig) -> str:
+    """Headers declaring ``struct <name>`` (and its rsqrt config) for ``layernorm.h``."""
+    _check_name(name)
+    main = _header(
+        name,
+        f"LayerNorm: {cfg.out_fmt} <- {cfg.in_fmt}, gamma {cfg.gamma_fmt}, beta {cfg.beta_fmt}, "
+        f"up to {cfg.max_channels} channels, eps {cfg.eps}.",
+        ["layernorm.h"],
+        [
+            ("in_t", cfg.in_fmt.cpp_type()),
+            ("gamma_t", cfg.gamma_fmt.cpp_type()),
+            ("beta_t", cfg.beta_fmt.cpp_type()),
+            ("out_t", cfg.out_fmt.cpp_type()),
+            ("norm_t", cfg.norm_fmt.cpp_type()),
+            ("rsqrt", f"{name}_rsqrt"),
+        ],
+        [
+            ("in_width", cfg.in_fmt.width),
+            ("max_channels", cfg.max_channels),
+            ("sum_bits", cfg.sum_bits),
+            ("square_sum_bits", cfg.square_sum_bits),
+            ("count_bits", cfg.count_bits),
+            ("d_bits", cfg.d_bits),
+            ("u_bits", cfg.u_bits),
+            ("eps_raw", cfg.eps_raw),
+            ("work_bits", cfg.rsqrt.work_bits),
+            ("norm_frac_bits", cfg.norm_fmt.frac_bits),
+            ("norm_min_raw", cfg.norm_fmt.min_raw),
+            ("norm_max_raw", cfg.norm_fmt.max_raw),
+        ],
+    )
+    return rsqrt_config(f"{name}_rsqrt", cfg.rsqrt) + "\n" + main
+
+
+def layernorm_kernels(name: str, cfg: nl.LayerNormConfig, lengths) -> list[Kernel]:
+    """``<name>_rows<n>`` for each row length n: x, γ, β in, the normalized row out."""
+    config = f"{name}_config"
+    kernels = []
+    for n in lengths:
+        kernels.append(Kernel(
+            name=f"{name}_rows{n}",
+            declarations="" if kernels else layernorm_config(config, cfg),
+            call=f"hwgen::layernorm<{config}>(x, gamma, beta, out, {n})",
+            inputs=(KernelPort("x", cfg.in_fmt, n), KernelPort("gamma", cfg.gamma_fmt, n),
+                    KernelPort("beta", cfg.beta_fmt, n)),
+            outputs=(KernelPort("out", cfg.out_fmt, n),),
         ))
     return kernels
