@@ -108,6 +108,108 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Progress:
+    """Step messages on stderr with a rich spinner; silent when quiet."""
+
+    def __init__(self, quiet: bool):
+        self.status = None
+        if not quiet:
+            from rich.console import Console
+
+            self.console = Console(stderr=True, log_path=False)
+            self.status = self.console.status("starting")
+
+    def __enter__(self):
+        if self.status is not None:
+            self.status.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+    def __call__(self, label: str) -> None:
+        if self.status is not None:
+            self.console.log(label)
+            self.status.update(label)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    import json
+
+    from hwgen.build import build_project
+    from hwgen.toolchain import ToolError
+
+    try:
+        with _Progress(args.quiet or args.json) as progress:
+            result = build_project(args.model, args.board, args.out, flow=args.flow, lanes=args.lanes,
+                                   clock_mhz=args.clock_mhz, force=args.force, sim=args.sim, progress=progress)
+    except ValueError as exc:
+        raise UserError(_one_line(exc)) from None
+    except ToolError as exc:
+        print(f"hwgen: error: {exc}", file=sys.stderr)
+        return 1
+    report = result.report
+    if args.json:
+        print(json.dumps({"out": str(result.out), "report": report}, indent=1))
+        return 0
+    perf, res = report["performance"], report["resources"]
+    best = perf["measured"] or perf["analytical"]
+    source = "measured in Verilator" if perf["measured"] else "analytical"
+    print(f"built {report['model']['name']} for {report['board']['name']} in {result.out}")
+    print(f"  {best['cycles']:,} cycles ({source}) = {best['latency_us']:,.1f} us, {best['fps']:,.1f} FPS "
+          f"at {perf['clock_mhz']:g} MHz")
+    print("  " + ", ".join(
+        f"{k} {res['used'][k]:,}/{res['budget'][k]:,}" + (f" ({res['percent'][k]:.0f} %)" if res["percent"][k] is not None else "")
+        for k in res["budget"]))
+    if res["over_budget"]:
+        print(f"  OVER BUDGET (written because of --force): {', '.join(res['over_budget'])}")
+    print(f"  report: {result.out / 'report.md'}")
+    return 0
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    import json
+
+    from hwgen.sim import load_folder, simulate
+    from hwgen.toolchain import ToolError
+
+    try:
+        built = load_folder(args.folder)
+        with _Progress(args.quiet or args.json) as progress:
+            progress(f"running the Program on the {args.backend} backend")
+            result = simulate(built, args.backend)
+    except ValueError as exc:
+        raise UserError(_one_line(exc)) from None
+    except ToolError as exc:
+        print(f"hwgen: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        verdict = "equal to golden.npz" if result.equal else "NOT equal to golden.npz"
+        print(f"{args.backend}: {verdict}; {result.cycles:,} cycles, {result.cycles_source}"
+              + (f" (analytical {result.analytical_cycles:,})" if args.backend == "rtl" else ""))
+        for problem in result.mismatches:
+            print(f"  {problem}")
+    return 0 if result.equal else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    name = "report.json" if args.json else "report.md"
+    path = Path(args.folder) / name
+    if not (Path(args.folder) / "hwgen.yaml").is_file() or not path.is_file():
+        raise UserError(f"folder must be one hwgen build wrote (with hwgen.yaml and {name}), not {args.folder!r}")
+    sys.stdout.write(path.read_text(encoding="utf-8"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwgen",
@@ -137,6 +239,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("boards", help="list the boards hwgen builds for, with their parts, clocks and budgets")
     p.set_defaults(func=_cmd_boards)
+
+    from hwgen.build import DEFAULT_MODEL, FLOWS
+    from hwgen.sim import BACKENDS
+
+    p = sub.add_parser(
+        "build",
+        help="turn a model into a folder for Vivado/Vitis, with driver, golden data and a report",
+        description="Compile MODEL for BOARD's accelerator and write the RTL, the HLS sources, the Vivado and "
+                    "Vitis HLS projects, the host driver, the Program, memory image and golden outputs, and a "
+                    "report (cycles, resources against the budget, accuracy). docs/build.md describes the folder.",
+    )
+    p.add_argument("--board", required=True, help="a board name (see 'hwgen boards') or a board .yaml")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"a zoo name (see 'hwgen models') or a spec .yaml (default: {DEFAULT_MODEL})")
+    p.add_argument("--out", metavar="DIR", help="folder to write (default: build/BOARD); must be empty unless --force")
+    p.add_argument("--flow", choices=FLOWS, default="both", help="emit the RTL, the HLS design or both (default: both)")
+    p.add_argument("--lanes", metavar="INxOUT", help="MAC array lanes, e.g. 16x16 (default: the board's)")
+    p.add_argument("--clock-mhz", type=float, metavar="F", help="PL clock in MHz (default: the board's)")
+    p.add_argument("--sim", action="store_true", help="also run the RTL in Verilator and report measured cycles")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out, and write a design over budget")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (implies --quiet)")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("sim", help="run a built folder's Program on a backend and compare with golden.npz",
+                       description="Exit status 0 only when every tensor equals golden.npz bit for bit, 1 when not.")
+    p.add_argument("folder", metavar="DIR", help="a folder 'hwgen build' wrote")
+    p.add_argument("--backend", choices=BACKENDS, default="isa",
+                   help="isa_sim (NumPy), rtl (Verilator) or hls (g++ C simulation); default isa")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (implies --quiet)")
+    p.set_defaults(func=_cmd_sim)
+
+    p = sub.add_parser("report", help="print the report of a built folder")
+    p.add_argument("folder", metavar="DIR", help="a folder 'hwgen build' wrote")
+    p.add_argument("--json", action="store_true", help="print report.json instead of report.md")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -1,0 +1,566 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``hwgen build``: one model and one board to a self-contained folder (docs/build.md).
+
+:func:`plan_build` does all the work in memory — compile the model for the board's accelerator,
+pick seeded test inputs, run the golden model and check ``isa_sim`` against it, emit the RTL
+(Amaranth → Verilog) and the HLS sources with a C testbench, estimate resources with Yosys
+``synth_xilinx`` and hold them against the board budget, optionally measure cycles in Verilator,
+render the Vivado / Vitis HLS project, the host driver and the report — and returns a
+:class:`~hwgen.project.BuildPlan`. :func:`build_project` refuses a design over budget (unless
+``force``) before anything is written, then writes the plan atomically. The same inputs give
+byte-identical folders: nothing records a time, an absolute path or the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hwgen import __version__, golden, zoo
+from hwgen.board import BUDGET_KEYS, Board, load_board
+from hwgen.compiler import MemoryImage, isa_sim
+from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
+from hwgen.hls.emit import render as render_hls
+from hwgen.hls.emit import stamp
+from hwgen.hwparams import HwParams
+from hwgen.project import RTL_PATH, BuildPlan, HlsDesign, add_board_project
+from hwgen.quant import QuantConfig
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FLOWS",
+    "TEST_INPUT_SEED",
+    "BudgetError",
+    "BuildResult",
+    "parse_lanes",
+    "accelerator_verilog",
+    "expected_image",
+    "golden_npz",
+    "plan_build",
+    "build_project",
+]
+
+log = logging.getLogger(__name__)
+
+#: The model ``hwgen build`` compiles when none is named: the most representative zoo model the
+#: accelerator runs today (a transformer MLP block at DeiT-tiny width). Becomes a ViT when those land.
+DEFAULT_MODEL = "mlp-tiny"
+#: What a build emits: the Amaranth RTL, the HLS C++, or both (each with its Vivado project).
+FLOWS = ("rtl", "hls", "both")
+#: Seed of the test inputs in memory.bin / golden.npz; calibration uses seeds ``1000·s + i``
+#: (QuantConfig.seed = 0, i < calibration_samples), so the test inputs are never calibration inputs.
+TEST_INPUT_SEED = 7357
+#: Version of the folder's layout (hwgen.yaml ``hwgen_build``, report.json ``hwgen_report``).
+BUILD_FORMAT = 1
+#: The Vitis HLS design of every build: the top, the testbench, and the image the testbench reads.
+HLS_DESIGN = HlsDesign(
+    top=TOP_NAME,
+    sources=(TOP_SOURCE,),
+    testbench=("tb.cpp",),
+    tb_data=("../memory.bin",),
+    cflags=("-I.",),
+    csim_argv=("../memory.bin",),
+)
+
+Progress = Callable[[str], None]
+
+
+class BudgetError(ValueError):
+    """The design does not fit the board's resource budget (``force`` writes it anyway)."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A written build: where, its report (the content of report.json) and the plan it came from."""
+
+    out: Path
+    report: dict
+    plan: BuildPlan
+
+
+def parse_lanes(text: str) -> tuple[int, int]:
+    """``"16x16"`` → ``(16, 16)``: lanes_in × lanes_out of the compute array."""
+    match = re.fullmatch(r"([1-9][0-9]{0,3})[xX]([1-9][0-9]{0,3})", str(text).strip())
+    if not match:
+        raise ValueError(f"lanes must be INxOUT with positive integers, e.g. 16x16, not {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+# ------------------------------------------------------------------------------------------ pieces
+
+
+def accelerator_verilog(hw: HwParams) -> str:
+    """Verilog of ``Accelerator(hw)`` as module ``hwgen_accel``, stamped, without source paths."""
+    from amaranth.back import verilog
+
+    from hwgen.rtl.accelerator import Accelerator
+
+    # emit_src=False: Amaranth would otherwise record the absolute path of every rtl/*.py line,
+    # and two checkouts would emit different bytes.
+    text = verilog.convert(Accelerator(hw), name="hwgen_accel", emit_src=False)
+    header = (f"// {stamp()}\n// hwgen accelerator core: {hw}; hardware fingerprint {hw.fingerprint():#010x}.\n"
+              "// Register map and run sequence: docs/isa.md section 8.\n")
+    return header + text
+
+
+def expected_image(image: MemoryImage, values: dict[str, np.ndarray]) -> bytes:
+    """The image after a correct run: every input, activation and output region holding ``values``."""
+    for region in image.regions:
+        if region.kind in ("input", "activation", "output"):
+            image = image.write(region.name, values[region.name])
+    return image.data
+
+
+def golden_npz(arrays: dict[str, np.ndarray]) -> bytes:
+    """An ``.npz`` of int64 arrays that is byte-identical for the same arrays.
+
+    ``np.savez`` stamps each member with the current time; here every member carries a fixed date
+    and is stored uncompressed, so the bytes depend only on the arrays.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name], dtype="<i8"), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, member.getvalue())
+    return buffer.getvalue()
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse an ``out`` that :meth:`BuildPlan.write` would refuse, before any expensive step."""
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise ValueError(f"out must be a folder, not the file {out}")
+        if any(out.iterdir()) and not force:
+            raise ValueError(f"out folder {out} must be empty (or use --force to replace it), not holding files")
+        return
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"out folder {out} must be in a writable folder, not under the file {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"out folder {out} must be in a writable folder, not in {parent}")
+
+
+def _overruns(used: dict[str, int], budget: dict[str, int]) -> list[str]:
+    return [f"{key} {used[key]:,} of {budget[key]:,} (+{used[key] - budget[key]:,})"
+            for key in BUDGET_KEYS if used[key] > budget[key]]
+
+
+def _percent(used: int, budget: int) -> float | None:
+    return round(100.0 * used / budget, 1) if budget else None
+
+
+def _tensor_role(graph, name: str) -> str:
+    tensor = graph.tensor(name)
+    if tensor.is_constant:
+        return "bias" if name.endswith(".bias") else "weight"
+    if name in graph.inputs:
+        return "input"
+    if name in graph.outputs:
+        return "output"
+    producer = graph.producer(name)
+    return "exact" if producer is not None and producer.op in ("Linear", "MatMul", "Add") else "activation"
+
+
+def _float_or_none(value: float) -> float | None:
+    return None if math.isinf(value) or math.isnan(value) else round(value, 6)
+
+
+def _c_bytes(data: bytes) -> list[str]:
+    return [", ".join(str(b) for b in data[i:i + 24]) + "," for i in range(0, len(data), 24)]
+
+
+def _tb_expected(model_name: str, image: MemoryImage, values: dict[str, np.ndarray], descriptors: int, hw) -> str:
+    regions = []
+    for r in image.regions:
+        if r.kind != "output":
+            continue
+        raw = values[r.name]
+        rows = int(np.prod(r.shape[:-1], dtype=np.int64))
+        packed = raw.reshape(rows, r.shape[-1]).astype(f"<{'i' if r.fmt.signed else 'u'}{r.container_bits // 8}")
+        data = packed.tobytes()
+        regions.append({
+            "name": r.name, "format": r.format, "shape": "x".join(map(str, r.shape)), "offset": r.offset,
+            "rows": rows, "cols": r.shape[-1], "row_stride": r.row_stride, "signed": r.fmt.signed,
+            "nbytes": len(data), "lines": _c_bytes(data),
+        })
+    return render_hls("accelerator_tb_expected.h.j2", model=model_name, description=str(hw), regions=regions,
+                      image_bytes=len(image.data), descriptors=descriptors)
+
+
+# ------------------------------------------------------------------------------------------- build
+
+
+def _model_source(model: str | Path) -> tuple[dict, list[tuple[str, bytes]]]:
+    """How hwgen.yaml names the model, and the files to copy so the folder can rebuild it."""
+    if isinstance(model, str) and model in zoo.names():
+        return {"zoo": model}, []
+    path = zoo.resolve(model)
+    spec = path.read_bytes()
+    files = [(f"model/{path.name}", spec)]
+    document = yaml.safe_load(spec) or {}
+    weights = document.get("weights") if isinstance(document, dict) else None
+    if isinstance(weights, str) and weights != "random":
+        relative = Path(weights)
+        if not relative.is_absolute() and ".." not in relative.parts and (path.parent / relative).is_file():
+            files.append((f"model/{relative.as_posix()}", (path.parent / relative).read_bytes()))
+    return {"spec": f"model/{path.name}"}, files
+
+
+def _board_source(board: str | Path | Board) -> tuple[Board, str, list[tuple[str, bytes]]]:
+    """The board, how hwgen.yaml names it, and its file when it is not a shipped board."""
+    from hwgen.board import board_names
+
+    if isinstance(board, str) and board in board_names():
+        return load_board(board), board, []
+    loaded = board if isinstance(board, Board) else load_board(board)
+    return loaded, f"board/{loaded.name}.yaml", [(f"board/{loaded.name}.yaml", loaded.path.read_bytes())]
+
+
+def plan_build(
+    model: str | Path = DEFAULT_MODEL,
+    board: str | Path | Board = "ultra96",
+    *,
+    flow: str = "both",
+    lanes: str | tuple[int, int] | None = None,
+    clock_mhz: float | None = None,
+    force: bool = False,
+    sim: bool = False,
+    progress: Progress | None = None,
+) -> tuple[BuildPlan, dict]:
+    """Everything ``hwgen build`` writes, in memory: ``(plan, report)``.
+
+    Raises ``ValueError`` for bad input (unknown board or model, malformed YAML, bad lanes or
+    clock, a model the accelerator cannot run) and :class:`BudgetError` for a design over the
+    board's budget unless ``force``.
+    """
+    step = progress or (lambda label: None)
+
+    def announce(label: str) -> None:
+        log.info("%s", label)
+        step(label)
+
+    if flow not in FLOWS:
+        raise ValueError(f"flow must be one of {', '.join(FLOWS)}, not {flow!r}")
+    board, board_ref, board_files = _board_source(board)
+    mhz = board.clock_mhz(clock_mhz)
+    if isinstance(lanes, str):
+        lanes = parse_lanes(lanes)
+    hw = board.hw_params(**({} if lanes is None else {"lanes_in": lanes[0], "lanes_out": lanes[1]}))
+    lanes_text = f"{hw.lanes_in}x{hw.lanes_out}"
+    from hwgen.rtl.compute_unit import Geometry
+
+    problem = Geometry.problem(hw)
+    if problem:
+        raise ValueError(f"lanes {lanes_text} on {board.name}: {problem}")
+    # First-order check before the expensive steps: the array alone needs one DSP per MAC.
+    if hw.macs_per_cycle > board.budget["DSP"] and not force:
+        raise BudgetError(
+            f"design must fit {board.name}'s budget, but lanes {lanes_text} need about {hw.macs_per_cycle:,} DSP "
+            f"(one per MAC) of {board.budget['DSP']:,} (+{hw.macs_per_cycle - board.budget['DSP']:,}); "
+            "use fewer lanes, or --force to write it anyway"
+        )
+
+    announce(f"compiling {model} for {board.name} ({lanes_text} lanes)")
+    model_ref, model_files = _model_source(model)
+    loaded = zoo.load_model(model)
+    from hwgen.pipeline import build as compile_model
+
+    config = QuantConfig.for_hw(hw, formats=loaded.formats)
+    built = compile_model(loaded, hw, config)
+    qgraph, program = built.qgraph, built.program
+
+    announce("running the golden model and isa_sim")
+    float_inputs = golden.sample_inputs(qgraph, seed=TEST_INPUT_SEED)
+    raw_inputs = golden.quantize_inputs(qgraph, float_inputs)
+    image = built.image
+    for name, raw in raw_inputs.items():
+        image = image.write(name, raw)
+    values = golden.run(qgraph, raw_inputs)
+    kept = {r.name: values[r.name] for r in image.regions if r.kind in ("input", "activation", "output")}
+    want = expected_image(image, kept)
+    reference = isa_sim(program, image, hw)
+    if reference.data != want:
+        raise RuntimeError(f"isa_sim must equal the golden model on {qgraph.name}, but it does not: a compiler bug")
+    float_values = golden.run_float(loaded.graph, float_inputs)
+    accuracy = [row for row in golden.accuracy_report(qgraph, float_values, values) if row.name in qgraph.outputs]
+
+    announce("emitting the RTL (Amaranth to Verilog)")
+    verilog_text = accelerator_verilog(hw)
+
+    announce(f"estimating resources (Yosys synth_xilinx -family {board.family})")
+    from hwgen import toolchain
+
+    resources = toolchain.yosys_resources(verilog_text, "hwgen_accel", family=board.family)
+    budget = dict(board.budget)
+    over = _overruns(resources, budget)
+    if over and not force:
+        raise BudgetError(f"design must fit {board.name}'s budget, but the Yosys estimate is over on "
+                          f"{', '.join(over)}; use fewer lanes, or --force to write it anyway")
+
+    measured = None
+    if sim:
+        announce("measuring cycles in Verilator")
+        from hwgen.sim import run_rtl
+
+        with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as work:
+            outcome = run_rtl(verilog_text, hw, image, want, Path(work))
+        if not outcome["equal"]:
+            raise RuntimeError(f"the RTL must equal the golden model, but it does not: {outcome['detail']}")
+        measured = outcome
+
+    announce("rendering the HLS sources, the vendor project, the driver and the report")
+    plan = BuildPlan()
+    rtl = flow in ("rtl", "both")
+    hls = flow in ("hls", "both")
+    if rtl:
+        plan.add_file(RTL_PATH, verilog_text)
+    if hls:
+        for name, text in accelerator_sources(hw, image_bytes=len(image.data)).items():
+            plan.add_file(f"hls/{name}", text)
+        from hwgen.hls_templates import TEMPLATE_DIR
+
+        plan.add_file("hls/tb.cpp", (TEMPLATE_DIR / "accelerator_tb.cpp").read_bytes())
+        plan.add_file("hls/tb_expected.h", _tb_expected(qgraph.name, image, values, len(program.descriptors), hw))
+    plan.add_file("memory.bin", image.data)
+    plan.add_file("memory.json", json.dumps(image.layout(), indent=1) + "\n")
+    plan.add_file("program.bin", program.to_bytes())
+    plan.add_file("program.txt", program.listing(image.labels))
+    plan.add_file("golden.npz", golden_npz(kept))
+    add_board_project(plan, board, rtl=rtl, hls=HLS_DESIGN if hls else None, clock_mhz=mhz)
+    plan.add_file("driver/hwgen_driver.py", Path(__file__).with_name("driver.py").read_bytes())
+    for path, data in model_files + board_files:
+        plan.add_file(path, data)
+
+    report = _report(
+        model_name=qgraph.name, model_ref=model_ref, description=qgraph.description, graph=qgraph,
+        board=board, board_ref=board_ref, hw=hw, mhz=mhz, flow=flow, program=program, image=image,
+        reference=reference, measured=measured, resources=resources, budget=budget, over=over,
+        accuracy=accuracy, macs=zoo.macs(loaded),
+    )
+    plan.add_file("hwgen.yaml", _hwgen_yaml(report, config, sim=sim, force=force))
+    plan.add_file("report.json", json.dumps(report, indent=1) + "\n")
+    plan.add_file("report.md", render_report(report))
+    return plan, report
+
+
+def build_project(
+    model: str | Path = DEFAULT_MODEL,
+    board: str | Path | Board = "ultra96",
+    out: str | Path | None = None,
+    *,
+    flow: str = "both",
+    lanes: str | tuple[int, int] | None = None,
+    clock_mhz: float | None = None,
+    force: bool = False,
+    sim: bool = False,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """:func:`plan_build`, then write the folder atomically to ``out`` (default ``build/<board>``)."""
+    if out is None:
+        name = board.name if isinstance(board, Board) else Path(str(board)).stem
+        out = Path("build") / name
+    out = Path(out).absolute()
+    _check_out(out, force)
+    plan, report = plan_build(model, board, flow=flow, lanes=lanes, clock_mhz=clock_mhz, force=force, sim=sim,
+                              progress=progress)
+    if progress:
+        progress(f"writing {out}")
+    written = plan.write(out, force=force)
+    return BuildResult(written, report, plan)
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, mhz, flow, program, image,
+            reference, measured, resources, budget, over, accuracy, macs) -> dict:
+    layers = []
+    for index, (desc, estimate) in enumerate(zip(program.descriptors, reference.cycles)):
+        from hwgen.compiler import Flag
+
+        bypass = bool(desc.flags & Flag.BYPASS)
+        layers.append({
+            "descriptor": index,
+            "layers": image.labels[index] if index < len(image.labels) else "",
+            "m": desc.m, "k": desc.k, "n": desc.n,
+            "macs": 0 if bypass else desc.m * desc.k * desc.n,
+            "ideal_cycles": estimate.ideal,
+            "cycles": estimate.cycles,
+            "utilization": round(estimate.utilization, 4),
+        })
+    analytical = reference.total_cycles
+    ideal = sum(c.ideal for c in reference.cycles)
+
+    def projection(cycles: int) -> dict:
+        return {"cycles": cycles, "latency_us": round(cycles / mhz, 3), "fps": round(mhz * 1e6 / cycles, 2),
+                "utilization": round(ideal / cycles, 4)}
+
+    performance = {"clock_mhz": mhz, "ideal_cycles": ideal, "analytical": projection(analytical), "measured": None}
+    if measured is not None:
+        performance["measured"] = {**projection(measured["cycles"]), "stalls": measured["stalls"],
+                                   "simulator": "Verilator", "model_error": round(analytical / measured["cycles"] - 1, 4)}
+    formats = []
+    regions = {r.name: r for r in image.regions}
+    for tensor in graph.tensors:
+        region = regions.get(tensor.name)
+        formats.append({"tensor": tensor.name, "role": _tensor_role(graph, tensor.name), "shape": list(tensor.shape),
+                        "format": str(tensor.fmt), "region": region.kind if region else None})
+    return {
+        "hwgen_report": BUILD_FORMAT,
+        "hwgen_version": __version__,
+        "model": {"name": model_name, "source": model_ref, "description": description, "macs": macs,
+                  "inputs": {n: list(graph.tensor(n).shape) for n in graph.inputs},
+                  "outputs": {n: list(graph.tensor(n).shape) for n in graph.outputs}},
+        "board": {"name": board.name, "ref": board_ref, "description": board.description, "part": board.part,
+                  "family": board.family, "clock_source": board.pl_clock.source},
+        "flow": flow,
+        "accelerator": {**hw.to_dict(), "fingerprint": f"{hw.fingerprint():#010x}", "macs_per_cycle": hw.macs_per_cycle},
+        "program": {"descriptors": len(program.descriptors), "program_bytes": len(program.to_bytes()),
+                    "image_bytes": len(image.data)},
+        "performance": performance,
+        "layers": layers,
+        "resources": {
+            "estimator": f"Yosys synth_xilinx -family {board.family} of the RTL core (hwgen_accel)",
+            "used": dict(resources),
+            "budget": budget,
+            "percent": {k: _percent(resources[k], budget[k]) for k in BUDGET_KEYS},
+            "over_budget": over,
+            "forced": bool(over),
+        },
+        "accuracy": [{"output": row.name, "format": row.fmt, "sqnr_db": _float_or_none(row.sqnr_db),
+                      "max_abs_error": _float_or_none(row.max_abs_error),
+                      "max_abs_reference": _float_or_none(row.max_abs_reference)} for row in accuracy],
+        "formats": formats,
+        "test_inputs": {"seed": TEST_INPUT_SEED},
+    }
+
+
+def _hwgen_yaml(report: dict, config: QuantConfig, *, sim: bool, force: bool) -> str:
+    model = report["model"]["source"]
+    board = report["board"]["ref"]
+    accel = report["accelerator"]
+    lanes = f"{accel['lanes_in']}x{accel['lanes_out']}"
+    mhz = report["performance"]["clock_mhz"]
+    model_arg = model.get("zoo") or model.get("spec")
+    command = (f"hwgen build --board {board} --model {model_arg} --flow {report['flow']} --lanes {lanes} "
+               f"--clock-mhz {mhz:g}{' --sim' if sim else ''}{' --force' if force else ''} --out .")
+    quant = dataclasses.asdict(config)
+    quant["formats"] = {name: str(fmt) for name, fmt in config.formats}
+    document = {
+        "hwgen_build": BUILD_FORMAT,
+        "hwgen_version": __version__,
+        "model": model,
+        "board": board,
+        "flow": report["flow"],
+        "lanes": lanes,
+        "clock_mhz": mhz,
+        "sim": sim,
+        "force": force,
+        "test_input_seed": TEST_INPUT_SEED,
+        "accelerator": {k: accel[k] for k in HwParams().to_dict()},
+        "fingerprint": accel["fingerprint"],
+        "quantization": quant,
+    }
+    return (f"# {stamp()}\n# Everything this folder was built from. Rebuild (from this folder):\n#   {command}\n"
+            + yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
+
+
+def _n(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _table(header: list[str], rows: list[list], align: str | None = None) -> list[str]:
+    align = align or "l" * len(header)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def render_report(report: dict) -> str:
+    """``report.md``: the report as Markdown for a person."""
+    model, board, accel, perf = report["model"], report["board"], report["accelerator"], report["performance"]
+    res = report["resources"]
+    lines = [f"# hwgen build: {model['name']} on {board['name']}", "", f"<!-- {stamp()} -->", ""]
+    if res["over_budget"]:
+        lines += [f"> **Over budget** — written with `--force`: {', '.join(res['over_budget'])}. "
+                  "Vivado will not fit this design on the part.", ""]
+    flows = {"both": "RTL (Amaranth) and HLS (Vitis HLS)", "rtl": "RTL (Amaranth)", "hls": "HLS (Vitis HLS)"}
+    lines += _table(["", ""], [
+        ["model", f"{model['name']} — {model['description']}"],
+        ["inputs", ", ".join(f"{n} {'×'.join(map(str, s))}" for n, s in model["inputs"].items())],
+        ["MACs per run", _n(model["macs"])],
+        ["board", f"{board['name']} — {board['description']} (`{board['part']}`)"],
+        ["accelerator", f"{accel['lanes_in']}×{accel['lanes_out']} MAC array, {accel['act_bits']}-bit activations, "
+                        f"{accel['weight_bits']}-bit weights, {accel['acc_bits']}-bit accumulators, "
+                        f"AXI {accel['axi_data_width']} b; fingerprint `{accel['fingerprint']}`"],
+        ["clock", f"{perf['clock_mhz']:g} MHz from {board['clock_source']}"],
+        ["flows", flows[report["flow"]]],
+        ["program", f"{report['program']['descriptors']} descriptors, memory image {_n(report['program']['image_bytes'])} bytes"],
+    ])
+    lines += ["", "## Performance", ""]
+    rows = []
+    for label, key in (("analytical (docs/isa.md §5 cycle model)", "analytical"), ("measured in Verilator", "measured")):
+        p = perf[key]
+        if p is None:
+            rows.append([label, "not run (`hwgen build --sim`)", "", "", ""])
+        else:
+            rows.append([label, _n(p["cycles"]), f"{p['latency_us']:,.1f} µs", f"{p['fps']:,.1f}",
+                         f"{100 * p['utilization']:.1f} %"])
+    lines += _table(["cycles per run", "cycles", f"latency at {perf['clock_mhz']:g} MHz", "FPS", "MAC utilization"],
+                    rows, "lrrrr")
+    lines += ["", f"MAC utilization is ideal cycles ({_n(perf['ideal_cycles'])}, one full tile per cycle) over cycles."]
+    if perf["measured"] is not None:
+        lines += [f"The analytical model is {100 * perf['measured']['model_error']:+.1f} % off the Verilator count; "
+                  f"{_n(perf['measured']['stalls'])} measured cycles issued no tile."]
+    lines += ["", "## Layers", ""]
+    lines += _table(["#", "layers", "M × K × N", "MACs", "ideal cycles", "cycles (analytical)", "utilization"], [
+        [layer["descriptor"], layer["layers"], f"{layer['m']} × {layer['k']} × {layer['n']}", _n(layer["macs"]),
+         _n(layer["ideal_cycles"]), _n(layer["cycles"]), f"{100 * layer['utilization']:.1f} %"]
+        for layer in report["layers"]
+    ], "llrrrrr")
+    lines += ["", "## Resources", "", f"{res['estimator']}, against the board's budget:", ""]
+    rows = []
+    for key in BUDGET_KEYS:
+        pct = res["percent"][key]
+        over = res["used"][key] > res["budget"][key]
+        rows.append([key, _n(res["used"][key]), _n(res["budget"][key]),
+                     ("—" if pct is None else f"{pct:.1f} %") + (" **over**" if over else "")])
+    lines += _table(["resource", "estimate", "budget", "use"], rows, "lrrr")
+    extra = ", ".join(f"{k} {_n(v)}" for k, v in res["used"].items() if k not in BUDGET_KEYS)
+    lines += ["", f"Also mapped: {extra}. Vivado's numbers after implementation are in `vivado/<flow>/utilization.rpt`."]
+    lines += ["", "## Accuracy against float", "",
+              "The quantized model (golden, bit-exact with the hardware) against the float64 reference on the "
+              f"test inputs (seed {report['test_inputs']['seed']}, never used for calibration):", ""]
+    lines += _table(["output", "format", "SQNR", "max abs error", "max abs reference"], [
+        [a["output"], f"`{a['format']}`", "exact" if a["sqnr_db"] is None else f"{a['sqnr_db']:.1f} dB",
+         f"{a['max_abs_error']:.3g}", f"{a['max_abs_reference']:.3g}"] for a in report["accuracy"]
+    ], "llrrr")
+    lines += ["", "## Formats", ""]
+    lines += _table(["tensor", "role", "shape", "format", "in DDR"], [
+        [f["tensor"], f["role"], "×".join(map(str, f["shape"])), f"`{f['format']}`", f["region"] or "—"]
+        for f in report["formats"]
+    ])
+    lines += ["", "## This folder", "",
+              "`build.sh` turns it into bitstreams (Vitis HLS, then Vivado per flow); `hwgen sim . --backend "
+              "isa|rtl|hls` reruns the Program and compares it with `golden.npz`; `driver/hwgen_driver.py` runs it "
+              "on the board. `hwgen.yaml` holds everything it was built from. docs/build.md describes every file.", ""]
+    return "\n".join(lines)
