@@ -91,3 +91,71 @@ def test_layernorm_validation():
     with pytest.raises(ValueError, match="^rows must have 1..1024 elements, not shape"):
         nl.layernorm(cfg, np.zeros((1, 1025), np.int64), np.zeros(1025, np.int64), np.zeros(1025, np.int64))
     assert nl.config_from_dict(nl.config_to_dict(cfg)) == cfg
+
+
+# ------------------------------------------------------------------------------------------- cosim
+
+
+def _cosim_units():
+    """(name, config, lanes, rows per length, seed, full rate): ~100,000 elements per format."""
+    big = {4: 64, 192: 280, 1024: 44}
+    return [
+        ("ln8", _config(*CASES[0]), 4, big, 1, False),
+        ("ln16", _config(*CASES[1]), 4, big, 2, False),
+        ("ln32", _config(*CASES[2]), 4, big, 3, False),
+        ("ln16_odd", _config(*CASES[1]), 1, {1: 16, 2: 16, 7: 40}, 4, False),
+        ("ln_full_rate", _config(*CASES[1], max_channels=64), 4, {64: 30}, 5, True),
+    ]
+
+
+def _cosim_rows(cfg, counts, seed):
+    """{n: (rows, gamma, beta)}: special rows first, then random rows."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for n, count in counts.items():
+        special = special_rows(cfg.in_fmt, n, rng)
+        rows = np.concatenate([special, random_rows(cfg.in_fmt, max(0, count - len(special)), n, rng)])
+        out[n] = (rows, *_affine(cfg, n, rng))
+    return out
+
+
+@pytest.mark.cosim
+def test_layernorm_rtl_equals_golden(tmp_path):
+    import json
+
+    from amaranth.back import verilog
+
+    from hwgen import toolchain
+    from hwgen.cosim.bundle import Bundle
+    from hwgen.rtl.layernorm import LayerNorm
+
+    members, units = {}, []
+    for name, cfg, lanes, counts, seed, full_rate in _cosim_units():
+        members[name] = LayerNorm(cfg, lanes)
+        arrays = {}
+        for n, (rows, gamma, beta) in _cosim_rows(cfg, counts, seed).items():
+            arrays.update({f"x{n}": rows, f"gamma{n}": gamma, f"beta{n}": beta})
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **arrays)
+        stall = 0.0 if full_rate else 0.3
+        units.append({"name": name, "config": nl.config_to_dict(cfg), "lanes": lanes, "vectors": str(path),
+                      "idle_prob": stall, "backpressure_prob": stall, "full_rate": full_rate})
+    source = verilog.convert(Bundle(members), name="layernorm_bundle")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"seed": 1, "units": units}))
+    toolchain.run_cocotb(source, "layernorm_bundle", "hwgen.cosim.tb_layernorm", work_dir=tmp_path / "sim",
+                         extra_env={"HWGEN_TB_LAYERNORM": str(plan)})
+
+
+@pytest.mark.cosim
+def test_layernorm_hls_equals_golden():
+    from hwgen.hls import CSim
+    from hwgen.hls.nonlinear import layernorm_kernels
+
+    units = [u for u in _cosim_units() if not u[5]]
+    sim = CSim([k for name, cfg, _, counts, *_ in units for k in layernorm_kernels(name, cfg, counts)])
+    for name, cfg, _, counts, seed, _ in units:
+        for n, (rows, gamma, beta) in _cosim_rows(cfg, counts, seed).items():
+            got = sim.run(f"{name}_rows{n}", {"x": rows, "gamma": np.broadcast_to(gamma, rows.shape),
+                                              "beta": np.broadcast_to(beta, rows.shape)})["out"]
+            assert (got == nl.layernorm(cfg, rows, gamma, beta)).all(), (name, n)

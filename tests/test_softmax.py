@@ -196,3 +196,21 @@ def test_softmax_hls_equals_golden():
             stats = sim.run(f"{name}_stats{n}", {"in": rows})
             top, inv = nl.softmax_stats(cfg, rows)
             assert (stats["row_max"][:, 0] == top).all() and (stats["inv_sum"][:, 0] == inv).all(), (name, n)
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("in_text,out_text", CASES[:2])
+def test_softmax_max_error_is_below_hls4ml_stable(in_text, out_text):
+    """The issue's target: on the same rows and at the same output format, a smaller max error
+    than hls4ml's own ``softmax_stable`` (its backend defaults, compiled with g++)."""
+    from hwgen.hls import CSim
+    from hwgen.hls.baselines import HLS4ML_DEFAULTS, hls4ml_include_dir, hls4ml_softmax_kernel
+
+    cfg = _config(in_text, out_text)
+    n = 64
+    rows = random_rows(cfg.in_fmt, 4000, n, np.random.default_rng(43))
+    kernel = hls4ml_softmax_kernel("hls4ml_stable", HLS4ML_DEFAULTS, cfg.in_fmt, cfg.out_fmt, n)
+    theirs = CSim([kernel], flags=[f"-I{hls4ml_include_dir()}"]).run("hls4ml_stable", {"in": rows})["out"]
+    want = nf.correctly_rounded(cfg.out_fmt, nf.softmax(cfg.in_fmt.to_float(rows)))
+    ours = np.abs(nl.softmax(cfg, rows) - want).max()
+    assert ours <= 1 < np.abs(theirs - want).max()

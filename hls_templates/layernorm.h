@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// LayerNorm from one pass of exact integer sums: S1 = Σx, S2 = Σx² (raw codes), then
+// D = n·S2 − S1² + n²·eps_raw and U = n·x − S1, so that (x − μ)/√(var + ε) = U/√D with no
+// division by n.  1/√D comes from the rsqrt scheme of rsqrt.h as a mantissa and an exponent;
+// U·rsqrt(D) is rounded once into norm_t (ties up, saturating), and out = norm·γ + β is an
+// exact ap_fixed expression assigned to out_t.  Step for step hwgen.golden.nonlinear.layernorm
+// and the Amaranth LayerNorm unit.
+#ifndef HWGEN_LAYERNORM_H_
+#define HWGEN_LAYERNORM_H_
+
+#include <ap_fixed.h>
+
+#include "fixed_raw.h"
+#include "rsqrt.h"
+
+namespace hwgen {
+
+// LayerNorm of the row x[0..n) with per-channel gamma, beta into out[0..n).
+template <class CONFIG_T>
+void layernorm(const typename CONFIG_T::in_t x[], const typename CONFIG_T::gamma_t gamma[],
+               const typename CONFIG_T::beta_t beta[], typename CONFIG_T::out_t out[], int n) {
+    const int P = CONFIG_T::work_bits;
+    ap_int<CONFIG_T::sum_bits> s1 = 0;
+    ap_uint<CONFIG_T::square_sum_bits> s2 = 0;
+LayerNormSums:
+    for (int k = 0; k < n; k++) {
+        #pragma HLS PIPELINE II=1
+        #pragma HLS LOOP_TRIPCOUNT max=CONFIG_T::max_channels
+        const ap_int<CONFIG_T::in_width> raw = raw_of(x[k]);
+        s1 += raw;
+        s2 += ap_uint<2 * CONFIG_T::in_width>(raw * raw);
+    }
+    const ap_int<CONFIG_T::count_bits + 1> count = n;
+    const ap_int<CONFIG_T::d_bits + 2> d =
+        ap_int<CONFIG_T::d_bits + 2>(count * s2) - s1 * s1 + ap_int<CONFIG_T::d_bits + 2>(count * count) * CONFIG_T::eps_raw;
+    const bool zero = d == 0;
+    const ap_uint<CONFIG_T::d_bits> magnitude = zero ? ap_int<CONFIG_T::d_bits + 2>(1) : d;
+    ap_uint<P + 2> rstd;
+    int half;
+    rsqrt_mantissa<typename CONFIG_T::rsqrt, CONFIG_T::d_bits>(magnitude, 0, rstd, half);
+    const int shift = P + half - CONFIG_T::norm_frac_bits;  // >= 1: D >= 1
+LayerNormApply:
+    for (int k = 0; k < n; k++) {
+        #pragma HLS PIPELINE II=1
+        #pragma HLS LOOP_TRIPCOUNT max=CONFIG_T::max_channels
+        const ap_int<CONFIG_T::u_bits> u = count * raw_of(x[k]) - s1;
+        const ap_int<CONFIG_T::u_bits + P + 3> product = u * rstd;
+        ap_int<CONFIG_T::u_bits + P + 3> rounded = (product + (ap_int<CONFIG_T::u_bits + P + 3>(1) << (shift - 1))) >> shift;
+        if (rounded > CONFIG_T::norm_max_raw) rounded = CONFIG_T::norm_max_raw;
+        if (rounded < CONFIG_T::norm_min_raw) rounded = CONFIG_T::norm_min_raw;
+        if (zero) rounded = 0;
+        const typename CONFIG_T::norm_t norm = from_raw<typename CONFIG_T::norm_t>(rounded);
+        out[k] = norm * gamma[k] + beta[k];  // exact, then the ap_fixed assignment
+    }
+}
+
+} // namespace hwgen
+
+#endif
