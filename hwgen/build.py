@@ -14,6 +14,7 @@ byte-identical folders: nothing records a time, an absolute path or the host.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -49,6 +50,8 @@ __all__ = [
     "accelerator_verilog",
     "expected_image",
     "golden_npz",
+    "Compiled",
+    "compile_for",
     "plan_build",
     "build_project",
 ]
@@ -102,6 +105,7 @@ def parse_lanes(text: str) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------ pieces
 
 
+@functools.lru_cache(maxsize=4)
 def accelerator_verilog(hw: HwParams) -> str:
     """Verilog of ``Accelerator(hw)`` as module ``hwgen_accel``, stamped, without source paths."""
     from amaranth.back import verilog
@@ -208,6 +212,60 @@ def _tb_expected(model_name: str, image: MemoryImage, values: dict[str, np.ndarr
 # ------------------------------------------------------------------------------------------- build
 
 
+@dataclass(frozen=True)
+class Compiled:
+    """A model compiled for one accelerator, with its test inputs written and its golden run checked."""
+
+    qgraph: object
+    config: QuantConfig
+    program: object
+    image: MemoryImage  # inputs written
+    values: dict  # every tensor's golden int64 codes
+    expected: bytes  # the image after a correct run
+    reference: object  # isa_sim's IsaResult (equal to ``expected``)
+    accuracy: list
+    macs: int
+
+    def golden(self) -> dict[str, np.ndarray]:
+        """What golden.npz holds: the codes of every tensor that has a region in the image."""
+        return {r.name: self.values[r.name] for r in self.image.regions if r.kind in ("input", "activation", "output")}
+
+    def files(self) -> dict[str, bytes]:
+        """The folder's program.bin/.txt, memory.bin/.json and golden.npz."""
+        return {
+            "memory.bin": self.image.data,
+            "memory.json": (json.dumps(self.image.layout(), indent=1) + "\n").encode(),
+            "program.bin": self.program.to_bytes(),
+            "program.txt": self.program.listing(self.image.labels).encode(),
+            "golden.npz": golden_npz(self.golden()),
+        }
+
+
+def compile_for(model: str | Path, hw: HwParams) -> Compiled:
+    """Compile ``model`` for ``hw``, write seeded test inputs, run golden and float, check isa_sim."""
+    from hwgen.pipeline import build as compile_model
+
+    loaded = zoo.load_model(model)
+    config = QuantConfig.for_hw(hw, formats=loaded.formats)
+    built = compile_model(loaded, hw, config)
+    qgraph, program = built.qgraph, built.program
+    float_inputs = golden.sample_inputs(qgraph, seed=TEST_INPUT_SEED)
+    raw_inputs = golden.quantize_inputs(qgraph, float_inputs)
+    image = built.image
+    for name, raw in raw_inputs.items():
+        image = image.write(name, raw)
+    values = golden.run(qgraph, raw_inputs)
+    kept = {r.name: values[r.name] for r in image.regions if r.kind in ("input", "activation", "output")}
+    want = expected_image(image, kept)
+    reference = isa_sim(program, image, hw)
+    if reference.data != want:
+        raise RuntimeError(f"isa_sim must equal the golden model on {qgraph.name}, but it does not: a compiler bug")
+    float_values = golden.run_float(loaded.graph, float_inputs)
+    accuracy = [row for row in golden.accuracy_report(qgraph, float_values, values) if row.name in qgraph.outputs]
+    return Compiled(qgraph, config, program, image, values, want, reference, accuracy, zoo.macs(loaded))
+
+
+
 def _model_source(model: str | Path) -> tuple[dict, list[tuple[str, bytes]]]:
     """How hwgen.yaml names the model, and the files to copy so the folder can rebuild it."""
     if isinstance(model, str) and model in zoo.names():
@@ -280,27 +338,8 @@ def plan_build(
 
     announce(f"compiling {model} for {board.name} ({lanes_text} lanes)")
     model_ref, model_files = _model_source(model)
-    loaded = zoo.load_model(model)
-    from hwgen.pipeline import build as compile_model
-
-    config = QuantConfig.for_hw(hw, formats=loaded.formats)
-    built = compile_model(loaded, hw, config)
-    qgraph, program = built.qgraph, built.program
-
-    announce("running the golden model and isa_sim")
-    float_inputs = golden.sample_inputs(qgraph, seed=TEST_INPUT_SEED)
-    raw_inputs = golden.quantize_inputs(qgraph, float_inputs)
-    image = built.image
-    for name, raw in raw_inputs.items():
-        image = image.write(name, raw)
-    values = golden.run(qgraph, raw_inputs)
-    kept = {r.name: values[r.name] for r in image.regions if r.kind in ("input", "activation", "output")}
-    want = expected_image(image, kept)
-    reference = isa_sim(program, image, hw)
-    if reference.data != want:
-        raise RuntimeError(f"isa_sim must equal the golden model on {qgraph.name}, but it does not: a compiler bug")
-    float_values = golden.run_float(loaded.graph, float_inputs)
-    accuracy = [row for row in golden.accuracy_report(qgraph, float_values, values) if row.name in qgraph.outputs]
+    compiled = compile_for(model, hw)
+    qgraph, program, image, values = compiled.qgraph, compiled.program, compiled.image, compiled.values
 
     announce("emitting the RTL (Amaranth to Verilog)")
     verilog_text = accelerator_verilog(hw)
@@ -321,7 +360,7 @@ def plan_build(
         from hwgen.sim import run_rtl
 
         with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as work:
-            outcome = run_rtl(verilog_text, hw, image, want, Path(work))
+            outcome = run_rtl(verilog_text, hw, image, compiled.expected, Path(work))
         if not outcome["equal"]:
             raise RuntimeError(f"the RTL must equal the golden model, but it does not: {outcome['detail']}")
         measured = outcome
@@ -339,11 +378,8 @@ def plan_build(
 
         plan.add_file("hls/tb.cpp", (TEMPLATE_DIR / "accelerator_tb.cpp").read_bytes())
         plan.add_file("hls/tb_expected.h", _tb_expected(qgraph.name, image, values, len(program.descriptors), hw))
-    plan.add_file("memory.bin", image.data)
-    plan.add_file("memory.json", json.dumps(image.layout(), indent=1) + "\n")
-    plan.add_file("program.bin", program.to_bytes())
-    plan.add_file("program.txt", program.listing(image.labels))
-    plan.add_file("golden.npz", golden_npz(kept))
+    for path, data in compiled.files().items():
+        plan.add_file(path, data)
     add_board_project(plan, board, rtl=rtl, hls=HLS_DESIGN if hls else None, clock_mhz=mhz)
     plan.add_file("driver/hwgen_driver.py", Path(__file__).with_name("driver.py").read_bytes())
     for path, data in model_files + board_files:
@@ -352,10 +388,10 @@ def plan_build(
     report = _report(
         model_name=qgraph.name, model_ref=model_ref, description=qgraph.description, graph=qgraph,
         board=board, board_ref=board_ref, hw=hw, mhz=mhz, flow=flow, program=program, image=image,
-        reference=reference, measured=measured, resources=resources, budget=budget, over=over,
-        accuracy=accuracy, macs=zoo.macs(loaded),
+        reference=compiled.reference, measured=measured, resources=resources, budget=budget, over=over,
+        accuracy=compiled.accuracy, macs=compiled.macs,
     )
-    plan.add_file("hwgen.yaml", _hwgen_yaml(report, config, sim=sim, force=force))
+    plan.add_file("hwgen.yaml", _hwgen_yaml(report, compiled.config, sim=sim))
     plan.add_file("report.json", json.dumps(report, indent=1) + "\n")
     plan.add_file("report.md", render_report(report))
     return plan, report
@@ -453,15 +489,16 @@ def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, 
     }
 
 
-def _hwgen_yaml(report: dict, config: QuantConfig, *, sim: bool, force: bool) -> str:
+def _hwgen_yaml(report: dict, config: QuantConfig, *, sim: bool) -> str:
     model = report["model"]["source"]
     board = report["board"]["ref"]
     accel = report["accelerator"]
     lanes = f"{accel['lanes_in']}x{accel['lanes_out']}"
     mhz = report["performance"]["clock_mhz"]
     model_arg = model.get("zoo") or model.get("spec")
+    forced = report["resources"]["forced"]
     command = (f"hwgen build --board {board} --model {model_arg} --flow {report['flow']} --lanes {lanes} "
-               f"--clock-mhz {mhz:g}{' --sim' if sim else ''}{' --force' if force else ''} --out .")
+               f"--clock-mhz {mhz:g}{' --sim' if sim else ''}{' --force' if forced else ''} --out DIR")
     quant = dataclasses.asdict(config)
     quant["formats"] = {name: str(fmt) for name, fmt in config.formats}
     document = {
@@ -473,13 +510,13 @@ def _hwgen_yaml(report: dict, config: QuantConfig, *, sim: bool, force: bool) ->
         "lanes": lanes,
         "clock_mhz": mhz,
         "sim": sim,
-        "force": force,
+        "over_budget_forced": forced,
         "test_input_seed": TEST_INPUT_SEED,
         "accelerator": {k: accel[k] for k in HwParams().to_dict()},
         "fingerprint": accel["fingerprint"],
         "quantization": quant,
     }
-    return (f"# {stamp()}\n# Everything this folder was built from. Rebuild (from this folder):\n#   {command}\n"
+    return (f"# {stamp()}\n# Everything this folder was built from. Rebuild (from this folder) with:\n#   {command}\n"
             + yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "verilator_root",
     "verilator_env",
     "run_cocotb",
+    "verilator_lint",
     "ap_types_dir",
     "hls4ml_templates_dir",
     "compile_cpp",
@@ -248,6 +249,23 @@ def run_cocotb(
             f"cocotb test(s) {', '.join(failed)} of {test_module} failed on {toplevel}:\n{_tail(sim_log)}"
         )
     return results
+
+
+def verilator_lint(verilog: str, toplevel: str, args: Iterable[str] = ()) -> str:
+    """``verilator --lint-only`` of ``verilog`` with top ``toplevel``; its warnings, or :class:`ToolError`.
+
+    Warnings Amaranth's Verilog always trips (implicit width changes) are switched off, the rest
+    are reported but do not fail; errors (syntax, undeclared names, multiple drivers) do.
+    """
+    with tempfile.TemporaryDirectory(prefix="hwgen-lint-") as tmp:
+        source = Path(tmp) / f"{toplevel}.v"
+        source.write_text(verilog)
+        cmd = ["verilator", "--lint-only", "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
+               "--top-module", toplevel, *args, str(source)]
+        proc = subprocess.run(cmd, env=verilator_env(), capture_output=True, text=True, cwd=tmp)
+    if proc.returncode != 0:
+        raise ToolError(f"verilator --lint-only of {toplevel} failed:\n{_tail(proc.stderr + proc.stdout)}")
+    return proc.stderr
 
 
 # -------------------------------------------------------------------------------------------- g++
