@@ -15,12 +15,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Until the board flow lands this demonstrates the fixed-point core; it becomes
-# `hwgen build --board ultra96` then.
+# The user's main job: the default model for the Ultra96-V2 into build/ultra96 (Verilog, HLS,
+# Vivado/Vitis projects, driver, report), then its RTL in Verilator, bit-exact against golden.npz.
 demo: $(STAMP)
-	$(VENV)/bin/hwgen formats
-	$(VENV)/bin/hwgen quantize 3.14159 -2.71828 100 --to 'fixed<8,3,RND,SAT>'
-	$(VENV)/bin/hwgen quantize 0.3 --from 'fixed<16,4,RND_CONV,SAT>' --to 'fixed<6,2,RND_CONV,WRAP>'
+	$(VENV)/bin/hwgen build --board ultra96 --out build/ultra96 --force
+	$(VENV)/bin/hwgen sim build/ultra96 --backend rtl
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

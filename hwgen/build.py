@@ -268,6 +268,7 @@ def compile_for(model: str | Path, hw: HwParams) -> Compiled:
 
 def _model_source(model: str | Path) -> tuple[dict, list[tuple[str, bytes]]]:
     """How hwgen.yaml names the model, and the files to copy so the folder can rebuild it."""
+    zoo.load_model(model)  # refuses an unknown name or a malformed spec before anything else
     if isinstance(model, str) and model in zoo.names():
         return {"zoo": model}, []
     path = zoo.resolve(model)
@@ -336,8 +337,8 @@ def plan_build(
             "use fewer lanes, or --force to write it anyway"
         )
 
-    announce(f"compiling {model} for {board.name} ({lanes_text} lanes)")
     model_ref, model_files = _model_source(model)
+    announce(f"compiling {model} for {board.name} ({lanes_text} lanes)")
     compiled = compile_for(model, hw)
     qgraph, program, image, values = compiled.qgraph, compiled.program, compiled.image, compiled.values
 

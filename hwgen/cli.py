@@ -109,14 +109,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """Step messages on stderr with a rich spinner; silent when quiet."""
+    """The current step beside a rich spinner on stderr (transient: an error stays the only line); silent when quiet."""
 
     def __init__(self, quiet: bool):
         self.status = None
         if not quiet:
             from rich.console import Console
 
-            self.console = Console(stderr=True, log_path=False)
+            self.console = Console(stderr=True)
             self.status = self.console.status("starting")
 
     def __enter__(self):
@@ -130,7 +130,6 @@ class _Progress:
 
     def __call__(self, label: str) -> None:
         if self.status is not None:
-            self.console.log(label)
             self.status.update(label)
 
 

@@ -1,0 +1,178 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``hwgen build`` on every board (``--flow both``), checked without vendor tools.
+
+Each board is built once (module-scoped fixture: the Yosys synthesis of the core is the expensive
+step) and then: the folder holds every file docs/build.md lists, consistent with each other; the
+Verilog passes ``verilator --lint-only``; the report's Yosys estimate is the toolchain's and within
+the board's budget; ``build.sh`` runs Vitis HLS and Vivado as the recording stub of
+``tests/test_vivado_tcl.py`` (its checks, imported) — part, clock, every file read, the PS,
+accelerator, interconnect and address map of both flows; ``isa_sim`` on the folder equals
+``golden.npz``. A second build of ultra96 in another process is byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import test_vivado_tcl as vivado_checks
+from hwgen import __version__, toolchain
+from hwgen.board import BUDGET_KEYS, board_names, load_board
+from hwgen import driver
+from hwgen.build import DEFAULT_MODEL, HLS_DESIGN, TEST_INPUT_SEED, build_project
+from hwgen.compiler import MemoryImage, Program
+from hwgen.hls.accelerator import KERNEL_HEADERS
+from hwgen.hls.emit import stamp
+from hwgen.sim import simulate
+
+pytestmark = pytest.mark.cosim
+
+BOARDS = board_names()
+FILES = {
+    "build.sh", "driver/hwgen_driver.py", "golden.npz", "hwgen.yaml", "memory.bin", "memory.json", "program.bin",
+    "program.txt", "report.json", "report.md", "rtl/hwgen_accel.v", "hls/hwgen_accel.cpp", "hls/hwgen_accel_config.h",
+    "hls/tb.cpp", "hls/tb_expected.h", "hls/vitis_hls.tcl", "vivado/build_rtl.tcl", "vivado/build_hls.tcl",
+    "vivado/hwgen.xdc", "vivado/hwgen_accel_bd.v", *(f"hls/{h}" for h in KERNEL_HEADERS),
+}
+
+
+@pytest.fixture(scope="module", params=BOARDS)
+def built(request, tmp_path_factory):
+    """(board, folder, report) of ``hwgen build --board B --flow both``, once per board."""
+    board = load_board(request.param)
+    out = tmp_path_factory.mktemp(f"build-{board.name}") / "out"
+    result = build_project(DEFAULT_MODEL, board.name, out, flow="both")
+    assert result.out == out
+    return board, out, result.report
+
+
+def test_the_folder_holds_every_file_and_they_agree(built):
+    board, folder, report = built
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert files == FILES
+    # Only the folder: no temporary sibling left behind.
+    assert [p.name for p in folder.parent.iterdir()] == ["out"]
+    # No absolute path of this machine leaks into any file.
+    for path in files:
+        data = (folder / path).read_bytes()
+        for leak in (str(folder), str(Path.home()), str(Path(__file__).resolve().parents[1])):
+            assert leak.encode() not in data, (path, leak)
+    for path in ("rtl/hwgen_accel.v", "hls/hwgen_accel_config.h", "hls/tb_expected.h", "hls/vitis_hls.tcl",
+                 "vivado/build_rtl.tcl", "hwgen.yaml"):
+        assert stamp() in (folder / path).read_text().splitlines()[0], path
+    assert __version__ in stamp()
+
+    config = yaml.safe_load((folder / "hwgen.yaml").read_text())
+    hw = board.hw_params()
+    assert config["model"] == {"zoo": DEFAULT_MODEL} and config["board"] == board.name
+    assert config["flow"] == "both" and config["lanes"] == f"{hw.lanes_in}x{hw.lanes_out}"
+    assert config["clock_mhz"] == board.pl_clock.default_mhz and config["accelerator"] == hw.to_dict()
+    assert config["fingerprint"] == f"{hw.fingerprint():#010x}" and config["test_input_seed"] == TEST_INPUT_SEED
+    assert config["hwgen_version"] == __version__ and config["quantization"]["act_bits"] == hw.act_bits
+
+    # program.bin is the image's first region; the Program is built for this board's accelerator.
+    image = MemoryImage.load(folder)
+    program = Program.load(folder / "program.bin")
+    assert image.data[: len(program.to_bytes())] == (folder / "program.bin").read_bytes()
+    assert program.fingerprint == hw.fingerprint() and program.image_bytes == len(image.data)
+    # golden.npz holds every tensor region, inputs written into memory.bin as the golden run used them.
+    with np.load(folder / "golden.npz") as archive:
+        golden = {name: archive[name] for name in archive.files}
+    tensors = {r.name for r in image.regions if r.kind in ("input", "activation", "output")}
+    assert set(golden) == tensors and all(a.dtype == np.int64 for a in golden.values())
+    for region in image.regions:
+        if region.kind == "input":
+            assert np.array_equal(image.read(region.name), golden[region.name])
+    # The HLS top's memory depth covers the image (C/RTL co-simulation sizes its memory from it).
+    words = -(-len(image.data) // hw.axi_bytes)
+    assert f"depth={words} " in (folder / "hls/hwgen_accel.cpp").read_text()
+    assert (folder / "driver/hwgen_driver.py").read_bytes() == Path(driver.__file__).read_bytes()
+
+    # The report states what it must: model, per-layer MACs and cycles, projection at the clock.
+    assert json.loads((folder / "report.json").read_text()) == report
+    assert report["model"]["name"] == DEFAULT_MODEL and report["board"]["part"] == board.part
+    layer_macs = sum(layer["macs"] for layer in report["layers"])
+    assert layer_macs == report["model"]["macs"] > 0
+    perf = report["performance"]
+    cycles = sum(layer["cycles"] for layer in report["layers"])
+    assert perf["analytical"]["cycles"] == cycles and perf["measured"] is None
+    assert perf["analytical"]["fps"] == pytest.approx(board.pl_clock.default_mhz * 1e6 / cycles, rel=1e-6)
+    assert perf["analytical"]["latency_us"] == pytest.approx(cycles / board.pl_clock.default_mhz, abs=1e-3)
+    assert [a["output"] for a in report["accuracy"]] == ["out"] and report["accuracy"][0]["sqnr_db"] > 30
+    markdown = (folder / "report.md").read_text()
+    for text in (board.part, f"{cycles:,}", "SQNR", "## Resources", report["accuracy"][0]["format"]):
+        assert text in markdown
+
+
+def test_verilog_passes_verilator_lint(built):
+    _, folder, _ = built
+    toolchain.verilator_lint((folder / "rtl/hwgen_accel.v").read_text(), "hwgen_accel")
+    # The block-design wrapper around it too: every port it connects exists on the core.
+    both = (folder / "rtl/hwgen_accel.v").read_text() + (folder / "vivado/hwgen_accel_bd.v").read_text()
+    toolchain.verilator_lint(both, "hwgen_accel_bd")
+
+
+def test_resources_are_the_yosys_estimate_within_budget(built):
+    board, folder, report = built
+    resources = report["resources"]
+    used = toolchain.yosys_resources((folder / "rtl/hwgen_accel.v").read_text(), "hwgen_accel", family=board.family)
+    assert resources["used"] == used and resources["budget"] == dict(board.budget)
+    assert f"-family {board.family}" in resources["estimator"]
+    hw = board.hw_params()
+    assert used["DSP"] >= hw.macs_per_cycle  # one DSP per MAC at least: the array is really there
+    for key in BUDGET_KEYS:
+        assert used[key] <= board.budget[key], key
+        if board.budget[key]:
+            assert resources["percent"][key] == round(100 * used[key] / board.budget[key], 1)
+    assert resources["over_budget"] == [] and not resources["forced"]
+    print(f"\n{board.name}: " + ", ".join(f"{k} {used[k]}/{board.budget[k]}" for k in BUDGET_KEYS))
+
+
+def test_build_sh_runs_against_the_recording_stub(built, tmp_path, monkeypatch):
+    board, folder, _ = built
+    # The stub's checks compare with their module's HLS design: make it this build's.
+    monkeypatch.setattr(vivado_checks, "HLS_DESIGN", HLS_DESIGN)
+    proc, records = vivado_checks.run_build(folder, tmp_path, board_parts=board.board_part)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    runs = vivado_checks.tool_runs(records)
+    assert [(tool, script) for tool, script, _ in runs] == [
+        ("vitis_hls", folder / "hls/vitis_hls.tcl"),
+        ("vivado", folder / "vivado/build_rtl.tcl"),
+        ("vivado", folder / "vivado/build_hls.tcl"),
+    ]
+    mhz = board.pl_clock.default_mhz
+    vivado_checks.check_hls(runs[0][2], board, folder, mhz)
+    vivado_checks.check_block_design(vivado_checks.BlockDesign(runs[1][2]), board, "rtl", folder, mhz)
+    vivado_checks.check_block_design(vivado_checks.BlockDesign(runs[2][2]), board, "hls", folder, mhz)
+    # The HLS IP the stub saw has the real top's interfaces, read from hwgen_accel.cpp's pragmas.
+    assert vivado_checks.BlockDesign(runs[2][2]).intf_pins["/accel"] == {"s_axi_control", "m_axi_gmem"}
+
+
+def test_isa_sim_of_the_folder_equals_golden(built):
+    _, folder, report = built
+    result = simulate(folder, "isa")
+    assert result.equal and not result.mismatches
+    assert result.cycles == report["performance"]["analytical"]["cycles"]
+
+
+def test_two_builds_are_byte_identical(tmp_path):
+    # The fixture's ultra96 build (this process) against a build by the console script in another
+    # process: Python's hash seed and the working directory differ, the bytes may not.
+    first = build_project(DEFAULT_MODEL, "ultra96", tmp_path / "a", flow="both").out
+    proc = subprocess.run(
+        [sys.executable, "-m", "hwgen", "build", "--board", "ultra96", "--out", str(tmp_path / "b"), "--quiet"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    second = tmp_path / "b"
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for path in files:
+        assert (first / path).read_bytes() == (second / path).read_bytes(), path
+        assert (first / path).stat().st_mode == (second / path).stat().st_mode, path
