@@ -105,11 +105,11 @@ def main() -> int:
                 os.environ["HWGEN_CACHE_DIR"] = saved
 
     print(f"RTL core {HW}, DDR read latency 64 cycles; every run equals isa_sim byte for byte")
-    print(f"{'workload':<44} {'cycles':>8} {'ideal':>8} {'util':>6} {'estimate':>9} {'error':>7}"
+    print(f"{'workload':<50} {'cycles':>8} {'ideal':>8} {'util':>6} {'estimate':>9} {'error':>7}"
           f" {'array idle':>10} {'sim cyc/s':>10}")
     for label, r, seconds in rows:
         error = (r["estimate"] - r["cycles"]) / r["cycles"]
-        print(f"{label:<44} {r['cycles']:>8,} {r['ideal']:>8,} {r['ideal'] / r['cycles']:>6.1%} {r['estimate']:>9,}"
+        print(f"{label:<50} {r['cycles']:>8,} {r['ideal']:>8,} {r['ideal'] / r['cycles']:>6.1%} {r['estimate']:>9,}"
               f" {error:>+7.1%} {r['stalls']:>10,} {r['cycles'] / seconds:>10,.0f}")
     print(f"Verilog conversion {convert_s:.1f} s; Verilator build (fresh cache, with cocotb start-up) {build_s:.1f} s")
 
@@ -117,7 +117,7 @@ def main() -> int:
         print(f"\nYosys synth_xilinx -family xcup, whole core (Ultra96 ZU3EG budget: "
               f"{', '.join(f'{k} {v:,}' for k, v in ULTRA96.items())})")
         print(f"{'configuration':<28} {'LUT':>8} {'FF':>8} {'DSP':>5} {'BRAM36':>7} {'LUTRAM':>7} {'synth s':>8}  fits")
-        for hw in (HwParams(lanes_in=8, lanes_out=8, axi_data_width=128), HW):
+        for hw in (HwParams(lanes_in=8, lanes_out=8, axi_data_width=64), HW):
             start = time.perf_counter()
             res = toolchain.yosys_resources(tb.accelerator_verilog(hw), tb.TOPLEVEL, family="xcup")
             seconds = time.perf_counter() - start

@@ -44,15 +44,19 @@ class AxiMemory:
         Probability, per cycle and per channel, of dropping a ready or valid this model drives.
     seed:
         Seed of the stall generator.
+    aw_after_w:
+        Hold AWREADY low until the burst's first W beat has arrived, as AXI allows a slave to; a
+        manager that waits for AWREADY before raising WVALID deadlocks against this.
     """
 
     def __init__(self, dut, clk, *, size, prefix="m_axi", read_latency=64, write_latency=16,
-                 stall_prob=0.0, seed=0):
+                 stall_prob=0.0, seed=0, aw_after_w=False):
         self.log = logging.getLogger(f"cosim.axi_memory.{prefix}")
         self.clk = clk
         self.mem = bytearray(size)
         self.read_latency, self.write_latency = read_latency, write_latency
         self.stall_prob = stall_prob
+        self.aw_after_w = aw_after_w
         self.rng = random.Random(seed)
         self.sig = {name: getattr(dut, f"{prefix}__{name}") for name in (
             "araddr", "arlen", "arsize", "arvalid", "arready", "rdata", "rresp", "rlast", "rvalid",
@@ -152,7 +156,7 @@ class AxiMemory:
                     drive("rresp", DECERR)
                 drive("rlast", int(beats_left == 1))
             drive("rvalid", int(r_valid))
-            aw_ready = self._go()
+            aw_ready = self._go() and (not self.aw_after_w or len(self._w_early) > 0)
             w_ready = self._go()
             drive("awready", int(aw_ready))
             drive("wready", int(w_ready))

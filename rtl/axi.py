@@ -293,8 +293,10 @@ class AXI4Writer(wiring.Component):
     A command writes ``beats`` data-width words to byte address ``addr`` (aligned); the data
     stream supplies exactly that many beats, in command order. Bursts (≤ 256 beats, never
     crossing 4 KiB) are announced on AW as soon as possible, up to ``max_outstanding`` bursts
-    awaiting their B response; ``busy`` stays high until every B response has come back, so a
-    caller that waits for ``~busy`` knows its data is in memory.
+    awaiting their B response. The W side splits the same commands into the same bursts on its
+    own, so WVALID never waits for an AW handshake (AXI forbids a manager to make it wait: a
+    slave may hold AWREADY until it sees WVALID). ``busy`` stays high until every B response has
+    come back, so a caller that waits for ``~busy`` knows its data is in memory.
 
     Ports
     -----
@@ -310,12 +312,12 @@ class AXI4Writer(wiring.Component):
         Sticky: a write response was SLVERR or DECERR.
     """
 
-    def __init__(self, *, addr_width=32, data_width=64, beats_width=20, max_outstanding=8):
+    def __init__(self, *, addr_width=32, data_width=64, beats_width=20, max_outstanding=8, max_commands=8):
         _check_widths(addr_width, data_width, self)
         if not isinstance(max_outstanding, int) or max_outstanding < 1:
             refuse(self, f"max_outstanding must be a positive integer, not {max_outstanding!r}")
         self.addr_width, self.data_width = addr_width, data_width
-        self.beats_width, self.max_outstanding = beats_width, max_outstanding
+        self.beats_width, self.max_outstanding, self.max_commands = beats_width, max_outstanding, max_commands
         self.cmd_layout = data.StructLayout({"addr": unsigned(addr_width), "beats": unsigned(beats_width)})
         self.data_layout = data.StructLayout({"data": unsigned(data_width), "strb": unsigned(data_width // 8)})
         super().__init__({
@@ -329,42 +331,53 @@ class AXI4Writer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
-        split = _BurstSplitter(m, addr_width=self.addr_width, data_width=self.data_width,
-                               beats_width=self.beats_width, name="aw")
-        m.d.comb += self.cmd.ready.eq(~split.active)
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += split.load(self.cmd.payload.addr, self.cmd.payload.beats)
+        aw = _BurstSplitter(m, addr_width=self.addr_width, data_width=self.data_width,
+                            beats_width=self.beats_width, name="aw")
+        w = _BurstSplitter(m, addr_width=self.addr_width, data_width=self.data_width,
+                           beats_width=self.beats_width, name="w")
+        # Commands wait here for the W side, which may be a few commands behind the AW side.
+        m.submodules.w_commands = w_commands = fifo.SyncFIFOBuffered(
+            width=self.cmd_layout.size, depth=self.max_commands)
+        accept = self.cmd.valid & self.cmd.ready
+        m.d.comb += [
+            self.cmd.ready.eq(~aw.active & w_commands.w_rdy),
+            w_commands.w_data.eq(self.cmd.payload.as_value()),
+            w_commands.w_en.eq(accept & (self.cmd.payload.beats != 0)),
+        ]
+        with m.If(accept):
+            m.d.sync += aw.load(self.cmd.payload.addr, self.cmd.payload.beats)
 
-        # Burst lengths announced on AW, consumed by the W side to place WLAST.
-        m.submodules.lengths = lengths = fifo.SyncFIFOBuffered(width=9, depth=self.max_outstanding)
         awaiting_b = Signal(range(self.max_outstanding + 1))
         m.d.comb += [
-            bus.awaddr.eq(split.addr),
-            bus.awlen.eq(split.length - 1),
-            bus.awsize.eq(split.bytes_log2),
+            bus.awaddr.eq(aw.addr),
+            bus.awlen.eq(aw.length - 1),
+            bus.awsize.eq(aw.bytes_log2),
             bus.awburst.eq(BURST_INCR),
-            bus.awvalid.eq(split.active & lengths.w_rdy & (awaiting_b < self.max_outstanding)),
-            lengths.w_data.eq(split.length),
+            bus.awvalid.eq(aw.active & (awaiting_b < self.max_outstanding)),
         ]
         aw_done = bus.awvalid & bus.awready
-        m.d.comb += lengths.w_en.eq(aw_done)
         with m.If(aw_done):
-            m.d.sync += split.advance()
+            m.d.sync += aw.advance()
 
+        next_command = data.View(self.cmd_layout, w_commands.r_data)
+        m.d.comb += w_commands.r_en.eq(~w.active)
+        with m.If(~w.active & w_commands.r_rdy):
+            m.d.sync += w.load(next_command.addr, next_command.beats)
         beat = Signal(8)
         last = Signal()
         m.d.comb += [
-            last.eq(beat == lengths.r_data - 1),
+            last.eq(beat == w.length - 1),
             bus.wdata.eq(self.data.payload.data),
             bus.wstrb.eq(self.data.payload.strb),
             bus.wlast.eq(last),
-            bus.wvalid.eq(self.data.valid & lengths.r_rdy),
-            self.data.ready.eq(bus.wready & lengths.r_rdy),
+            bus.wvalid.eq(self.data.valid & w.active),
+            self.data.ready.eq(bus.wready & w.active),
         ]
         w_done = bus.wvalid & bus.wready
         with m.If(w_done):
             m.d.sync += beat.eq(Mux(last, 0, beat + 1))
-        m.d.comb += lengths.r_en.eq(w_done & last)
+            with m.If(last):
+                m.d.sync += w.advance()
 
         m.d.comb += bus.bready.eq(1)
         b_done = bus.bvalid & bus.bready
@@ -375,7 +388,7 @@ class AXI4Writer(wiring.Component):
         with m.Elif(b_done & ~aw_done):
             m.d.sync += awaiting_b.eq(awaiting_b - 1)
 
-        m.d.comb += self.busy.eq(split.active | (awaiting_b != 0))
+        m.d.comb += self.busy.eq(aw.active | w.active | w_commands.r_rdy | (awaiting_b != 0))
         return m
 
 

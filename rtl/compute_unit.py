@@ -152,20 +152,6 @@ class Geometry:
 
     tile_fifo_depth = 8  # finished tiles waiting for the post-processing lanes
 
-    # Pipeline.
-    @property
-    def tree_stages(self) -> int:
-        """Registers in the adder tree (one every two adder levels)."""
-        levels = (self.hw.lanes_in - 1).bit_length()
-        return (levels + 1) // 2
-
-    @property
-    def array_latency(self) -> int:
-        """Cycles from issuing a tile's last k-tile to its accumulators entering the tile FIFO."""
-        return 1 + 1 + self.tree_stages + 1 + 1  # read, product, tree, accumulate, push
-
-    post_stages = 7  # bias, RQ1 cut, RQ1 fit, residual add, RQ2 cut, RQ2 fit, output register
-
 
 class ChunkWalker:
     """Geometry of the current weight chunk of a LINEAR descriptor, stepped chunk by chunk.

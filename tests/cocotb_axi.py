@@ -27,7 +27,7 @@ async def copies_match_reference(dut):
     rng = random.Random(cfg["seed"])
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     memory = AxiMemory(dut, dut.clk, size=cfg["mem_size"], read_latency=cfg["read_latency"],
-                       stall_prob=cfg["stall_prob"], seed=cfg["seed"])
+                       stall_prob=cfg["stall_prob"], seed=cfg["seed"], aw_after_w=cfg.get("aw_after_w", False))
     image = bytes(rng.getrandbits(8) for _ in range(cfg["mem_size"]))
     memory.load(image)
     expected = bytearray(image)
