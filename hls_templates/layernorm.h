@@ -26,7 +26,6 @@ void layernorm(const typename CONFIG_T::in_t x[], const typename CONFIG_T::gamma
 LayerNormSums:
     for (int k = 0; k < n; k++) {
         #pragma HLS PIPELINE II=1
-        #pragma HLS LOOP_TRIPCOUNT max=CONFIG_T::max_channels
         const ap_int<CONFIG_T::in_width> raw = raw_of(x[k]);
         s1 += raw;
         s2 += ap_uint<2 * CONFIG_T::in_width>(raw * raw);
@@ -43,7 +42,6 @@ LayerNormSums:
 LayerNormApply:
     for (int k = 0; k < n; k++) {
         #pragma HLS PIPELINE II=1
-        #pragma HLS LOOP_TRIPCOUNT max=CONFIG_T::max_channels
         const ap_int<CONFIG_T::u_bits> u = count * raw_of(x[k]) - s1;
         const ap_int<CONFIG_T::u_bits + P + 3> product = u * rstd;
         ap_int<CONFIG_T::u_bits + P + 3> rounded = (product + (ap_int<CONFIG_T::u_bits + P + 3>(1) << (shift - 1))) >> shift;

@@ -29,7 +29,6 @@ void softmax_stats(const typename CONFIG_T::in_t x[], int n, typename CONFIG_T::
 SoftmaxStats:
     for (int k = 1; k < n; k++) {
         #pragma HLS PIPELINE II=1
-        #pragma HLS LOOP_TRIPCOUNT max=CONFIG_T::max_row
         const ap_int<CONFIG_T::in_width> value = raw_of(x[k]);
         const ap_int<CONFIG_T::in_width> new_max = value > running_max ? value : running_max;
         const ap_int<CONFIG_T::in_width + 1> to_old = ap_int<CONFIG_T::in_width + 1>(running_max) - new_max;
@@ -65,7 +64,6 @@ void softmax(const typename CONFIG_T::in_t in[], typename CONFIG_T::out_t out[],
 SoftmaxNormalize:
     for (int k = 0; k < n; k++) {
         #pragma HLS PIPELINE II=1
-        #pragma HLS LOOP_TRIPCOUNT max=CONFIG_T::max_row
         out[k] = softmax_normalize<CONFIG_T>(in[k], row_max, inv_sum);
     }
 }

@@ -234,6 +234,9 @@ class LayerNorm(wiring.Component):
         self.stats = LayerNormStats(cfg, lanes)
         self.apply = LayerNormApply(cfg, lanes)
         self.buffer_depth = cfg.max_channels // lanes + self.stats.latency + 4
+        #: Pipeline cycles of the statistics, the buffers and the normalization; a row's first
+        #: output also waits for the whole row to arrive.
+        self.latency = self.stats.latency + 1 + self.apply.latency
         super().__init__({
             "i": In(stream.Signature(row_layout(cfg, lanes))),
             "affine": In(stream.Signature(affine_layout(cfg, lanes))),

@@ -10,7 +10,7 @@ stage.
 
 from __future__ import annotations
 
-from amaranth import Mux, signed, unsigned
+from amaranth import Mux, unsigned
 from amaranth.lib.memory import Memory
 
 from hwgen.golden import nonlinear as nl

@@ -18,7 +18,7 @@ rows, and ``last`` ends all of them.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -217,7 +217,8 @@ class Softmax(wiring.Component):
         self.normalize = SoftmaxNormalize(cfg, lanes)
         #: Row buffer depth: a whole row, plus the beats arriving while its statistics finish.
         self.buffer_depth = cfg.max_row + self.stats.latency + 4
-        #: Cycles from a row's last element in to its first probability out (no stalls).
+        #: Pipeline cycles of the statistics, the buffers and the normalization; a row's first
+        #: probability also waits for the whole row to arrive.
         self.latency = self.stats.latency + 1 + self.normalize.latency
         super().__init__({
             "i": In(stream.Signature(row_layout(cfg, lanes))),

@@ -120,12 +120,17 @@ def unary_bundle() -> tuple[str, dict]:
     return verilog.convert(Bundle(members), name=BUNDLE_NAME), latencies
 
 
-def run_rtl(tmp_path: Path, function: str, seed: int = 1, corrupt: str | None = None) -> None:
-    """Run ``hwgen.cosim.tb_unary`` on the bundle, driving ``function``'s units only; raises
-    :class:`~hwgen.toolchain.ToolError` if any of them differs from the golden model."""
+def run_rtl(tmp_path: Path, function: str, seed: int = 1, only: tuple[str, ...] | None = None,
+            corrupt: str | None = None) -> None:
+    """Run ``hwgen.cosim.tb_unary`` on the bundle, driving ``function``'s units (or the ``only``
+    ones); raises :class:`~hwgen.toolchain.ToolError` if any of them differs from the golden model.
+    ``corrupt="<unit>:<beat>"`` flips one expected LSB (to prove the check can fail)."""
     source, latencies = unary_bundle()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     units = []
     for case in unary_cases()[function]:
+        if only is not None and case.name not in only:
+            continue
         path = tmp_path / f"{case.name}.npy"
         np.save(path, case.beats())
         stall = 0.0 if case.full_rate else STALL_PROB

@@ -84,7 +84,6 @@ def test_exp_config_round_trips_through_a_dict():
     assert nl.config_from_dict(nl.config_to_dict(cfg)) == cfg
 
 
-
 @pytest.mark.cosim
 def test_exp_rtl_equals_golden(tmp_path):
     from nonlinear_cosim import run_rtl
@@ -97,3 +96,14 @@ def test_exp_hls_equals_golden():
     from nonlinear_cosim import run_hls
 
     run_hls("exp")
+
+
+@pytest.mark.cosim
+def test_a_wrong_expected_value_fails_the_bench(tmp_path):
+    from nonlinear_cosim import run_rtl
+
+    from hwgen.toolchain import ToolError
+
+    run_rtl(tmp_path / "right", "exp", only=("exp8",))
+    with pytest.raises(ToolError, match="units_match_golden"):
+        run_rtl(tmp_path / "wrong", "exp", only=("exp8",), corrupt="exp8:17")

@@ -119,8 +119,7 @@ def _cosim_rows(cfg, counts, seed):
     return out
 
 
-@pytest.mark.cosim
-def test_layernorm_rtl_equals_golden(tmp_path):
+def _run_layernorm_rtl(tmp_path, only=None, corrupt=None):
     import json
 
     from amaranth.back import verilog
@@ -130,8 +129,11 @@ def test_layernorm_rtl_equals_golden(tmp_path):
     from hwgen.rtl.layernorm import LayerNorm
 
     members, units = {}, []
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for name, cfg, lanes, counts, seed, full_rate in _cosim_units():
         members[name] = LayerNorm(cfg, lanes)
+        if only is not None and name not in only:
+            continue
         arrays = {}
         for n, (rows, gamma, beta) in _cosim_rows(cfg, counts, seed).items():
             arrays.update({f"x{n}": rows, f"gamma{n}": gamma, f"beta{n}": beta})
@@ -143,8 +145,24 @@ def test_layernorm_rtl_equals_golden(tmp_path):
     source = verilog.convert(Bundle(members), name="layernorm_bundle")
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"seed": 1, "units": units}))
+    env = {"HWGEN_TB_LAYERNORM": str(plan)}
+    if corrupt:
+        env["HWGEN_TB_LAYERNORM_CORRUPT"] = corrupt
     toolchain.run_cocotb(source, "layernorm_bundle", "hwgen.cosim.tb_layernorm", work_dir=tmp_path / "sim",
-                         extra_env={"HWGEN_TB_LAYERNORM": str(plan)})
+                         extra_env=env)
+
+
+@pytest.mark.cosim
+def test_layernorm_rtl_equals_golden(tmp_path):
+    _run_layernorm_rtl(tmp_path)
+
+
+@pytest.mark.cosim
+def test_a_wrong_expected_value_fails_the_bench(tmp_path):
+    from hwgen.toolchain import ToolError
+
+    with pytest.raises(ToolError, match="layernorm_units_match_golden"):
+        _run_layernorm_rtl(tmp_path, only=("ln_full_rate",), corrupt="ln_full_rate:100")
 
 
 @pytest.mark.cosim

@@ -156,8 +156,7 @@ def _cosim_units():
     ]
 
 
-@pytest.mark.cosim
-def test_softmax_rtl_equals_golden(tmp_path):
+def _run_softmax_rtl(tmp_path, only=None, corrupt=None):
     import json
 
     from amaranth.back import verilog
@@ -169,6 +168,8 @@ def test_softmax_rtl_equals_golden(tmp_path):
     members, units = {}, []
     for name, kind, cfg, lanes, seed, full_rate in _cosim_units():
         members[name] = (Softmax if kind == "softmax" else SoftmaxStats)(cfg, lanes)
+        if only is not None and name not in only:
+            continue
         counts = {64: 40} if full_rate else ROW_COUNTS
         x, last = as_beats(cosim_rows(cfg, seed, counts), lanes)
         path = tmp_path / f"{name}.npz"
@@ -177,10 +178,26 @@ def test_softmax_rtl_equals_golden(tmp_path):
         units.append({"name": name, "kind": kind, "config": nl.config_to_dict(cfg), "lanes": lanes,
                       "vectors": str(path), "idle_prob": stall, "backpressure_prob": stall, "full_rate": full_rate})
     source = verilog.convert(Bundle(members), name="softmax_bundle")
+    tmp_path.mkdir(parents=True, exist_ok=True)
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"seed": 1, "units": units}))
-    toolchain.run_cocotb(source, "softmax_bundle", "hwgen.cosim.tb_softmax", work_dir=tmp_path / "sim",
-                         extra_env={"HWGEN_TB_SOFTMAX": str(plan)})
+    env = {"HWGEN_TB_SOFTMAX": str(plan)}
+    if corrupt:
+        env["HWGEN_TB_SOFTMAX_CORRUPT"] = corrupt
+    toolchain.run_cocotb(source, "softmax_bundle", "hwgen.cosim.tb_softmax", work_dir=tmp_path / "sim", extra_env=env)
+
+
+@pytest.mark.cosim
+def test_softmax_rtl_equals_golden(tmp_path):
+    _run_softmax_rtl(tmp_path)
+
+
+@pytest.mark.cosim
+def test_a_wrong_expected_value_fails_the_bench(tmp_path):
+    from hwgen.toolchain import ToolError
+
+    with pytest.raises(ToolError, match="softmax_units_match_golden"):
+        _run_softmax_rtl(tmp_path, only=("sm_full_rate",), corrupt="sm_full_rate:100")
 
 
 @pytest.mark.cosim

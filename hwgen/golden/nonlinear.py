@@ -251,11 +251,6 @@ class ExpConfig:
         return self.in_fmt.frac_bits + self.log2e_frac_bits - self.y_frac_bits
 
     @property
-    def max_exponent(self) -> int:
-        """Largest right shift n that can leave a nonzero bit, plus one (|n| above it gives 0)."""
-        return self.table_frac_bits + 2
-
-    @property
     def segments(self) -> int:
         return 1 << self.table_bits
 

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from hwgen.golden import nonlinear as nl
 from hwgen.hls.emit import render
 from hwgen.hls.kernel import Kernel, KernelPort
-from hwgen.qfx import QFmt
 
 __all__ = [
     "exp_config",
