@@ -232,38 +232,27 @@ def _convert(source: np.ndarray, src_width: int, src_signed: bool, shift, dst: Q
     """
     width = dst.width
     mask = np.int64((1 << width) - 1)
-    scalar_shift = isinstance(shift, int)
-    shift = np.asarray(shift, dtype=np.int64)
+    scalar = np.ndim(shift) == 0
 
-    # 1. Cut at the destination LSB (floor): bits above it (right shift) or zeros below (left shift).
-    right = np.clip(shift, 0, 63)
-    cut = source >> right
-    left = np.clip(-shift, 0, 63)
-    left_low = ((source.astype(np.uint64) << left.astype(np.uint64)) & np.uint64(mask)).astype(np.int64)
-    left_low = np.where(left < width, left_low, 0)
-    left_high = np.where(
-        left <= width,
-        source >> np.clip(width - left, 0, 63),
-        np.sign(source) * 2,  # source * 2**(left - width) is even: never 0 or -1 unless source is 0
-    )
-    shifted_right = shift > 0
-    low = np.where(shifted_right, cut & mask, left_low)
-    high = np.where(shifted_right, cut >> width, left_high)
-    # The source bit just above the destination's sign bit, before rounding; WRAP_SM reads it, and the
-    # headers take it as 0 where the source has no such bit.
-    above_msb = (high & 1) & (shift + width < src_width)
+    # 1. Cut at the destination LSB (floor).
+    low, high = _cut(source, shift, width)
+    if dst.overflow == "WRAP_SM":
+        # The source bit just above the destination's sign bit, before rounding; the headers take
+        # it as 0 where the source has no such bit.
+        above_msb = (high & 1).astype(bool) & (shift + width < src_width)
 
     # 2. Round: add 0 or 1 LSB from the first dropped bit and whether any lower bit is set.
     negative = source < 0
-    if dst.rounding != "TRN" and not (dst.rounding == "TRN_ZERO" and not src_signed):
-        if not scalar_shift or shift > 0:
-            half = (source >> np.clip(shift - 1, 0, 63)) & 1
-            below_half = (source & ((np.int64(1) << np.clip(shift - 1, 0, 62)) - 1)) != 0
-            increment = _round_increment(dst.rounding, half.astype(bool), below_half, negative, low)
-            increment &= shifted_right
-            low = low + increment
-            high = high + (low >> width)
-            low &= mask
+    rounds = dst.rounding != "TRN" and not (dst.rounding == "TRN_ZERO" and not src_signed)
+    if rounds and (not scalar or shift > 0):
+        half = ((source >> np.minimum(shift - 1, 63)) & 1).astype(bool)
+        below_half = (source & ((np.int64(1) << np.clip(shift - 1, 0, 62)) - 1)) != 0
+        increment = _round_increment(dst.rounding, half, below_half, negative, low)
+        if not scalar:
+            increment &= shift > 0
+        low = low + increment
+        high = high + (low >> width)
+        low &= mask
 
     # 3. Overflow: the rounded integer is high * 2**width + low.
     sign_weight = np.int64(1 << (width - 1))
@@ -290,6 +279,29 @@ def _convert(source: np.ndarray, src_width: int, src_signed: bool, shift, dst: Q
             too_small = too_small | (wrapped == dst.min_raw)
         result = np.where(too_big, dst.max_raw, np.where(too_small, lowest, wrapped))
     return np.asarray(result, dtype=np.int64)
+
+
+def _cut(source: np.ndarray, shift, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``floor(source * 2**-shift)`` as (its low ``width`` bits, the integer above them)."""
+    if np.ndim(shift) == 0:
+        return _cut_right(source, shift, width) if shift > 0 else _cut_left(source, -shift, width)
+    right = shift > 0
+    low_right, high_right = _cut_right(source, np.maximum(shift, 0), width)
+    low_left, high_left = _cut_left(source, np.maximum(-shift, 0), width)
+    return np.where(right, low_right, low_left), np.where(right, high_right, high_left)
+
+
+def _cut_right(source: np.ndarray, shift, width: int) -> tuple[np.ndarray, np.ndarray]:
+    kept = source >> np.minimum(shift, 63)  # |source| < 2**62: shifting by 63 leaves the sign
+    return kept & np.int64((1 << width) - 1), kept >> width
+
+
+def _cut_left(source: np.ndarray, shift, width: int) -> tuple[np.ndarray, np.ndarray]:
+    bits = source.astype(np.uint64) << np.minimum(shift, 63).astype(np.uint64)
+    low = np.where(shift < width, (bits & np.uint64((1 << width) - 1)).astype(np.int64), 0)
+    # source * 2**(shift - width) is even when shift > width: never 0 or -1 unless source is 0.
+    high = np.where(shift <= width, source >> np.clip(width - shift, 0, 63), np.sign(source) * 2)
+    return low, high
 
 
 def _round_increment(mode: str, half, below_half, negative, low) -> np.ndarray:
