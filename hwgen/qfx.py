@@ -203,11 +203,10 @@ class QFmt:
         # The headers decompose the IEEE bits: a 54-bit signed mantissa m with the hidden bit set
         # and value m * 2**(exponent_field - 1075).
         bits = values.view(np.uint64)
-        exponent_field = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64)
-        mantissa = ((bits & np.uint64((1 << 52) - 1)) | np.uint64(1 << 52)).astype(np.int64)
-        mantissa = np.where(bits >> np.uint64(63) != 0, -mantissa, mantissa)
-        mantissa = np.where(values == 0.0, 0, mantissa)
-        shift = (1075 - exponent_field) - self.frac_bits
+        exponent_field = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).view(np.int64)
+        mantissa = ((bits & np.uint64((1 << 52) - 1)) | np.uint64(1 << 52)).view(np.int64)
+        mantissa = np.where(values < 0, -mantissa, np.where(values == 0, 0, mantissa))
+        shift = (1075 - self.frac_bits) - exponent_field
         return _convert(mantissa, 54, True, shift, self)
 
     def cast(self, raw, src: QFmt) -> np.ndarray:
@@ -285,10 +284,12 @@ def _cut(source: np.ndarray, shift, width: int) -> tuple[np.ndarray, np.ndarray]
     """``floor(source * 2**-shift)`` as (its low ``width`` bits, the integer above them)."""
     if np.ndim(shift) == 0:
         return _cut_right(source, shift, width) if shift > 0 else _cut_left(source, -shift, width)
-    right = shift > 0
-    low_right, high_right = _cut_right(source, np.maximum(shift, 0), width)
-    low_left, high_left = _cut_left(source, np.maximum(-shift, 0), width)
-    return np.where(right, low_right, low_left), np.where(right, high_right, high_left)
+    source, shift = np.broadcast_arrays(source, shift)
+    low, high = _cut_right(source, np.maximum(shift, 0), width)
+    left = shift <= 0  # doubles at or above the destination LSB: usually few, so done apart
+    if left.any():
+        low[left], high[left] = _cut_left(source[left], -shift[left], width)
+    return low, high
 
 
 def _cut_right(source: np.ndarray, shift, width: int) -> tuple[np.ndarray, np.ndarray]:
