@@ -32,7 +32,7 @@ import yaml
 
 from hwgen import __version__, golden, zoo
 from hwgen.board import BUDGET_KEYS, Board, load_board
-from hwgen.compiler import MemoryImage, isa_sim
+from hwgen.compiler import Flag, MemoryImage, isa_sim
 from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
 from hwgen.hls.emit import render as render_hls
 from hwgen.hls.emit import stamp
@@ -431,8 +431,6 @@ def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, 
             reference, measured, resources, budget, over, accuracy, macs) -> dict:
     layers = []
     for index, (desc, estimate) in enumerate(zip(program.descriptors, reference.cycles)):
-        from hwgen.compiler import Flag
-
         bypass = bool(desc.flags & Flag.BYPASS)
         layers.append({
             "descriptor": index,

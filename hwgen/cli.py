@@ -280,7 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    level = logging.INFO if args.verbose else logging.WARNING
+    before = list(logging.getLogger().handlers)
+    logging.basicConfig(level=level, format="%(name)s: %(message)s")
+    # Tools' loggers that set their own level (cocotb's runner logs every command at INFO) pass
+    # through our handler only at the level asked for.
+    for handler in logging.getLogger().handlers:
+        if handler not in before:
+            handler.setLevel(level)
     try:
         return args.func(args)
     except UserError as exc:

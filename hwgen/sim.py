@@ -126,7 +126,12 @@ def run_rtl(verilog: str, hw: HwParams, image: MemoryImage, expected: bytes, wor
         toolchain.run_cocotb(verilog, "hwgen_accel", "hwgen.cosim.tb_accelerator", work_dir=work_dir, extra_env=env)
     except toolchain.ToolError as exc:
         lines = str(exc).splitlines()
-        detail = next((line.strip() for line in lines if "mismatch" in line), lines[0] if lines else "")
+        # The bench's assertion names the first differing element; its reference is our golden image.
+        failure = next((line.split("AssertionError:", 1)[1] for line in lines if "AssertionError:" in line), None)
+        if failure is not None:
+            detail = failure.strip().removeprefix("build: ").replace(", isa_sim ", ", golden ")
+        else:
+            detail = lines[0] if lines else "the cocotb bench failed"
         results = bench.read_results(work_dir) if (work_dir / "result.json").exists() else []
         cycles = results[0]["cycles"] if results else 0
         return {"equal": False, "cycles": cycles, "stalls": results[0]["stalls"] if results else 0, "detail": detail}
