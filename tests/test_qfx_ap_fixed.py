@@ -35,6 +35,11 @@ signed destinations: ``ap_ufixed`` rejects it):
   counted in ``EXCLUDED`` and drawn again; qfx defines them mathematically and test_qfx.py checks
   that definition. ``test_the_headers_assert_on_sources_below_the_rounding_bit`` shows they trip.
 
+Totals (seeded, so fixed): quantize 7,000 formats / 2,016 instantiations / 70,000,000 values;
+cast 2,240 small pairs / 142,800 values and 2,520 wide pairs / 19,717,228 values (623 of them on
+every code, 1,007 with sources wider than 32 bits); 359 draws excluded (273 small, 86 wide).
+Measured cold (empty cache): ~240 s of CPU in all, almost all of it g++.
+
 The cases are split into ``CHUNKS`` translation units (pytest-xdist spreads them); values go
 through stdin/stdout as binary float64/int64. Binaries are cached by content (hwgen.toolchain).
 """
@@ -377,5 +382,5 @@ def test_the_headers_assert_on_sources_below_the_rounding_bit():
         }
     """
     binary = toolchain.compile_cpp(source, flags=CXX_FLAGS, name="qfx_ap_fixed_assert")
-    with pytest.raises(toolchain.ToolError, match="Assertion|exited with"):
+    with pytest.raises(toolchain.ToolError, match="Attempting to read bit beyond MSB"):
         toolchain.run_cpp(binary)
