@@ -30,6 +30,8 @@ signed destinations: ``ap_ufixed`` rejects it):
     random codes near the destination range and across the source range.
   The issue asks for 200 random cast formats per pair; 200 distinct pairs would add ~2,200
   instantiations (~70 s of CPU), past the budget, so ``WIDE_CASTS_PER_PAIR`` trades them.
+- **arithmetic**: the result types of ``a * b``, ``a + b``, ``a - b`` (RType mult/plus/minus) and
+  their raws on 40 random signed/unsigned format pairs x 200 operand pairs equal qfx.mul/add/sub.
 - Rounding casts whose source lies entirely below the destination's rounding bit
   (Fs - Fd > Ws) trip an assertion in ap_private.h: such draws are kept out of the C++ comparison,
   counted in ``EXCLUDED`` and drawn again; qfx defines them mathematically and test_qfx.py checks
@@ -53,6 +55,7 @@ import numpy as np
 import pytest
 
 from hwgen import toolchain
+from hwgen import qfx
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt
 
 pytestmark = pytest.mark.cosim
@@ -384,3 +387,91 @@ def test_the_headers_assert_on_sources_below_the_rounding_bit():
     binary = toolchain.compile_cpp(source, flags=CXX_FLAGS, name="qfx_ap_fixed_assert")
     with pytest.raises(toolchain.ToolError, match="Attempting to read bit beyond MSB"):
         toolchain.run_cpp(binary)
+
+
+ARITHMETIC_HARNESS = r"""
+#include <ap_fixed.h>
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+template <int W, int I, bool S, ap_q_mode Q, ap_o_mode O, int N>
+void describe(const ap_fixed_base<W, I, S, Q, O, N>&, uint64_t* out) {
+  out[0] = W;
+  out[1] = (uint64_t)(int64_t)I;
+  out[2] = S;
+}
+
+// a * b, a + b, a - b of every (a, b) pair: first their three types, then three raws per pair.
+template <class A, class B>
+void arithmetic(const int64_t* in, uint64_t* out, long n) {
+  A a;
+  B b;
+  describe(a * b, out);
+  describe(a + b, out + 3);
+  describe(a - b, out + 6);
+  for (long i = 0; i < n; ++i) {
+    a.setBits((ap_ulong)in[2 * i]);
+    b.setBits((ap_ulong)in[2 * i + 1]);
+    out[9 + 3 * i] = (a * b).V.get_VAL();
+    out[10 + 3 * i] = (a + b).V.get_VAL();
+    out[11 + 3 * i] = (a - b).V.get_VAL();
+  }
+}
+
+typedef void (*Kernel)(const int64_t*, uint64_t*, long);
+static const Kernel KERNELS[] = {
+{{KERNELS}}
+};
+
+int main() {
+  int64_t header[2];
+  std::vector<int64_t> in;
+  std::vector<uint64_t> out;
+  while (std::fread(header, sizeof(int64_t), 2, stdin) == 2) {
+    size_t n = (size_t)header[1];
+    in.resize(2 * n);
+    out.resize(9 + 3 * n);
+    if (std::fread(in.data(), 8, 2 * n, stdin) != 2 * n) return 3;
+    KERNELS[header[0]](in.data(), out.data(), (long)n);
+    std::fwrite(out.data(), 8, out.size(), stdout);
+  }
+  return 0;
+}
+"""
+
+
+def test_arithmetic_matches_ap_fixed_operators():
+    """Result formats (RType mult/plus/minus) and exact raws of a*b, a+b, a-b on 40 format pairs."""
+    rng = np.random.default_rng(SEED + 99)
+    pairs = []
+    while len(pairs) < 40:
+        a, b = (_random_fmt(rng, "TRN", "WRAP", int(rng.integers(1, 32))) for _ in range(2))
+        try:
+            qfx.result_fmt_add(a, b)  # the widest of the three results
+        except ValueError:
+            continue  # more than the 62 bits qfx supports
+        pairs.append((a, b))
+    kernels = ",\n".join(f"&arithmetic<{a.cpp_type()}, {b.cpp_type()} >" for a, b in pairs)
+    binary = toolchain.compile_cpp(
+        ARITHMETIC_HARNESS.replace("{{KERNELS}}", kernels), flags=CXX_FLAGS, name="qfx_ap_fixed_arithmetic"
+    )
+    records, operands = [], []
+    for k, (a, b) in enumerate(pairs):
+        ra = np.concatenate([[a.min_raw, a.max_raw, a.min_raw, 0], rng.integers(a.min_raw, a.max_raw, 196, endpoint=True)])
+        rb = np.concatenate([[b.min_raw, b.max_raw, b.max_raw, 0], rng.integers(b.min_raw, b.max_raw, 196, endpoint=True)])
+        operands.append((ra, rb))
+        records += [struct.pack("<qq", k, ra.size), np.stack([ra, rb], axis=1).astype(np.int64).tobytes()]
+    output = np.frombuffer(toolchain.run_cpp(binary, stdin=b"".join(records)), dtype=np.uint64)
+    start = 0
+    for (a, b), (ra, rb) in zip(pairs, operands):
+        block = output[start : start + 9 + 3 * ra.size]
+        start += block.size
+        types = block[:9].astype(np.int64).reshape(3, 3)
+        for column, op in enumerate((qfx.mul, qfx.add, qfx.sub)):
+            want, fmt = op(ra, a, rb, b)
+            width, int_bits, signed = types[column].tolist()
+            assert QFmt(width, int_bits, bool(signed)) == fmt, f"{op.__name__}({a}, {b})"
+            got = _signed_bits(block[9 + column :: 3], fmt)
+            assert np.array_equal(got, want), f"{op.__name__}({a}, {b})"
+    assert start == output.size
