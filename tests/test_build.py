@@ -102,7 +102,7 @@ def test_the_folder_holds_every_file_and_they_agree(built):
     perf = report["performance"]
     cycles = sum(layer["cycles"] for layer in report["layers"])
     assert perf["analytical"]["cycles"] == cycles and perf["measured"] is None
-    assert perf["analytical"]["fps"] == pytest.approx(board.pl_clock.default_mhz * 1e6 / cycles, rel=1e-6)
+    assert perf["analytical"]["fps"] == pytest.approx(board.pl_clock.default_mhz * 1e6 / cycles, abs=0.005)
     assert perf["analytical"]["latency_us"] == pytest.approx(cycles / board.pl_clock.default_mhz, abs=1e-3)
     assert [a["output"] for a in report["accuracy"]] == ["out"] and report["accuracy"][0]["sqnr_db"] > 30
     markdown = (folder / "report.md").read_text()
@@ -112,10 +112,11 @@ def test_the_folder_holds_every_file_and_they_agree(built):
 
 def test_verilog_passes_verilator_lint(built):
     _, folder, _ = built
-    toolchain.verilator_lint((folder / "rtl/hwgen_accel.v").read_text(), "hwgen_accel")
-    # The block-design wrapper around it too: every port it connects exists on the core.
+    # The core under its block-design wrapper: one lint covers both, and every port the wrapper
+    # connects must exist on the core.
     both = (folder / "rtl/hwgen_accel.v").read_text() + (folder / "vivado/hwgen_accel_bd.v").read_text()
-    toolchain.verilator_lint(both, "hwgen_accel_bd")
+    warnings = toolchain.verilator_lint(both, "hwgen_accel_bd")
+    assert "%Error" not in warnings
 
 
 def test_resources_are_the_yosys_estimate_within_budget(built):
