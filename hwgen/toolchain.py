@@ -7,6 +7,7 @@ Every later unit goes through these four entry points instead of calling the too
   environment (``VERILATOR_ROOT``, ``PATH``) that runs it; a user never sets either.
 - :func:`run_cocotb` builds Verilog with Verilator (cached per source text and build arguments)
   and runs a cocotb test module on it, raising :class:`ToolError` when any cocotb test fails.
+- :func:`verilator_lint` runs ``verilator --lint-only`` on Verilog text (errors fail, warnings are returned).
 - :func:`compile_cpp` compiles C++ against the Xilinx ``ap_types`` headers that the ``hls4ml``
   wheel ships (cached per source text and flags); :func:`run_cpp` runs the binary.
 - :func:`yosys_resources` synthesizes Verilog with ``synth_xilinx`` and counts LUT/FF/DSP/BRAM.
