@@ -174,9 +174,8 @@ def test_sim_passes_on_every_backend(ultra96, capsys, backend):
     analytical = report["performance"]["analytical"]["cycles"]
     assert result["analytical_cycles"] == analytical
     if backend == "rtl":
-        # Measured: at least one cycle per tile step, and near the analytical model.
-        assert result["cycles"] >= report["performance"]["ideal_cycles"]
-        assert abs(result["cycles"] / analytical - 1) < 0.10
+        # Measured: at least one cycle per tile step, and of the analytical model's order.
+        assert report["performance"]["ideal_cycles"] <= result["cycles"] < 2 * analytical
         print(f"\nultra96 mlp-tiny: {result['cycles']} cycles in Verilator, {analytical} analytical")
     else:
         assert result["cycles"] == analytical
