@@ -2,20 +2,24 @@
 """RTL accelerator figures: measured cycles, utilization, the cycle model's error, simulation speed, resources.
 
 Run: ``.venv/bin/python benchmarks/bench_accelerator.py`` (``--no-yosys`` skips synthesis, which
-takes minutes). At 16x16 lanes and a 128-bit AXI port with a 64-cycle DDR read latency it runs, in
-Verilator through the cocotb bench (every run also checked byte-for-byte against isa_sim):
+takes minutes; ``--reuse-build`` uses the cached Verilator builds instead of timing a fresh one).
+With a 64-cycle DDR read latency it runs, in Verilator through the cocotb bench (every run also
+checked byte-for-byte against isa_sim), at 16x16 lanes and a 128-bit AXI port:
 
 - mlp-tiny (64 tokens, 192 -> 768 -> 192 with ReLU and residual), as the compiler emits it;
-- a single 129x192 -> 192 Linear with bias (Edge-MoE's Q/K/V shape), at the chunk size the
-  compiler picks and at smaller ones (the weight layout does not depend on the chunk size, so only
-  the descriptor's ``chunk_tiles`` changes).
+- a single 129x192 -> 192 Linear with bias (Edge-MoE's Q/K/V shape), as the compiler emits it,
+  then at other chunk sizes (the weight layout does not depend on the chunk size, so only the
+  descriptor's ``chunk_tiles`` changes): one chunk of all 12 output tiles, 6, 4 and 2;
+- mlp-odd (50 tokens, 100 -> 37 -> 100), as the compiler emits it;
 
-For each: cycles from the CYCLES register, ideal MAC cycles (M * k_tiles * n_tiles), utilization
-(ideal / cycles), isa_sim's analytical estimate and its error against Verilator, and the simulation
-speed (simulated cycles per wall second of the cocotb test). Then the Verilog conversion and
-Verilator build times (the build in a fresh cache folder, so it is a real build) and the Yosys
-``synth_xilinx -family xcup`` LUT/FF/DSP/BRAM36 of the whole core at 8x8 and 16x16 lanes against
-the Ultra96 (ZU3EG) budget. Figures, not tests: nothing here asserts.
+and mlp-odd again at 8x8 lanes with a 64-bit AXI port.
+
+For each: the chunk sizes, cycles from the CYCLES register, ideal MAC cycles (M * k_tiles *
+n_tiles), utilization (ideal / cycles), isa_sim's analytical estimate (docs/isa.md §5) and its error
+against Verilator, and the simulation speed (simulated cycles per wall second of the cocotb test).
+Then the Verilog conversion and Verilator build times (the build in a fresh cache folder, so it is
+a real build) and the Yosys ``synth_xilinx -family xcup`` LUT/FF/DSP/BRAM36 of the whole core at
+8x8 and 16x16 lanes against the Ultra96 (ZU3EG) budget. Figures, not tests: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from hwgen import golden, toolchain, zoo
-from hwgen.compiler import Program, compile_graph
+from hwgen.compiler import Flag, Program, compile_graph
 from hwgen.cosim import tb_accelerator as tb
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
@@ -37,6 +41,7 @@ from hwgen.pipeline import run_passes
 from hwgen.quant import QuantConfig
 
 HW = HwParams(lanes_in=16, lanes_out=16, axi_data_width=128)
+HW_SMALL = HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)
 LINEAR_SPEC = {
     "name": "linear-129x192",
     "description": "Edge-MoE's Q/K/V projection: 129 tokens, Linear 192 -> 192 with bias",
@@ -68,56 +73,74 @@ def sim_seconds(work_dir) -> float:
     return float(case.get("time"))
 
 
+def chunks_of(program) -> str:
+    return ",".join(str(d.chunk_tiles) for d in program.descriptors if not d.flags & Flag.BYPASS)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-yosys", action="store_true", help="skip the Yosys resource estimates")
+    parser.add_argument("--reuse-build", action="store_true",
+                        help="use the cached Verilator builds (no build time is reported)")
     args = parser.parse_args()
 
-    runs = []
-    tiny = compiled(zoo.load_model("mlp-tiny"), HW)
-    runs.append(("mlp-tiny (compiler's chunks)", *tiny))
+    runs = [("mlp-tiny (compiler)", HW, *compiled(zoo.load_model("mlp-tiny"), HW))]
     linear = compiled(parse_spec(LINEAR_SPEC), HW)
+    runs.append(("linear 129x192->192 (compiler)", HW, *linear))
     chosen = linear[0].descriptors[0].chunk_tiles
-    runs.append((f"linear 129x192->192, chunk_tiles={chosen} (compiler)", *linear))
-    for chunk_tiles in (6, 4, 3):
-        runs.append((f"linear 129x192->192, chunk_tiles={chunk_tiles}", *with_chunk_tiles(*linear, chunk_tiles)))
+    for chunk_tiles in (12, 6, 4, 2):
+        if chunk_tiles != chosen:
+            runs.append(("linear 129x192->192", HW, *with_chunk_tiles(*linear, chunk_tiles)))
+    runs.append(("mlp-odd (compiler)", HW, *compiled(zoo.load_model("mlp-odd"), HW)))
+    runs.append(("mlp-odd (compiler)", HW_SMALL, *compiled(zoo.load_model("mlp-odd"), HW_SMALL)))
 
     start = time.perf_counter()
     tb.accelerator_verilog(HW)
     convert_s = time.perf_counter() - start
+    build_s = None
+    rows = []
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as work:
         saved = os.environ.get("HWGEN_CACHE_DIR")
-        os.environ["HWGEN_CACHE_DIR"] = cache  # a fresh cache: the first run below is a real build
+        if not args.reuse_build:
+            os.environ["HWGEN_CACHE_DIR"] = cache  # a fresh cache: the first run below is a real build
         try:
-            rows = []
-            for index, (label, program, image) in enumerate(runs):
+            for index, (label, hw, program, image) in enumerate(runs):
+                if hw != HW and not args.reuse_build:  # only the 16x16 build is timed
+                    if saved is None:
+                        os.environ.pop("HWGEN_CACHE_DIR", None)
+                    else:
+                        os.environ["HWGEN_CACHE_DIR"] = saved
                 work_dir = Path(work) / f"run{index}"
                 start = time.perf_counter()
-                (result,) = tb.simulate(work_dir, HW, [(program, image)])
+                (result,) = tb.simulate(work_dir, hw, [(program, image)])
                 wall = time.perf_counter() - start
-                if index == 0:
+                if index == 0 and not args.reuse_build:
                     build_s = wall - sim_seconds(work_dir)
-                rows.append((label, result, sim_seconds(work_dir)))
+                rows.append((label, hw, chunks_of(program), result, sim_seconds(work_dir)))
         finally:
             if saved is None:
-                os.environ.pop("HWGEN_CACHE_DIR")
+                os.environ.pop("HWGEN_CACHE_DIR", None)
             else:
                 os.environ["HWGEN_CACHE_DIR"] = saved
 
-    print(f"RTL core {HW}, DDR read latency 64 cycles; every run equals isa_sim byte for byte")
-    print(f"{'workload':<50} {'cycles':>8} {'ideal':>8} {'util':>6} {'estimate':>9} {'error':>7}"
-          f" {'array idle':>10} {'sim cyc/s':>10}")
-    for label, r, seconds in rows:
+    print("RTL core, DDR read latency 64 cycles; every run equals isa_sim byte for byte")
+    print(f"{'workload':<32} {'lanes/AXI':<12} {'chunks':>7} {'cycles':>8} {'ideal':>8} {'util':>6} {'estimate':>9}"
+          f" {'error':>7} {'array idle':>10} {'sim cyc/s':>10}")
+    for label, hw, chunks, r, seconds in rows:
         error = (r["estimate"] - r["cycles"]) / r["cycles"]
-        print(f"{label:<50} {r['cycles']:>8,} {r['ideal']:>8,} {r['ideal'] / r['cycles']:>6.1%} {r['estimate']:>9,}"
-              f" {error:>+7.1%} {r['stalls']:>10,} {r['cycles'] / seconds:>10,.0f}")
-    print(f"Verilog conversion {convert_s:.1f} s; Verilator build (fresh cache, with cocotb start-up) {build_s:.1f} s")
+        lanes = f"{hw.lanes_in}x{hw.lanes_out}/{hw.axi_data_width}"
+        print(f"{label:<32} {lanes:<12} {chunks:>7} {r['cycles']:>8,} {r['ideal']:>8,} {r['ideal'] / r['cycles']:>6.1%}"
+              f" {r['estimate']:>9,} {error:>+7.1%} {r['stalls']:>10,} {r['cycles'] / seconds:>10,.0f}")
+    print(f"Verilog conversion {convert_s:.1f} s", end="")
+    if build_s is not None:
+        print(f"; Verilator build (fresh cache, with cocotb start-up) {build_s:.1f} s", end="")
+    print()
 
     if not args.no_yosys:
         print(f"\nYosys synth_xilinx -family xcup, whole core (Ultra96 ZU3EG budget: "
               f"{', '.join(f'{k} {v:,}' for k, v in ULTRA96.items())})")
         print(f"{'configuration':<28} {'LUT':>8} {'FF':>8} {'DSP':>5} {'BRAM36':>7} {'LUTRAM':>7} {'synth s':>8}  fits")
-        for hw in (HwParams(lanes_in=8, lanes_out=8, axi_data_width=64), HW):
+        for hw in (HW_SMALL, HW):
             start = time.perf_counter()
             res = toolchain.yosys_resources(tb.accelerator_verilog(hw), tb.TOPLEVEL, family="xcup")
             seconds = time.perf_counter() - start

@@ -29,6 +29,7 @@ from hwgen import pipeline
 from hwgen.pipeline import build, run_passes, save_build
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES
 from hwgen.quant import QuantConfig
+from test_isa_sim import COVERAGE_SPEC as ISA_COVERAGE_SPEC
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +134,11 @@ def test_fusion_gives_one_descriptor_per_linear_layer(qgraphs):
     assert second.flags == Flag.BIAS | Flag.RESIDUAL
     assert image.labels == ("fc1 + fc1.requantize + relu1", "fc2 + fc2.requantize + out + out.requantize")
     # fc1's 192x768 int8 weights (147 KiB) exceed one 64 KiB bank: a column of 12 tiles (3 KiB) plus
-    # its 16 biases takes 3136 bytes, so 20 of the 48 output tiles fit a chunk.
-    assert (first.k_tiles, first.n_tiles, first.chunk_tiles) == (12, 48, 20)
+    # its 16 biases takes 3136 bytes, so at most 20 of the 48 output tiles fit a chunk; of 1..20, the
+    # cycle model prefers 3 (tests of the rule below).
+    assert (first.k_tiles, first.n_tiles, first.chunk_tiles) == (12, 48, 3)
     listing = program.listing(image.labels)
-    assert "#0   LINEAR M=64 K=192 N=768 tiles 12x48 chunks 3x20 flags BIAS|RELU1  ; fc1" in listing
+    assert "#0   LINEAR M=64 K=192 N=768 tiles 12x48 chunks 16x3 flags BIAS|RELU1  ; fc1" in listing
     assert "rq2  >>" in listing
 
 
@@ -201,28 +203,105 @@ def test_unsupported_and_float_graphs_are_refused(qgraphs):
         compile_graph(qgraphs["mlp-odd"], {})
 
 
+def _coverage_graph():
+    """test_isa_sim's model of every descriptor path (BYPASS, RESIDUAL, B_ROWMAJOR, ...), 40-bit sums."""
+    model = parse_spec(ISA_COVERAGE_SPEC)
+    return run_passes(model.graph, QuantConfig(acc_bits=40, formats=model.formats))
+
+
+def _documented_cycles(desc, hw, latency=64, drain=30):
+    """docs/isa.md §5, term by term, written from the document rather than from cycles.py."""
+    beats = lambda nbytes: -(-nbytes // hw.axi_bytes)  # noqa: E731
+    bypass, res = bool(desc.flags & Flag.BYPASS), int(bool(desc.flags & Flag.RESIDUAL))
+    e = hw.act_bytes if desc.flags & Flag.B_ROWMAJOR else hw.weight_bytes
+    n_chunks = -(-desc.n_tiles // desc.chunk_tiles)
+    t = [min(desc.chunk_tiles, desc.n_tiles - c * desc.chunk_tiles) for c in range(n_chunks)]
+    cols = [min(desc.n - c * desc.chunk_tiles * hw.lanes_out, t[c] * hw.lanes_out) for c in range(n_chunks)]
+    compute = [desc.m * t[c] * (1 if bypass else desc.k_tiles) for c in range(n_chunks)]
+    wload = [0 if bypass else beats(t[c] * desc.k_tiles * hw.tile_stride(e))
+             + beats(t[c] * hw.lanes_out * hw.bias_bytes) * int(bool(desc.flags & Flag.BIAS))
+             for c in range(n_chunks)] + [0]
+    reads = [desc.m * (beats(desc.k * hw.act_bytes) + res * beats(cols[c] * hw.act_bytes)) + wload[c + 1]
+             for c in range(n_chunks)]
+    writes = [desc.m * beats(cols[c] * hw.act_bytes) for c in range(n_chunks)]
+    body = sum(max(compute[c], reads[c], writes[c]) for c in range(n_chunks))
+    fetch = latency + beats(64)
+    return fetch + latency + wload[0] + beats(desc.k * hw.act_bytes) + body + drain
+
+
 def test_cycle_estimates_follow_the_documented_model(qgraphs):
-    model = CycleModel()
-    previous = None
-    for lanes in ((8, 8), (16, 16), (32, 32)):
-        hw = HwParams(lanes_in=lanes[0], lanes_out=lanes[1])
-        program, _ = compile_graph(qgraphs["mlp-tiny"], hw)
-        estimates = [estimate_cycles(d, hw, model) for d in program.descriptors]
-        for desc, est in zip(program.descriptors, estimates):
-            assert est.ideal == desc.m * desc.k_tiles * desc.n_tiles
-            assert est.cycles == est.fetch + est.weight_load_exposed + est.compute_or_io + est.fill
-            assert est.ideal <= est.compute_or_io and 0 < est.utilization <= 1
-        total = sum(e.cycles for e in estimates)
+    coverage = _coverage_graph()
+    previous, flags_seen = None, Flag(0)
+    # acc_bits=40: the coverage model's sums need more than 32 bits.
+    for hw in (HwParams(lanes_in=8, lanes_out=8, axi_data_width=64, acc_bits=40), HwParams(acc_bits=40),
+               HwParams(lanes_in=32, lanes_out=32, acc_bits=40)):
+        program, image = compile_graph(qgraphs["mlp-tiny"], hw)
+        for graph in (qgraphs["mlp-odd"], coverage):
+            program_other, _ = compile_graph(graph, hw)
+            descriptors = program.descriptors + program_other.descriptors
+            # Every chunk size a layer could take, not only the compiler's choice.
+            descriptors += tuple(dataclasses.replace(d, chunk_tiles=t) for d in program_other.descriptors
+                                 if not d.flags & Flag.BYPASS for t in range(1, d.n_tiles))
+            for desc in descriptors:
+                flags_seen |= desc.flags
+                est = estimate_cycles(desc, hw)
+                assert est.cycles == _documented_cycles(desc, hw)
+                assert est.ideal == desc.m * (1 if desc.flags & Flag.BYPASS else desc.k_tiles) * desc.n_tiles
+                assert est.cycles == est.fetch + est.first_load + est.body + est.drain
+                assert est.ideal <= est.body and 0 < est.utilization <= 1
+                slower = estimate_cycles(desc, hw, CycleModel(latency=100, drain=31))
+                assert slower.cycles == _documented_cycles(desc, hw, latency=100, drain=31)
+        total = isa_sim(program, image, hw).total_cycles
         if previous is not None:
             assert total < previous  # more lanes, fewer cycles
         previous = total
-    # fc1 at 16x16: 64 rows x 12 k-tiles x 48 n-tiles, compute-bound.
+    assert Flag.BYPASS | Flag.RESIDUAL | Flag.B_ROWMAJOR | Flag.BIAS in flags_seen
+    # fc1 at 16x16: 64 rows x 12 k-tiles x 48 n-tiles, compute-bound at the compiler's chunk size.
     hw = HwParams()
     program, image = compile_graph(qgraphs["mlp-tiny"], hw)
     est = estimate_cycles(program.descriptors[0], hw)
-    assert est.ideal == 36864 and est.compute_or_io == 36864
-    # isa_sim reports the same estimates.
-    assert isa_sim(program, image, hw).cycles == tuple(estimate_cycles(d, hw) for d in program.descriptors)
+    assert est.ideal == 36864 and est.body == 36864
+    # isa_sim reports the same estimates, and the header read once per run.
+    result = isa_sim(program, image, hw)
+    assert result.cycles == tuple(estimate_cycles(d, hw) for d in program.descriptors)
+    assert result.header_cycles == 64 + 4 and result.total_cycles == 68 + sum(e.cycles for e in result.cycles)
+    assert isa_sim(program, image, hw, CycleModel(latency=10)).header_cycles == 10 + 4
+
+
+def _largest_chunk_that_fits(desc, hw):
+    e = hw.act_bytes if desc.flags & Flag.B_ROWMAJOR else hw.weight_bytes
+    column = desc.k_tiles * hw.tile_stride(e) + (hw.lanes_out * hw.bias_bytes if desc.flags & Flag.BIAS else 0)
+    return min(desc.n_tiles, hw.weight_buffer_bytes // column)
+
+
+def test_compiler_picks_the_chunk_size_of_the_lowest_estimate(qgraphs):
+    coverage = _coverage_graph()
+    linear = {"name": "linear", "inputs": {"x": {"shape": [129, 192]}},
+              "layers": [{"name": "qkv", "op": "Linear", "input": "x", "features": 192}], "outputs": ["qkv"]}
+    graphs = [qgraphs["mlp-tiny"], qgraphs["mlp-odd"], coverage, run_passes(parse_spec(linear).graph, QuantConfig())]
+    chose_smaller = chose_largest = ties = 0
+    for hw in (HwParams(acc_bits=40), HwParams(lanes_in=8, lanes_out=8, axi_data_width=64, acc_bits=40),
+               HwParams(lanes_in=8, lanes_out=32, weight_buffer_bytes=32768, acc_bits=40)):
+        for graph in graphs:
+            program, _ = compile_graph(graph, hw)
+            for desc in program.descriptors:
+                if desc.flags & Flag.BYPASS:
+                    assert desc.chunk_tiles == desc.n_tiles
+                    continue
+                largest = _largest_chunk_that_fits(desc, hw)
+                assert 1 <= desc.chunk_tiles <= largest
+                chosen = estimate_cycles(desc, hw).cycles
+                for tiles in range(1, largest + 1):
+                    other = estimate_cycles(dataclasses.replace(desc, chunk_tiles=tiles), hw).cycles
+                    assert chosen < other or (chosen == other and tiles <= desc.chunk_tiles), (desc, tiles)
+                    ties += chosen == other and tiles != desc.chunk_tiles
+                chose_smaller += desc.chunk_tiles < largest
+                chose_largest += desc.chunk_tiles == largest
+    assert chose_smaller and chose_largest and ties  # every branch of the rule is exercised (mlp-odd at 8x32 ties)
+    # The 129x192 -> 192 Linear at 16x16: one 12-tile chunk fits, smaller chunks hide its weight load.
+    program, _ = compile_graph(graphs[3], HwParams())
+    (desc,) = program.descriptors
+    assert desc.n_tiles == _largest_chunk_that_fits(desc, HwParams()) == 12 and desc.chunk_tiles < 12
 
 
 def test_pipeline_verifies_after_every_pass_and_can_stop_early(tmp_path, monkeypatch):

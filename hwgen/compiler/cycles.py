@@ -1,16 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """The analytical cycle model of one descriptor on the ``lanes_in × lanes_out`` array (docs/isa.md §5).
 
-It reads only a descriptor and the hardware parameters, like the controller. The constants are
-first guesses, named so the next issue can calibrate them against Verilator.
+It reads only a descriptor and the hardware parameters, like the controller. Its structure follows
+the RTL core (docs/isa.md §8.2): one AXI read channel shared by rows of ``x``, residual segments
+and the next chunk's weights; one write channel; an array issuing one tile per cycle. The
+constants were calibrated against Verilator at 16×16 lanes, AXI 128, 64-cycle read latency.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from hwgen.compiler.program import Flag, LinearDescriptor
+from hwgen.compiler.program import DESCRIPTOR_BYTES, HEADER_BYTES, Flag, LinearDescriptor
 from hwgen.hwparams import HwParams
 
 __all__ = ["CycleModel", "CycleEstimate", "estimate_cycles"]
@@ -18,15 +19,22 @@ __all__ = ["CycleModel", "CycleEstimate", "estimate_cycles"]
 
 @dataclass(frozen=True)
 class CycleModel:
-    """Overheads the ideal MAC count leaves out."""
+    """The memory latency and the fixed overheads the ideal MAC count leaves out."""
 
-    latency: int = 40  # cycles from a DDR read request to its first beat
-    mult_stages: int = 3  # multiplier pipeline of the array
-    post_stages: int = 6  # requantize, ReLU, residual align/add/requantize, write
+    #: Cycles from a DDR read request to its first beat; 64 is the cosim memory model's default
+    #: (``hwgen.cosim.tb_accelerator.prepare(read_latency=64)``). Set it to the board's DDR latency.
+    latency: int = 64
+    #: Cycles from the array's last tile of a descriptor to its last write acknowledged: the
+    #: multiplier/adder-tree and post-processing pipeline, the last write burst and its response.
+    drain: int = 30
 
-    def fill(self, hw: HwParams) -> int:
-        """Pipeline depth from the first activation into the array to the first result written."""
-        return self.mult_stages + math.ceil(math.log2(hw.lanes_in)) + self.post_stages
+    def fetch(self, nbytes: int, hw: HwParams) -> int:
+        """Cycles to read ``nbytes`` with one burst whose result is waited for (header, descriptor)."""
+        return self.latency + _beats(nbytes, hw)
+
+    def program_overhead(self, hw: HwParams) -> int:
+        """Cycles a Program costs once, before its first descriptor: reading the header."""
+        return self.fetch(HEADER_BYTES, hw)
 
 
 @dataclass(frozen=True)
@@ -34,11 +42,11 @@ class CycleEstimate:
     """Estimated cycles of one descriptor, with the terms that make them up."""
 
     ideal: int  # M · k_tiles · n_tiles: every cycle a full tile of MACs
-    cycles: int
-    fetch: int
-    weight_load_exposed: int
-    compute_or_io: int
-    fill: int
+    cycles: int  # fetch + first_load + body + drain
+    fetch: int  # reading the descriptor itself
+    first_load: int  # chunk 0's weights and the first row of x: nothing to hide behind
+    body: int  # Σ_c max(compute_c, reads_c, writes_c): the array or a memory channel, whichever is slowest
+    drain: int  # pipeline and the last write response
 
     @property
     def utilization(self) -> float:
@@ -46,31 +54,34 @@ class CycleEstimate:
         return self.ideal / self.cycles if self.cycles else 0.0
 
 
+def _beats(nbytes: int, hw: HwParams) -> int:
+    return -(-nbytes // hw.axi_bytes)
+
+
 def estimate_cycles(desc: LinearDescriptor, hw: HwParams, model: CycleModel = CycleModel()) -> CycleEstimate:
     """The docs/isa.md §5 estimate for one LINEAR descriptor."""
-
-    def beats(nbytes: int) -> int:
-        return -(-nbytes // hw.axi_bytes)
-
     bypass = bool(desc.flags & Flag.BYPASS)
-    residual = bool(desc.flags & Flag.RESIDUAL)
+    residual = int(bool(desc.flags & Flag.RESIDUAL))
     element = hw.act_bytes if desc.flags & Flag.B_ROWMAJOR else hw.weight_bytes
-    bias = hw.bias_bytes if desc.flags & Flag.BIAS else 0
-    chunk_sizes = [min(desc.chunk_tiles, desc.n_tiles - start) for start in range(0, desc.n_tiles, desc.chunk_tiles)]
+    bias_bytes = hw.bias_bytes if desc.flags & Flag.BIAS else 0
     depth = 1 if bypass else desc.k_tiles
     ideal = desc.m * depth * desc.n_tiles
+    x_row = _beats(desc.k * hw.act_bytes, hw)
 
-    compute, wload, io = [], [], []
+    chunk_sizes = [min(desc.chunk_tiles, desc.n_tiles - start) for start in range(0, desc.n_tiles, desc.chunk_tiles)]
+    wload = [0 if bypass else _beats(t * desc.k_tiles * hw.tile_stride(element), hw) + _beats(t * hw.lanes_out * bias_bytes, hw)
+             for t in chunk_sizes]
+    body = 0
     for index, tiles in enumerate(chunk_sizes):
         cols = min(desc.n - index * desc.chunk_tiles * hw.lanes_out, tiles * hw.lanes_out)
-        compute.append(desc.m * tiles * depth)
-        wload.append(0 if bypass else beats(tiles * desc.k_tiles * hw.tile_stride(element)) + beats(tiles * hw.lanes_out * bias))
-        io.append(desc.m * (beats(desc.k * hw.act_bytes) + beats(cols * hw.act_bytes) * (1 + residual)))
+        out_row = _beats(cols * hw.act_bytes, hw)
+        compute = desc.m * tiles * depth
+        # The read channel carries this chunk's rows of x and r and, in the gaps, the next chunk's weights.
+        next_weights = wload[index + 1] if index + 1 < len(chunk_sizes) else 0
+        reads = desc.m * (x_row + residual * out_row) + next_weights
+        writes = desc.m * out_row
+        body += max(compute, reads, writes)
 
-    fetch = model.latency + beats(64)
-    exposed = (model.latency + wload[0]) if not bypass else 0
-    for index in range(1, len(chunk_sizes)):
-        exposed += max(0, model.latency + wload[index] - compute[index - 1])
-    body = sum(max(c, i) for c, i in zip(compute, io))
-    fill = len(chunk_sizes) * (model.latency + model.fill(hw))
-    return CycleEstimate(ideal, fetch + exposed + body + fill, fetch, exposed, body, fill)
+    fetch = model.fetch(DESCRIPTOR_BYTES, hw)
+    first_load = model.latency + wload[0] + x_row
+    return CycleEstimate(ideal, fetch + first_load + body + model.drain, fetch, first_load, body, model.drain)

@@ -28,11 +28,12 @@ class IsaResult:
 
     data: bytes
     cycles: tuple[CycleEstimate, ...]
+    header_cycles: int = 0  # reading the Program header, once per run (docs/isa.md §5)
 
     @property
     def total_cycles(self) -> int:
-        """Sum of the descriptors' estimates."""
-        return sum(c.cycles for c in self.cycles)
+        """The whole run: the header read plus the descriptors' estimates."""
+        return self.header_cycles + sum(c.cycles for c in self.cycles)
 
 
 def _wrap(values: np.ndarray, width: int, signed: bool) -> np.ndarray:
@@ -161,4 +162,4 @@ def isa_sim(program: Program | bytes, image: MemoryImage | bytes, hw: HwParams, 
         except ValueError as exc:
             raise ValueError(f"descriptor {index}: {exc}") from None
         estimates.append(estimate_cycles(desc, hw, model))
-    return IsaResult(memory.tobytes(), tuple(estimates))
+    return IsaResult(memory.tobytes(), tuple(estimates), model.program_overhead(hw))

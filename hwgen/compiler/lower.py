@@ -10,10 +10,11 @@ larger than the on-chip buffers, fields out of range) are refused with a message
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
-
+from hwgen.compiler.cycles import estimate_cycles
 from hwgen.compiler.layout import MemoryImage, Region, pack_tiles, pack_vector, rows_of
 from hwgen.compiler.program import Flag, LinearDescriptor, Program, Requant
 from hwgen.hwparams import HwParams
@@ -289,9 +290,22 @@ def _descriptor(qgraph: Graph, group: _Group, placed: dict[str, Region], hw: HwP
         res_addr, res_stride = residual.offset, residual.row_stride
         if not qgraph.tensor(group.residual).fmt.signed:
             flags |= Flag.R_UNSIGNED
-    return LinearDescriptor(
+    largest = LinearDescriptor(
         flags=flags, m=m, k=k, n=n, k_tiles=k_tiles, n_tiles=n_tiles,
         x_addr=x.offset, w_addr=w_addr, bias_addr=bias_addr, res_addr=res_addr, out_addr=out.offset,
         x_stride=x.row_stride, w_stride=w_stride, res_stride=res_stride, out_stride=out.row_stride,
         rq1=group.rq1, rq2=group.rq2, chunk_tiles=chunk_tiles, y_shift=group.y_shift, r_shift=group.r_shift,
     )
+    return _fastest_chunking(largest, hw)
+
+
+def _fastest_chunking(largest: LinearDescriptor, hw: HwParams) -> LinearDescriptor:
+    """``largest`` with the ``chunk_tiles`` (at most its own) of the lowest cycle estimate; ties go to the larger chunk.
+
+    A single chunk cannot hide its weight load behind compute; smaller chunks hide all but the
+    first, at the price of reading every row of ``x`` once per chunk (docs/isa.md §3.4).
+    """
+    if largest.flags & Flag.BYPASS:
+        return largest
+    candidates = [dataclasses.replace(largest, chunk_tiles=tiles) for tiles in range(largest.chunk_tiles, 0, -1)]
+    return min(candidates, key=lambda desc: estimate_cycles(desc, hw).cycles)
