@@ -448,7 +448,8 @@ def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, 
         return {"cycles": cycles, "latency_us": round(cycles / mhz, 3), "fps": round(mhz * 1e6 / cycles, 2),
                 "utilization": round(ideal / cycles, 4)}
 
-    performance = {"clock_mhz": mhz, "ideal_cycles": ideal, "analytical": projection(analytical), "measured": None}
+    performance = {"clock_mhz": mhz, "ideal_cycles": ideal, "header_cycles": reference.header_cycles,
+                   "analytical": projection(analytical), "measured": None}
     if measured is not None:
         performance["measured"] = {**projection(measured["cycles"]), "stalls": measured["stalls"],
                                    "simulator": "Verilator", "model_error": round(analytical / measured["cycles"] - 1, 4)}
@@ -569,9 +570,10 @@ def render_report(report: dict) -> str:
                   f"{_n(perf['measured']['stalls'])} measured cycles issued no tile."]
     lines += ["", "## Layers", ""]
     lines += _table(["#", "layers", "M × K × N", "MACs", "ideal cycles", "cycles (analytical)", "utilization"], [
-        [layer["descriptor"], layer["layers"], f"{layer['m']} × {layer['k']} × {layer['n']}", _n(layer["macs"]),
-         _n(layer["ideal_cycles"]), _n(layer["cycles"]), f"{100 * layer['utilization']:.1f} %"]
-        for layer in report["layers"]
+        ["—", "Program header (read once per run)", "", "", "", _n(perf["header_cycles"]), ""],
+        *([layer["descriptor"], layer["layers"], f"{layer['m']} × {layer['k']} × {layer['n']}", _n(layer["macs"]),
+           _n(layer["ideal_cycles"]), _n(layer["cycles"]), f"{100 * layer['utilization']:.1f} %"]
+          for layer in report["layers"]),
     ], "llrrrrr")
     lines += ["", "## Resources", "", f"{res['estimator']}, against the board's budget:", ""]
     rows = []

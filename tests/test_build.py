@@ -26,7 +26,7 @@ from hwgen import __version__, toolchain
 from hwgen.board import BUDGET_KEYS, board_names, load_board
 from hwgen import driver
 from hwgen.build import DEFAULT_MODEL, HLS_DESIGN, TEST_INPUT_SEED, build_project
-from hwgen.compiler import MemoryImage, Program
+from hwgen.compiler import CycleModel, MemoryImage, Program
 from hwgen.hls.accelerator import KERNEL_HEADERS
 from hwgen.hls.emit import stamp
 from hwgen.sim import simulate
@@ -100,7 +100,9 @@ def test_the_folder_holds_every_file_and_they_agree(built):
     layer_macs = sum(layer["macs"] for layer in report["layers"])
     assert layer_macs == report["model"]["macs"] > 0
     perf = report["performance"]
-    cycles = sum(layer["cycles"] for layer in report["layers"])
+    # The layers' cycles plus reading the Program header, once per run (docs/isa.md §5).
+    assert perf["header_cycles"] == CycleModel().program_overhead(hw) > 0
+    cycles = perf["header_cycles"] + sum(layer["cycles"] for layer in report["layers"])
     assert perf["analytical"]["cycles"] == cycles and perf["measured"] is None
     assert perf["analytical"]["fps"] == pytest.approx(board.pl_clock.default_mhz * 1e6 / cycles, abs=0.005)
     assert perf["analytical"]["latency_us"] == pytest.approx(cycles / board.pl_clock.default_mhz, abs=1e-3)
