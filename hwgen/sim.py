@@ -168,6 +168,7 @@ def simulate(folder: str | Path | BuiltFolder, backend: str = "isa", *, work_dir
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     built = folder if isinstance(folder, BuiltFolder) else load_folder(folder)
+    log.info("running %s (%s) on the %s backend", built.path, built.hw, backend)
     reference = isa_sim(built.program, built.image, built.hw)
     analytical = reference.total_cycles
     if backend == "isa":
