@@ -165,8 +165,8 @@ def test_isa_sim_of_the_folder_equals_golden(built):
 
 
 def test_two_builds_are_byte_identical(tmp_path):
-    # The fixture's ultra96 build (this process) against a build by the console script in another
-    # process: Python's hash seed and the working directory differ, the bytes may not.
+    # A build in this process against one by the console script in another process: Python's hash
+    # seed and the working directory differ, the bytes may not.
     first = build_project(DEFAULT_MODEL, "ultra96", tmp_path / "a", flow="both").out
     proc = subprocess.run(
         [sys.executable, "-m", "hwgen", "build", "--board", "ultra96", "--out", str(tmp_path / "b"), "--quiet"],

@@ -115,6 +115,21 @@ def test_sim_and_report_refuse_a_folder_hwgen_did_not_write(tmp_path, capsys, co
     assert err.startswith("hwgen: error: folder must be one hwgen build wrote")
 
 
+def test_help_lists_build_sim_and_report(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("build", "sim", "report"):
+        assert f"    {command} " in out
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--board", "--model", "--out", "--flow", "--lanes", "--clock-mhz", "--sim", "--force", "--quiet",
+                   "--json"):
+        assert option in out
+
+
 @pytest.mark.parametrize("text, lanes", [("16x16", (16, 16)), ("8X32", (8, 32)), (" 4x4 ", (4, 4))])
 def test_parse_lanes(text, lanes):
     assert parse_lanes(text) == lanes
