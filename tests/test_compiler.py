@@ -218,10 +218,14 @@ def _documented_cycles(desc, hw, latency=64, drain=30):
     t = [min(desc.chunk_tiles, desc.n_tiles - c * desc.chunk_tiles) for c in range(n_chunks)]
     cols = [min(desc.n - c * desc.chunk_tiles * hw.lanes_out, t[c] * hw.lanes_out) for c in range(n_chunks)]
     compute = [desc.m * t[c] * (1 if bypass else desc.k_tiles) for c in range(n_chunks)]
-    wload = [0 if bypass else beats(t[c] * desc.k_tiles * hw.tile_stride(e))
-             + beats(t[c] * hw.lanes_out * hw.bias_bytes) * int(bool(desc.flags & Flag.BIAS))
-             for c in range(n_chunks)] + [0]
-    reads = [desc.m * (beats(desc.k * hw.act_bytes) + res * beats(cols[c] * hw.act_bytes)) + wload[c + 1]
+    bias = [0 if bypass else beats(t[c] * hw.lanes_out * hw.bias_bytes) * int(bool(desc.flags & Flag.BIAS))
+            for c in range(n_chunks)] + [0]
+    tiles = [0 if bypass else beats(t[c] * desc.k_tiles * hw.tile_stride(e)) for c in range(n_chunks)] + [0]
+    wload = [b + w for b, w in zip(bias, tiles)]
+    bursts = [-(-b // 64) + -(-w // 64) for b, w in zip(bias, tiles)]
+    beats_c = [desc.m * (beats(desc.k * hw.act_bytes) + res * beats(cols[c] * hw.act_bytes)) + wload[c + 1]
+               for c in range(n_chunks)]
+    reads = [max(beats_c[c], -(-(beats_c[c] + (desc.m * (1 + res) + bursts[c + 1]) * latency) // 8))
              for c in range(n_chunks)]
     writes = [desc.m * beats(cols[c] * hw.act_bytes) for c in range(n_chunks)]
     body = sum(max(compute[c], reads[c], writes[c]) for c in range(n_chunks))

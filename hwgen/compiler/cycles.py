@@ -27,6 +27,11 @@ class CycleModel:
     #: Cycles from the array's last tile of a descriptor to its last write acknowledged: the
     #: multiplier/adder-tree and post-processing pipeline, the last write burst and its response.
     drain: int = 30
+    #: Read bursts the core keeps in flight (the RTL's ``AXI4Reader(max_outstanding=8)``). Each
+    #: holds its slot for ``latency`` plus its length, which bounds the rate of short bursts.
+    reads_in_flight: int = 8
+    #: Longest read command of the weight stream (the RTL's ``PIECE_BEATS``).
+    weight_piece_beats: int = 64
 
     def fetch(self, nbytes: int, hw: HwParams) -> int:
         """Cycles to read ``nbytes`` with one burst whose result is waited for (header, descriptor)."""
@@ -69,16 +74,23 @@ def estimate_cycles(desc: LinearDescriptor, hw: HwParams, model: CycleModel = Cy
     x_row = _beats(desc.k * hw.act_bytes, hw)
 
     chunk_sizes = [min(desc.chunk_tiles, desc.n_tiles - start) for start in range(0, desc.n_tiles, desc.chunk_tiles)]
-    wload = [0 if bypass else _beats(t * desc.k_tiles * hw.tile_stride(element), hw) + _beats(t * hw.lanes_out * bias_bytes, hw)
-             for t in chunk_sizes]
+    # Per chunk, the read commands of its weights: bias then tiles, each in pieces.
+    pieces = [[] if bypass else [_beats(t * hw.lanes_out * bias_bytes, hw), _beats(t * desc.k_tiles * hw.tile_stride(element), hw)]
+              for t in chunk_sizes]
+    wload = [sum(p) for p in pieces]
     body = 0
     for index, tiles in enumerate(chunk_sizes):
         cols = min(desc.n - index * desc.chunk_tiles * hw.lanes_out, tiles * hw.lanes_out)
         out_row = _beats(cols * hw.act_bytes, hw)
         compute = desc.m * tiles * depth
-        # The read channel carries this chunk's rows of x and r and, in the gaps, the next chunk's weights.
-        next_weights = wload[index + 1] if index + 1 < len(chunk_sizes) else 0
+        # The read channel carries this chunk's rows of x and r and, in the gaps, the next chunk's weights:
+        # one beat per cycle at best, and no faster than reads_in_flight bursts per burst lifetime.
+        next_pieces = pieces[index + 1] if index + 1 < len(chunk_sizes) else []
+        next_weights = sum(next_pieces)
         reads = desc.m * (x_row + residual * out_row) + next_weights
+        next_bursts = sum(-(-b // model.weight_piece_beats) for b in next_pieces)
+        lifetimes = desc.m * (1 + residual) * model.latency + next_bursts * model.latency + reads
+        reads = max(reads, -(-lifetimes // model.reads_in_flight))
         writes = desc.m * out_row
         body += max(compute, reads, writes)
 
