@@ -53,6 +53,16 @@ class HwParams:
         Size of one bank of the on-chip weight tile buffer (two banks, ping-pong).
     axi_data_width : int
         Data width of the AXI4 master to DDR in bits (64 or 128).
+    gelu_int_bits : int
+        Integer bits of the GELU lanes' input and output format ``fixed<act_bits, gelu_int_bits>``.
+    layernorm_int_bits : int
+        Integer bits of the LayerNorm unit's input format ``fixed<act_bits, layernorm_int_bits>``.
+    layernorm_out_int_bits : int
+        Integer bits of the LayerNorm unit's output format.
+    layernorm_param_int_bits : int
+        Integer bits of LayerNorm's γ and β, stored in ``act_bits`` containers.
+    softmax_int_bits : int
+        Integer bits of the softmax unit's input format; its output is ``ufixed<act_bits, 1>``.
     """
 
     lanes_in: int = 16
@@ -63,6 +73,11 @@ class HwParams:
     act_buffer_bytes: int = 4096
     weight_buffer_bytes: int = 65536
     axi_data_width: int = 128
+    gelu_int_bits: int = 5
+    layernorm_int_bits: int = 6
+    layernorm_out_int_bits: int = 5
+    layernorm_param_int_bits: int = 4
+    softmax_int_bits: int = 6
 
     def __post_init__(self) -> None:
         _check_int("lanes_in", self.lanes_in, 1, MAX_LANES)
@@ -81,6 +96,9 @@ class HwParams:
             _check_int(name, value, self.axi_bytes, 1 << 30)
             if value % self.axi_bytes:
                 raise ValueError(f"{name} must be a multiple of the {self.axi_bytes}-byte AXI word, not {value}")
+        for name in ("gelu_int_bits", "layernorm_int_bits", "layernorm_out_int_bits", "layernorm_param_int_bits",
+                     "softmax_int_bits"):
+            _check_int(name, getattr(self, name), 1, self.act_bits - 1)
 
     # Derived sizes: the single place that defines them for the compiler, isa_sim, RTL and HLS.
 
@@ -116,6 +134,12 @@ class HwParams:
     def tile_stride(self, element_bytes: int) -> int:
         """Bytes one ``lanes_in × lanes_out`` tile of ``element_bytes`` elements occupies in DDR."""
         return self.align(self.lanes_in * self.lanes_out * element_bytes)
+
+    def unit_formats(self):
+        """The formats the GELU, LayerNorm and softmax units are generated for (:class:`hwgen.units.UnitFormats`)."""
+        from hwgen.units import UnitFormats
+
+        return UnitFormats.from_hw(self)
 
     # Identity.
 

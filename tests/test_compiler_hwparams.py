@@ -37,7 +37,8 @@ def test_derived_sizes():
 def test_fingerprint_is_the_documented_crc():
     hw = HwParams()
     text = ("hwgen-hw-1;lanes_in=16;lanes_out=16;acc_bits=32;act_bits=16;weight_bits=8;act_buffer_bytes=4096;"
-            "weight_buffer_bytes=65536;axi_data_width=128")
+            "weight_buffer_bytes=65536;axi_data_width=128;gelu_int_bits=5;layernorm_int_bits=6;"
+                "layernorm_out_int_bits=5;layernorm_param_int_bits=4;softmax_int_bits=6")
     assert hw.canonical() == text
     assert hw.fingerprint() == zlib.crc32(text.encode("ascii"))
     variants = [HwParams(lanes_in=8), HwParams(acc_bits=48), HwParams(axi_data_width=64), HwParams(weight_buffer_bytes=32768)]

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwgen.compiler.program import DESCRIPTOR_BYTES, HEADER_BYTES, Flag, LinearDescriptor
+from hwgen.compiler.program import DESCRIPTOR_BYTES, HEADER_BYTES, OPCODE_LAYERNORM, Flag, LinearDescriptor, RowDescriptor
 from hwgen.hwparams import HwParams
 
-__all__ = ["CycleModel", "CycleEstimate", "estimate_cycles"]
+__all__ = ["CycleModel", "CycleEstimate", "estimate_cycles", "estimate_row_cycles"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class CycleModel:
     reads_in_flight: int = 8
     #: Longest read command of the weight stream (the RTL's ``PIECE_BEATS``).
     weight_piece_beats: int = 64
+    #: Cycles of a LAYERNORM or SOFTMAX descriptor beyond one element per cycle: the unit's
+    #: statistics and normalization pipelines on the last row.
+    row_latency: int = 40
 
     def fetch(self, nbytes: int, hw: HwParams) -> int:
         """Cycles to read ``nbytes`` with one burst whose result is waited for (header, descriptor)."""
@@ -63,8 +66,21 @@ def _beats(nbytes: int, hw: HwParams) -> int:
     return -(-nbytes // hw.axi_bytes)
 
 
-def estimate_cycles(desc: LinearDescriptor, hw: HwParams, model: CycleModel = CycleModel()) -> CycleEstimate:
-    """The docs/isa.md §5 estimate for one LINEAR descriptor."""
+def estimate_row_cycles(desc: RowDescriptor, hw: HwParams, model: CycleModel = CycleModel()) -> CycleEstimate:
+    """The docs/isa.md §5 estimate for one LAYERNORM or SOFTMAX descriptor: one element per cycle."""
+    row = _beats(desc.n * hw.act_bytes, hw)
+    params = 2 * (model.latency + row) if desc.opcode == OPCODE_LAYERNORM else 0
+    fetch = model.fetch(DESCRIPTOR_BYTES, hw)
+    first_load = params + model.latency + row
+    body = desc.m * max(desc.n, row)
+    drain = model.row_latency + model.drain
+    return CycleEstimate(0, fetch + first_load + body + drain, fetch, first_load, body, drain)
+
+
+def estimate_cycles(desc: LinearDescriptor | RowDescriptor, hw: HwParams, model: CycleModel = CycleModel()) -> CycleEstimate:
+    """The docs/isa.md §5 estimate for one descriptor."""
+    if isinstance(desc, RowDescriptor):
+        return estimate_row_cycles(desc, hw, model)
     bypass = bool(desc.flags & Flag.BYPASS)
     residual = int(bool(desc.flags & Flag.RESIDUAL))
     element = hw.act_bytes if desc.flags & Flag.B_ROWMAJOR else hw.weight_bytes

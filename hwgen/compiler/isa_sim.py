@@ -15,9 +15,11 @@ import numpy as np
 
 from hwgen.compiler.cycles import CycleEstimate, CycleModel, estimate_cycles
 from hwgen.compiler.layout import MemoryImage, read_rows, read_tiles, read_vector, write_rows
-from hwgen.compiler.program import Flag, LinearDescriptor, Program, Requant
+from hwgen.compiler.program import OPCODE_LAYERNORM, Flag, LinearDescriptor, Program, Requant, RowDescriptor
+from hwgen.golden import nonlinear as nl
 from hwgen.golden.exact import exact_matmul
 from hwgen.hwparams import HwParams
+from hwgen.units import ROW_MAX
 
 __all__ = ["isa_sim", "IsaResult", "requantize_int"]
 
@@ -134,12 +136,31 @@ def _run_linear(desc: LinearDescriptor, memory: np.ndarray, hw: HwParams) -> Non
     y = requantize_int(acc, desc.rq1)
     if flags & Flag.RELU1:
         y = np.maximum(y, 0)
+    if flags & Flag.GELU:
+        # The GELU lanes read the low act_bits of y1 as their signed input format.
+        y = nl.gelu(hw.unit_formats().gelu_config(), _wrap(y, hw.act_bits, True))
     if flags & Flag.RESIDUAL:
         r = read_rows(memory, desc.res_addr, desc.m, desc.n, desc.res_stride, hw.act_bytes, not flags & Flag.R_UNSIGNED)
         total = _wrap((y << desc.y_shift) + (r << desc.r_shift), hw.acc_bits, True)
         y = requantize_int(total, desc.rq2)
         if flags & Flag.RELU2:
             y = np.maximum(y, 0)
+    write_rows(memory, desc.out_addr, y, desc.out_stride, hw.act_bytes)
+
+
+def _run_rows(desc: RowDescriptor, memory: np.ndarray, hw: HwParams) -> None:
+    if not 1 <= desc.n <= ROW_MAX or desc.m < 1:
+        raise ValueError(f"{desc.name} must have M ≥ 1 and 1 ≤ N ≤ {ROW_MAX}, not M={desc.m}, N={desc.n}")
+    units = hw.unit_formats()
+    x = read_rows(memory, desc.x_addr, desc.m, desc.n, desc.x_stride, hw.act_bytes, True)
+    if desc.opcode == OPCODE_LAYERNORM:
+        gamma = read_vector(memory, desc.gamma_addr, desc.n, hw.act_bytes)
+        beta = read_vector(memory, desc.beta_addr, desc.n, hw.act_bytes)
+        y = nl.layernorm(units.layernorm_config(), x, gamma, beta, d_offset=desc.d_offset)
+    else:
+        if desc.d_offset or desc.gamma_addr or desc.beta_addr:
+            raise ValueError("SOFTMAX must have gamma_addr, beta_addr and d_offset 0")
+        y = nl.softmax(units.softmax_config(), x)
     write_rows(memory, desc.out_addr, y, desc.out_stride, hw.act_bytes)
 
 
@@ -158,7 +179,10 @@ def isa_sim(program: Program | bytes, image: MemoryImage | bytes, hw: HwParams, 
     estimates = []
     for index, desc in enumerate(program.descriptors):
         try:
-            _run_linear(desc, memory, hw)
+            if isinstance(desc, RowDescriptor):
+                _run_rows(desc, memory, hw)
+            else:
+                _run_linear(desc, memory, hw)
         except ValueError as exc:
             raise ValueError(f"descriptor {index}: {exc}") from None
         estimates.append(estimate_cycles(desc, hw, model))

@@ -20,9 +20,14 @@ __all__ = [
     "HEADER_BYTES",
     "DESCRIPTOR_BYTES",
     "OPCODE_LINEAR",
+    "OPCODE_LAYERNORM",
+    "OPCODE_SOFTMAX",
     "Flag",
     "Requant",
     "LinearDescriptor",
+    "RowDescriptor",
+    "Descriptor",
+    "decode_descriptor",
     "Program",
 ]
 
@@ -31,6 +36,8 @@ VERSION = 1
 HEADER_BYTES = 64
 DESCRIPTOR_BYTES = 64
 OPCODE_LINEAR = 1
+OPCODE_LAYERNORM = 5
+OPCODE_SOFTMAX = 8
 _WORDS = struct.Struct("<16I")
 
 
@@ -46,6 +53,7 @@ class Flag(enum.IntFlag):
     X_UNSIGNED = 1 << 6
     W_UNSIGNED = 1 << 7
     R_UNSIGNED = 1 << 8
+    GELU = 1 << 9
 
 
 _ALL_FLAGS = sum(int(f) for f in Flag)
@@ -221,12 +229,93 @@ class LinearDescriptor:
 
 
 @dataclass(frozen=True)
+class RowDescriptor:
+    """A LAYERNORM (opcode 5) or SOFTMAX (opcode 8) descriptor: a row unit over M rows of N elements (docs/isa.md §3.6)."""
+
+    opcode: int
+    m: int
+    n: int
+    x_addr: int
+    out_addr: int
+    x_stride: int
+    out_stride: int
+    gamma_addr: int = 0
+    beta_addr: int = 0
+    d_offset: int = 0
+
+    NAMES = {OPCODE_LAYERNORM: "LAYERNORM", OPCODE_SOFTMAX: "SOFTMAX"}
+
+    @property
+    def name(self) -> str:
+        return self.NAMES[self.opcode]
+
+    def encode(self) -> bytes:
+        """The 64 bytes of the descriptor."""
+        if self.opcode not in self.NAMES:
+            raise ValueError(f"row descriptor opcode must be one of {', '.join(map(str, self.NAMES))}, not {self.opcode}")
+        offset = _check_field("d_offset", self.d_offset, 96)
+        words = [
+            self.opcode,
+            _check_field("M", self.m, 32),
+            _check_field("N", self.n, 16),
+            0,
+            _check_field("x_addr", self.x_addr, 32),
+            _check_field("gamma_addr", self.gamma_addr, 32),
+            _check_field("beta_addr", self.beta_addr, 32),
+            0,
+            _check_field("out_addr", self.out_addr, 32),
+            _check_field("x_stride", self.x_stride, 32),
+            0,
+            0,
+            _check_field("out_stride", self.out_stride, 32),
+            offset & 0xFFFFFFFF,
+            (offset >> 32) & 0xFFFFFFFF,
+            offset >> 64,
+        ]
+        return _WORDS.pack(*words)
+
+    @classmethod
+    def decode(cls, data: bytes) -> RowDescriptor:
+        """Read 64 descriptor bytes of a LAYERNORM or SOFTMAX descriptor; reserved bits must be 0."""
+        w = _WORDS.unpack(data)
+        opcode = w[0] & 0xFF
+        if opcode not in cls.NAMES:
+            raise ValueError(f"descriptor opcode must be one of {', '.join(map(str, cls.NAMES))}, not {opcode}")
+        if w[0] >> 8 or w[2] >> 16 or w[3] or w[7] or w[10] or w[11]:
+            raise ValueError(f"{cls.NAMES[opcode]} descriptor must have its reserved fields 0")
+        return cls(opcode, m=w[1], n=w[2], x_addr=w[4], out_addr=w[8], x_stride=w[9], out_stride=w[12],
+                   gamma_addr=w[5], beta_addr=w[6], d_offset=w[13] | w[14] << 32 | w[15] << 64)
+
+    def listing(self) -> list[str]:
+        """Disassembly: a few indented lines."""
+        lines = [f"{self.name} M={self.m} N={self.n}", f"  x    @{self.x_addr:#010x} stride {self.x_stride}"]
+        if self.opcode == OPCODE_LAYERNORM:
+            lines.append(f"  gamma @{self.gamma_addr:#010x} beta @{self.beta_addr:#010x} d_offset {self.d_offset}")
+        lines.append(f"  out  @{self.out_addr:#010x} stride {self.out_stride}")
+        return lines
+
+
+Descriptor = LinearDescriptor | RowDescriptor
+
+
+def decode_descriptor(data: bytes) -> Descriptor:
+    """Decode 64 descriptor bytes by their opcode."""
+    opcode = data[0]
+    if opcode == OPCODE_LINEAR:
+        return LinearDescriptor.decode(data)
+    if opcode in RowDescriptor.NAMES:
+        return RowDescriptor.decode(data)
+    known = ", ".join(map(str, (OPCODE_LINEAR, *RowDescriptor.NAMES)))
+    raise ValueError(f"descriptor opcode must be one of {known}, not {opcode}")
+
+
+@dataclass(frozen=True)
 class Program:
     """A header (fingerprint, image size) and the descriptors, in execution order."""
 
     fingerprint: int
     image_bytes: int
-    descriptors: tuple[LinearDescriptor, ...]
+    descriptors: tuple[Descriptor, ...]
 
     @property
     def nbytes(self) -> int:
@@ -258,7 +347,7 @@ class Program:
         if len(data) < end:
             raise ValueError(f"a Program of {count} descriptors must be {end} bytes, not {len(data)}")
         descriptors = tuple(
-            LinearDescriptor.decode(data[HEADER_BYTES + i * DESCRIPTOR_BYTES : HEADER_BYTES + (i + 1) * DESCRIPTOR_BYTES])
+            decode_descriptor(data[HEADER_BYTES + i * DESCRIPTOR_BYTES : HEADER_BYTES + (i + 1) * DESCRIPTOR_BYTES])
             for i in range(count)
         )
         return cls(w[2], w[5], descriptors)

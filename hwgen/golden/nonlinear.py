@@ -910,8 +910,12 @@ class LayerNormConfig:
         return self.count_bits + self.in_fmt.width + 1
 
 
-def layernorm(cfg: LayerNormConfig, x_raw, gamma_raw, beta_raw) -> np.ndarray:
-    """LayerNorm along the last axis of raw ``in_fmt`` values with per-channel γ, β; raw out_fmt."""
+def layernorm(cfg: LayerNormConfig, x_raw, gamma_raw, beta_raw, *, d_offset: int | None = None) -> np.ndarray:
+    """LayerNorm along the last axis of raw ``in_fmt`` values with per-channel γ, β; raw out_fmt.
+
+    ``d_offset`` is the n²·eps_raw term of D; by default it comes from ``cfg.eps`` (the
+    accelerator's LAYERNORM descriptor carries it, so one unit serves every ε < 1).
+    """
     x = cfg.in_fmt.check_raw(x_raw, "x_raw")
     gamma = cfg.gamma_fmt.check_raw(gamma_raw, "gamma_raw")
     beta = cfg.beta_fmt.check_raw(beta_raw, "beta_raw")
@@ -923,7 +927,11 @@ def layernorm(cfg: LayerNormConfig, x_raw, gamma_raw, beta_raw) -> np.ndarray:
     wide = _big(x)
     s1 = wide.sum(axis=-1, keepdims=True)
     s2 = (wide * wide).sum(axis=-1, keepdims=True)
-    d = n * s2 - s1 * s1 + n * n * cfg.eps_raw
+    if d_offset is None:
+        d_offset = n * n * cfg.eps_raw
+    elif not 0 <= d_offset < n * n << (2 * cfg.in_fmt.frac_bits):
+        raise ValueError(f"d_offset must be n²·eps_raw for an ε in [0, 1), not {d_offset}")
+    d = n * s2 - s1 * s1 + d_offset
     u = n * wide - s1
     zero = d == 0
     y, half_exponent = _rsqrt_parts(cfg.rsqrt, np.where(zero, 1, d), cfg.d_bits, 0)

@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The accelerator's nonlinear units as golden-model configs: one definition for every layer.
+
+The GELU lanes, the LayerNorm unit and the softmax unit are generated for fixed formats (fields of
+:class:`~hwgen.hwparams.HwParams`), so the quantizer gives every GELU, LayerNorm and Softmax
+tensor exactly these formats and the compiler refuses others. :func:`gelu_config`,
+:func:`layernorm_config` and :func:`softmax_config` turn formats into the
+:mod:`hwgen.golden.nonlinear` configs that ``golden.run``, ``isa_sim``, the RTL and the HLS all
+use, so the four agree by construction on tables, Newton steps and internal precisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwgen.golden import nonlinear as nl
+from hwgen.qfx import QFmt
+
+__all__ = ["ROW_MAX", "UnitFormats", "gelu_config", "layernorm_config", "softmax_config"]
+
+#: Longest row the LayerNorm and softmax units take (channels of a LayerNorm, length of a softmax row).
+ROW_MAX = 1024
+_ROUNDING, _OVERFLOW = "RND_CONV", "SAT"
+
+
+@dataclass(frozen=True)
+class UnitFormats:
+    """Formats of the GELU lanes, the LayerNorm unit and the softmax unit."""
+
+    gelu: QFmt  # GELU input and output
+    layernorm_in: QFmt
+    layernorm_param: QFmt  # γ and β
+    layernorm_out: QFmt
+    softmax_in: QFmt
+    softmax_out: QFmt
+
+    @classmethod
+    def from_hw(cls, hw) -> UnitFormats:
+        """The formats :class:`~hwgen.hwparams.HwParams` ``hw`` is generated for."""
+        def fmt(int_bits: int, signed: bool = True) -> QFmt:
+            return QFmt(hw.act_bits, int_bits, signed, _ROUNDING, _OVERFLOW)
+
+        return cls(
+            gelu=fmt(hw.gelu_int_bits),
+            layernorm_in=fmt(hw.layernorm_int_bits),
+            layernorm_param=fmt(hw.layernorm_param_int_bits),
+            layernorm_out=fmt(hw.layernorm_out_int_bits),
+            softmax_in=fmt(hw.softmax_int_bits),
+            softmax_out=fmt(1, signed=False),
+        )
+
+    def gelu_config(self) -> nl.GeluTableConfig:
+        return gelu_config(self.gelu, self.gelu)
+
+    def layernorm_config(self, eps: float = 0.0) -> nl.LayerNormConfig:
+        return layernorm_config(self.layernorm_in, self.layernorm_param, self.layernorm_param, self.layernorm_out, eps)
+
+    def softmax_config(self) -> nl.SoftmaxConfig:
+        return softmax_config(self.softmax_in, self.softmax_out)
+
+
+def gelu_config(in_fmt: QFmt, out_fmt: QFmt) -> nl.GeluTableConfig:
+    """Edge-MoE's GELU table (step 1/32 to 5.5, ``ufixed<22,0>`` entries) with linear interpolation."""
+    return nl.GeluTableConfig(in_fmt, out_fmt)
+
+
+def layernorm_config(in_fmt: QFmt, gamma_fmt: QFmt, beta_fmt: QFmt, out_fmt: QFmt, eps: float) -> nl.LayerNormConfig:
+    """LayerNorm over rows of up to :data:`ROW_MAX` channels, within one output LSB."""
+    return nl.LayerNormConfig.for_formats(in_fmt, gamma_fmt, beta_fmt, out_fmt, max_channels=ROW_MAX, eps=eps)
+
+
+def softmax_config(in_fmt: QFmt, out_fmt: QFmt) -> nl.SoftmaxConfig:
+    """Single-pass softmax over rows of up to :data:`ROW_MAX` elements, within one output LSB."""
+    return nl.SoftmaxConfig.for_formats(in_fmt, out_fmt, max_row=ROW_MAX)
