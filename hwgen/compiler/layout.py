@@ -119,7 +119,7 @@ class Region:
     """A named byte range of the image: what it holds and how (docs/isa.md §4)."""
 
     name: str
-    kind: str  # program, weights, bias, input, activation, output
+    kind: str  # program, weights, bias, params, input, activation, output
     offset: int
     size: int
     format: str = ""

@@ -2,8 +2,9 @@
 """``compile(qgraph, hw)``: a quantized graph to a Program and its memory image.
 
 Three steps, in order: fuse nodes into descriptor-sized groups (a Linear or MatMul with its
-requantize, ReLU and residual Add; or a standalone Add / ReLU / Requantize on the bypass path),
-place every buffer in the image, then encode one LINEAR descriptor per group. Layers that cannot
+requantize, ReLU or GELU and residual Add; a standalone Add / ReLU / GELU / Requantize on the bypass
+path; a LayerNorm or a Softmax alone), place every buffer in the image, then encode one LINEAR,
+LAYERNORM or SOFTMAX descriptor per group. Layers that cannot
 fit the hardware (formats wider than the containers or the accumulator, rows or weight columns
 larger than the on-chip buffers, fields out of range) are refused with a message naming them.
 """
@@ -16,17 +17,19 @@ from dataclasses import dataclass, field
 
 from hwgen.compiler.cycles import estimate_cycles
 from hwgen.compiler.layout import MemoryImage, Region, pack_tiles, pack_vector, rows_of
-from hwgen.compiler.program import Flag, LinearDescriptor, Program, Requant
+from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX, Flag, LinearDescriptor, Program, Requant, RowDescriptor
 from hwgen.hwparams import HwParams
 from hwgen.ir import Graph, Node, verify
+from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
+from hwgen.units import ROW_MAX, UnitFormats, layernorm_config
 
 __all__ = ["compile_graph", "SUPPORTED_OPS"]
 
 log = logging.getLogger(__name__)
 
 #: Ops the compiler lowers; every other IR op is refused as not supported yet.
-SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize"})
+SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax"})
 
 
 @dataclass
@@ -52,12 +55,30 @@ class _Group:
         return " + ".join(node.name for node in self.nodes)
 
 
+@dataclass
+class _RowGroup:
+    """One LayerNorm or Softmax node: a LAYERNORM or SOFTMAX descriptor."""
+
+    node: Node
+    x: str
+    y: str
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.node]
+
+    @property
+    def label(self) -> str:
+        return self.node.name
+
+
 class _Fuser:
     """Greedy fusion in graph order; a tensor is materialized in DDR exactly when a group ends on it."""
 
     def __init__(self, graph: Graph, hw: HwParams) -> None:
         self.graph = graph
         self.hw = hw
+        self.units: UnitFormats = hw.unit_formats()
         self.materialized: list[str] = list(graph.inputs)
         self.grouped: set[str] = set()
 
@@ -86,8 +107,27 @@ class _Fuser:
             groups.append(group)
         return groups
 
-    def start(self, node: Node) -> _Group:
+    def need_fmt(self, name: str, fmt: QFmt, node: Node, role: str, field_name: str) -> None:
+        if self.fmt(name) != fmt:
+            raise ValueError(
+                f"{role} {name!r} of {node.op} {node.name!r} must have the hardware's format {fmt}"
+                f" (HwParams.{field_name}), not {self.fmt(name)}"
+            )
+
+    def start(self, node: Node) -> _Group | _RowGroup:
         x = node.inputs[0]
+        if node.op in ("LayerNorm", "Softmax"):
+            units = self.units
+            if node.op == "LayerNorm":
+                self.need_fmt(x, units.layernorm_in, node, "input", "layernorm_int_bits")
+                for name in node.inputs[1:]:
+                    self.need_fmt(name, units.layernorm_param, node, "parameter", "layernorm_param_int_bits")
+                self.need_fmt(node.outputs[0], units.layernorm_out, node, "output", "layernorm_out_int_bits")
+            else:
+                self.need_fmt(x, units.softmax_in, node, "input", "softmax_int_bits")
+                self.need_fmt(node.outputs[0], units.softmax_out, node, "output", "act_bits")
+            self.grouped.add(node.name)
+            return _RowGroup(node, x, node.outputs[0])
         if node.op in ("Linear", "MatMul"):
             acc = node.outputs[0]
             requantize = self.sole_consumer(acc)
@@ -112,16 +152,24 @@ class _Fuser:
         elif node.op == "ReLU":
             group.flags |= Flag.RELU1
             group.y = node.outputs[0]
+        elif node.op == "GELU":
+            self.add_gelu(group, node)
         elif node.op == "Add":
             self.add_residual(group, node, other=node.inputs[1])
         return group
 
-    def extend(self, group: _Group) -> None:
+    def extend(self, group: _Group | _RowGroup) -> None:
+        if isinstance(group, _RowGroup):
+            return
         if group.flags & Flag.RESIDUAL:
             self.maybe_relu(group, Flag.RELU2)
             return
-        if not group.flags & Flag.RELU1:
+        if not group.flags & (Flag.RELU1 | Flag.GELU):
             self.maybe_relu(group, Flag.RELU1)
+        nxt = self.sole_consumer(group.y)
+        if not group.flags & (Flag.RELU1 | Flag.GELU) and nxt is not None and nxt.op == "GELU":
+            self.take(group, nxt)
+            self.add_gelu(group, nxt)
         nxt = self.sole_consumer(group.y)
         if nxt is not None and nxt.op == "Add":
             other = nxt.inputs[1] if nxt.inputs[0] == group.y else nxt.inputs[0]
@@ -130,6 +178,13 @@ class _Fuser:
                 self.take(group, nxt)
                 self.add_residual(group, nxt, other)
                 self.maybe_relu(group, Flag.RELU2)
+
+    def add_gelu(self, group: _Group, gelu: Node) -> None:
+        """Apply ``gelu`` (reading ``group.y``) in the post-processing lanes."""
+        self.need_fmt(group.y, self.units.gelu, gelu, "input", "gelu_int_bits")
+        self.need_fmt(gelu.outputs[0], self.units.gelu, gelu, "output", "gelu_int_bits")
+        group.flags |= Flag.GELU
+        group.y = gelu.outputs[0]
 
     def maybe_relu(self, group: _Group, flag: Flag) -> None:
         nxt = self.sole_consumer(group.y)
@@ -165,6 +220,11 @@ def _check_containers(graph: Graph, groups: list[_Group], hw: HwParams) -> None:
         if fmt.width > hw.act_bits:
             raise ValueError(f"format of {name!r} must fit the {hw.act_bits}-bit activation container, not {fmt}")
     for group in groups:
+        if isinstance(group, _RowGroup):
+            n = graph.tensor(group.x).shape[-1]
+            if n > ROW_MAX:
+                raise ValueError(f"rows of {group.node.op} {group.node.name!r} must have at most {ROW_MAX} elements, not {n}")
+            continue
         if group.weight is not None and graph.tensor(group.weight).is_constant:
             fmt = graph.tensor(group.weight).fmt
             if fmt.width > hw.weight_bits:
@@ -209,6 +269,14 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
     program_region = place(Region("program", "program", 0, 0), bytes(program_bytes))
     placed: dict[str, Region] = {}
     for group in groups:
+        if isinstance(group, _RowGroup):
+            for name in group.node.inputs[1:]:
+                p = qgraph.tensor(name)
+                placed[name] = place(
+                    Region(name, "params", 0, 0, str(p.fmt), p.shape, 0, hw.act_bits),
+                    pack_vector(p.raw, p.shape[-1], hw.act_bytes),
+                )
+            continue
         if group.flags & (Flag.BYPASS | Flag.B_ROWMAJOR):
             continue
         w = qgraph.tensor(group.weight)
@@ -250,7 +318,21 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
     return program, image
 
 
-def _descriptor(qgraph: Graph, group: _Group, placed: dict[str, Region], hw: HwParams) -> LinearDescriptor:
+def _row_descriptor(qgraph: Graph, group: _RowGroup, placed: dict[str, Region]) -> RowDescriptor:
+    x, out, node = placed[group.x], placed[group.y], group.node
+    m, n = rows_of(qgraph.tensor(group.x).shape)
+    if node.op == "Softmax":
+        return RowDescriptor(OPCODE_SOFTMAX, m, n, x.offset, out.offset, x.row_stride, out.row_stride)
+    gamma, beta = (qgraph.tensor(name) for name in node.inputs[1:])
+    eps = node.attr("eps", OPS["LayerNorm"].attr_defaults()["eps"])
+    cfg = layernorm_config(qgraph.tensor(group.x).fmt, gamma.fmt, beta.fmt, qgraph.tensor(group.y).fmt, eps)
+    return RowDescriptor(OPCODE_LAYERNORM, m, n, x.offset, out.offset, x.row_stride, out.row_stride,
+                         placed[gamma.name].offset, placed[beta.name].offset, n * n * cfg.eps_raw)
+
+
+def _descriptor(qgraph: Graph, group: _Group | _RowGroup, placed: dict[str, Region], hw: HwParams) -> LinearDescriptor | RowDescriptor:
+    if isinstance(group, _RowGroup):
+        return _row_descriptor(qgraph, group, placed)
     x = placed[group.x]
     out = placed[group.y]
     m, k = rows_of(qgraph.tensor(group.x).shape)

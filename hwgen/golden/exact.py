@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from hwgen import qfx
+from hwgen import qfx, units
+from hwgen.golden import nonlinear
 from hwgen.ir import Graph, Node
+from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
 
 __all__ = ["run", "quantize_inputs", "exact_matmul", "matmul", "EXACT_OPS"]
@@ -79,6 +81,28 @@ def _requantize(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[
     return (out[0].cast(args[0], fmts[0]),)
 
 
+def _attr(node: Node, key: str):
+    """An attribute of ``node``, or the op table's default."""
+    return node.attr(key, OPS[node.op].attr_defaults().get(key))
+
+
+def _gelu(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+    return (nonlinear.gelu(units.gelu_config(fmts[0], out[0]), args[0]),)
+
+
+def _layernorm(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+    cfg = units.layernorm_config(fmts[0], fmts[1], fmts[2], out[0], _attr(node, "eps"))
+    return (nonlinear.layernorm(cfg, *args),)
+
+
+def _softmax(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+    x = args[0]
+    axis = _attr(node, "axis")
+    if axis not in (-1, x.ndim - 1):
+        raise ValueError(f"Softmax {node.name!r} must be along the last axis, not axis {axis}")
+    return (nonlinear.softmax(units.softmax_config(fmts[0], out[0]), x),)
+
+
 #: The bit-exact definition of each supported op: f(node, raw args, arg formats, output formats).
 EXACT_OPS: dict[str, Callable[[Node, list[np.ndarray], list[QFmt], list[QFmt]], tuple[np.ndarray, ...]]] = {
     "Linear": _linear,
@@ -86,6 +110,9 @@ EXACT_OPS: dict[str, Callable[[Node, list[np.ndarray], list[QFmt], list[QFmt]], 
     "Add": _add,
     "ReLU": _relu,
     "Requantize": _requantize,
+    "GELU": _gelu,
+    "LayerNorm": _layernorm,
+    "Softmax": _softmax,
 }
 
 

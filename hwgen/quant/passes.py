@@ -18,13 +18,17 @@ import numpy as np
 from hwgen.golden.reference import run_float, sample_inputs
 from hwgen.ir import Graph, Node, Tensor, accumulator_bound
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt, result_fmt_add
+from hwgen.units import UnitFormats
 
 __all__ = ["QuantConfig", "SUPPORTED_OPS", "check_supported", "insert_requantize", "quantize", "range_format"]
 
 #: Ops the fixed-point flow implements end to end (quantizer, golden model, compiler).
-SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize"})
+SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax"})
 #: Ops whose exact result is wider than an activation: a Requantize follows each of them.
 _WIDENING_OPS = ("Linear", "MatMul", "Add")
+#: Ops computed by a unit generated for fixed formats (``UnitFormats``): their input must be a
+#: tensor whose format can be chosen (a graph input or a Requantize output).
+_UNIT_OPS = ("GELU", "LayerNorm", "Softmax")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class QuantConfig:
     weight_rounding: str = "RND_CONV"
     weight_overflow: str = "SAT"
     formats: tuple[tuple[str, QFmt], ...] = field(default=())
+    #: Formats of the GELU, LayerNorm and softmax units; ``None``: HwParams' defaults at ``act_bits``.
+    units: UnitFormats | None = None
 
     def __post_init__(self) -> None:
         for name, low, high in (("act_bits", 2, 32), ("weight_bits", 2, 32), ("acc_bits", 2, 62),
@@ -60,11 +66,23 @@ class QuantConfig:
             if getattr(self, name) not in OVERFLOW_MODES:
                 raise ValueError(f"{name} must be one of {', '.join(OVERFLOW_MODES)}, not {getattr(self, name)!r}")
         object.__setattr__(self, "formats", tuple(self.formats))
+        if self.units is not None and not isinstance(self.units, UnitFormats):
+            raise ValueError(f"units must be a UnitFormats, not {type(self.units).__name__}")
+
+    @property
+    def unit_formats(self) -> UnitFormats:
+        """The units' formats: ``units``, or those of default hardware with ``act_bits`` containers."""
+        if self.units is not None:
+            return self.units
+        from hwgen.hwparams import HwParams
+
+        return HwParams(act_bits=min(bit for bit in (8, 16, 32) if bit >= self.act_bits)).unit_formats()
 
     @classmethod
     def for_hw(cls, hw, **changes) -> QuantConfig:
         """Widths matching a :class:`~hwgen.hwparams.HwParams`' containers and accumulator."""
-        return cls(act_bits=hw.act_bits, weight_bits=hw.weight_bits, acc_bits=hw.acc_bits, **changes)
+        return cls(act_bits=hw.act_bits, weight_bits=hw.weight_bits, acc_bits=hw.acc_bits, units=hw.unit_formats(),
+                   **changes)
 
 
 def check_supported(graph: Graph, config: QuantConfig) -> Graph:
@@ -72,6 +90,10 @@ def check_supported(graph: Graph, config: QuantConfig) -> Graph:
     for node in graph.nodes:
         if node.op not in SUPPORTED_OPS:
             raise ValueError(f"op {node.op} is not supported yet")
+        if node.op == "Softmax":
+            axis, rank = node.attr("axis", -1), len(graph.tensor(node.inputs[0]).shape)
+            if axis not in (-1, rank - 1):
+                raise ValueError(f"Softmax {node.name!r} must be along the last axis, not axis {axis}")
     return graph
 
 
@@ -83,9 +105,21 @@ def insert_requantize(graph: Graph, config: QuantConfig) -> Graph:
     """
     tensors = list(graph.tensors)
     nodes: list[Node] = []
+    requantized = set(graph.inputs)
     for node in graph.nodes:
+        if node.op in _UNIT_OPS and node.inputs[0] not in requantized:
+            # The unit's input format is fixed by the hardware: cast into it first.
+            source = node.inputs[0]
+            cast = f"{source}.to_{node.name}"
+            if graph.has_tensor(cast):
+                raise ValueError(f"tensor name {cast!r} is reserved for the input of {node.name!r}, rename it")
+            tensors.append(Tensor(cast, graph.tensor(source).shape))
+            nodes.append(Node(f"{cast}.requantize", "Requantize", (source,), (cast,)))
+            node = node.replace(inputs=(cast, *node.inputs[1:]))
         if node.op not in _WIDENING_OPS:
             nodes.append(node)
+            if node.op == "Requantize":
+                requantized.add(node.outputs[0])
             continue
         out = node.outputs[0]
         wide = f"{out}.{'sum' if node.op == 'Add' else 'acc'}"
@@ -94,6 +128,7 @@ def insert_requantize(graph: Graph, config: QuantConfig) -> Graph:
         tensors.append(Tensor(wide, graph.tensor(out).shape))
         nodes.append(node.replace(outputs=(wide,)))
         nodes.append(Node(f"{out}.requantize", "Requantize", (wide,), (out,)))
+        requantized.add(out)
     return graph.replace(tensors=tuple(tensors), nodes=tuple(nodes))
 
 
@@ -134,14 +169,29 @@ def quantize(graph: Graph, config: QuantConfig) -> Graph:
                 f"format of {name!r} cannot be chosen: it is the exact output of {producer.op} {producer.name!r};"
                 f" set the format of a graph input, a weight or a layer output instead"
             )
+    units = config.unit_formats
+    forced = _unit_input_formats(graph, units)
+    for name, fmt in forced.items():
+        if name in requested and requested[name] != fmt:
+            raise ValueError(f"format of {name!r} must be {fmt} (the input format of the unit reading it), not {requested[name]}")
     ranges = _calibrate(graph, config)
     fmts: dict[str, QFmt] = {}
     raws: dict[str, np.ndarray] = {}
 
     def activation(name: str) -> QFmt:
-        return requested.get(name) or range_format(
+        return forced.get(name) or requested.get(name) or range_format(
             ranges[name], config.act_bits, config.margin, config.act_rounding, config.act_overflow
         )
+
+    def unit_constant(node: Node, tensor: Tensor, fmt: QFmt) -> None:
+        largest = float(np.abs(tensor.value).max(initial=0.0))
+        if largest > fmt.max_raw * fmt.lsb:
+            raise ValueError(
+                f"{tensor.name!r} of {node.op} {node.name!r} must fit the unit's {fmt} (|value| ≤ {fmt.max_raw * fmt.lsb:g}),"
+                f" not reach {largest:g}"
+            )
+        fmts[tensor.name] = fmt
+        raws[tensor.name] = fmt.quantize(tensor.value)
 
     def weight(tensor: Tensor) -> QFmt:
         fmt = requested.get(tensor.name) or range_format(
@@ -165,12 +215,35 @@ def quantize(graph: Graph, config: QuantConfig) -> Graph:
             fmts[out] = in_fmts[0]
         elif node.op == "Requantize":
             fmts[out] = activation(out)
+        elif node.op == "GELU":
+            fmts[out] = units.gelu
+        elif node.op == "Softmax":
+            fmts[out] = units.softmax_out
+        elif node.op == "LayerNorm":
+            for name in node.inputs[1:]:
+                unit_constant(node, graph.tensor(name), units.layernorm_param)
+            fmts[out] = units.layernorm_out
     tensors = []
     for tensor in graph.tensors:
         if tensor.name not in fmts:
             raise ValueError(f"tensor {tensor.name!r} is not read by any node, so no format can be chosen for it")
         tensors.append(tensor.replace(fmt=fmts[tensor.name], raw=raws.get(tensor.name)))
     return graph.replace(tensors=tuple(tensors))
+
+
+def _unit_input_formats(graph: Graph, units: UnitFormats) -> dict[str, QFmt]:
+    """The format each unit op's input must have; a tensor read by two units must suit both."""
+    wanted = {"GELU": units.gelu, "LayerNorm": units.layernorm_in, "Softmax": units.softmax_in}
+    forced: dict[str, QFmt] = {}
+    for node in graph.nodes:
+        if node.op not in wanted:
+            continue
+        name, fmt = node.inputs[0], wanted[node.op]
+        if not _overridable(graph, name):
+            raise ValueError(f"input {name!r} of {node.op} {node.name!r} must be a graph input or a Requantize output")
+        if forced.setdefault(name, fmt) != fmt:
+            raise ValueError(f"format of {name!r} must be one unit input format, not both {forced[name]} and {fmt}")
+    return forced
 
 
 def _accumulator_format(graph, node, config, fmts, raws, requested, weight) -> QFmt:
