@@ -32,7 +32,7 @@ import yaml
 
 from hwgen import __version__, golden, zoo
 from hwgen.board import BUDGET_KEYS, Board, load_board
-from hwgen.compiler import Flag, MemoryImage, isa_sim
+from hwgen.compiler import Flag, MemoryImage, RowDescriptor, isa_sim
 from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
 from hwgen.hls.emit import render as render_hls
 from hwgen.hls.emit import stamp
@@ -431,12 +431,14 @@ def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, 
             reference, measured, resources, budget, over, accuracy, macs) -> dict:
     layers = []
     for index, (desc, estimate) in enumerate(zip(program.descriptors, reference.cycles)):
-        bypass = bool(desc.flags & Flag.BYPASS)
+        row_unit = isinstance(desc, RowDescriptor)  # LAYERNORM or SOFTMAX: N elements per row, no MACs
+        k = desc.n if row_unit else desc.k
         layers.append({
             "descriptor": index,
+            "opcode": desc.name if row_unit else "LINEAR",
             "layers": image.labels[index] if index < len(image.labels) else "",
-            "m": desc.m, "k": desc.k, "n": desc.n,
-            "macs": 0 if bypass else desc.m * desc.k * desc.n,
+            "m": desc.m, "k": k, "n": desc.n,
+            "macs": 0 if row_unit or desc.flags & Flag.BYPASS else desc.m * desc.k * desc.n,
             "ideal_cycles": estimate.ideal,
             "cycles": estimate.cycles,
             "utilization": round(estimate.utilization, 4),
@@ -569,12 +571,12 @@ def render_report(report: dict) -> str:
         lines += [f"The analytical model is {100 * perf['measured']['model_error']:+.1f} % off the Verilator count; "
                   f"{_n(perf['measured']['stalls'])} measured cycles issued no tile."]
     lines += ["", "## Layers", ""]
-    lines += _table(["#", "layers", "M × K × N", "MACs", "ideal cycles", "cycles (analytical)", "utilization"], [
-        ["—", "Program header (read once per run)", "", "", "", _n(perf["header_cycles"]), ""],
-        *([layer["descriptor"], layer["layers"], f"{layer['m']} × {layer['k']} × {layer['n']}", _n(layer["macs"]),
-           _n(layer["ideal_cycles"]), _n(layer["cycles"]), f"{100 * layer['utilization']:.1f} %"]
+    lines += _table(["#", "descriptor", "layers", "M × K × N", "MACs", "ideal cycles", "cycles (analytical)", "utilization"], [
+        ["—", "", "Program header (read once per run)", "", "", "", _n(perf["header_cycles"]), ""],
+        *([layer["descriptor"], layer["opcode"], layer["layers"], f"{layer['m']} × {layer['k']} × {layer['n']}",
+           _n(layer["macs"]), _n(layer["ideal_cycles"]), _n(layer["cycles"]), f"{100 * layer['utilization']:.1f} %"]
           for layer in report["layers"]),
-    ], "llrrrrr")
+    ], "lllrrrrr")
     lines += ["", "## Resources", "", f"{res['estimator']}, against the board's budget:", ""]
     rows = []
     for key in BUDGET_KEYS:

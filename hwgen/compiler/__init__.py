@@ -9,7 +9,7 @@ from hwgen.compiler.cycles import CycleEstimate, CycleModel, estimate_cycles
 from hwgen.compiler.isa_sim import IsaResult, isa_sim, requantize_int
 from hwgen.compiler.layout import MemoryImage, Region
 from hwgen.compiler.lower import SUPPORTED_OPS, compile_graph
-from hwgen.compiler.program import Flag, LinearDescriptor, Program, Requant
+from hwgen.compiler.program import Flag, LinearDescriptor, Program, Requant, RowDescriptor
 
 #: ``hwgen.compiler.compile(qgraph, hw)``: the name the design uses for :func:`compile_graph`.
 compile = compile_graph  # noqa: A001 - deliberately the flow's name for this step
@@ -22,6 +22,7 @@ __all__ = [
     "requantize_int",
     "Program",
     "LinearDescriptor",
+    "RowDescriptor",
     "Flag",
     "Requant",
     "MemoryImage",
