@@ -39,6 +39,8 @@ from hwgen.hwparams import HwParams
 
 from ._errors import refuse
 from .descriptor import DESCRIPTOR_LAYOUT, TAG_WIDTH, Tag
+from .gelu import GeluTable, gelu_lane, gelu_latency
+from .pipeline import Pipeline
 from .runtime_requantize import RESULT_SHAPE, cut_layout, requantize_cut, requantize_fit
 
 __all__ = ["Geometry", "ChunkWalker", "ComputeUnit"]
@@ -507,7 +509,9 @@ class ComputeUnit(wiring.Component):
         lane_acc = [Signal(signed(acc_bits), name=f"post_acc_{e}") for e in range(post_lanes)]
         res1 = Signal(axi_bits)
         strb1 = Signal(geo.axi_bytes)
-        valid_p = [Signal(name=f"post_valid{s}") for s in range(1, 7)]
+        gelu_cfg = hw.unit_formats().gelu_config()
+        gelu_stages = gelu_latency(gelu_cfg)
+        valid_p = [Signal(name=f"post_valid{s}") for s in range(1, 7 + gelu_stages)]
         full_strb = (1 << geo.axi_bytes) - 1
         partial_strb = Signal(geo.axi_bytes)
         m.d.comb += partial_strb.eq((Const(1, geo.axi_bytes + 1) << post_chunk.last_bytes) - 1)
@@ -543,7 +547,7 @@ class ComputeUnit(wiring.Component):
             total = (lane_acc[e] + Mux(flags.bias, bias_value, 0))[:acc_bits].as_signed()
             biased.append(stage(f"biased_{e}", signed(acc_bits), total))
         with m.If(advance):
-            m.d.sync += [valid_p[i + 1].eq(valid_p[i]) for i in range(5)]
+            m.d.sync += [valid_p[i + 1].eq(valid_p[i]) for i in range(len(valid_p) - 1)]
         res2, strb2 = carry(res1, 2), carry(strb1, 2)
 
         # Stages 3-4: RQ1, ReLU1.
@@ -555,6 +559,22 @@ class ComputeUnit(wiring.Component):
             fitted = requantize_fit(m, cut1[e], desc.rq1, name=f"rq1_{e}")
             y1.append(stage(f"y1_{e}", RESULT_SHAPE, Mux(flags.relu1 & fitted[-1], 0, fitted)))
         res4, strb4 = carry(res3, 4), carry(strb3, 4)
+
+        # Stages 4a-4d: GELU of the low act_bits of y1, sign-extended (docs/isa.md §3.3, flag GELU).
+        # Every word goes through these stages, so the pipeline's latency does not depend on the flag.
+        gelu_pipe = Pipeline(m, "gelu")
+        m.d.comb += gelu_pipe.advance.eq(advance)
+        gelu_table = GeluTable(gelu_cfg)
+        gelu_out = []
+        for e in range(post_lanes):
+            m.submodules[f"gelu_table{e}"] = rom = gelu_table.memory()  # one ROM per lane: one read port each
+            gelu_out.append(gelu_lane(gelu_pipe, gelu_cfg, gelu_table, rom.read_port(domain="sync"),
+                                      y1[e][:act_bits].as_signed()))
+        y1 = [gelu_pipe.wire(RESULT_SHAPE, Mux(flags.gelu, g, gelu_pipe.delay(v, gelu_stages, name=f"y1_{e}_g")),
+                             name=f"y1g_{e}")
+              for e, (g, v) in enumerate(zip(gelu_out, y1))]
+        res4 = gelu_pipe.delay(res4, gelu_stages, name="res4_g")
+        strb4 = gelu_pipe.delay(strb4, gelu_stages, name="strb4_g")
 
         # Stage 5: residual sum s = (y1 << y_shift) + (r << r_shift), exact in acc_bits.
         y_shift = Mux(desc.y_shift > 63, 63, desc.y_shift)[:6]
@@ -579,15 +599,14 @@ class ComputeUnit(wiring.Component):
             outputs.append(Mux(flags.residual, y2, y1_6[e])[:act_bits])
         with m.If(advance):
             m.d.sync += [
-                out_stage.valid.eq(valid_p[5]),
+                out_stage.valid.eq(valid_p[-1]),
                 out_stage.payload.data.eq(Cat(*outputs)),
                 out_stage.payload.strb.eq(strb6),
             ]
 
         # ------------------------------------------------------------------ start / done
         finishing = Signal()
-        pipeline_empty = ~(valid_p[0] | valid_p[1] | valid_p[2] | valid_p[3] | valid_p[4] | valid_p[5]
-                           | out_stage.valid)
+        pipeline_empty = ~(Cat(*valid_p).any() | out_stage.valid)
         with m.If(self.start):
             m.d.sync += [
                 act_slot.eq(0), act_word.eq(0), act_row_base.eq(0),

@@ -10,7 +10,9 @@ import enum
 from amaranth import unsigned
 from amaranth.lib import data
 
-from hwgen.compiler.program import DESCRIPTOR_BYTES, HEADER_BYTES, MAGIC, OPCODE_LINEAR, VERSION
+from hwgen.compiler.program import (
+    DESCRIPTOR_BYTES, HEADER_BYTES, MAGIC, OPCODE_LAYERNORM, OPCODE_LINEAR, OPCODE_SOFTMAX, VERSION,
+)
 
 from .runtime_requantize import RQ_LAYOUT
 
@@ -20,9 +22,12 @@ __all__ = [
     "HEADER_BYTES",
     "DESCRIPTOR_BYTES",
     "OPCODE_LINEAR",
+    "OPCODE_LAYERNORM",
+    "OPCODE_SOFTMAX",
     "HEADER_LAYOUT",
     "FLAGS_LAYOUT",
     "DESCRIPTOR_LAYOUT",
+    "ROW_DESCRIPTOR_LAYOUT",
     "Tag",
     "TAG_WIDTH",
 ]
@@ -49,7 +54,8 @@ FLAGS_LAYOUT = data.StructLayout({
     "x_unsigned": unsigned(1),
     "w_unsigned": unsigned(1),
     "r_unsigned": unsigned(1),
-    "reserved": unsigned(15),
+    "gelu": unsigned(1),
+    "reserved": unsigned(14),
 })
 
 #: A LINEAR descriptor, 16 little-endian words (docs/isa.md §3.3), bit 0 of word 0 first.
@@ -77,6 +83,27 @@ DESCRIPTOR_LAYOUT = data.StructLayout({
     "r_shift": unsigned(8),
 })
 
+#: A LAYERNORM or SOFTMAX descriptor, 16 little-endian words (docs/isa.md §3.6): the same 512 bits
+#: as a LINEAR descriptor, named differently.
+ROW_DESCRIPTOR_LAYOUT = data.StructLayout({
+    "opcode": unsigned(8),
+    "reserved0": unsigned(24),
+    "m": unsigned(32),
+    "n": unsigned(16),
+    "reserved2": unsigned(16),
+    "reserved3": unsigned(32),
+    "x_addr": unsigned(32),
+    "gamma_addr": unsigned(32),
+    "beta_addr": unsigned(32),
+    "reserved7": unsigned(32),
+    "out_addr": unsigned(32),
+    "x_stride": unsigned(32),
+    "reserved10": unsigned(64),
+    "out_stride": unsigned(32),
+    "d_offset": unsigned(96),
+})
+
+assert ROW_DESCRIPTOR_LAYOUT.size == DESCRIPTOR_LAYOUT.size
 assert HEADER_LAYOUT.size == 8 * HEADER_BYTES and DESCRIPTOR_LAYOUT.size == 8 * DESCRIPTOR_BYTES
 
 
@@ -89,6 +116,8 @@ class Tag(enum.IntEnum):
     WEIGHT_END = 3  # the last weight piece of a chunk: its last beat completes the chunk
     ACT = 4         # one row of x
     RES = 5         # one chunk-row of the residual r
+    ROW_PARAM = 6   # LAYERNORM's γ, then its β (each one read command: its last beat ends it)
+    ROW = 7         # one row of a LAYERNORM or SOFTMAX descriptor
 
 
 TAG_WIDTH = 3

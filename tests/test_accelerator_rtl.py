@@ -92,6 +92,15 @@ def _with_program(image, program):
     return image.with_data(encoded + image.data[len(encoded):])
 
 
+def _with_gelu(program, image, every=1):
+    """The Program with the GELU flag set on every ``every``-th LINEAR descriptor (isa_sim defines the result
+    for any raw input, so the flag can go on any descriptor)."""
+    descriptors = tuple(dataclasses.replace(d, flags=d.flags | Flag.GELU) if i % every == 0 else d
+                        for i, d in enumerate(program.descriptors))
+    program = Program(program.fingerprint, program.image_bytes, descriptors)
+    return program, _with_program(image, program)
+
+
 # ------------------------------------------------------------------------------ fast: structure
 
 
@@ -138,7 +147,7 @@ def test_descriptor_layout_matches_the_compiler_encoding():
             "out_stride")})
         rq = [Requant(rng.randrange(-128, 128), rng.randrange(1, 33), bool(rng.randrange(2)),
                       rng.choice(ROUNDING_MODES), rng.choice(OVERFLOW_MODES), rng.randrange(64)) for _ in range(2)]
-        desc = LinearDescriptor(flags=Flag(rng.randrange(1 << 9)) | Flag.RESIDUAL, rq1=rq[0], rq2=rq[1],
+        desc = LinearDescriptor(flags=Flag(rng.randrange(1 << 10)) | Flag.RESIDUAL, rq1=rq[0], rq2=rq[1],
                                 y_shift=rng.randrange(256), r_shift=rng.randrange(256), **fields)
         bits = int.from_bytes(desc.encode(), "little")
 
@@ -374,14 +383,19 @@ def test_rtl_equals_isa_sim(tmp_path, hw, stall_prob):
     for desc in coverage[0].descriptors:
         flags |= desc.flags
     assert Flag.BYPASS in flags and Flag.W_UNSIGNED in flags and Flag.R_UNSIGNED in flags and Flag.RELU2 in flags
+    # GELU after RQ1 (and after ReLU1 on mlp-odd's fc1), before the residual sum (mlp-odd's fc2, coverage's s, s2).
+    gelu = [_with_gelu(*odd), _with_gelu(*coverage, every=2)]
+    for with_flag, without in zip(gelu, [odd, coverage]):
+        assert isa_sim(*with_flag, hw).data[64:] != isa_sim(*without, hw).data[64:]
+    programs = [odd, coverage, *gelu]
     errors = _error_runs(*odd) if stall_prob else []
-    results = _run_bench(tmp_path, hw, [odd, coverage], errors, stall_prob=stall_prob)
-    assert len(results) == 2 + len(errors)
-    for result, (program, _) in zip(results, [odd, coverage]):
+    results = _run_bench(tmp_path, hw, programs, errors, stall_prob=stall_prob)
+    assert len(results) == len(programs) + len(errors)
+    for result, (program, _) in zip(results, programs):
         assert result["status"] == 0 and result["descriptors_done"] == len(program.descriptors)
         # Every tile of every descriptor is issued exactly once.
         assert result["cycles"] - result["stalls"] == _ideal(program)
-    for result in results[2:]:
+    for result in results[len(programs):]:
         assert result["descriptors_done"] == 0 and result["write_beats"] == 0
 
 
