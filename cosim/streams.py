@@ -20,11 +20,17 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
+import random
 from collections.abc import Iterable, Sequence
 
-from cocotb.triggers import Event, ReadOnly, RisingEdge
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, Event, ReadOnly, RisingEdge, with_timeout
 
-__all__ = ["pack_lanes", "unpack_lanes", "StreamDriver", "StreamMonitor", "Scoreboard"]
+__all__ = ["pack_lanes", "unpack_lanes", "StreamDriver", "StreamMonitor", "Scoreboard", "LaneUnitCheck",
+           "start_clock_and_reset"]
 
 
 def pack_lanes(lanes: Sequence[int], lane_width: int, signed: bool) -> int:
@@ -214,3 +220,73 @@ class Scoreboard:
         if len(actual) != len(expected):
             raise AssertionError(f"{self.name}: got {len(actual)} beats, expected {len(expected)}")
         self.log.info("%s: %d beats match", self.name, len(expected))
+
+
+async def start_clock_and_reset(dut, cycles: int = 2) -> None:
+    """A 100 MHz clock on ``dut.clk`` and ``cycles`` of synchronous reset on ``dut.rst``."""
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, cycles)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+
+
+class LaneUnitCheck:
+    """Driver, monitor, golden expectation and scoreboard of one streaming unit with a beat in, a beat out.
+
+    ``vectors`` (beats × lanes raw inputs) go in on ``<input>__*`` with idle cycles, results come out
+    on ``<output>__*`` under backpressure, and :meth:`check` compares them with ``expected`` exactly.
+    With ``full_rate`` (no idle, no backpressure) it also asserts that N beats leave N + ``latency``
+    cycles after the first enters.  ``corrupt`` (``"<name>:<beat>"``, from the bench's environment
+    variable) flips one expected LSB, which must fail the check: the test of the test.
+    """
+
+    #: Cycles a unit may take per beat before the bench gives up (stalls included), plus a margin.
+    CYCLES_PER_BEAT_LIMIT = 20
+    CYCLE_MARGIN = 200
+    #: Cycles to keep watching after the last expected beat, so an extra beat shows up as a failure.
+    DRAIN_CYCLES = 16
+
+    def __init__(self, dut, unit: dict, seed: int, *, input: str, output: str, expected: np.ndarray,
+                 in_signed: bool, out_signed: bool, latency: int, corrupt: str = ""):
+        self.name = unit["name"]
+        self.vectors = np.load(unit["vectors"])
+        self.expected = np.array(expected)
+        if corrupt.startswith(self.name + ":"):
+            self.expected[int(corrupt.split(":")[1]), 0] ^= 1
+        self.latency, self.full_rate = latency, unit.get("full_rate", False)
+        lanes = unit["lanes"]
+        # One RNG per unit and role: adding a unit never changes another unit's stall pattern.
+        self.driver = StreamDriver(dut, input, dut.clk, unit["idle_prob"], random.Random(f"{seed}:{self.name}:idle"),
+                                   lanes=lanes, signed=in_signed)
+        self.monitor = StreamMonitor(dut, output, dut.clk, unit["backpressure_prob"],
+                                     random.Random(f"{seed}:{self.name}:ready"), lanes=lanes, signed=out_signed)
+        self.scoreboard = Scoreboard(self.name)
+
+    @staticmethod
+    def corruption(variable: str) -> str:
+        """The ``<name>:<beat>`` a bench's corruption variable asks for ('' when unset)."""
+        return os.environ.get(variable, "")
+
+    def start(self) -> None:
+        self.driver.send(self.vectors.tolist())
+        self.driver.start()
+        self.monitor.start()
+
+    async def run(self) -> None:
+        beats = len(self.vectors)
+        limit = beats * self.CYCLES_PER_BEAT_LIMIT + self.CYCLE_MARGIN
+        await with_timeout(self.monitor.wait_for(beats), limit * 10, "ns")
+        await ClockCycles(self.driver.clk, self.DRAIN_CYCLES)
+        self.driver.stop()
+        self.monitor.stop()
+
+    def check(self) -> None:
+        self.scoreboard.check(self.expected.tolist(), self.monitor.beats)
+        if self.full_rate:
+            beats = len(self.vectors)
+            first_in, last_out = self.driver.transfer_cycles[0], self.monitor.transfer_cycles[-1]
+            assert last_out - first_in + 1 == beats + self.latency, (
+                f"{self.name}: {beats} beats took {last_out - first_in + 1} cycles from first input "
+                f"to last output, expected {beats} + latency {self.latency}"
+            )

@@ -29,7 +29,7 @@ import numpy as np
 from cocotb.triggers import ClockCycles, with_timeout
 
 from hwgen.cosim.streams import Scoreboard, StreamDriver, StreamMonitor, pack_lanes, unpack_lanes
-from hwgen.cosim.tb_unary import start_clock_and_reset
+from hwgen.cosim.streams import start_clock_and_reset
 from hwgen.golden import nonlinear as nl
 
 CYCLES_PER_BEAT_LIMIT = 20

@@ -627,6 +627,30 @@ def _delta(t: float) -> float:
     return t * 0.5 * math.erfc(t * _SQRT_HALF)
 
 
+def _check_gelu(cfg, table_name: str, table_fmt: QFmt, *, signed: bool) -> None:
+    """The checks both GELU variants share: formats, a signed input, the table's signedness, the range."""
+    _check_fmt("in_fmt", cfg.in_fmt)
+    _check_fmt("out_fmt", cfg.out_fmt)
+    _check_fmt(table_name, table_fmt)
+    if not cfg.in_fmt.signed:
+        raise ValueError(f"in_fmt must be signed, not {cfg.in_fmt}")
+    if table_fmt.signed != signed:
+        kind = "signed" if signed else "unsigned (δ ≥ 0)"
+        raise ValueError(f"{table_name} must be {kind}, not {table_fmt}")
+    if not isinstance(cfg.range, (int, float)) or not 0 < cfg.range <= 64:
+        raise ValueError(f"range must be a number in (0, 64], not {cfg.range!r}")
+    cfg.result_fmt  # noqa: B018 - validates the width
+
+
+def _gelu_result_fmt(in_fmt: QFmt, table_fmt: QFmt, frac: int) -> QFmt:
+    """Exact signed format of ReLU(x) − δ̂ with ``frac`` fraction bits."""
+    int_bits = max(in_fmt.int_bits, table_fmt.int_bits) + 1
+    width = int_bits + frac
+    if width > qfx.MAX_WIDTH:
+        raise ValueError(f"the GELU result needs {width} bits, more than the {qfx.MAX_WIDTH} supported")
+    return QFmt(width, int_bits, True)
+
+
 @dataclass(frozen=True)
 class GeluTableConfig:
     """Edge-MoE's GELU: ReLU(x) − δ(|x|), δ tabulated every 2^-step_log2 on [0, range) in
@@ -642,17 +666,8 @@ class GeluTableConfig:
     table_fmt: QFmt = QFmt(22, 0, False, "RND")
 
     def __post_init__(self):
-        _check_fmt("in_fmt", self.in_fmt)
-        _check_fmt("out_fmt", self.out_fmt)
-        _check_fmt("table_fmt", self.table_fmt)
         _check_positive_int("step_log2", self.step_log2, 0)
-        if not self.in_fmt.signed:
-            raise ValueError(f"in_fmt must be signed, not {self.in_fmt}")
-        if self.table_fmt.signed:
-            raise ValueError(f"table_fmt must be unsigned (δ ≥ 0), not {self.table_fmt}")
-        if not isinstance(self.range, (int, float)) or not 0 < self.range <= 64:
-            raise ValueError(f"range must be a number in (0, 64], not {self.range!r}")
-        self.result_fmt  # noqa: B018 - validates the width
+        _check_gelu(self, "table_fmt", self.table_fmt, signed=False)
 
     @property
     def segments(self) -> int:
@@ -667,12 +682,7 @@ class GeluTableConfig:
     @property
     def result_fmt(self) -> QFmt:
         """Exact format of ReLU(x) − δ̂ before the assignment to out_fmt."""
-        frac = self.table_fmt.frac_bits + self.fraction_bits
-        int_bits = max(self.in_fmt.int_bits, self.table_fmt.int_bits) + 1
-        width = int_bits + frac
-        if width > qfx.MAX_WIDTH:
-            raise ValueError(f"the GELU result needs {width} bits, more than the {qfx.MAX_WIDTH} supported")
-        return QFmt(width, int_bits, True)
+        return _gelu_result_fmt(self.in_fmt, self.table_fmt, self.table_fmt.frac_bits + self.fraction_bits)
 
 
 def gelu_table(cfg: GeluTableConfig) -> np.ndarray:
@@ -725,17 +735,8 @@ class GeluPolyConfig:
     coef_fmt: QFmt = QFmt(24, 1, True, "RND")
 
     def __post_init__(self):
-        _check_fmt("in_fmt", self.in_fmt)
-        _check_fmt("out_fmt", self.out_fmt)
-        _check_fmt("coef_fmt", self.coef_fmt)
         _check_positive_int("segment_log2", self.segment_log2, 0)
-        if not self.in_fmt.signed:
-            raise ValueError(f"in_fmt must be signed, not {self.in_fmt}")
-        if not self.coef_fmt.signed:
-            raise ValueError(f"coef_fmt must be signed, not {self.coef_fmt}")
-        if not isinstance(self.range, (int, float)) or not 0 < self.range <= 64:
-            raise ValueError(f"range must be a number in (0, 64], not {self.range!r}")
-        self.result_fmt  # noqa: B018 - validates the width
+        _check_gelu(self, "coef_fmt", self.coef_fmt, signed=True)
 
     @classmethod
     def for_formats(cls, in_fmt: QFmt, out_fmt: QFmt) -> GeluPolyConfig:
@@ -767,12 +768,7 @@ class GeluPolyConfig:
 
     @property
     def result_fmt(self) -> QFmt:
-        frac = self.coef_fmt.frac_bits
-        int_bits = max(self.in_fmt.int_bits, self.coef_fmt.int_bits) + 1
-        width = int_bits + frac
-        if width > qfx.MAX_WIDTH:
-            raise ValueError(f"the GELU result needs {width} bits, more than the {qfx.MAX_WIDTH} supported")
-        return QFmt(width, int_bits, True)
+        return _gelu_result_fmt(self.in_fmt, self.coef_fmt, self.coef_fmt.frac_bits)
 
 
 def gelu_poly_coefficients(cfg: GeluPolyConfig) -> np.ndarray:
