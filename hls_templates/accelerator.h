@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // The hwgen accelerator in Vitis HLS: a controller that fetches a Program from DDR and runs each
-// LINEAR descriptor on the unified compute unit, with ping-pong weight and activation banks.
+// LINEAR descriptor on the unified compute unit, with ping-pong weight and activation banks, and
+// each LAYERNORM or SOFTMAX descriptor on its row unit (layernorm.h, softmax.h).
 //
 // docs/isa.md is the contract: the header check, every descriptor field and flag, the weight chunks
-// and loop order of §3.4 and the requantization of §3.5. hwgen.compiler.isa_sim executes the same
+// and loop order of §3.4, the requantization of §3.5 and the row descriptors of §3.6. hwgen.compiler.isa_sim executes the same
 // Program on the same memory image, and the C-simulation tests compare the two byte for byte.
 #ifndef HWGEN_ACCELERATOR_H_
 #define HWGEN_ACCELERATOR_H_
@@ -13,7 +14,10 @@
 #include <stdint.h>
 
 #include "compute_unit.h"
+#include "fixed_raw.h"
+#include "layernorm.h"
 #include "requantize_rt.h"
+#include "softmax.h"
 
 namespace hwgen {
 
@@ -36,6 +40,14 @@ struct accelerator_config {
     // AXI words one weight tile occupies in DDR: tile_stride(weight_bytes) / axi_bytes.
     static const unsigned weight_tile_words = 16;
     static const uint32_t fingerprint = 0;
+    // Row units: longest row (hwgen.units.ROW_MAX) and which units exist. A generated config that
+    // has one names its config struct (`typedef ... layernorm;`, `typedef ... softmax;`) and, for
+    // LayerNorm, the fraction bits F of its input format (d_offset < N²·2^2F). Every config names
+    // its GELU lanes' struct (`typedef ... gelu;`).
+    static const unsigned row_max = 1024;
+    static const bool has_layernorm = false;
+    static const bool has_softmax = false;
+    static const unsigned layernorm_frac_bits = 0;
 };
 
 // Value of the `status` register after a run (docs/isa.md, "HLS kernel interface").
@@ -56,6 +68,8 @@ static const uint32_t PROGRAM_MAGIC = 0x50475748u;  // "HWGP"
 static const uint32_t PROGRAM_VERSION = 1;
 static const unsigned BLOCK_BYTES = 64;  // the header and every descriptor
 static const unsigned OPCODE_LINEAR = 1;
+static const unsigned OPCODE_LAYERNORM = 5;
+static const unsigned OPCODE_SOFTMAX = 8;
 
 enum linear_flag {
     FLAG_BIAS = 1u << 0,
@@ -67,7 +81,8 @@ enum linear_flag {
     FLAG_X_UNSIGNED = 1u << 6,
     FLAG_W_UNSIGNED = 1u << 7,
     FLAG_R_UNSIGNED = 1u << 8,
-    FLAGS_DEFINED = (1u << 9) - 1,
+    FLAG_GELU = 1u << 9,
+    FLAGS_DEFINED = (1u << 10) - 1,
 };
 
 // A LINEAR descriptor's fields (docs/isa.md §3.3).
@@ -101,6 +116,29 @@ inline linear_descriptor decode_linear(const uint32_t w[16]) {
     d.chunk_tiles = w[15] & 0xFFFF;
     d.y_shift = (w[15] >> 16) & 0xFF;
     d.r_shift = w[15] >> 24;
+    return d;
+}
+
+// A LAYERNORM or SOFTMAX descriptor's fields (docs/isa.md §3.6).
+struct row_descriptor {
+    uint32_t opcode, m, n, x_addr, gamma_addr, beta_addr, out_addr, x_stride, out_stride;
+    ap_uint<96> d_offset;
+    bool reserved_clear;  // every reserved bit is 0
+};
+
+inline row_descriptor decode_rows(const uint32_t w[16]) {
+    row_descriptor d;
+    d.opcode = w[0] & 0xFF;
+    d.m = w[1];
+    d.n = w[2] & 0xFFFF;
+    d.x_addr = w[4];
+    d.gamma_addr = w[5];
+    d.beta_addr = w[6];
+    d.out_addr = w[8];
+    d.x_stride = w[9];
+    d.out_stride = w[12];
+    d.d_offset = (ap_uint<96>(w[15]) << 64) | (ap_uint<96>(w[14]) << 32) | ap_uint<96>(w[13]);
+    d.reserved_clear = (w[0] >> 8) == 0 && (w[2] >> 16) == 0 && w[3] == 0 && w[7] == 0 && w[10] == 0 && w[11] == 0;
     return d;
 }
 
@@ -305,6 +343,60 @@ void load_chunk(const typename accel_types<CONFIG_T>::word_t* mem, const linear_
     }
 }
 
+// `count` act_bits containers from `addr` into dst[0..count) as values of T (ap_fixed), whose
+// codes they are.
+template <class CONFIG_T, class T, unsigned CAPACITY>
+void read_row(const typename accel_types<CONFIG_T>::word_t* mem, uint32_t addr, unsigned count, T dst[CAPACITY]) {
+    typedef accel_types<CONFIG_T> T_;
+    static const unsigned bits = CONFIG_T::act_bits;
+    static const unsigned per_word = CONFIG_T::axi_bits / bits;
+    static const unsigned max_beats = CAPACITY / per_word + 1;
+    const unsigned first = (addr % T_::axi_bytes) / T_::act_bytes;
+    const unsigned beats = (first + count + per_word - 1) / per_word;
+    const typename T_::word_t* src = mem + addr / T_::axi_bytes;
+ReadRowBeats:
+    for (unsigned beat = 0; beat < beats; beat++) {
+        #pragma HLS PIPELINE II=1
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_beats
+        const typename T_::word_t data = src[beat];
+        for (unsigned slot = 0; slot < per_word; slot++) {
+            #pragma HLS UNROLL
+            const int element = int(beat * per_word + slot) - int(first);
+            if (element >= 0 && element < int(count)) {
+                const ap_uint<bits> raw = data.range(bits * slot + bits - 1, bits * slot);
+                dst[element] = from_raw<T>(raw);
+            }
+        }
+    }
+}
+
+// The codes of src[0..count) (ap_fixed values of act_bits) as containers to `addr`, with the
+// partial-word rule of write_containers: bytes outside the row are rewritten unchanged.
+template <class CONFIG_T, class T, unsigned CAPACITY>
+void write_row(typename accel_types<CONFIG_T>::word_t* mem, uint32_t addr, unsigned count, const T src[CAPACITY]) {
+    typedef accel_types<CONFIG_T> T_;
+    static const unsigned bits = CONFIG_T::act_bits;
+    static const unsigned per_word = CONFIG_T::axi_bits / bits;
+    static const unsigned max_beats = CAPACITY / per_word + 1;
+    const unsigned first = (addr % T_::axi_bytes) / T_::act_bytes;
+    const unsigned beats = (first + count + per_word - 1) / per_word;
+    const unsigned tail = (first + count) % per_word;
+    typename T_::word_t* dst = mem + addr / T_::axi_bytes;
+WriteRowBeats:
+    for (unsigned beat = 0; beat < beats; beat++) {
+        #pragma HLS PIPELINE II=1
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_beats
+        const bool partial = (beat == 0 && first != 0) || (beat == beats - 1 && tail != 0);
+        typename T_::word_t data = partial ? dst[beat] : typename T_::word_t(0);
+        for (unsigned slot = 0; slot < per_word; slot++) {
+            #pragma HLS UNROLL
+            const int element = int(beat * per_word + slot) - int(first);
+            if (element >= 0 && element < int(count)) data.range(bits * slot + bits - 1, bits * slot) = ap_uint<bits>(raw_of(src[element]));
+        }
+        dst[beat] = data;
+    }
+}
+
 // ----------------------------------------------------------------------------------- validation
 
 // Ends (exclusive) of rows × columns containers of `bytes` each, `stride` apart, from `addr`.
@@ -347,7 +439,84 @@ status_code check_linear(const linear_descriptor& d, uint32_t image_bytes) {
     return STATUS_OK;
 }
 
+// STATUS_OK, or why the controller must refuse row descriptor `d` before touching DDR.
+template <class CONFIG_T>
+status_code check_rows(const row_descriptor& d, uint32_t image_bytes) {
+    typedef accel_types<CONFIG_T> T;
+    const bool layernorm = d.opcode == OPCODE_LAYERNORM;
+    if (layernorm ? !CONFIG_T::has_layernorm : !CONFIG_T::has_softmax) return STATUS_BAD_OPCODE;
+    if (!d.reserved_clear || d.m == 0 || d.n == 0 || d.n > CONFIG_T::row_max) return STATUS_BAD_DESCRIPTOR;
+    if (!layernorm && (d.gamma_addr != 0 || d.beta_addr != 0 || d.d_offset != 0)) return STATUS_BAD_DESCRIPTOR;
+    // ε < 1: d_offset = N²·round(ε·2^2F) < N²·2^2F (the golden model refuses others too).
+    if (layernorm && ap_uint<128>(d.d_offset) >= (ap_uint<128>(d.n * d.n) << (2 * CONFIG_T::layernorm_frac_bits)))
+        return STATUS_BAD_DESCRIPTOR;
+
+    const uint32_t a = T::axi_bytes;
+    if (d.x_addr % a || d.x_stride % a || d.out_addr % a || d.out_stride % a) return STATUS_MISALIGNED;
+    if (layernorm && (d.gamma_addr % a || d.beta_addr % a)) return STATUS_MISALIGNED;
+
+    if (rows_end(d.x_addr, d.m, d.x_stride, d.n, T::act_bytes) > image_bytes) return STATUS_OUT_OF_BOUNDS;
+    if (rows_end(d.out_addr, d.m, d.out_stride, d.n, T::act_bytes) > image_bytes) return STATUS_OUT_OF_BOUNDS;
+    if (layernorm && (rows_end(d.gamma_addr, 1, 0, d.n, T::act_bytes) > image_bytes ||
+                      rows_end(d.beta_addr, 1, 0, d.n, T::act_bytes) > image_bytes))
+        return STATUS_OUT_OF_BOUNDS;
+    return STATUS_OK;
+}
+
 // ---------------------------------------------------------------------------------- the kernel
+
+// The row units. A unit the configuration lacks (its formats cannot be built, see
+// hwgen.hls.accelerator) is an empty specialization: check_rows refuses its opcode first.
+template <class CONFIG_T, bool PRESENT = CONFIG_T::has_layernorm>
+struct layernorm_unit {
+    static void run(typename accel_types<CONFIG_T>::word_t*, const row_descriptor&) {}
+};
+
+// One LAYERNORM descriptor: γ and β once, then per row: read, normalize, write.
+template <class CONFIG_T>
+struct layernorm_unit<CONFIG_T, true> {
+    static void run(typename accel_types<CONFIG_T>::word_t* mem, const row_descriptor& d) {
+        typedef typename CONFIG_T::layernorm U;
+        static const unsigned row_max = CONFIG_T::row_max;
+        static typename U::in_t x[row_max];
+        static typename U::gamma_t gamma[row_max];
+        static typename U::beta_t beta[row_max];
+        static typename U::out_t out[row_max];
+        read_row<CONFIG_T, typename U::gamma_t, row_max>(mem, d.gamma_addr, d.n, gamma);
+        read_row<CONFIG_T, typename U::beta_t, row_max>(mem, d.beta_addr, d.n, beta);
+        const ap_uint<U::d_bits> d_offset = d.d_offset;  // < N²·2^2F fits D's width (check_rows)
+    LayerNormRows:
+        for (uint32_t m = 0; m < d.m; m++) {
+            #pragma HLS LOOP_TRIPCOUNT min=1 max=256
+            read_row<CONFIG_T, typename U::in_t, row_max>(mem, d.x_addr + m * d.x_stride, d.n, x);
+            layernorm<U>(x, gamma, beta, out, d.n, d_offset);
+            write_row<CONFIG_T, typename U::out_t, row_max>(mem, d.out_addr + m * d.out_stride, d.n, out);
+        }
+    }
+};
+
+template <class CONFIG_T, bool PRESENT = CONFIG_T::has_softmax>
+struct softmax_unit {
+    static void run(typename accel_types<CONFIG_T>::word_t*, const row_descriptor&) {}
+};
+
+// One SOFTMAX descriptor: per row, read, softmax (statistics pass, then normalization), write.
+template <class CONFIG_T>
+struct softmax_unit<CONFIG_T, true> {
+    static void run(typename accel_types<CONFIG_T>::word_t* mem, const row_descriptor& d) {
+        typedef typename CONFIG_T::softmax U;
+        static const unsigned row_max = CONFIG_T::row_max;
+        static typename U::in_t x[row_max];
+        static typename U::out_t out[row_max];
+    SoftmaxRows:
+        for (uint32_t m = 0; m < d.m; m++) {
+            #pragma HLS LOOP_TRIPCOUNT min=1 max=256
+            read_row<CONFIG_T, typename U::in_t, row_max>(mem, d.x_addr + m * d.x_stride, d.n, x);
+            softmax<U>(x, out, d.n);
+            write_row<CONFIG_T, typename U::out_t, row_max>(mem, d.out_addr + m * d.out_stride, d.n, out);
+        }
+    }
+};
 
 // One LINEAR descriptor in the loop order of docs/isa.md §3.4: chunk c+1's weights (row m+1 of
 // x) load into the other half of the ping-pong bank before chunk c (row m) is computed from the
@@ -368,6 +537,7 @@ void run_linear(typename accel_types<CONFIG_T>::word_t* mem, const linear_descri
     ops.rq1 = decode_requant(d.rq1);
     ops.rq2 = decode_requant(d.rq2);
     ops.relu1 = d.flags & FLAG_RELU1;
+    ops.gelu = d.flags & FLAG_GELU;
     ops.residual = residual;
     ops.relu2 = d.flags & FLAG_RELU2;
     ops.r_unsigned = d.flags & FLAG_R_UNSIGNED;
@@ -469,10 +639,20 @@ Descriptors:
         #pragma HLS LOOP_TRIPCOUNT min=1 max=64
         uint32_t words[16];
         fetch_block<CONFIG_T>(mem, base + BLOCK_BYTES * (index + 1), words);
-        const linear_descriptor d = decode_linear(words);
-        code = check_linear<CONFIG_T>(d, image_bytes);
-        if (code != STATUS_OK) break;
-        run_linear<CONFIG_T>(mem, d, x_bank, w_bank, bias_bank, res_row, out_row, steps);
+        const unsigned opcode = words[0] & 0xFF;
+        if (opcode == OPCODE_LAYERNORM || opcode == OPCODE_SOFTMAX) {
+            // Row units do no MACs: array_steps is unchanged.
+            const row_descriptor d = decode_rows(words);
+            code = check_rows<CONFIG_T>(d, image_bytes);
+            if (code != STATUS_OK) break;
+            if (opcode == OPCODE_LAYERNORM) layernorm_unit<CONFIG_T>::run(mem, d);
+            else softmax_unit<CONFIG_T>::run(mem, d);
+        } else {
+            const linear_descriptor d = decode_linear(words);
+            code = check_linear<CONFIG_T>(d, image_bytes);  // BAD_OPCODE for every other opcode
+            if (code != STATUS_OK) break;
+            run_linear<CONFIG_T>(mem, d, x_bank, w_bank, bias_bank, res_row, out_row, steps);
+        }
         done++;
     }
     status = code;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // The unified compute unit: a lanes_in x lanes_out MAC array with acc_bits accumulators and its
-// post-processing lanes (requantize, ReLU, residual add, requantize, ReLU), as in Edge-MoE's linear
+// post-processing lanes (requantize, ReLU, GELU, residual add, requantize, ReLU), as in Edge-MoE's linear
 // unit: output-stationary, one lanes_in x lanes_out weight tile per cycle, the (output tile,
 // reduction step) loops flattened into one II=1 pipeline.
 #ifndef HWGEN_COMPUTE_UNIT_H_
@@ -9,6 +9,8 @@
 
 #include <ap_int.h>
 
+#include "fixed_raw.h"
+#include "gelu.h"
 #include "requantize_rt.h"
 
 namespace hwgen {
@@ -41,6 +43,7 @@ struct post_ops {
     requant_word rq1;
     requant_word rq2;
     bool relu1;
+    bool gelu;
     bool residual;
     bool relu2;
     bool r_unsigned;
@@ -63,8 +66,18 @@ typename accel_types<CONFIG_T>::acc_t shift_into_acc(typename accel_types<CONFIG
     return amount < CONFIG_T::acc_bits ? acc_t(v << amount.to_uint()) : acc_t(0);
 }
 
-// RQ1, RELU1, and with RESIDUAL the aligned add, RQ2, RELU2 (docs/isa.md §3.3); the low act_bits
-// bits of the result are what DDR receives.
+// The GELU lane of CONFIG_T::gelu (gelu.h, Edge-MoE's table form): the low act_bits bits of y are a
+// code of the GELU format, sign-extended, and are replaced by the code of their GELU.
+template <class CONFIG_T>
+requant_value_t gelu_post(const requant_value_t& y) {
+    #pragma HLS INLINE
+    typedef typename CONFIG_T::gelu gelu_config;
+    const ap_uint<CONFIG_T::act_bits> code = y.range(CONFIG_T::act_bits - 1, 0);
+    return raw_of(gelu_table_lane<gelu_config>(from_raw<typename gelu_config::in_t>(code)));
+}
+
+// RQ1, RELU1, GELU, and with RESIDUAL the aligned add, RQ2, RELU2 (docs/isa.md §3.3); the low
+// act_bits bits of the result are what DDR receives.
 template <class CONFIG_T>
 typename accel_types<CONFIG_T>::act_raw_t post_process(
     typename accel_types<CONFIG_T>::acc_t acc, typename accel_types<CONFIG_T>::act_raw_t residual_raw, const post_ops& ops) {
@@ -72,6 +85,7 @@ typename accel_types<CONFIG_T>::act_raw_t post_process(
     typedef accel_types<CONFIG_T> T;
     requant_value_t y = requantize_rt<CONFIG_T>(acc, ops.rq1);
     if (ops.relu1 && y < 0) y = 0;
+    if (ops.gelu) y = gelu_post<CONFIG_T>(y);
     if (ops.residual) {
         const typename T::acc_t r = extend<typename T::x_t, CONFIG_T::act_bits>(residual_raw, ops.r_unsigned);
         const typename T::acc_t sum =

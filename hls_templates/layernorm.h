@@ -16,10 +16,13 @@
 
 namespace hwgen {
 
-// LayerNorm of the row x[0..n) with per-channel gamma, beta into out[0..n).
+// LayerNorm of the row x[0..n) with per-channel gamma, beta into out[0..n), with D's ε term given
+// at run time: d_offset = n²·eps_raw (< n²·2^2F). The accelerator's LAYERNORM descriptors carry it,
+// so one unit serves every ε.
 template <class CONFIG_T>
 void layernorm(const typename CONFIG_T::in_t x[], const typename CONFIG_T::gamma_t gamma[],
-               const typename CONFIG_T::beta_t beta[], typename CONFIG_T::out_t out[], int n) {
+               const typename CONFIG_T::beta_t beta[], typename CONFIG_T::out_t out[], int n,
+               const ap_uint<CONFIG_T::d_bits>& d_offset) {
     const int P = CONFIG_T::work_bits;
     ap_int<CONFIG_T::sum_bits> s1 = 0;
     ap_uint<CONFIG_T::square_sum_bits> s2 = 0;
@@ -31,8 +34,7 @@ LayerNormSums:
         s2 += ap_uint<2 * CONFIG_T::in_width>(raw * raw);
     }
     const ap_int<CONFIG_T::count_bits + 1> count = n;
-    const ap_int<CONFIG_T::d_bits + 2> d =
-        ap_int<CONFIG_T::d_bits + 2>(count * s2) - s1 * s1 + ap_int<CONFIG_T::d_bits + 2>(count * count) * CONFIG_T::eps_raw;
+    const ap_int<CONFIG_T::d_bits + 2> d = ap_int<CONFIG_T::d_bits + 2>(count * s2) - s1 * s1 + d_offset;
     const bool zero = d == 0;
     const ap_uint<CONFIG_T::d_bits> magnitude = zero ? ap_int<CONFIG_T::d_bits + 2>(1) : d;
     ap_uint<P + 2> rstd;
@@ -51,6 +53,15 @@ LayerNormApply:
         const typename CONFIG_T::norm_t norm = from_raw<typename CONFIG_T::norm_t>(rounded);
         out[k] = norm * gamma[k] + beta[k];  // exact, then the ap_fixed assignment
     }
+}
+
+// LayerNorm of the row x[0..n) with the config's ε: d_offset = n²·eps_raw.
+template <class CONFIG_T>
+void layernorm(const typename CONFIG_T::in_t x[], const typename CONFIG_T::gamma_t gamma[],
+               const typename CONFIG_T::beta_t beta[], typename CONFIG_T::out_t out[], int n) {
+    const ap_int<CONFIG_T::count_bits + 1> count = n;
+    const ap_uint<CONFIG_T::d_bits> d_offset = ap_int<CONFIG_T::d_bits + 2>(count * count) * CONFIG_T::eps_raw;
+    layernorm<CONFIG_T>(x, gamma, beta, out, n, d_offset);
 }
 
 } // namespace hwgen

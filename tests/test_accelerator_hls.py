@@ -13,6 +13,7 @@ header, descriptor fields) leave the image untouched. One g++ binary per configu
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import struct
@@ -90,6 +91,16 @@ def compiled_model(name: str, hw: HwParams, seed: int, scale: float):
     return result.program, image
 
 
+def with_gelu(program: Program, data: bytes, indices, drop=Flag(0)) -> tuple[Program, bytes]:
+    """The Program with GELU set (and ``drop`` cleared) on descriptors ``indices``, written into ``data``."""
+    descriptors = list(program.descriptors)
+    for index in indices:
+        descriptors[index] = dataclasses.replace(descriptors[index], flags=(descriptors[index].flags & ~drop) | Flag.GELU)
+    program = dataclasses.replace(program, descriptors=tuple(descriptors))
+    encoded = program.to_bytes()
+    return program, encoded + data[len(encoded) :]
+
+
 def run_and_compare(hw: HwParams, program: Program, data: bytes, regions) -> bytes:
     """C-sim and isa_sim on the same image: same bytes, status OK, one array step per ideal cycle."""
     want = isa_sim(program, data, hw)
@@ -115,6 +126,18 @@ def test_csim_equals_isa_sim_on_zoo_models(model_name, hw):
         program, image = compiled_model(model_name, hw, seed, scale)
         after = run_and_compare(hw, program, image.data, image_regions(image))
         assert np.any(image.with_data(after).read("out") != image.read("out"))  # the output was written
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("hw", MODEL_CONFIGS, ids=MODEL_IDS)
+def test_gelu_flag_on_compiled_descriptors(hw):
+    # mlp-odd's fc1 (BIAS|RELU1) with GELU instead of the ReLU, and fc2 (BIAS|RESIDUAL) with GELU
+    # before its residual add: isa_sim defines the result for any raw input.
+    program, image = compiled_model("mlp-odd", hw, seed=4, scale=3.0)
+    plain = isa_sim(program, image, hw).data
+    program, data = with_gelu(program, image.data, [0, 1], drop=Flag.RELU1)
+    after = run_and_compare(hw, program, data, image_regions(image))
+    assert image.with_data(after).read("out").tolist() != image.with_data(plain).read("out").tolist()
 
 
 # A model whose compiled Program uses every flag (fused and standalone descriptors).
@@ -166,7 +189,9 @@ def test_csim_equals_isa_sim_on_compiled_model_using_every_flag(hw):
         inputs = golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=seed, scale=1.0 + seed))
         for name, raw in inputs.items():
             image = image.write(name, raw)
-        run_and_compare(hw, program, image.data, image_regions(image))
+        # The model has no GELU node: the flag goes on every other descriptor.
+        program, data = with_gelu(program, image.data, range(seed, len(program.descriptors), 2))
+        run_and_compare(hw, program, data, image_regions(image))
         for desc in program.descriptors:
             flags_seen |= desc.flags
     assert flags_seen == ALL_FLAGS, f"paths not exercised: {ALL_FLAGS & ~flags_seen}"
@@ -220,6 +245,9 @@ DESCRIPTOR_CASES = [
     (Flag.B_ROWMAJOR, 2),
     (Flag.B_ROWMAJOR | Flag.W_UNSIGNED | Flag.BIAS | Flag.X_UNSIGNED, 1),
     (Flag.X_UNSIGNED | Flag.W_UNSIGNED | Flag.BIAS | Flag.RESIDUAL | Flag.RELU2 | Flag.R_UNSIGNED, 2),
+    (Flag.GELU | Flag.BIAS, 2),
+    (Flag.GELU | Flag.RELU1 | Flag.RESIDUAL | Flag.RELU2, 1),
+    (Flag.BYPASS | Flag.GELU, None),
 ]
 
 
@@ -385,7 +413,7 @@ def test_refusals_leave_the_image_untouched():
         "descriptor size": (_patched(data, 0, 4, 32), Status.BAD_HEADER),
         "count past the image": (_patched(data, 0, 3, len(data)), Status.BAD_HEADER),
         "opcode 0": (_patched(data, 1, 0, _word(data, 1, 0) & ~0xFF), Status.BAD_OPCODE),
-        "reserved flag": (_patched(data, 1, 0, _word(data, 1, 0) | 1 << 17), Status.BAD_DESCRIPTOR),
+        "reserved flag": (_patched(data, 1, 0, _word(data, 1, 0) | 1 << 18), Status.BAD_DESCRIPTOR),
         "tile count": (_patched(data, 1, 3, _word(data, 1, 3) + 1), Status.BAD_DESCRIPTOR),
         "chunk_tiles 0": (_patched(data, 1, 15, _word(data, 1, 15) & ~0xFFFF), Status.BAD_DESCRIPTOR),
         "rounding code 7": (_patched(data, 1, 13, _word(data, 1, 13) | 7 << 16), Status.BAD_DESCRIPTOR),

@@ -3,7 +3,8 @@
 
 The kernel itself is the hand-written headers ``hls_templates/accelerator.h``, ``compute_unit.h``
 and ``requantize_rt.h``; from one :class:`~hwgen.hwparams.HwParams` Python fills only
-``hwgen_accel_config.h`` (lanes, containers, buffer depths, AXI width, fingerprint) and
+``hwgen_accel_config.h`` (lanes, containers, buffer depths, AXI width, fingerprint, and the config
+structs of the GELU lanes, the LayerNorm unit and the softmax unit from ``hw.unit_formats()``) and
 ``hwgen_accel.cpp`` (the ``hwgen_accel`` top with its interface pragmas).
 
 :class:`AcceleratorCSim` compiles the same top into a g++ harness (one binary per configuration,
@@ -20,9 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwgen import toolchain
+from hwgen.hls import nonlinear
 from hwgen.hls.emit import render
 from hwgen.hls_templates import TEMPLATE_DIR
 from hwgen.hwparams import HwParams
+from hwgen.units import ROW_MAX
 
 __all__ = [
     "TOP_NAME",
@@ -46,7 +49,12 @@ TOP_NAME = "hwgen_accel"
 CONFIG_HEADER = "hwgen_accel_config.h"
 TOP_SOURCE = "hwgen_accel.cpp"
 #: The hand-written headers the top includes (from :data:`hwgen.hls_templates.TEMPLATE_DIR`).
-KERNEL_HEADERS = ("accelerator.h", "compute_unit.h", "requantize_rt.h")
+KERNEL_HEADERS = (
+    "accelerator.h", "compute_unit.h", "requantize_rt.h", "gelu.h", "layernorm.h", "softmax.h",
+    "exp.h", "reciprocal.h", "rsqrt.h", "fixed_raw.h",
+)
+#: Names of the units' config structs inside ``hwgen_accel_config.h``.
+UNIT_CONFIG_NAMES = {"gelu": "accel_gelu", "layernorm": "accel_layernorm", "softmax": "accel_softmax"}
 
 # Default m_axi depth (in AXI words) when the image size is not known: only C/RTL co-simulation
 # reads it, to size its memory model.
@@ -75,6 +83,35 @@ def _check_hw(hw: object) -> HwParams:
     return hw
 
 
+def _unit_configs(hw: HwParams) -> dict[str, object]:
+    """The config structs of the GELU lanes, the LayerNorm unit and the softmax unit for ``hw``.
+
+    They come from the same ``hw.unit_formats()`` configs as ``isa_sim`` and the RTL; LayerNorm's
+    is built for ε = 0, since each LAYERNORM descriptor brings its own ``d_offset``. A row unit
+    whose config cannot be built (at 32-bit activations their internal products exceed the
+    supported fixed-point width; ``isa_sim`` cannot run such descriptors either) is left out,
+    and the controller refuses its opcode with ``BAD_OPCODE``.
+    """
+    units = hw.unit_formats()
+    parts = [nonlinear.gelu_config(UNIT_CONFIG_NAMES["gelu"], units.gelu_config(), lanes=hw.lanes_out)]
+    present = {}
+    for unit, emit in (("layernorm", nonlinear.layernorm_config), ("softmax", nonlinear.softmax_config)):
+        try:
+            cfg = getattr(units, f"{unit}_config")()
+        except ValueError as exc:
+            log.info("no %s unit for %s: %s", unit, hw, exc)
+            present[unit] = False
+            continue
+        parts.append(emit(UNIT_CONFIG_NAMES[unit], cfg))
+        present[unit] = True
+    return {
+        "unit_configs": "\n".join(parts),
+        "has_layernorm": present["layernorm"],
+        "has_softmax": present["softmax"],
+        "layernorm_frac_bits": units.layernorm_in.frac_bits,
+    }
+
+
 def accelerator_context(hw: HwParams) -> dict[str, object]:
     """The values the config template receives: HwParams fields and the buffer depths they imply.
 
@@ -100,6 +137,9 @@ def accelerator_context(hw: HwParams) -> dict[str, object]:
         "row_tiles": max(weight_tiles, x_rows),
         "weight_tile_words": hw.tile_stride(hw.weight_bytes) // hw.axi_bytes,
         "fingerprint": f"{hw.fingerprint():#010x}",
+        "row_max": ROW_MAX,
+        "unit_config_names": UNIT_CONFIG_NAMES,
+        **_unit_configs(hw),
     }
 
 
