@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from hwgen import golden, zoo
-from hwgen.compiler import Flag, LinearDescriptor, Program, Requant, compile_graph, isa_sim
+from hwgen.compiler import Flag, LinearDescriptor, Program, Requant, RowDescriptor, compile_graph, isa_sim
+from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX
 from hwgen.compiler.layout import pack_rows, pack_tiles, pack_vector
 from hwgen.frontend import parse_spec
 from hwgen.hls.accelerator import (
@@ -40,6 +41,7 @@ from hwgen.hwparams import HwParams
 from hwgen.pipeline import build, run_passes
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt
 from hwgen.quant import QuantConfig
+from hwgen.units import ROW_MAX
 
 HW_16X16_AXI128 = HwParams()
 HW_8X8_AXI64 = HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)
@@ -308,7 +310,108 @@ def test_every_flag_descriptor_by_descriptor(hw):
     assert flags_seen == ALL_FLAGS
 
 
-# ------------------------------------------------------------------------------- the requantizer
+# ------------------------------------------------------------------------------- row descriptors
+
+
+def _noisy_rows(rng, raw: np.ndarray, nbytes: int, stride: int) -> bytes:
+    """Row-major containers of ``raw`` with random bytes (not zeros) in every row's padding."""
+    rows, cols = raw.shape
+    out = np.frombuffer(rng.bytes(rows * stride), dtype=np.uint8).reshape(rows, stride).copy()
+    out[:, : cols * nbytes] = np.frombuffer(pack_rows(raw, nbytes, cols * nbytes, True), dtype=np.uint8).reshape(rows, -1)
+    return out.tobytes()
+
+
+def layernorm_rows(rng, fmt: QFmt, m: int, n: int) -> np.ndarray:
+    """Rows of LayerNorm inputs: full-range noise, values near ±1, constant rows and extremes."""
+    kinds = [
+        lambda: rng.integers(fmt.min_raw, fmt.max_raw, n, endpoint=True),
+        lambda: rng.normal(0.0, 1 << fmt.frac_bits, n).round().clip(fmt.min_raw, fmt.max_raw),
+        lambda: np.full(n, rng.integers(fmt.min_raw, fmt.max_raw, endpoint=True)),  # D = d_offset
+        lambda: rng.choice([fmt.min_raw, fmt.max_raw], n),
+        lambda: rng.integers(-2, 3, n),  # tiny variance: the rsqrt's largest exponents
+    ]
+    return np.stack([kinds[(i + int(rng.integers(len(kinds)))) % len(kinds)]() for i in range(m)]).astype(np.int64)
+
+
+def softmax_rows(rng, fmt: QFmt, m: int, n: int) -> np.ndarray:
+    """Rows of softmax inputs: noise, ties at the max, all-equal rows, very negative values."""
+    def ties():
+        row = rng.integers(fmt.min_raw // 4, fmt.max_raw // 4, n, endpoint=True)
+        row[rng.choice(n, max(1, n // 3))] = row.max() + 1
+        return row
+
+    def very_negative():
+        row = rng.integers(fmt.min_raw, fmt.min_raw + 8, n, endpoint=True)
+        row[rng.integers(n)] = rng.integers(fmt.min_raw, fmt.max_raw, endpoint=True)  # one far above the rest
+        return row
+
+    kinds = [
+        lambda: rng.integers(fmt.min_raw, fmt.max_raw, n, endpoint=True),
+        lambda: rng.normal(0.0, 2 << fmt.frac_bits, n).round().clip(fmt.min_raw, fmt.max_raw),
+        ties,
+        lambda: np.full(n, rng.integers(fmt.min_raw, fmt.max_raw, endpoint=True)),
+        lambda: np.full(n, fmt.min_raw),
+        very_negative,
+    ]
+    return np.stack([kinds[(i + int(rng.integers(len(kinds)))) % len(kinds)]() for i in range(m)]).astype(np.int64)
+
+
+# (opcode, M, N, ε, extra AXI words of row stride, in place); ε only for LAYERNORM.
+ROW_CASES = [
+    (OPCODE_LAYERNORM, 5, 1, 0.0, 0, False),
+    (OPCODE_LAYERNORM, 6, 7, 0.0, 1, False),
+    (OPCODE_LAYERNORM, 5, 192, 1e-5, 3, False),
+    (OPCODE_LAYERNORM, 5, 7, 0.25, 0, True),
+    (OPCODE_LAYERNORM, 3, ROW_MAX, 1e-3, 1, False),
+    (OPCODE_SOFTMAX, 6, 1, 0.0, 2, False),
+    (OPCODE_SOFTMAX, 6, 129, 0.0, 1, False),
+    (OPCODE_SOFTMAX, 6, 129, 0.0, 0, True),
+    (OPCODE_SOFTMAX, 3, ROW_MAX, 0.0, 0, False),
+]
+
+
+def row_program(hw: HwParams, seed: int, cases=ROW_CASES) -> tuple[Program, bytes, list]:
+    """One Program with a row descriptor per case: random γ/β, padding and output bytes."""
+    rng = np.random.default_rng(seed)
+    units = hw.unit_formats()
+    image = ImageBuilder(hw, len(cases))
+    descriptors = []
+    for index, (opcode, m, n, eps, pad_words, in_place) in enumerate(cases):
+        stride = hw.align(n * hw.act_bytes) + pad_words * hw.axi_bytes
+        if opcode == OPCODE_LAYERNORM:
+            x = layernorm_rows(rng, units.layernorm_in, m, n)
+            param = units.layernorm_param
+            gamma = rng.integers(param.min_raw, param.max_raw, n, endpoint=True)
+            beta = rng.integers(param.min_raw, param.max_raw, n, endpoint=True)
+            gamma_addr = image.place(f"gamma{index}", pack_rows(gamma[None], hw.act_bytes, n * hw.act_bytes, True))
+            beta_addr = image.place(f"beta{index}", pack_rows(beta[None], hw.act_bytes, n * hw.act_bytes, True))
+            extra = {"gamma_addr": gamma_addr, "beta_addr": beta_addr,
+                     "d_offset": n * n * units.layernorm_config(eps).eps_raw if eps else 0}
+        else:
+            x = softmax_rows(rng, units.softmax_in, m, n)
+            extra = {}
+        x_addr = image.place(f"x{index}", _noisy_rows(rng, x, hw.act_bytes, stride))
+        out_addr = x_addr if in_place else image.place(f"out{index}", rng.bytes(m * stride))
+        descriptors.append(RowDescriptor(opcode, m, n, x_addr, out_addr, stride, stride, **extra))
+    program = Program(hw.fingerprint(), len(image.data), tuple(descriptors))
+    encoded = program.to_bytes()
+    image.data[: len(encoded)] = encoded
+    return program, bytes(image.data), image.regions
+
+
+ROW_CONFIGS = [HW_16X16_AXI128, HW_8X8_AXI64, HW_4X8_NARROW]
+ROW_IDS = ["16x16-axi128", "8x8-axi64", "4x8-narrow"]
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("hw", ROW_CONFIGS, ids=ROW_IDS)
+def test_layernorm_and_softmax_descriptors(hw):
+    program, data, regions = row_program(hw, seed=hw.act_bits + hw.axi_data_width)
+    after = run_and_compare(hw, program, data, regions)
+    assert after != data
+    assert {d.d_offset > 0 for d in program.descriptors if d.opcode == OPCODE_LAYERNORM} == {False, True}
+
+
 
 
 def requantizer_vectors(acc_bits: int, seed: int):
@@ -435,6 +538,67 @@ def test_refusals_leave_the_image_untouched():
     want = bytearray(isa_sim(partial, image, hw).data)
     want[: 64 * 3] = patched[: 64 * 3]
     assert_same_image(run.data, bytes(want), image_regions(image))
+
+
+@pytest.mark.cosim
+def test_row_descriptor_refusals_leave_the_image_untouched():
+    hw = HW_8X8_AXI64
+    cases = [(OPCODE_LAYERNORM, 2, 7, 0.01, 0, False), (OPCODE_SOFTMAX, 2, 9, 0.0, 0, False)]
+    program, data, regions = row_program(hw, seed=5, cases=cases)
+    ln, sm = program.descriptors
+    frac = hw.unit_formats().layernorm_in.frac_bits
+    a = hw.axi_bytes
+    # (block, word, value, status, isa_sim refuses it too)
+    refusals = {
+        "M 0": (1, 1, 0, Status.BAD_DESCRIPTOR, True),
+        "N 0": (1, 2, 0, Status.BAD_DESCRIPTOR, True),
+        "N past ROW_MAX": (2, 2, ROW_MAX + 1, Status.BAD_DESCRIPTOR, True),
+        "reserved opcode bits": (1, 0, OPCODE_LAYERNORM | 1 << 8, Status.BAD_DESCRIPTOR, True),
+        "reserved N bits": (2, 2, sm.n | 1 << 16, Status.BAD_DESCRIPTOR, True),
+        **{f"reserved word {w}": (block, w, 1, Status.BAD_DESCRIPTOR, True) for block, w in ((1, 3), (2, 7), (1, 10), (2, 11))},
+        "softmax gamma": (2, 5, a, Status.BAD_DESCRIPTOR, True),
+        "softmax beta": (2, 6, a, Status.BAD_DESCRIPTOR, True),
+        **{f"softmax d_offset word {w}": (2, w, 1, Status.BAD_DESCRIPTOR, True) for w in (13, 14, 15)},
+        "d_offset for eps 1": (1, 13, ln.n * ln.n << 2 * frac, Status.BAD_DESCRIPTOR, True),
+        "d_offset high word": (1, 15, 1, Status.BAD_DESCRIPTOR, True),
+        "misaligned x": (1, 4, ln.x_addr + 2, Status.MISALIGNED, False),
+        "misaligned gamma": (1, 5, ln.gamma_addr + a // 2, Status.MISALIGNED, False),
+        "misaligned beta": (1, 6, ln.beta_addr + 2, Status.MISALIGNED, False),
+        "misaligned out": (2, 8, sm.out_addr + 2, Status.MISALIGNED, False),
+        "misaligned x stride": (2, 9, sm.x_stride + 2, Status.MISALIGNED, False),
+        "misaligned out stride": (1, 12, ln.out_stride + a // 2, Status.MISALIGNED, False),
+        "x past the image": (2, 4, len(data) - a, Status.OUT_OF_BOUNDS, True),
+        "stride past the image": (1, 9, len(data), Status.OUT_OF_BOUNDS, True),
+        "gamma past the image": (1, 5, len(data) - a, Status.OUT_OF_BOUNDS, True),
+        "beta past the image": (1, 6, 1 << 31, Status.OUT_OF_BOUNDS, True),
+        "out past the image": (1, 8, len(data), Status.OUT_OF_BOUNDS, True),
+        **{f"opcode {op}": (2, 0, op, Status.BAD_OPCODE, True) for op in (0, 2, 3, 4, 6, 7, 9, 255)},
+    }
+    for name, (block, word, value, status, isa_refuses) in refusals.items():
+        patched = _patched(data, block, word, value)
+        run = csim(hw).run(patched)
+        assert (run.status, run.executed) == (status, block - 1), name
+        if block == 1:
+            assert run.data == patched, name
+        else:  # the first descriptor's results stay
+            want = bytearray(isa_sim(Program(program.fingerprint, program.image_bytes, (ln,)), patched, hw).data)
+            assert_same_image(run.data, bytes(want), regions)
+        if isa_refuses:
+            with pytest.raises(ValueError):
+                isa_sim(Program.from_bytes(patched[: 64 * 3]), patched, hw)
+
+    # At 32-bit activations the row units cannot be built (nor can isa_sim run them): BAD_OPCODE.
+    wide = HW_3X5_WIDE
+    program, data, regions = row_program(wide, seed=6, cases=[(OPCODE_LAYERNORM, 2, 7, 0.0, 0, False)])
+    for opcode in (OPCODE_LAYERNORM, OPCODE_SOFTMAX):
+        patched = _patched(data, 1, 0, opcode) if opcode == OPCODE_SOFTMAX else data
+        if opcode == OPCODE_SOFTMAX:  # a valid SOFTMAX descriptor: no γ, β or d_offset
+            for word in (5, 6, 13, 14, 15):
+                patched = _patched(patched, 1, word, 0)
+        run = csim(wide).run(patched)
+        assert (run.status, run.executed, run.data) == (Status.BAD_OPCODE, 0, patched)
+        with pytest.raises(ValueError):
+            isa_sim(Program.from_bytes(patched[:128]), patched, wide)
 
 
 # ----------------------------------------------------------------------------------- emission
