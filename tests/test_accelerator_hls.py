@@ -4,11 +4,14 @@
 isa_sim (NumPy, docs/isa.md read literally) is the reference: the image after a C-sim run must
 equal isa_sim's byte for byte, every region (program, constants, inputs, intermediates, outputs,
 padding). Covered: the compiler's output for mlp-tiny and mlp-odd at lanes 8×8 and 16×16 with
-AXI 64 and 128; a descriptor-level Program exercising every flag (multi-chunk, remainders, row
-segments starting inside an AXI word) and the compiler's output for a model using every flag, on
-odd configurations (3×5 and 4×8 lanes, 8/32-bit activations, 48/24-bit accumulators); the runtime
-requantizer against ``QFmt.cast`` for all 35 rounding × overflow pairs; refusals (fingerprint,
-header, descriptor fields) leave the image untouched. One g++ binary per configuration.
+AXI 64 and 128, and for softmax-rows and vit-mlp-block (LAYERNORM, GELU, SOFTMAX) at two of them;
+GELU set on compiled descriptors; a descriptor-level Program exercising every flag (multi-chunk,
+remainders, row segments starting inside an AXI word) and the compiler's output for a model using
+every flag, on odd configurations (3×5 and 4×8 lanes, 8/32-bit activations, 48/24-bit
+accumulators); LAYERNORM and SOFTMAX descriptors of 1 to 1024 elements with odd strides, in place,
+random padding and the rows that stress the units; the runtime requantizer against
+``QFmt.cast`` for all 35 rounding × overflow pairs; refusals (fingerprint, header, descriptor
+fields of every opcode) leave the image untouched. One g++ binary per configuration.
 """
 
 from __future__ import annotations
@@ -128,6 +131,29 @@ def test_csim_equals_isa_sim_on_zoo_models(model_name, hw):
         program, image = compiled_model(model_name, hw, seed, scale)
         after = run_and_compare(hw, program, image.data, image_regions(image))
         assert np.any(image.with_data(after).read("out") != image.read("out"))  # the output was written
+
+
+def _program_features(program: Program) -> set:
+    """Opcode names, and GELU when a LINEAR descriptor sets it."""
+    features = {getattr(d, "name", "LINEAR") for d in program.descriptors}
+    if any(isinstance(d, LinearDescriptor) and d.flags & Flag.GELU for d in program.descriptors):
+        features.add("GELU")
+    return features
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("hw", [HW_16X16_AXI128, HW_8X8_AXI64], ids=["16x16-axi128", "8x8-axi64"])
+@pytest.mark.parametrize("model_name, output, features", [
+    pytest.param("softmax-rows", "probs", {"LINEAR", "SOFTMAX"}, id="softmax-rows"),
+    pytest.param("vit-mlp-block", "out", {"LAYERNORM", "LINEAR", "GELU"}, id="vit-mlp-block", marks=pytest.mark.full_model),
+])
+def test_csim_equals_isa_sim_on_transformer_models(model_name, output, features, hw):
+    # Seed 2 drives the inputs at 3x their calibrated range: saturation in every unit.
+    for seed, scale in [(1, 1.0), (2, 3.0)]:
+        program, image = compiled_model(model_name, hw, seed, scale)
+        assert _program_features(program) == features
+        after = run_and_compare(hw, program, image.data, image_regions(image))
+        assert np.any(image.with_data(after).read(output) != image.read(output))  # the output was written
 
 
 @pytest.mark.cosim
