@@ -478,10 +478,16 @@ struct layernorm_unit<CONFIG_T, true> {
     static void run(typename accel_types<CONFIG_T>::word_t* mem, const row_descriptor& d) {
         typedef typename CONFIG_T::layernorm U;
         static const unsigned row_max = CONFIG_T::row_max;
+        // Cyclic partitions by the containers per AXI word: a beat fills or drains them in one cycle.
+        static const unsigned per_word = CONFIG_T::axi_bits / CONFIG_T::act_bits;
         static typename U::in_t x[row_max];
+        #pragma HLS ARRAY_PARTITION variable=x cyclic factor=per_word
         static typename U::gamma_t gamma[row_max];
+        #pragma HLS ARRAY_PARTITION variable=gamma cyclic factor=per_word
         static typename U::beta_t beta[row_max];
+        #pragma HLS ARRAY_PARTITION variable=beta cyclic factor=per_word
         static typename U::out_t out[row_max];
+        #pragma HLS ARRAY_PARTITION variable=out cyclic factor=per_word
         read_row<CONFIG_T, typename U::gamma_t, row_max>(mem, d.gamma_addr, d.n, gamma);
         read_row<CONFIG_T, typename U::beta_t, row_max>(mem, d.beta_addr, d.n, beta);
         const ap_uint<U::d_bits> d_offset = d.d_offset;  // < N²·2^2F fits D's width (check_rows)
@@ -506,8 +512,11 @@ struct softmax_unit<CONFIG_T, true> {
     static void run(typename accel_types<CONFIG_T>::word_t* mem, const row_descriptor& d) {
         typedef typename CONFIG_T::softmax U;
         static const unsigned row_max = CONFIG_T::row_max;
+        static const unsigned per_word = CONFIG_T::axi_bits / CONFIG_T::act_bits;
         static typename U::in_t x[row_max];
+        #pragma HLS ARRAY_PARTITION variable=x cyclic factor=per_word
         static typename U::out_t out[row_max];
+        #pragma HLS ARRAY_PARTITION variable=out cyclic factor=per_word
     SoftmaxRows:
         for (uint32_t m = 0; m < d.m; m++) {
             #pragma HLS LOOP_TRIPCOUNT min=1 max=256

@@ -643,6 +643,15 @@ def test_emitted_sources_are_deterministic_complete_and_stamped():
                   "x_rows", "weight_tiles", "row_tiles", "weight_tile_words"):
         assert re.search(rf"static const unsigned {field} = {context[field]};", config), field
     assert f"fingerprint = {hw.fingerprint():#010x}u;" in config
+    # The units: GELU lanes always; at 32-bit activations no LayerNorm or softmax unit.
+    assert "struct accel_gelu {" in config and "typedef accel_gelu gelu;" in config
+    assert "has_layernorm = false;" in config and "has_softmax = false;" in config
+    assert "struct accel_layernorm" not in config and "struct accel_softmax" not in config
+    default = accelerator_sources(HwParams())[CONFIG_HEADER]
+    assert "has_layernorm = true;" in default and "has_softmax = true;" in default
+    for struct_name in ("accel_gelu", "accel_layernorm", "accel_layernorm_rsqrt", "accel_softmax", "accel_softmax_recip"):
+        assert f"struct {struct_name} {{" in default, struct_name
+    assert "typedef accel_layernorm layernorm;" in default and "typedef accel_softmax softmax;" in default
     assert (context["bias_bits"], context["axi_bits"], context["weight_tile_words"]) == (64, 64, 4)
     top = files[TOP_SOURCE]
     assert re.search(rf"void {TOP_NAME}\(ap_uint<64>\* mem, ap_uint<32> program_addr,", top)
