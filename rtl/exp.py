@@ -16,13 +16,11 @@ is the datapath alone, for units that embed exps (the softmax).
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth import Mux, signed, unsigned
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from hwgen.golden import nonlinear as nl
-from hwgen.rtl._errors import refuse
+from hwgen.rtl.lane_unit import LaneUnit
 from hwgen.rtl.pipeline import Pipeline
 from hwgen.rtl.requantize import lane_shape, requantize_lane
 
@@ -89,7 +87,7 @@ def exp_lane(pipe: Pipeline, cfg: nl.ExpConfig, table: ExpTable, port, x):
     return pipe.reg(requantize_lane(wide, cfg.wide_fmt, cfg.out_fmt), shape=lane_shape(cfg.out_fmt))
 
 
-class Exp(wiring.Component):
+class Exp(LaneUnit):
     """exp of ``lanes`` values per beat, one beat per cycle, :data:`EXP_LATENCY` cycles of latency.
 
     Parameters
@@ -108,27 +106,17 @@ class Exp(wiring.Component):
         Raw exp results, in order.
     """
 
-    latency = EXP_LATENCY
+    CONFIGS = (nl.ExpConfig,)
+    CONFIG_NAME = "an ExpConfig"
+    NAME = "exp"
 
-    def __init__(self, cfg: nl.ExpConfig, lanes: int = 1):
-        if not isinstance(cfg, nl.ExpConfig):
-            refuse(self, f"cfg must be an ExpConfig, not {cfg!r}")
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            refuse(self, f"lanes must be a positive integer, not {lanes!r}")
-        self.cfg, self.lanes = cfg, lanes
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(lane_shape(cfg.in_fmt), lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(lane_shape(cfg.out_fmt), lanes))),
-        })
+    @staticmethod
+    def unit_latency(cfg) -> int:
+        return EXP_LATENCY
 
-    def elaborate(self, platform):
-        m = Module()
-        pipe = Pipeline(m, "exp")
-        table = ExpTable(self.cfg)
-        m.submodules.table = rom = table.memory()
-        for lane in range(self.lanes):
-            port = rom.read_port(domain="sync")
-            result = exp_lane(pipe, self.cfg, table, port, self.i.payload[lane])
-            m.d.comb += self.o.payload[lane].eq(result)
-        pipe.connect(self.i.valid, self.i.ready, self.o.valid, self.o.ready, self.latency)
-        return m
+    def rom(self):
+        self.table = ExpTable(self.cfg)
+        return self.table.memory()
+
+    def lane(self, pipe, port, x):
+        return exp_lane(pipe, self.cfg, self.table, port, x)

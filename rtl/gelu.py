@@ -11,12 +11,10 @@ the ROM returns (c0, c1, c2) (1); Horner's two multiply-adds (2, 3); then as abo
 from __future__ import annotations
 
 from amaranth import Cat, Module, Mux, signed, unsigned
-from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from hwgen.golden import nonlinear as nl
-from hwgen.rtl._errors import refuse
+from hwgen.rtl.lane_unit import LaneUnit
 from hwgen.rtl.pipeline import Pipeline
 from hwgen.rtl.requantize import lane_shape, requantize_lane
 
@@ -107,7 +105,7 @@ def gelu_lane(pipe: Pipeline, cfg, table: GeluTable, port, x):
     return pipe.reg(requantize_lane(value, result_fmt, cfg.out_fmt), shape=lane_shape(cfg.out_fmt))
 
 
-class Gelu(wiring.Component):
+class Gelu(LaneUnit):
     """GELU of ``lanes`` values per beat, one beat per cycle.
 
     Parameters
@@ -126,25 +124,17 @@ class Gelu(wiring.Component):
         Raw GELU results, in order.
     """
 
-    def __init__(self, cfg, lanes: int = 1):
-        if not isinstance(cfg, (nl.GeluTableConfig, nl.GeluPolyConfig)):
-            refuse(self, f"cfg must be a GeluTableConfig or GeluPolyConfig, not {cfg!r}")
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            refuse(self, f"lanes must be a positive integer, not {lanes!r}")
-        self.cfg, self.lanes = cfg, lanes
-        self.latency = gelu_latency(cfg)
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(lane_shape(cfg.in_fmt), lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(lane_shape(cfg.out_fmt), lanes))),
-        })
+    CONFIGS = (nl.GeluTableConfig, nl.GeluPolyConfig)
+    CONFIG_NAME = "a GeluTableConfig or GeluPolyConfig"
+    NAME = "gelu"
 
-    def elaborate(self, platform):
-        m = Module()
-        pipe = Pipeline(m, "gelu")
-        table = GeluTable(self.cfg)
-        m.submodules.table = rom = table.memory()
-        for lane in range(self.lanes):
-            result = gelu_lane(pipe, self.cfg, table, rom.read_port(domain="sync"), self.i.payload[lane])
-            m.d.comb += self.o.payload[lane].eq(result)
-        pipe.connect(self.i.valid, self.i.ready, self.o.valid, self.o.ready, self.latency)
-        return m
+    @staticmethod
+    def unit_latency(cfg) -> int:
+        return gelu_latency(cfg)
+
+    def rom(self):
+        self.table = GeluTable(self.cfg)
+        return self.table.memory()
+
+    def lane(self, pipe, port, x):
+        return gelu_lane(pipe, self.cfg, self.table, port, x)

@@ -9,15 +9,12 @@ alone, for units that embed a reciprocal (the softmax's 1/sum).
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth import Mux, unsigned
 
 from hwgen.golden import nonlinear as nl
-from hwgen.rtl._errors import refuse
+from hwgen.rtl.lane_unit import LaneUnit
 from hwgen.rtl.newton import normalize, reciprocal_newton, scale_result, seed_memory
 from hwgen.rtl.pipeline import Pipeline
-from hwgen.rtl.requantize import lane_shape
 
 __all__ = ["reciprocal_latency", "reciprocal_lane", "reciprocal_memory", "Reciprocal"]
 
@@ -58,7 +55,7 @@ def reciprocal_lane(pipe: Pipeline, cfg: nl.ReciprocalConfig, port, x):
     return scale_result(pipe, cfg, y, shift, (base - (width - 1), base), negative, zero)
 
 
-class Reciprocal(wiring.Component):
+class Reciprocal(LaneUnit):
     """1/x of ``lanes`` values per beat, one beat per cycle.
 
     Parameters
@@ -77,24 +74,16 @@ class Reciprocal(wiring.Component):
         Raw reciprocals (0 gives out_fmt's largest code), in order.
     """
 
-    def __init__(self, cfg: nl.ReciprocalConfig, lanes: int = 1):
-        if not isinstance(cfg, nl.ReciprocalConfig):
-            refuse(self, f"cfg must be a ReciprocalConfig, not {cfg!r}")
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            refuse(self, f"lanes must be a positive integer, not {lanes!r}")
-        self.cfg, self.lanes = cfg, lanes
-        self.latency = reciprocal_latency(cfg)
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(lane_shape(cfg.in_fmt), lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(lane_shape(cfg.out_fmt), lanes))),
-        })
+    CONFIGS = (nl.ReciprocalConfig,)
+    CONFIG_NAME = "a ReciprocalConfig"
+    NAME = "recip"
 
-    def elaborate(self, platform):
-        m = Module()
-        pipe = Pipeline(m, "recip")
-        m.submodules.seeds = rom = reciprocal_memory(self.cfg)
-        for lane in range(self.lanes):
-            result = reciprocal_lane(pipe, self.cfg, rom.read_port(domain="sync"), self.i.payload[lane])
-            m.d.comb += self.o.payload[lane].eq(result)
-        pipe.connect(self.i.valid, self.i.ready, self.o.valid, self.o.ready, self.latency)
-        return m
+    @staticmethod
+    def unit_latency(cfg) -> int:
+        return reciprocal_latency(cfg)
+
+    def rom(self):
+        return reciprocal_memory(self.cfg)
+
+    def lane(self, pipe, port, x):
+        return reciprocal_lane(pipe, self.cfg, port, x)

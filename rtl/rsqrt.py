@@ -9,15 +9,12 @@ out_fmt (1).  :func:`rsqrt_core` is the mantissa/exponent part alone, for LayerN
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth import Mux, signed, unsigned
 
 from hwgen.golden import nonlinear as nl
-from hwgen.rtl._errors import refuse
+from hwgen.rtl.lane_unit import LaneUnit
 from hwgen.rtl.newton import normalize, rsqrt_newton, scale_result, seed_memory
 from hwgen.rtl.pipeline import Pipeline
-from hwgen.rtl.requantize import lane_shape
 
 __all__ = ["rsqrt_core_latency", "rsqrt_latency", "rsqrt_memory", "rsqrt_core", "rsqrt_lane", "Rsqrt"]
 
@@ -70,7 +67,7 @@ def rsqrt_lane(pipe: Pipeline, cfg: nl.RsqrtConfig, port, x):
     return scale_result(pipe, cfg, y, shift, (base - high_half, base - low_half), 0, zero)
 
 
-class Rsqrt(wiring.Component):
+class Rsqrt(LaneUnit):
     """1/√x of ``lanes`` values per beat, one beat per cycle.
 
     Parameters
@@ -89,24 +86,16 @@ class Rsqrt(wiring.Component):
         Raw results (x ≤ 0 gives out_fmt's largest code), in order.
     """
 
-    def __init__(self, cfg: nl.RsqrtConfig, lanes: int = 1):
-        if not isinstance(cfg, nl.RsqrtConfig):
-            refuse(self, f"cfg must be an RsqrtConfig, not {cfg!r}")
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            refuse(self, f"lanes must be a positive integer, not {lanes!r}")
-        self.cfg, self.lanes = cfg, lanes
-        self.latency = rsqrt_latency(cfg)
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(lane_shape(cfg.in_fmt), lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(lane_shape(cfg.out_fmt), lanes))),
-        })
+    CONFIGS = (nl.RsqrtConfig,)
+    CONFIG_NAME = "an RsqrtConfig"
+    NAME = "rsqrt"
 
-    def elaborate(self, platform):
-        m = Module()
-        pipe = Pipeline(m, "rsqrt")
-        m.submodules.seeds = rom = rsqrt_memory(self.cfg)
-        for lane in range(self.lanes):
-            result = rsqrt_lane(pipe, self.cfg, rom.read_port(domain="sync"), self.i.payload[lane])
-            m.d.comb += self.o.payload[lane].eq(result)
-        pipe.connect(self.i.valid, self.i.ready, self.o.valid, self.o.ready, self.latency)
-        return m
+    @staticmethod
+    def unit_latency(cfg) -> int:
+        return rsqrt_latency(cfg)
+
+    def rom(self):
+        return rsqrt_memory(self.cfg)
+
+    def lane(self, pipe, port, x):
+        return rsqrt_lane(pipe, self.cfg, port, x)
