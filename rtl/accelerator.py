@@ -21,7 +21,8 @@ from ._errors import refuse
 from .axi import AXI4LiteSignature, AXI4Reader, AXI4Signature, AXI4Writer, AXILiteRegisters, connect_axi4
 from .compute_unit import ComputeUnit, Geometry
 from .controller import BEATS_WIDTH, Controller
-from .descriptor import TAG_WIDTH, VERSION, Tag
+from .descriptor import OPCODE_LINEAR, TAG_WIDTH, VERSION, Tag
+from .row_unit import RowGeometry, RowUnit
 
 __all__ = ["Accelerator", "params_word"]
 
@@ -34,7 +35,7 @@ def params_word(hw: HwParams) -> int:
 
 
 class Accelerator(wiring.Component):
-    """The whole core: registers, controller, AXI read/write engines and the compute unit.
+    """The whole core: registers, controller, AXI read/write engines, the compute unit and the row unit.
 
     Ports
     -----
@@ -47,7 +48,7 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, hw: HwParams):
-        problem = Geometry.problem(hw)
+        problem = Geometry.problem(hw) or RowGeometry.problem(hw)
         if problem:
             refuse(self, problem)
         self.hw = hw
@@ -64,6 +65,7 @@ class Accelerator(wiring.Component):
             fingerprint=hw.fingerprint(), params=params_word(hw), addr_width=REGISTER_ADDR_WIDTH)
         m.submodules.controller = controller = Controller(hw)
         m.submodules.unit = unit = ComputeUnit(hw)
+        m.submodules.rows = rows = RowUnit(hw)
         m.submodules.reader = reader = AXI4Reader(
             data_width=hw.axi_data_width, beats_width=BEATS_WIDTH, tag_width=TAG_WIDTH)
         m.submodules.writer = writer = AXI4Writer(data_width=hw.axi_data_width, beats_width=BEATS_WIDTH)
@@ -89,20 +91,36 @@ class Accelerator(wiring.Component):
             controller.row_released.eq(unit.row_released),
             controller.chunk_released.eq(unit.chunk_released),
             controller.residual_released.eq(unit.residual_released),
+            rows.desc.eq(controller.desc.as_value()),
+            rows.start.eq(controller.row_start),
+            controller.row_done.eq(rows.done),
+            controller.row_beat_released.eq(rows.beat_released),
         ]
         wiring.connect(m, controller.read_cmd, reader.cmd)
         wiring.connect(m, controller.write_cmd, writer.cmd)
-        wiring.connect(m, unit.out, writer.data)
 
-        # Read data: descriptor words to the controller, everything else into the compute unit.
-        is_desc = reader.data.payload.tag == Tag.DESC
+        # Write data: from the unit the current descriptor runs on.
+        row_mode = controller.desc.opcode != OPCODE_LINEAR
+        m.d.comb += [
+            writer.data.payload.eq(Mux(row_mode, rows.out.payload.as_value(), unit.out.payload.as_value())),
+            writer.data.valid.eq(Mux(row_mode, rows.out.valid, unit.out.valid)),
+            unit.out.ready.eq(writer.data.ready & ~row_mode),
+            rows.out.ready.eq(writer.data.ready & row_mode),
+        ]
+
+        # Read data by tag: descriptor words to the controller, γ/β and rows to the row unit,
+        # everything else into the compute unit.
+        tag = reader.data.payload.tag
+        is_desc = tag == Tag.DESC
+        is_row = (tag == Tag.ROW) | (tag == Tag.ROW_PARAM)
         m.d.comb += [
             controller.desc_data.payload.eq(reader.data.payload.data),
             controller.desc_data.valid.eq(reader.data.valid & is_desc),
-            unit.fill.payload.data.eq(reader.data.payload.data),
-            unit.fill.payload.tag.eq(reader.data.payload.tag),
-            unit.fill.payload.last.eq(reader.data.payload.last),
-            unit.fill.valid.eq(reader.data.valid & ~is_desc),
-            reader.data.ready.eq(Mux(is_desc, controller.desc_data.ready, unit.fill.ready)),
+            unit.fill.payload.eq(reader.data.payload),
+            unit.fill.valid.eq(reader.data.valid & ~is_desc & ~is_row),
+            rows.fill.payload.eq(reader.data.payload),
+            rows.fill.valid.eq(reader.data.valid & is_row),
+            reader.data.ready.eq(Mux(is_desc, controller.desc_data.ready,
+                                     Mux(is_row, rows.fill.ready, unit.fill.ready))),
         ]
         return m

@@ -17,6 +17,11 @@ weights fill the gaps, so its load hides behind the current chunk's compute. Cre
 residual words, weight banks) are taken when a read is issued and returned by the compute unit's
 release pulses, so read data always finds room and the read channel never stalls.
 
+For a LAYERNORM or SOFTMAX descriptor it starts the row unit and reads, in order, LAYERNORM's γ
+and β (one command each), then one command per row of ``x``, each as soon as the row unit's
+input FIFO has room for the whole row (credits returned beat by beat); it issues one write
+command per output row.
+
 A Program whose header has the wrong magic, version or hardware fingerprint, or a descriptor this
 core cannot run, sets a STATUS bit and stops the run before anything is computed or written.
 """
@@ -26,13 +31,16 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.hwparams import HwParams
+from hwgen.units import ROW_MAX
 
 from ._errors import refuse
 from .axi import STATUS_BITS
 from .compute_unit import PIECE_BEATS, ChunkWalker, Geometry
 from .descriptor import (
-    DESCRIPTOR_BYTES, DESCRIPTOR_LAYOUT, HEADER_BYTES, HEADER_LAYOUT, MAGIC, OPCODE_LINEAR, TAG_WIDTH, VERSION, Tag,
+    DESCRIPTOR_BYTES, DESCRIPTOR_LAYOUT, HEADER_BYTES, HEADER_LAYOUT, MAGIC, OPCODE_LAYERNORM, OPCODE_LINEAR,
+    OPCODE_SOFTMAX, ROW_DESCRIPTOR_LAYOUT, TAG_WIDTH, VERSION, Tag,
 )
+from .row_unit import RowGeometry
 
 __all__ = ["Controller"]
 
@@ -80,6 +88,12 @@ class Controller(wiring.Component):
         Credit: the compute unit freed a weight bank.
     residual_released : In(1)
         Credit: the compute unit freed one residual FIFO word.
+    row_start : Out(1)
+        Pulse: the row unit starts ``desc`` (a LAYERNORM or SOFTMAX descriptor).
+    row_done : In(1)
+        Pulse: the row unit has produced every output word.
+    row_beat_released : In(1)
+        Credit: the row unit freed one input FIFO word.
     """
 
     def __init__(self, hw: HwParams):
@@ -110,6 +124,9 @@ class Controller(wiring.Component):
             "row_released": In(1),
             "chunk_released": In(1),
             "residual_released": In(1),
+            "row_start": Out(1),
+            "row_done": In(1),
+            "row_beat_released": In(1),
         })
 
     def elaborate(self, platform):
@@ -164,6 +181,18 @@ class Controller(wiring.Component):
         residual_fit = ~d.flags.residual | (d.chunk_tiles * geo.tile_out_beats <= geo.residual_beats // 2)
         m.d.comb += bad.eq(~(sizes_ok & bypass_ok & weights_fit & residual_fit)
                            | d.flags.b_rowmajor | (d.flags.reserved != 0))
+
+        # Row descriptors (docs/isa.md §3.6): sizes, reserved fields, SOFTMAX without γ/β/d_offset,
+        # LAYERNORM's d_offset = N²·eps_raw for an ε < 1 (so D fits the unit).
+        r = data.View(ROW_DESCRIPTOR_LAYOUT, words)
+        is_layernorm = r.opcode == OPCODE_LAYERNORM
+        twice_frac = 2 * hw.unit_formats().layernorm_in.frac_bits
+        row_bad = Signal()
+        m.d.comb += row_bad.eq(
+            (r.m == 0) | (r.n == 0) | (r.n > ROW_MAX)
+            | (r.reserved0 != 0) | (r.reserved2 != 0) | (r.reserved3 != 0) | (r.reserved7 != 0) | (r.reserved10 != 0)
+            | (~is_layernorm & ((r.gamma_addr != 0) | (r.beta_addr != 0) | (r.d_offset != 0)))
+            | (is_layernorm & (r.d_offset >= ((r.n * r.n) << twice_frac))))
 
         # ------------------------------------------------------------------ descriptor streams
         base = self.image_base
@@ -285,8 +314,39 @@ class Controller(wiring.Component):
             with m.Else():
                 m.d.sync += [o_row.eq(o_row + 1), o_addr.eq(o_addr + desc.out_stride)]
 
+        # ------------------------------------------------------------------ row descriptor streams
+        rows = RowGeometry(hw)
+        row_desc = data.View(ROW_DESCRIPTOR_LAYOUT, desc.as_value())
+        row_running = Signal()
+        row_beats = Signal(BEATS_WIDTH)
+        row_param = Signal(2)            # 1: γ next, 2: β next, 0: both issued (or SOFTMAX)
+        row_reads_left = Signal(32)
+        row_read_addr = Signal(32)
+        row_writes_left = Signal(32)
+        row_write_addr = Signal(32)
+        row_credit = Signal(range(rows.input_beats + 1))
+        pick_param = row_running & read_free & (row_param != 0)
+        pick_row = row_running & read_free & (row_param == 0) & (row_reads_left != 0) & (row_credit >= row_beats)
+        with m.If(~row_running):
+            m.d.sync += row_credit.eq(rows.input_beats)
+        with m.Else():
+            m.d.sync += row_credit.eq(row_credit + self.row_beat_released - Mux(pick_row, row_beats, 0))
+        with m.If(pick_param):
+            with m.If(row_param == 1):
+                m.d.sync += [*read(base + row_desc.gamma_addr, row_beats, Tag.ROW_PARAM), row_param.eq(2)]
+            with m.Else():
+                m.d.sync += [*read(base + row_desc.beta_addr, row_beats, Tag.ROW_PARAM), row_param.eq(0)]
+        with m.If(pick_row):
+            m.d.sync += [*read(row_read_addr, row_beats, Tag.ROW), row_read_addr.eq(row_read_addr + row_desc.x_stride),
+                         row_reads_left.eq(row_reads_left - 1)]
+        with m.If(row_running & (row_writes_left != 0) & write_free):
+            m.d.sync += [self.write_cmd.valid.eq(1), self.write_cmd.payload.addr.eq(row_write_addr),
+                         self.write_cmd.payload.beats.eq(row_beats),
+                         row_write_addr.eq(row_write_addr + row_desc.out_stride),
+                         row_writes_left.eq(row_writes_left - 1)]
+
         # ------------------------------------------------------------------ sequencing
-        m.d.comb += self.unit_start.eq(0)
+        m.d.comb += [self.unit_start.eq(0), self.row_start.eq(0)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -312,15 +372,23 @@ class Controller(wiring.Component):
                     m.next = "FETCH"
             with m.State("FETCH"):
                 with m.If(fetched):
-                    with m.If(d.opcode != OPCODE_LINEAR):
+                    with m.If(d.opcode == OPCODE_LINEAR):
+                        with m.If(bad):
+                            m.d.sync += status[STATUS_BITS["BAD_DESCRIPTOR"]].eq(1)
+                            m.next = "FINISH"
+                        with m.Else():
+                            m.d.sync += desc.eq(d)
+                            m.next = "SETUP"
+                    with m.Elif((d.opcode == OPCODE_LAYERNORM) | (d.opcode == OPCODE_SOFTMAX)):
+                        with m.If(row_bad):
+                            m.d.sync += status[STATUS_BITS["BAD_DESCRIPTOR"]].eq(1)
+                            m.next = "FINISH"
+                        with m.Else():
+                            m.d.sync += desc.eq(d)
+                            m.next = "ROW_SETUP"
+                    with m.Else():
                         m.d.sync += status[STATUS_BITS["BAD_OPCODE"]].eq(1)
                         m.next = "FINISH"
-                    with m.Elif(bad):
-                        m.d.sync += status[STATUS_BITS["BAD_DESCRIPTOR"]].eq(1)
-                        m.next = "FINISH"
-                    with m.Else():
-                        m.d.sync += desc.eq(d)
-                        m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += self.unit_start.eq(1)
                 m.d.sync += [
@@ -337,13 +405,24 @@ class Controller(wiring.Component):
                     o_addr.eq(base + desc.out_addr), o_row_addr.eq(base + desc.out_addr),
                 ]
                 m.next = "RUN"
+            with m.State("ROW_SETUP"):
+                m.d.comb += self.row_start.eq(1)
+                m.d.sync += [
+                    row_running.eq(1),
+                    row_beats.eq((row_desc.n * hw.act_bytes + axi_bytes - 1) >> shift),
+                    row_param.eq(Mux(row_desc.opcode == OPCODE_LAYERNORM, 1, 0)),
+                    row_reads_left.eq(row_desc.m), row_read_addr.eq(base + row_desc.x_addr),
+                    row_writes_left.eq(row_desc.m), row_write_addr.eq(base + row_desc.out_addr),
+                ]
+                m.next = "RUN"
             with m.State("RUN"):
-                with m.If(self.unit_done):
+                with m.If(self.unit_done | self.row_done):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 # All output words are with the write engine; wait for their B responses.
-                with m.If(~o_active & ~self.write_cmd.valid & ~self.writer_busy):
-                    m.d.sync += [running.eq(0), index.eq(index + 1), desc_addr.eq(desc_addr + DESCRIPTOR_BYTES),
+                with m.If(~o_active & (row_writes_left == 0) & ~self.write_cmd.valid & ~self.writer_busy):
+                    m.d.sync += [running.eq(0), row_running.eq(0), index.eq(index + 1),
+                                 desc_addr.eq(desc_addr + DESCRIPTOR_BYTES),
                                  self.descriptors_done.eq(self.descriptors_done + 1)]
                     m.next = "NEXT"
             with m.State("NEXT"):

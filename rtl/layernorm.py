@@ -80,6 +80,9 @@ class LayerNormStats(wiring.Component):
         Formats, ε and the rsqrt scheme.
     lanes : int
         Elements per beat (rows are whole beats).
+    runtime_d_offset : bool
+        Take the n²·eps_raw term of D from the ``d_offset`` port (the accelerator's LAYERNORM
+        descriptor carries it) instead of from ``cfg.eps``.
 
     Attributes
     ----------
@@ -87,16 +90,21 @@ class LayerNormStats(wiring.Component):
         Row elements; ``last`` on a row's final beat.
     o : Out(stream.Signature(stats_layout(cfg)))
         One beat per row.
+    d_offset : In(unsigned(cfg.d_bits))
+        Only with ``runtime_d_offset``: the n²·eps_raw term of D, held stable while rows stream.
     """
 
-    def __init__(self, cfg: nl.LayerNormConfig, lanes: int = 1):
+    def __init__(self, cfg: nl.LayerNormConfig, lanes: int = 1, runtime_d_offset: bool = False):
         _check(self, cfg, lanes)
-        self.cfg, self.lanes = cfg, lanes
+        self.cfg, self.lanes, self.runtime_d_offset = cfg, lanes, bool(runtime_d_offset)
         self.latency = 3 + rsqrt_core_latency(cfg.rsqrt)
-        super().__init__({
+        members = {
             "i": In(stream.Signature(row_layout(cfg, lanes))),
             "o": Out(stream.Signature(stats_layout(cfg))),
-        })
+        }
+        if self.runtime_d_offset:
+            members["d_offset"] = In(unsigned(cfg.d_bits))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -123,7 +131,8 @@ class LayerNormStats(wiring.Component):
         last = pipe.reg(last)
         # 3: D = n·S2 − S1² + n²·eps_raw (exact, ≥ 0).
         d_shape = unsigned(cfg.d_bits)
-        d = pipe.reg(count * s2_row - s1_row * s1_row + count * count * cfg.eps_raw, shape=d_shape)
+        offset = self.d_offset if self.runtime_d_offset else count * count * cfg.eps_raw
+        d = pipe.reg(count * s2_row - s1_row * s1_row + offset, shape=d_shape)
         s1_row, count, last = pipe.reg(s1_row), pipe.reg(count), pipe.reg(last)
         zero = pipe.wire(1, d == 0)
         # rsqrt of D as a mantissa and a half exponent (D = 0 is replaced by 1 and flagged).
@@ -217,6 +226,8 @@ class LayerNorm(wiring.Component):
         :func:`hwgen.golden.nonlinear.layernorm` defines the result.
     lanes : int
         Elements per beat; rows are whole beats of at most ``cfg.max_channels`` elements.
+    runtime_d_offset : bool
+        Add a ``d_offset`` port for the n²·eps_raw term of D (see :class:`LayerNormStats`).
 
     Attributes
     ----------
@@ -226,28 +237,35 @@ class LayerNorm(wiring.Component):
         γ and β of the channels of each output beat, in order (replayed for every row).
     o : Out(stream.Signature(output_layout(cfg, lanes)))
         The normalized rows in order, ``last`` on each row's final beat.
+    d_offset : In(unsigned(cfg.d_bits))
+        Only with ``runtime_d_offset``: the n²·eps_raw term of D, held stable while rows stream.
     """
 
-    def __init__(self, cfg: nl.LayerNormConfig, lanes: int = 1):
+    def __init__(self, cfg: nl.LayerNormConfig, lanes: int = 1, runtime_d_offset: bool = False):
         _check(self, cfg, lanes)
-        self.cfg, self.lanes = cfg, lanes
-        self.stats = LayerNormStats(cfg, lanes)
+        self.cfg, self.lanes, self.runtime_d_offset = cfg, lanes, bool(runtime_d_offset)
+        self.stats = LayerNormStats(cfg, lanes, runtime_d_offset)
         self.apply = LayerNormApply(cfg, lanes)
         self.buffer_depth = cfg.max_channels // lanes + self.stats.latency + 4
         #: Pipeline cycles of the statistics, the buffers and the normalization; a row's first
         #: output also waits for the whole row to arrive.
         self.latency = self.stats.latency + 1 + self.apply.latency
-        super().__init__({
+        members = {
             "i": In(stream.Signature(row_layout(cfg, lanes))),
             "affine": In(stream.Signature(affine_layout(cfg, lanes))),
             "o": Out(stream.Signature(output_layout(cfg, lanes))),
-        })
+        }
+        if self.runtime_d_offset:
+            members["d_offset"] = In(unsigned(cfg.d_bits))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         cfg, lanes = self.cfg, self.lanes
         m.submodules.stats = stats = self.stats
         m.submodules.apply = apply = self.apply
+        if self.runtime_d_offset:
+            m.d.comb += stats.d_offset.eq(self.d_offset)
         row_width = len(self.i.payload.as_value())
         m.submodules.rows = rows = SyncFIFOBuffered(width=row_width, depth=self.buffer_depth)
         m.submodules.row_stats = row_stats = SyncFIFOBuffered(

@@ -26,6 +26,8 @@ from amaranth.sim import Simulator
 
 from hwgen import golden, toolchain, zoo
 from hwgen.compiler import Flag, LinearDescriptor, Program, Requant, compile_graph, isa_sim
+from hwgen.compiler.layout import MemoryImage, Region
+from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
 from hwgen.cosim import tb_accelerator as tb
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
@@ -99,6 +101,154 @@ def _with_gelu(program, image, every=1):
                         for i, d in enumerate(program.descriptors))
     program = Program(program.fingerprint, program.image_bytes, descriptors)
     return program, _with_program(image, program)
+
+
+# Row descriptors over regions of their own: (label, opcode, M, N, ε or None, extra stride words, row kinds).
+# Row kinds: "random" (any raw code), "const" (one value), "ties" (three values), "low" (near the most
+# negative code, with ties). The x rows are padded with random bytes, which the units must ignore.
+ROW_CASES = (
+    ("ln n=1", OPCODE_LAYERNORM, 3, 1, 1e-5, 1, ("random",)),
+    ("ln n=7", OPCODE_LAYERNORM, 5, 7, 0.1, 2, ("random", "ties")),
+    ("ln n=192", OPCODE_LAYERNORM, 4, 192, 1e-6, 3, ("random", "low")),
+    ("ln eps=0 const", OPCODE_LAYERNORM, 3, 7, 0.0, 1, ("const", "random")),
+    ("sm n=1", OPCODE_SOFTMAX, 4, 1, None, 1, ("random",)),
+    ("sm n=129", OPCODE_SOFTMAX, 4, 129, None, 1, ("ties", "const", "low", "random")),
+    ("sm n=1024", OPCODE_SOFTMAX, 2, 1024, None, 0, ("random", "low")),
+)
+
+
+def _row_values(rng, kind, n, bits):
+    low, high = -(1 << (bits - 1)), 1 << (bits - 1)
+    if kind == "const":
+        return np.full(n, rng.integers(low, high))
+    if kind == "ties":
+        return rng.choice(rng.integers(low // 4, high // 4, size=3), size=n)
+    if kind == "low":
+        return rng.choice(rng.integers(low, low + 40, size=max(2, n // 3)), size=n)
+    return rng.integers(low, high, size=n)
+
+
+def _d_offset(hw, n, eps):
+    cfg = dataclasses.replace(hw.unit_formats().layernorm_config(), eps=eps)
+    return n * n * cfg.eps_raw
+
+
+class _ImageBuilder:
+    """A memory image grown region by region behind a Program region (docs/isa.md §4 layout rules)."""
+
+    def __init__(self, hw, rng, program_bytes, tail=b""):
+        self.hw, self.rng = hw, rng
+        self.data = bytearray(hw.align(program_bytes)) + bytearray(tail)
+        self.regions = []
+
+    def region(self, name, rows, cols, pad_words, fmt, kind="activation"):
+        """A rows x cols region of random bytes (stride padded by ``pad_words`` AXI words); its offset and stride."""
+        stride = self.hw.align(cols * self.hw.act_bytes) + pad_words * self.hw.axi_bytes
+        offset = len(self.data)
+        self.data += self.rng.integers(0, 256, size=rows * stride, dtype=np.uint8).tobytes()
+        self.regions.append(Region(name, kind, offset, rows * stride, str(fmt), (rows, cols), stride,
+                                   8 * self.hw.act_bytes))
+        return offset, stride
+
+    def put_row(self, offset, stride, row, values):
+        nbytes = self.hw.act_bytes
+        raw = np.asarray(values, dtype=np.int64).astype(f"<i{nbytes}").tobytes()
+        self.data[offset + row * stride:offset + row * stride + len(raw)] = raw
+
+    def image(self, program):
+        encoded = program.to_bytes()
+        self.data[:len(encoded)] = encoded
+        return MemoryImage(bytes(self.data), tuple(self.regions))
+
+
+def _mixed_program(hw, seed):
+    """mlp-odd with GELU on fc1 (LINEAR), then LAYERNORM over its output and SOFTMAX over its hidden
+    layer (reading what the LINEAR descriptors wrote), then the edge cases of ROW_CASES, in one Program.
+
+    The compiled image is moved behind a Program region large enough for every descriptor (its
+    addresses relocated), and the row descriptors' regions follow it.
+    """
+    rng = np.random.default_rng(seed)
+    odd_program, odd_image = _with_gelu(*_compiled("mlp-odd", hw, seed=seed, scale=3.0), every=2)
+    count = len(odd_program.descriptors) + 2 + len(ROW_CASES)
+    builder = _ImageBuilder(hw, rng, 64 * (1 + count), odd_image.data)
+    delta = hw.align(64 * (1 + count))
+    descriptors = [dataclasses.replace(d, x_addr=d.x_addr + delta, w_addr=d.w_addr + delta,
+                                       bias_addr=d.bias_addr + delta, res_addr=d.res_addr + delta,
+                                       out_addr=d.out_addr + delta) for d in odd_program.descriptors]
+    builder.regions += [dataclasses.replace(r, offset=r.offset + delta) for r in odd_image.regions if r.kind != "program"]
+    units = hw.unit_formats()
+    param_fmt = units.layernorm_param
+
+    def params(label, n):
+        gamma, _ = builder.region(f"{label} gamma", 1, n, 0, param_fmt, kind="params")
+        beta, _ = builder.region(f"{label} beta", 1, n, 0, param_fmt, kind="params")
+        return gamma, beta
+
+    out, hidden = odd_image.region("out"), odd_image.region("relu1")
+    # LayerNorm of mlp-odd's output, softmax of its hidden layer.
+    gamma, beta = params("ln mlp-odd", out.shape[1])
+    ln_out, ln_stride = builder.region("ln mlp-odd out", *out.shape, 1, units.layernorm_out)
+    descriptors.append(RowDescriptor(OPCODE_LAYERNORM, out.shape[0], out.shape[1], out.offset + delta, ln_out,
+                                     out.row_stride, ln_stride, gamma, beta, _d_offset(hw, out.shape[1], 1e-5)))
+    sm_out, sm_stride = builder.region("sm mlp-odd out", *hidden.shape, 2, units.softmax_out)
+    descriptors.append(RowDescriptor(OPCODE_SOFTMAX, hidden.shape[0], hidden.shape[1], hidden.offset + delta, sm_out,
+                                     hidden.row_stride, sm_stride))
+    for label, opcode, m, n, eps, pad, kinds in ROW_CASES:
+        layernorm = opcode == OPCODE_LAYERNORM
+        in_fmt = units.layernorm_in if layernorm else units.softmax_in
+        x, x_stride = builder.region(f"{label} x", m, n, pad, in_fmt, kind="input")
+        for row in range(m):
+            builder.put_row(x, x_stride, row, _row_values(rng, kinds[row % len(kinds)], n, hw.act_bits))
+        gamma, beta = params(label, n) if layernorm else (0, 0)
+        y, y_stride = builder.region(f"{label} out", m, n, pad + 1,
+                                     units.layernorm_out if layernorm else units.softmax_out, kind="output")
+        descriptors.append(RowDescriptor(opcode, m, n, x, y, x_stride, y_stride, gamma, beta,
+                                         _d_offset(hw, n, eps) if layernorm else 0))
+    program = Program(hw.fingerprint(), len(builder.data), tuple(descriptors))
+    return program, builder.image(program)
+
+
+def _row_error_runs(hw):
+    """Row descriptors the controller must refuse (BAD_DESCRIPTOR) and reserved opcodes (BAD_OPCODE)."""
+    rng = np.random.default_rng(9)
+    builder = _ImageBuilder(hw, rng, 128)
+    x, x_stride = builder.region("x", 2, 8, 0, hw.unit_formats().softmax_in, kind="input")
+    gamma, beta = builder.region("gamma", 1, 8, 0, hw.unit_formats().layernorm_param, kind="params")[0], x
+    y, y_stride = builder.region("y", 2, 8, 0, hw.unit_formats().softmax_out, kind="output")
+    good_ln = RowDescriptor(OPCODE_LAYERNORM, 2, 8, x, y, x_stride, y_stride, gamma, beta, _d_offset(hw, 8, 1e-5))
+    good_sm = RowDescriptor(OPCODE_SOFTMAX, 2, 8, x, y, x_stride, y_stride)
+    limit = 8 * 8 << 2 * hw.unit_formats().layernorm_in.frac_bits  # d_offset must stay below N²·2^2F
+    cases = [
+        ("M=0", good_sm, lambda w: w.__setitem__(1, 0), "BAD_DESCRIPTOR"),
+        ("N=0", good_ln, lambda w: w.__setitem__(2, 0), "BAD_DESCRIPTOR"),
+        ("N=1025", good_sm, lambda w: w.__setitem__(2, 1025), "BAD_DESCRIPTOR"),
+        ("reserved flags", good_ln, lambda w: w.__setitem__(0, w[0] | 1 << 12), "BAD_DESCRIPTOR"),
+        ("reserved N high", good_sm, lambda w: w.__setitem__(2, w[2] | 1 << 20), "BAD_DESCRIPTOR"),
+        ("reserved word 3", good_ln, lambda w: w.__setitem__(3, 1), "BAD_DESCRIPTOR"),
+        ("reserved word 7", good_sm, lambda w: w.__setitem__(7, 16), "BAD_DESCRIPTOR"),
+        ("reserved word 11", good_ln, lambda w: w.__setitem__(11, 1 << 31), "BAD_DESCRIPTOR"),
+        ("softmax gamma", good_sm, lambda w: w.__setitem__(5, gamma), "BAD_DESCRIPTOR"),
+        ("softmax d_offset", good_sm, lambda w: w.__setitem__(15, 1), "BAD_DESCRIPTOR"),
+        ("layernorm d_offset", good_ln, lambda w: (w.__setitem__(13, limit & 0xFFFFFFFF),
+                                                   w.__setitem__(14, limit >> 32)), "BAD_DESCRIPTOR"),
+        ("opcode 6", good_sm, lambda w: w.__setitem__(0, 6), "BAD_OPCODE"),
+        ("opcode 9", good_ln, lambda w: w.__setitem__(0, 9), "BAD_OPCODE"),
+    ]
+    runs = []
+    for label, desc, mutate, bit in cases:
+        program = Program(hw.fingerprint(), len(builder.data), (desc,))
+        image = bytearray(builder.image(program).data)
+        words = [int.from_bytes(image[64 + 4 * i:68 + 4 * i], "little") for i in range(16)]
+        mutate(words)
+        image[64:128] = b"".join(w.to_bytes(4, "little") for w in words)
+        runs.append(tb.Run(bytes(image), bytes(image), tuple(builder.regions),
+                           expect_status=1 << STATUS_BITS[bit], label=label))
+    # The unmutated descriptors are valid: isa_sim runs them (so each refusal above is the mutation's).
+    for desc in (good_ln, good_sm):
+        program = Program(hw.fingerprint(), len(builder.data), (desc,))
+        isa_sim(program, builder.image(program), hw)
+    return runs
 
 
 # ------------------------------------------------------------------------------ fast: structure
@@ -370,7 +520,8 @@ def _run_bench(tmp_path, hw, pairs, extra_runs=(), **bench):
 
 
 def _ideal(program):
-    return sum(d.m * (1 if d.flags & Flag.BYPASS else d.k_tiles) * d.n_tiles for d in program.descriptors)
+    return sum(d.m * (1 if d.flags & Flag.BYPASS else d.k_tiles) * d.n_tiles
+               for d in program.descriptors if isinstance(d, LinearDescriptor))
 
 
 @pytest.mark.cosim
@@ -384,11 +535,12 @@ def test_rtl_equals_isa_sim(tmp_path, hw, stall_prob):
         flags |= desc.flags
     assert Flag.BYPASS in flags and Flag.W_UNSIGNED in flags and Flag.R_UNSIGNED in flags and Flag.RELU2 in flags
     # GELU after RQ1 (and after ReLU1 on mlp-odd's fc1), before the residual sum (mlp-odd's fc2, coverage's s, s2).
-    gelu = [_with_gelu(*odd), _with_gelu(*coverage, every=2)]
-    for with_flag, without in zip(gelu, [odd, coverage]):
-        assert isa_sim(*with_flag, hw).data[64:] != isa_sim(*without, hw).data[64:]
-    programs = [odd, coverage, *gelu]
-    errors = _error_runs(*odd) if stall_prob else []
+    coverage_gelu = _with_gelu(*coverage, every=2)
+    assert isa_sim(*coverage_gelu, hw).data[64:] != isa_sim(*coverage, hw).data[64:]
+    # mlp-odd with GELU, LAYERNORM and SOFTMAX descriptors over its tensors and over ROW_CASES.
+    mixed = _mixed_program(hw, seed=3)
+    programs = [odd, coverage, coverage_gelu, mixed]
+    errors = _error_runs(*odd) + _row_error_runs(hw) if stall_prob else []
     results = _run_bench(tmp_path, hw, programs, errors, stall_prob=stall_prob)
     assert len(results) == len(programs) + len(errors)
     for result, (program, _) in zip(results, programs):
