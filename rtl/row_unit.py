@@ -35,7 +35,7 @@ from .softmax import Softmax
 
 __all__ = ["RowGeometry", "RowUnit"]
 
-AFFINE_FIFO_DEPTH = 4  # γ/β pairs read ahead of LayerNorm's affine stream
+AFFINE_FIFO_DEPTH = 8  # γ/β pairs read ahead of LayerNorm's affine stream: covers the read-to-FIFO-output latency
 
 
 class RowGeometry:
