@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Run", "prepare", "read_results", "accelerator_verilog", "simulate", "TOPLEVEL"]
+__all__ = ["Run", "prepare", "read_results", "accelerator_verilog", "simulate", "row_program", "TOPLEVEL"]
 
 TOPLEVEL = "accelerator"
 
@@ -108,6 +108,47 @@ def simulate(work_dir, hw, programs, **bench) -> list[dict]:
     for result, reference in zip(results, references):
         result.update(estimate=reference.total_cycles, ideal=sum(c.ideal for c in reference.cycles), wall_s=wall)
     return results
+
+
+def row_program(hw, opcode, m, n, *, seed=1, eps=1e-5):
+    """A Program of one LAYERNORM or SOFTMAX descriptor over random rows (and random γ, β) and its image.
+
+    Regions follow docs/isa.md §4 (AXI-aligned, rows padded to whole words, padding random); the
+    LAYERNORM ``d_offset`` is ``N²·eps_raw`` for ``eps``.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from hwgen.compiler import Program
+    from hwgen.compiler.layout import MemoryImage, Region
+    from hwgen.compiler.program import OPCODE_LAYERNORM, RowDescriptor
+
+    rng = np.random.default_rng(seed)
+    units = hw.unit_formats()
+    layernorm = opcode == OPCODE_LAYERNORM
+    data = bytearray(hw.align(128))
+    regions = []
+
+    def region(name, kind, rows, fmt):
+        stride = hw.align(n * hw.act_bytes)
+        offset = len(data)
+        data.extend(rng.integers(0, 256, size=rows * stride, dtype=np.uint8).tobytes())
+        regions.append(Region(name, kind, offset, rows * stride, str(fmt), (rows, n), stride, 8 * hw.act_bytes))
+        return offset, stride
+
+    x, x_stride = region("x", "input", m, units.layernorm_in if layernorm else units.softmax_in)
+    gamma = region("gamma", "params", 1, units.layernorm_param)[0] if layernorm else 0
+    beta = region("beta", "params", 1, units.layernorm_param)[0] if layernorm else 0
+    y, y_stride = region("y", "output", m, units.layernorm_out if layernorm else units.softmax_out)
+    d_offset = 0
+    if layernorm:
+        d_offset = n * n * dataclasses.replace(units.layernorm_config(), eps=eps).eps_raw
+    desc = RowDescriptor(opcode, m, n, x, y, x_stride, y_stride, gamma, beta, d_offset)
+    program = Program(hw.fingerprint(), len(data), (desc,))
+    encoded = program.to_bytes()
+    data[:len(encoded)] = encoded
+    return program, MemoryImage(bytes(data), tuple(regions))
 
 
 def _describe_mismatch(got: bytes, want: bytes, regions, base: int) -> str:

@@ -22,7 +22,7 @@ from .axi import AXI4LiteSignature, AXI4Reader, AXI4Signature, AXI4Writer, AXILi
 from .compute_unit import ComputeUnit, Geometry
 from .controller import BEATS_WIDTH, Controller
 from .descriptor import OPCODE_LINEAR, TAG_WIDTH, VERSION, Tag
-from .row_unit import RowGeometry, RowUnit
+from .row_unit import RowUnit
 
 __all__ = ["Accelerator", "params_word"]
 
@@ -48,7 +48,7 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, hw: HwParams):
-        problem = Geometry.problem(hw) or RowGeometry.problem(hw)
+        problem = Geometry.problem(hw)
         if problem:
             refuse(self, problem)
         self.hw = hw
@@ -65,7 +65,10 @@ class Accelerator(wiring.Component):
             fingerprint=hw.fingerprint(), params=params_word(hw), addr_width=REGISTER_ADDR_WIDTH)
         m.submodules.controller = controller = Controller(hw)
         m.submodules.unit = unit = ComputeUnit(hw)
-        m.submodules.rows = rows = RowUnit(hw)
+        # Without a row unit (RowGeometry.problem) the controller refuses LAYERNORM/SOFTMAX as BAD_OPCODE.
+        has_rows = controller.has_rows
+        if has_rows:
+            m.submodules.rows = rows = RowUnit(hw)
         m.submodules.reader = reader = AXI4Reader(
             data_width=hw.axi_data_width, beats_width=BEATS_WIDTH, tag_width=TAG_WIDTH)
         m.submodules.writer = writer = AXI4Writer(data_width=hw.axi_data_width, beats_width=BEATS_WIDTH)
@@ -91,14 +94,33 @@ class Accelerator(wiring.Component):
             controller.row_released.eq(unit.row_released),
             controller.chunk_released.eq(unit.chunk_released),
             controller.residual_released.eq(unit.residual_released),
+        ]
+        wiring.connect(m, controller.read_cmd, reader.cmd)
+        wiring.connect(m, controller.write_cmd, writer.cmd)
+
+        # Read data by tag: descriptor words to the controller, γ/β and rows to the row unit,
+        # everything else into the compute unit.
+        tag = reader.data.payload.tag
+        is_desc = tag == Tag.DESC
+        m.d.comb += [
+            controller.desc_data.payload.eq(reader.data.payload.data),
+            controller.desc_data.valid.eq(reader.data.valid & is_desc),
+            unit.fill.payload.eq(reader.data.payload),
+        ]
+        if not has_rows:
+            wiring.connect(m, unit.out, writer.data)
+            m.d.comb += [
+                unit.fill.valid.eq(reader.data.valid & ~is_desc),
+                reader.data.ready.eq(Mux(is_desc, controller.desc_data.ready, unit.fill.ready)),
+            ]
+            return m
+
+        m.d.comb += [
             rows.desc.eq(controller.desc.as_value()),
             rows.start.eq(controller.row_start),
             controller.row_done.eq(rows.done),
             controller.row_beat_released.eq(rows.beat_released),
         ]
-        wiring.connect(m, controller.read_cmd, reader.cmd)
-        wiring.connect(m, controller.write_cmd, writer.cmd)
-
         # Write data: from the unit the current descriptor runs on.
         row_mode = controller.desc.opcode != OPCODE_LINEAR
         m.d.comb += [
@@ -107,16 +129,8 @@ class Accelerator(wiring.Component):
             unit.out.ready.eq(writer.data.ready & ~row_mode),
             rows.out.ready.eq(writer.data.ready & row_mode),
         ]
-
-        # Read data by tag: descriptor words to the controller, γ/β and rows to the row unit,
-        # everything else into the compute unit.
-        tag = reader.data.payload.tag
-        is_desc = tag == Tag.DESC
         is_row = (tag == Tag.ROW) | (tag == Tag.ROW_PARAM)
         m.d.comb += [
-            controller.desc_data.payload.eq(reader.data.payload.data),
-            controller.desc_data.valid.eq(reader.data.valid & is_desc),
-            unit.fill.payload.eq(reader.data.payload),
             unit.fill.valid.eq(reader.data.valid & ~is_desc & ~is_row),
             rows.fill.payload.eq(reader.data.payload),
             rows.fill.valid.eq(reader.data.valid & is_row),

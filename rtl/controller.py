@@ -26,7 +26,7 @@ A Program whose header has the wrong magic, version or hardware fingerprint, or 
 core cannot run, sets a STATUS bit and stops the run before anything is computed or written.
 """
 
-from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -102,6 +102,7 @@ class Controller(wiring.Component):
             refuse(self, problem)
         self.hw = hw
         self.geometry = geo = Geometry(hw)
+        self.has_rows = RowGeometry.problem(hw) is None
         self.read_cmd_layout = data.StructLayout({
             "addr": unsigned(32), "beats": unsigned(BEATS_WIDTH), "tag": unsigned(TAG_WIDTH)})
         self.write_cmd_layout = data.StructLayout({"addr": unsigned(32), "beats": unsigned(BEATS_WIDTH)})
@@ -185,6 +186,8 @@ class Controller(wiring.Component):
         # Row descriptors (docs/isa.md §3.6): sizes, reserved fields, SOFTMAX without γ/β/d_offset,
         # LAYERNORM's d_offset = N²·eps_raw for an ε < 1 (so D fits the unit).
         r = data.View(ROW_DESCRIPTOR_LAYOUT, words)
+        # Without a row unit (RowGeometry.problem) its opcodes are refused as reserved ones.
+        row_opcode = ((r.opcode == OPCODE_LAYERNORM) | (r.opcode == OPCODE_SOFTMAX)) if self.has_rows else Const(0)
         is_layernorm = r.opcode == OPCODE_LAYERNORM
         twice_frac = 2 * hw.unit_formats().layernorm_in.frac_bits
         row_bad = Signal()
@@ -379,7 +382,7 @@ class Controller(wiring.Component):
                         with m.Else():
                             m.d.sync += desc.eq(d)
                             m.next = "SETUP"
-                    with m.Elif((d.opcode == OPCODE_LAYERNORM) | (d.opcode == OPCODE_SOFTMAX)):
+                    with m.Elif(row_opcode):
                         with m.If(row_bad):
                             m.d.sync += status[STATUS_BITS["BAD_DESCRIPTOR"]].eq(1)
                             m.next = "FINISH"
