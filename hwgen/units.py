@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from hwgen.golden import nonlinear as nl
 from hwgen.qfx import QFmt
 
-__all__ = ["ROW_MAX", "UnitFormats", "gelu_config", "layernorm_config", "softmax_config"]
+__all__ = ["ROW_MAX", "UnitFormats", "gelu_config", "layernorm_config", "softmax_config", "row_units_problem"]
 
 #: Longest row the LayerNorm and softmax units take (channels of a LayerNorm, length of a softmax row).
 ROW_MAX = 1024
@@ -72,3 +72,20 @@ def layernorm_config(in_fmt: QFmt, gamma_fmt: QFmt, beta_fmt: QFmt, out_fmt: QFm
 def softmax_config(in_fmt: QFmt, out_fmt: QFmt) -> nl.SoftmaxConfig:
     """Single-pass softmax over rows of up to :data:`ROW_MAX` elements, within one output LSB."""
     return nl.SoftmaxConfig.for_formats(in_fmt, out_fmt, max_row=ROW_MAX)
+
+
+def row_units_problem(hw) -> str | None:
+    """Why hardware ``hw`` has no LayerNorm and softmax unit, or ``None`` when it has both.
+
+    At 32-bit activations the units' internal products exceed the 62 bits ``hwgen.qfx`` supports,
+    so their configs cannot be built: the RTL and HLS cores then leave the row unit out and refuse
+    opcodes 5 and 8 (``BAD_OPCODE``), ``isa_sim`` refuses them too, and the compiler refuses
+    LayerNorm and Softmax layers for such hardware with this reason.
+    """
+    units = UnitFormats.from_hw(hw)
+    try:
+        units.layernorm_config()
+        units.softmax_config()
+    except ValueError as exc:
+        return f"{hw.act_bits}-bit activations leave no room for their internal precision ({exc})"
+    return None

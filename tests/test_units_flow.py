@@ -152,3 +152,20 @@ def test_layernorm_descriptor_carries_epsilon():
         results.append(golden.run(qgraph, {"x": x})["n"])
     # A constant row normalizes to β whatever ε is: the test checks the path, the values must agree.
     assert np.array_equal(results[0], results[1])
+
+
+def test_hardware_without_row_units_refuses_layernorm_and_softmax():
+    hw = HwParams(lanes_in=4, lanes_out=4, act_bits=32, acc_bits=48, weight_bits=16)
+    model = _spec([{"name": "n", "op": "LayerNorm", "input": "x"}], ["n"])
+    qgraph = _quantized(model, hw)
+    with pytest.raises(ValueError, match=r"^LayerNorm 'n' needs the LayerNorm unit, which this hardware does not have:"
+                                         r" 32-bit activations leave no room for their internal precision \(.*\)$"):
+        compile_graph(qgraph, hw)
+    program, image = compile_graph(_quantized(model, HwParams()), HwParams())
+    wide = type(program)(hw.fingerprint(), program.image_bytes, program.descriptors)
+    with pytest.raises(ValueError, match=r"^descriptor 0: LAYERNORM needs the row unit, which this hardware does not have"):
+        isa_sim(wide, image, hw)
+    # GELU lanes exist at every width.
+    gelu = _quantized(_spec([{"name": "g", "op": "GELU", "input": "x"}], ["g"]), hw)
+    inputs = golden.quantize_inputs(gelu, golden.sample_inputs(gelu, seed=4, scale=4.0))
+    _check_against_golden(gelu, hw, inputs)

@@ -19,7 +19,7 @@ from hwgen.compiler.program import OPCODE_LAYERNORM, Flag, LinearDescriptor, Pro
 from hwgen.golden import nonlinear as nl
 from hwgen.golden.exact import exact_matmul
 from hwgen.hwparams import HwParams
-from hwgen.units import ROW_MAX
+from hwgen.units import ROW_MAX, row_units_problem
 
 __all__ = ["isa_sim", "IsaResult", "requantize_int"]
 
@@ -149,6 +149,9 @@ def _run_linear(desc: LinearDescriptor, memory: np.ndarray, hw: HwParams) -> Non
 
 
 def _run_rows(desc: RowDescriptor, memory: np.ndarray, hw: HwParams) -> None:
+    problem = row_units_problem(hw)
+    if problem is not None:
+        raise ValueError(f"{desc.name} needs the row unit, which this hardware does not have: {problem}")
     if not 1 <= desc.n <= ROW_MAX or desc.m < 1:
         raise ValueError(f"{desc.name} must have M ≥ 1 and 1 ≤ N ≤ {ROW_MAX}, not M={desc.m}, N={desc.n}")
     units = hw.unit_formats()

@@ -22,7 +22,7 @@ from hwgen.hwparams import HwParams
 from hwgen.ir import Graph, Node, verify
 from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
-from hwgen.units import ROW_MAX, UnitFormats, layernorm_config
+from hwgen.units import ROW_MAX, UnitFormats, layernorm_config, row_units_problem
 
 __all__ = ["compile_graph", "SUPPORTED_OPS"]
 
@@ -117,6 +117,9 @@ class _Fuser:
     def start(self, node: Node) -> _Group | _RowGroup:
         x = node.inputs[0]
         if node.op in ("LayerNorm", "Softmax"):
+            problem = row_units_problem(self.hw)
+            if problem is not None:
+                raise ValueError(f"{node.op} {node.name!r} needs the {node.op} unit, which this hardware does not have: {problem}")
             units = self.units
             if node.op == "LayerNorm":
                 self.need_fmt(x, units.layernorm_in, node, "input", "layernorm_int_bits")
