@@ -179,7 +179,8 @@ def main() -> int:
             res = toolchain.yosys_resources(tb.accelerator_verilog(hw), tb.TOPLEVEL, family=family)
             seconds = time.perf_counter() - start
             fits = all(res[k] <= budget[k] for k in budget)
-            print(f"{hw.lanes_in}x{hw.lanes_out} lanes, AXI {hw.axi_data_width:<4}{family:<5} {res['LUT']:>8,} {res['FF']:>8,}"
+            print(f"{hw.lanes_in}x{hw.lanes_out} lanes, AXI {hw.axi_data_width:<4}{family:<5}"
+                  f" {res['LUT']:>8,} {res['FF']:>8,}"
                   f" {res['DSP']:>5} {res['BRAM36']:>7} {res['LUTRAM']:>7} {seconds:>8.0f}  {'yes' if fits else 'NO'}")
     return 0
 

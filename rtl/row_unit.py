@@ -99,7 +99,8 @@ class RowUnit(wiring.Component):
         self.layernorm_config = units.layernorm_config()
         self.softmax_config = units.softmax_config()
         axi_bits = hw.axi_data_width
-        self.fill_layout = data.StructLayout({"data": unsigned(axi_bits), "tag": unsigned(TAG_WIDTH), "last": unsigned(1)})
+        self.fill_layout = data.StructLayout({
+            "data": unsigned(axi_bits), "tag": unsigned(TAG_WIDTH), "last": unsigned(1)})
         self.out_layout = data.StructLayout({"data": unsigned(axi_bits), "strb": unsigned(hw.axi_bytes)})
         super().__init__({
             "desc": In(ROW_DESCRIPTOR_LAYOUT),

@@ -196,7 +196,8 @@ def _mixed_program(hw, seed):
     descriptors = [dataclasses.replace(d, x_addr=d.x_addr + delta, w_addr=d.w_addr + delta,
                                        bias_addr=d.bias_addr + delta, res_addr=d.res_addr + delta,
                                        out_addr=d.out_addr + delta) for d in odd_program.descriptors]
-    builder.regions += [dataclasses.replace(r, offset=r.offset + delta) for r in odd_image.regions if r.kind != "program"]
+    builder.regions += [dataclasses.replace(r, offset=r.offset + delta)
+                        for r in odd_image.regions if r.kind != "program"]
     units = hw.unit_formats()
     param_fmt = units.layernorm_param
 
