@@ -32,6 +32,7 @@ __all__ = [
     "CONFIG_HEADER",
     "TOP_SOURCE",
     "KERNEL_HEADERS",
+    "UNIT_CONFIG_NAMES",
     "Status",
     "AccelRun",
     "AcceleratorCSim",
