@@ -25,7 +25,7 @@ from hwgen.hls import nonlinear
 from hwgen.hls.emit import render
 from hwgen.hls_templates import TEMPLATE_DIR
 from hwgen.hwparams import HwParams
-from hwgen.units import ROW_MAX
+from hwgen.units import ROW_MAX, row_units_problem
 
 __all__ = [
     "TOP_NAME",
@@ -88,27 +88,22 @@ def _unit_configs(hw: HwParams) -> dict[str, object]:
     """The config structs of the GELU lanes, the LayerNorm unit and the softmax unit for ``hw``.
 
     They come from the same ``hw.unit_formats()`` configs as ``isa_sim`` and the RTL; LayerNorm's
-    is built for ε = 0, since each LAYERNORM descriptor brings its own ``d_offset``. A row unit
-    whose config cannot be built (at 32-bit activations their internal products exceed the
-    supported fixed-point width; ``isa_sim`` cannot run such descriptors either) is left out,
-    and the controller refuses its opcode with ``BAD_OPCODE``.
+    is built for ε = 0, since each LAYERNORM descriptor brings its own ``d_offset``. Hardware
+    without row units (:func:`hwgen.units.row_units_problem`: 32-bit activations) gets neither,
+    and the controller refuses opcodes 5 and 8 with ``BAD_OPCODE``, as ``isa_sim`` and the RTL do.
     """
     units = hw.unit_formats()
     parts = [nonlinear.gelu_config(UNIT_CONFIG_NAMES["gelu"], units.gelu_config(), lanes=hw.lanes_out)]
-    present = {}
-    for unit, emit in (("layernorm", nonlinear.layernorm_config), ("softmax", nonlinear.softmax_config)):
-        try:
-            cfg = getattr(units, f"{unit}_config")()
-        except ValueError as exc:
-            log.info("no %s unit for %s: %s", unit, hw, exc)
-            present[unit] = False
-            continue
-        parts.append(emit(UNIT_CONFIG_NAMES[unit], cfg))
-        present[unit] = True
+    problem = row_units_problem(hw)
+    if problem is None:
+        parts.append(nonlinear.layernorm_config(UNIT_CONFIG_NAMES["layernorm"], units.layernorm_config()))
+        parts.append(nonlinear.softmax_config(UNIT_CONFIG_NAMES["softmax"], units.softmax_config()))
+    else:
+        log.info("no LayerNorm or softmax unit for %s: %s", hw, problem)
     return {
         "unit_configs": "\n".join(parts),
-        "has_layernorm": present["layernorm"],
-        "has_softmax": present["softmax"],
+        "has_layernorm": problem is None,
+        "has_softmax": problem is None,
         "layernorm_frac_bits": units.layernorm_in.frac_bits,
     }
 
