@@ -84,8 +84,12 @@ def row_units_problem(hw) -> str | None:
     """
     units = UnitFormats.from_hw(hw)
     try:
-        units.layernorm_config()
+        cfg = units.layernorm_config()
         units.softmax_config()
     except ValueError as exc:
         return f"{hw.act_bits}-bit activations leave no room for their internal precision ({exc})"
+    # D = n·S2 − S1² + d_offset, with any d_offset a descriptor may carry (< n²·2^2F), must fit d_bits.
+    largest = ROW_MAX * ROW_MAX * ((1 << 2 * (cfg.in_fmt.width - 1)) + (1 << 2 * cfg.in_fmt.frac_bits))
+    if largest >> cfg.d_bits:
+        return f"LayerNorm's D must fit {cfg.d_bits} bits for every d_offset, not need {largest.bit_length()}"
     return None

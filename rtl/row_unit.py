@@ -26,7 +26,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hwgen.hwparams import HwParams
-from hwgen.units import ROW_MAX
+from hwgen.units import ROW_MAX, row_units_problem
 
 from ._errors import refuse
 from .descriptor import OPCODE_LAYERNORM, ROW_DESCRIPTOR_LAYOUT, TAG_WIDTH, Tag
@@ -53,19 +53,7 @@ class RowGeometry:
     @staticmethod
     def problem(hw: HwParams) -> str | None:
         """Why the row unit cannot be built for ``hw``, or ``None`` (the core then refuses its opcodes)."""
-        if hw.axi_bytes % hw.act_bytes:
-            return f"the AXI word must hold whole activations for the row unit, not {hw.axi_bytes} bytes"
-        try:  # at act_bits = 32 the units' internals exceed hwgen.qfx's widths: isa_sim cannot run them either
-            cfg = hw.unit_formats().layernorm_config()
-            hw.unit_formats().softmax_config()
-        except ValueError as exc:
-            return f"the LayerNorm and softmax units must be buildable for {hw}, not fail with: {exc}"
-        frac = cfg.in_fmt.frac_bits
-        # D = n·S2 − S1² + d_offset with d_offset < n²·2^2F must fit LayerNorm's d_bits.
-        largest = ROW_MAX * ROW_MAX * ((1 << 2 * (cfg.in_fmt.width - 1)) + (1 << 2 * frac))
-        if largest >> cfg.d_bits:
-            return f"LayerNorm's D must fit {cfg.d_bits} bits for every d_offset, not need {largest.bit_length()}"
-        return None
+        return row_units_problem(hw)
 
 
 class RowUnit(wiring.Component):
