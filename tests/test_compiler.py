@@ -4,6 +4,7 @@ artefact round trips and the cycle model."""
 
 import dataclasses
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -324,3 +325,15 @@ def test_pipeline_verifies_after_every_pass_and_can_stop_early(tmp_path, monkeyp
     monkeypatch.setattr(pipeline, "PASSES", [("broken", drop_producer)] + pipeline.PASSES)
     with pytest.raises(ValueError, match=r"^node 'relu1' \(ReLU\): input 'fc1' has no producer and is neither a graph input nor a constant$"):
         run_passes(graph, QuantConfig())
+
+
+def test_isa_doc_examples_are_what_the_compiler_prints():
+    """docs/isa.md §6 shows real listings: each code block there is the listing of the model it names."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "isa.md").read_text(encoding="utf-8")
+    section = text.split("## 6. Example", 1)[1].split("\n## 7.", 1)[0]
+    blocks = section.split("```\n")[1::2]
+    listings = []
+    for name in ("mlp-odd", "vit-mlp-block"):
+        result = build(zoo.load_model(name), HwParams())
+        listings.append(result.program.listing(result.image.labels))
+    assert blocks == listings
