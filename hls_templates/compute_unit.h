@@ -66,14 +66,14 @@ typename accel_types<CONFIG_T>::acc_t shift_into_acc(typename accel_types<CONFIG
     return amount < CONFIG_T::acc_bits ? acc_t(v << amount.to_uint()) : acc_t(0);
 }
 
-// The GELU lane of CONFIG_T::gelu (gelu.h, Edge-MoE's table form): the low act_bits bits of y are a
-// code of the GELU format, sign-extended, and are replaced by the code of their GELU.
+// The GELU lane of CONFIG_T::gelu (gelu.h: Edge-MoE's table, or quadratics past 13 fraction bits):
+// the low act_bits bits of y are a code of the GELU format, sign-extended, replaced by their GELU's code.
 template <class CONFIG_T>
 requant_value_t gelu_post(const requant_value_t& y) {
     #pragma HLS INLINE
     typedef typename CONFIG_T::gelu gelu_config;
     const ap_uint<CONFIG_T::act_bits> code = y.range(CONFIG_T::act_bits - 1, 0);
-    return raw_of(gelu_table_lane<gelu_config>(from_raw<typename gelu_config::in_t>(code)));
+    return raw_of(gelu_lane<gelu_config>(from_raw<typename gelu_config::in_t>(code)));
 }
 
 // RQ1, RELU1, GELU, and with RESIDUAL the aligned add, RQ2, RELU2 (docs/isa.md §3.3); the low

@@ -88,6 +88,23 @@ typename CONFIG_T::out_t gelu_poly_lane(const typename CONFIG_T::in_t& x) {
     return gelu_finish<CONFIG_T>(raw, delta);
 }
 
+// The GELU of one value in the form the config names (CONFIG_T::polynomial: 0 table, 1 quadratics).
+template <class CONFIG_T, int POLYNOMIAL = CONFIG_T::polynomial>
+struct GeluForm {
+    static typename CONFIG_T::out_t lane(const typename CONFIG_T::in_t& x) { return gelu_table_lane<CONFIG_T>(x); }
+};
+
+template <class CONFIG_T>
+struct GeluForm<CONFIG_T, 1> {
+    static typename CONFIG_T::out_t lane(const typename CONFIG_T::in_t& x) { return gelu_poly_lane<CONFIG_T>(x); }
+};
+
+template <class CONFIG_T>
+typename CONFIG_T::out_t gelu_lane(const typename CONFIG_T::in_t& x) {
+    #pragma HLS INLINE
+    return GeluForm<CONFIG_T>::lane(x);
+}
+
 template <class CONFIG_T>
 void gelu_table_lanes(const typename CONFIG_T::in_t in[CONFIG_T::lanes], typename CONFIG_T::out_t out[CONFIG_T::lanes]) {
     #pragma HLS PIPELINE II=1

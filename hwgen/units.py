@@ -49,7 +49,7 @@ class UnitFormats:
             softmax_out=fmt(1, signed=False),
         )
 
-    def gelu_config(self) -> nl.GeluTableConfig:
+    def gelu_config(self) -> nl.GeluTableConfig | nl.GeluPolyConfig:
         return gelu_config(self.gelu, self.gelu)
 
     def layernorm_config(self, eps: float = 0.0) -> nl.LayerNormConfig:
@@ -59,9 +59,21 @@ class UnitFormats:
         return softmax_config(self.softmax_in, self.softmax_out)
 
 
-def gelu_config(in_fmt: QFmt, out_fmt: QFmt) -> nl.GeluTableConfig:
-    """Edge-MoE's GELU table (step 1/32 to 5.5, ``ufixed<22,0>`` entries) with linear interpolation."""
-    return nl.GeluTableConfig(in_fmt, out_fmt)
+#: Most fraction bits at which Edge-MoE's GELU table stays within one LSB (measured exhaustively at 16 bits).
+GELU_TABLE_MAX_FRAC_BITS = 13
+
+
+def gelu_config(in_fmt: QFmt, out_fmt: QFmt) -> nl.GeluTableConfig | nl.GeluPolyConfig:
+    """GELU within one LSB of ``out_fmt``: Edge-MoE's table where it suffices, else piecewise quadratics.
+
+    Edge-MoE's table (step 1/32 to 5.5, ``ufixed<22,0>`` entries, linear interpolation) is off by
+    up to 9.7e-5, one LSB up to 13 fraction bits (every 16-bit default); finer formats (32-bit
+    activations) get :meth:`GeluPolyConfig.for_formats`, within one LSB at any width for one more
+    multiplier per lane (docs/nonlinear.md).
+    """
+    if max(in_fmt.frac_bits, out_fmt.frac_bits) <= GELU_TABLE_MAX_FRAC_BITS:
+        return nl.GeluTableConfig(in_fmt, out_fmt)
+    return nl.GeluPolyConfig.for_formats(in_fmt, out_fmt)
 
 
 def layernorm_config(in_fmt: QFmt, gamma_fmt: QFmt, beta_fmt: QFmt, out_fmt: QFmt, eps: float) -> nl.LayerNormConfig:

@@ -15,6 +15,8 @@ from hwgen import golden, zoo
 from hwgen.compiler import Flag, compile_graph, isa_sim
 from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
 from hwgen.frontend import parse_spec
+from hwgen.golden import nonlinear
+from hwgen.golden import nonlinear_float as nf
 from hwgen.hwparams import HwParams
 from hwgen.pipeline import build, run_passes
 from hwgen.qfx import QFmt
@@ -169,3 +171,20 @@ def test_hardware_without_row_units_refuses_layernorm_and_softmax():
     gelu = _quantized(_spec([{"name": "g", "op": "GELU", "input": "x"}], ["g"]), hw)
     inputs = golden.quantize_inputs(gelu, golden.sample_inputs(gelu, seed=4, scale=4.0))
     _check_against_golden(gelu, hw, inputs)
+
+
+@pytest.mark.parametrize("act_bits, gelu_int_bits, kind", [(8, 5, "GeluTableConfig"), (16, 5, "GeluTableConfig"),
+                                                           (16, 1, "GeluPolyConfig"), (32, 5, "GeluPolyConfig")])
+def test_hardware_gelu_is_within_one_lsb_of_float(act_bits, gelu_int_bits, kind):
+    """Edge-MoE's table where it is good to an LSB (≤ 13 fraction bits), piecewise quadratics beyond."""
+    lanes = 16 // (act_bits // 8) if act_bits < 32 else 4
+    hw = HwParams(lanes_in=lanes, lanes_out=lanes, act_bits=act_bits, gelu_int_bits=gelu_int_bits)
+    cfg = hw.unit_formats().gelu_config()
+    assert type(cfg).__name__ == kind
+    fmt = cfg.in_fmt
+    if act_bits <= 16:
+        x = np.arange(fmt.min_raw, fmt.max_raw + 1)
+    else:
+        x = np.random.default_rng(3).integers(fmt.min_raw, fmt.max_raw, 100_000, endpoint=True)
+    want = nf.correctly_rounded(cfg.out_fmt, nf.gelu(fmt.to_float(x)))
+    assert np.abs(nonlinear.gelu(cfg, x) - want).max() <= 1

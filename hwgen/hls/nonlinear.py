@@ -222,6 +222,7 @@ def gelu_config(name: str, cfg, lanes: int = 1) -> str:
         extra = []
         what = f"{cfg.segments + 1} entries every 2^-{step_log2}"
     constants = [
+        ("polynomial", int(poly)),
         ("lanes", lanes),
         ("in_width", cfg.in_fmt.width),
         ("segments", cfg.segments),
