@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from hwgen.board import load_board
-from hwgen.build import golden_npz, parse_lanes
+from hwgen.build import DEFAULT_MODEL, golden_npz, parse_lanes
 from hwgen.cli import main
 from hwgen.zoo import ZOO_DIR
 
@@ -191,7 +191,7 @@ def test_sim_passes_on_every_backend(ultra96, capsys, backend):
     if backend == "rtl":
         # Measured: at least one cycle per tile step, and of the analytical model's order.
         assert report["performance"]["ideal_cycles"] <= result["cycles"] < 2 * analytical
-        print(f"\nultra96 mlp-tiny: {result['cycles']} cycles in Verilator, {analytical} analytical")
+        print(f"\nultra96 {DEFAULT_MODEL}: {result['cycles']} cycles in Verilator, {analytical} analytical")
     else:
         assert result["cycles"] == analytical
 
@@ -205,7 +205,7 @@ def test_sim_exits_1_when_golden_is_corrupted(corrupted, capsys, backend):
     if backend == "rtl":
         assert "region 'out' at element (0, 0)" in out
     else:
-        assert "out: 1 of 12288 codes differ, first [0, 0]" in out
+        assert "out: 1 of 24768 codes differ, first [0, 0]" in out  # 129 × 192 outputs
 
 
 @pytest.mark.cosim
