@@ -252,9 +252,7 @@ def compile_for(model: str | Path, hw: HwParams) -> Compiled:
     qgraph, program = built.qgraph, built.program
     float_inputs = golden.sample_inputs(qgraph, seed=TEST_INPUT_SEED)
     raw_inputs = golden.quantize_inputs(qgraph, float_inputs)
-    image = built.image
-    for name, raw in raw_inputs.items():
-        image = image.write(name, raw)
+    image = built.image.write_all(raw_inputs)
     values = golden.run(qgraph, raw_inputs)
     kept = {r.name: values[r.name] for r in image.regions if r.kind in ("input", "activation", "output")}
     want = expected_image(image, kept)

@@ -90,10 +90,7 @@ def compiled_model(name: str, hw: HwParams, seed: int, scale: float):
     """The compiler's Program and image for a zoo model, with seeded inputs written in."""
     result = build(zoo.load_model(name, seed=seed), hw)
     inputs = golden.quantize_inputs(result.qgraph, golden.sample_inputs(result.qgraph, seed=seed, scale=scale))
-    image = result.image
-    for tensor, raw in inputs.items():
-        image = image.write(tensor, raw)
-    return result.program, image
+    return result.program, result.image.write_all(inputs)
 
 
 def with_gelu(program: Program, data: bytes, indices, drop=Flag(0)) -> tuple[Program, bytes]:

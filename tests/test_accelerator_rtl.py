@@ -103,10 +103,7 @@ def _zoo_build(name, hw, *, seed, scale=1.0):
     """Program and image (inputs written) of a zoo model compiled by ``hwgen.pipeline.build``."""
     result = build(zoo.load_model(name, seed=seed), hw)
     inputs = golden.quantize_inputs(result.qgraph, golden.sample_inputs(result.qgraph, seed=seed, scale=scale))
-    image = result.image
-    for tensor, raw in inputs.items():
-        image = image.write(tensor, raw)
-    return result.program, image
+    return result.program, result.image.write_all(inputs)
 
 
 def _with_program(image, program):

@@ -37,8 +37,7 @@ def _expected_region(image, name, raw):
 def _check_against_golden(qgraph, hw, inputs_raw):
     """Compile, run isa_sim and golden, and compare every activation region; return the isa result."""
     program, image = compile_graph(qgraph, hw)
-    for name, raw in inputs_raw.items():
-        image = image.write(name, raw)
+    image = image.write_all(inputs_raw)
     result = isa_sim(program, image, hw)
     after = image.with_data(result.data)
     expected = golden.run(qgraph, inputs_raw)

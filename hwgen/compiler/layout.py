@@ -174,6 +174,13 @@ class MemoryImage:
         memory[region.offset : region.offset + region.size] = np.frombuffer(packed, dtype=np.uint8)
         return self.with_data(memory.tobytes())
 
+    def write_all(self, values) -> MemoryImage:
+        """A copy with every region named in the mapping ``values`` written (:meth:`write`)."""
+        image = self
+        for name, raw in values.items():
+            image = image.write(name, raw)
+        return image
+
     def read(self, name: str) -> np.ndarray:
         """int64 raw codes of activation region ``name``, in its tensor shape."""
         region = self.region(name)
