@@ -31,11 +31,16 @@ _COMMON_LAYER_KEYS = ("name", "op", "input", "inputs")
 
 @dataclass(frozen=True)
 class Model:
-    """A loaded model: the float graph, the spec's per-tensor format requests and where it came from."""
+    """A loaded model: the float graph, the spec's per-tensor format requests and where it came from.
+
+    ``notes`` say what a front end changed on the user's request (e.g. a rounded QONNX scale); the
+    build report lists them.
+    """
 
     graph: Graph
     formats: tuple[tuple[str, QFmt], ...] = ()
     source: str = ""
+    notes: tuple[str, ...] = ()
 
 
 class _SpecError(ValueError):

@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Small ONNX graphs built with onnx.helper for the importer tests: each exporter pattern, seeded weights."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+QONNX = "qonnx.custom_op.general"
+
+
+class G:
+    """A graph under construction: ``op`` adds a node and returns its output name."""
+
+    def __init__(self, shape, seed: int = 0, opset: int = 17):
+        self.rng = np.random.default_rng(seed)
+        self.nodes, self.inits, self.opset, self.count = [], [], opset, 0
+        self.shape = tuple(shape)
+        self.uses_qonnx = False
+
+    def const(self, value, dtype=np.float32) -> str:
+        self.count += 1
+        name = f"c{self.count}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def weight(self, *shape, bound=None) -> str:
+        bound = bound or 1 / math.sqrt(shape[0] if len(shape) == 2 else int(np.prod(shape[1:])))
+        return self.const(self.rng.uniform(-bound, bound, size=shape))
+
+    def op(self, op: str, *inputs: str, outputs: int = 1, domain: str = "", **attrs):
+        self.count += 1
+        names = [f"{op.lower()}{self.count}" + (f"_{i}" if i else "") for i in range(outputs)]
+        self.nodes.append(helper.make_node(op, list(inputs), names, name=f"/{op}_{self.count}", domain=domain, **attrs))
+        self.uses_qonnx |= domain == QONNX
+        return names[0] if outputs == 1 else names
+
+    def model(self, output: str, *, input_shape=None, input_type=TensorProto.FLOAT):
+        graph = helper.make_graph(
+            self.nodes, "test", [helper.make_tensor_value_info("x", input_type, list(input_shape or self.shape))],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)], self.inits)
+        opsets = [helper.make_opsetid("", self.opset)] + ([helper.make_opsetid(QONNX, 2)] if self.uses_qonnx else [])
+        # The IR version of the ai.onnx opset (make_model would stamp the newest, which ORT may lag).
+        ir_version = helper.find_min_ir_version_for([opsets[0]])
+        return helper.make_model(graph, opset_imports=opsets, ir_version=ir_version)
+
+    # --------------------------------------------------------------------------- patterns
+
+    def linear(self, x: str, k: int, n: int, bias: bool = True) -> str:
+        y = self.op("MatMul", x, self.weight(k, n))
+        return self.op("Add", y, self.const(self.rng.uniform(-0.5, 0.5, n))) if bias else y
+
+    def gemm(self, x: str, k: int, n: int) -> str:
+        return self.op("Gemm", x, self.weight(n, k), self.const(self.rng.uniform(-0.5, 0.5, n)), transB=1)
+
+    def layernorm(self, x: str, d: int, eps: float = 1e-6) -> str:
+        return self.op("LayerNormalization", x, self.const(self.rng.uniform(0.8, 1.2, d)),
+                       self.const(self.rng.uniform(-0.1, 0.1, d)), axis=-1, epsilon=eps)
+
+    def layernorm_decomposed(self, x: str, d: int, eps: float = 1e-5) -> str:
+        if self.opset >= 18:
+            axes = self.const([-1], np.int64)
+            mean = self.op("ReduceMean", x, axes)
+        else:
+            mean = self.op("ReduceMean", x, axes=[-1])
+        diff = self.op("Sub", x, mean)
+        square = self.op("Pow", diff, self.const(2.0))
+        var = self.op("ReduceMean", square, self.const([-1], np.int64)) if self.opset >= 18 else \
+            self.op("ReduceMean", square, axes=[-1])
+        std = self.op("Sqrt", self.op("Add", var, self.const(eps)))
+        y = self.op("Div", diff, std)
+        y = self.op("Mul", y, self.const(self.rng.uniform(0.8, 1.2, d)))
+        return self.op("Add", y, self.const(self.rng.uniform(-0.1, 0.1, d)))
+
+    def gelu_erf(self, x: str, dynamo: bool = False) -> str:
+        erf = self.op("Add", self.op("Erf", self.op("Div", x, self.const(math.sqrt(2)))), self.const(1.0))
+        if dynamo:
+            return self.op("Mul", self.op("Mul", x, self.const(0.5)), erf)
+        return self.op("Mul", self.op("Mul", x, erf), self.const(0.5))
+
+    def gelu_tanh(self, x: str, pow_form: bool = True) -> str:
+        cube = self.op("Pow", x, self.const(3.0)) if pow_form else self.op("Mul", self.op("Mul", x, x), x)
+        inner = self.op("Add", x, self.op("Mul", cube, self.const(0.044715)))
+        t = self.op("Add", self.op("Tanh", self.op("Mul", inner, self.const(math.sqrt(2 / math.pi)))), self.const(1.0))
+        return self.op("Mul", self.op("Mul", x, t), self.const(0.5))
+
+    def quant(self, x: str, scale: float, bits: int, signed: int = 1, narrow: int = 0, mode: str = "ROUND",
+              zeropt: float = 0.0) -> str:
+        return self.op("Quant", x, self.const(scale), self.const(zeropt), self.const(float(bits)), domain=QONNX,
+                       signed=signed, narrow=narrow, rounding_mode=mode)
+
+
+def mlp_block(opset: int = 17, seed: int = 0, tokens: int = 5, dim: int = 16, hidden: int = 32,
+              decomposed_ln: bool = False, gelu: str = "erf") -> object:
+    """A ViT MLP half: LayerNorm → Linear → GELU → Linear → residual Add → Softmax."""
+    g = G((1, tokens, dim), seed, opset)
+    h = g.layernorm_decomposed("x", dim) if decomposed_ln else g.layernorm("x", dim)
+    h = g.linear(h, dim, hidden)
+    h = {"erf": g.gelu_erf, "dynamo": lambda v: g.gelu_erf(v, dynamo=True), "tanh": g.gelu_tanh,
+         "tanh-mul": lambda v: g.gelu_tanh(v, pow_form=False),
+         "op": lambda v: g.op("Gelu", v, approximate="none")}[gelu](h)
+    h = g.linear(h, hidden, dim)
+    h = g.op("Add", h, "x")
+    return g.model(g.op("Softmax", h, axis=-1))

@@ -1,0 +1,374 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The ONNX / QONNX front end: every fused pattern against onnxruntime, QONNX Quant as exact formats,
+every refusal as one line, and the CLI (``import``, ``models``, ``build --model x.onnx``).
+
+Graphs are built with onnx.helper (tests/onnx_graphs.py). Float comparisons use a tolerance
+(onnxruntime computes in float32); quantized comparisons are integer equality.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx_graphs import G, mlp_block
+
+from hwgen.cli import main
+from hwgen.frontend import load_spec
+from hwgen.frontend.onnx import OnnxImportError, load_onnx, to_spec
+from hwgen.golden import run, run_float
+from hwgen.pipeline import run_passes
+from hwgen.qfx import QFmt
+from hwgen.quant import QuantConfig
+
+
+def save(model, tmp_path, name="m.onnx"):
+    path = tmp_path / name
+    onnx.save(model, path)
+    return path
+
+
+def ort_run(path, x):
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x.astype(np.float32)})[0]
+
+
+def check_float(path, *, seed=1, scale=1.0):
+    """Import ``path``, run the float executor and onnxruntime on one input; return the model."""
+    model = load_onnx(path)
+    graph = model.graph
+    shape = onnx.load(str(path)).graph.input[0].type.tensor_type.shape
+    x = np.random.default_rng(seed).uniform(-scale, scale, [d.dim_value for d in shape.dim]).astype(np.float32)
+    want = ort_run(path, x)[0]
+    got = run_float(graph, {graph.inputs[0]: x[0].astype(np.float64)})[graph.outputs[0]]
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max()), np.abs(got - want).max()
+    return model
+
+
+def ops(model):
+    return [n.op for n in model.graph.nodes]
+
+
+# ------------------------------------------------------------------------------------- patterns
+
+
+MLP_OPS = ["LayerNorm", "Linear", "GELU", "Linear", "Add", "Softmax"]
+
+
+@pytest.mark.parametrize("opset, kwargs", [
+    (17, {}),
+    (17, {"decomposed_ln": True}),
+    (18, {"decomposed_ln": True}),  # ReduceMean takes its axes as an input from opset 18
+    (13, {"decomposed_ln": True}),
+    (17, {"gelu": "dynamo"}),        # Mul(x, 0.5) · (1 + erf)
+    (20, {"gelu": "op"}),            # the Gelu op
+    (17, {"gelu": "tanh"}),          # Pow(x, 3)
+    (17, {"gelu": "tanh-mul"}),      # Mul(Mul(x, x), x)
+    (21, {}),
+])
+def test_mlp_block_patterns_equal_onnxruntime(tmp_path, opset, kwargs):
+    model = check_float(save(mlp_block(opset=opset, **kwargs), tmp_path))
+    assert ops(model) == MLP_OPS
+    gelu = model.graph.nodes[2]
+    assert gelu.attr("approximate") == ("tanh" if kwargs.get("gelu", "").startswith("tanh") else "erf")
+
+
+def test_gemm_transb_relu_clip(tmp_path):
+    g = G((1, 12), seed=3)
+    h = g.op("Relu", g.gemm("x", 12, 20))
+    h = g.op("Clip", g.gemm(h, 20, 8), g.const(0.0))
+    h = g.op("Gemm", h, g.weight(8, 6), g.const(np.zeros(6)), alpha=0.5, beta=2.0)  # transB = 0, alpha and beta folded
+    model = check_float(save(g.model(h), tmp_path))
+    assert ops(model) == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert model.graph.tensor(model.graph.nodes[0].inputs[1]).shape == (12, 20)  # (K, N): B transposed
+
+
+def test_constant_folding_of_shape_arithmetic(tmp_path):
+    """Shape → Gather → Unsqueeze → Concat → Reshape (what legacy exports write) folds to constants."""
+    g = G((1, 4, 6), seed=4)
+    shape = g.op("Shape", "x")
+    dim = g.op("Unsqueeze", g.op("Gather", shape, g.const(2, np.int64), axis=0), g.const([0], np.int64))
+    target = g.op("Concat", g.const([1, 4], np.int64), dim, axis=0)
+    h = g.op("Reshape", g.linear("x", 6, 6), target)
+    h = g.op("Identity", g.op("Add", h, "x"))
+    model = check_float(save(g.model(h), tmp_path))
+    assert ops(model) == ["Linear", "Add"]
+
+
+def test_conv_batchnorm_folded(tmp_path):
+    g = G((1, 3, 8, 8), seed=5)
+    c = 4
+    h = g.op("Conv", "x", g.weight(c, 3, 3, 3), g.const(np.zeros(c)), pads=[1, 1, 1, 1], strides=[1, 1])
+    h = g.op("BatchNormalization", h, g.const(g.rng.uniform(0.5, 1.5, c)), g.const(g.rng.uniform(-0.2, 0.2, c)),
+             g.const(g.rng.uniform(-0.1, 0.1, c)), g.const(g.rng.uniform(0.5, 2.0, c)), epsilon=1e-5)
+    h = g.op("Relu", h)
+    model = check_float(save(g.model(h), tmp_path))
+    assert ops(model) == ["Conv2d", "ReLU"]
+
+
+def test_patch_embedding_conv_kernel_equals_stride(tmp_path):
+    g = G((1, 3, 8, 8), seed=6)
+    h = g.op("Conv", "x", g.weight(8, 3, 4, 4), g.const(np.zeros(8)), strides=[4, 4], kernel_shape=[4, 4])
+    model = check_float(save(g.model(h), tmp_path))
+    assert ops(model) == ["Conv2d"] and model.graph.tensor(model.graph.outputs[0]).shape == (8, 2, 2)
+
+
+# ------------------------------------------------------------------------------------- QONNX
+
+
+def quant_reference(x, scale, bits, signed, narrow, mode):
+    """QONNX Quant (frontends.md §1.2), written out independently: clamp to the integer grid, round, rescale."""
+    lo = -(2 ** (bits - 1)) + narrow if signed else 0
+    hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - narrow
+    y = np.clip(np.asarray(x, np.float64) / scale, lo, hi)
+    rounded = {"ROUND": np.round(y), "FLOOR": np.floor(y), "DOWN": np.trunc(y),
+               "HALF_UP": np.sign(y) * np.floor(np.abs(y) + 0.5),
+               "HALF_DOWN": np.sign(y) * np.ceil(np.abs(y) - 0.5)}[mode]
+    return rounded * scale
+
+
+def qonnx_mlp(signed=1, narrow=0, mode="ROUND", act_scale=2.0**-4, bits=6, relu=False):
+    """x → Quant → MatMul(Quant(W)) + Quant(b) → Quant(act) [→ Relu → Quant(unsigned)]."""
+    g = G((1, 4, 8), seed=11)
+    xq = g.quant("x", 2.0**-5, 8)
+    w = g.quant(g.weight(8, 6), 2.0**-6, 6, narrow=1)
+    b = g.quant(g.const(g.rng.uniform(-0.3, 0.3, 6)), 2.0**-11, 16)
+    h = g.quant(g.op("Add", g.op("MatMul", xq, w), b), act_scale, bits, signed=signed, narrow=narrow, mode=mode)
+    if relu:
+        h = g.quant(g.op("Relu", h), 2.0**-3, 4, signed=0)
+    return g.model(h)
+
+
+def test_quant_formats_are_exact_ap_fixed_formats(tmp_path):
+    model = load_onnx(save(qonnx_mlp(), tmp_path))
+    formats = dict(model.formats)
+    graph = model.graph
+    linear = graph.nodes[0]
+    assert ops(model) == ["Linear"]
+    assert formats[graph.inputs[0]] == QFmt(8, 3, True, "RND_CONV", "SAT")
+    assert formats[linear.inputs[1]] == QFmt(6, 0, True, "RND_CONV", "SAT_SYM")
+    assert formats[linear.inputs[2]] == QFmt(16, 5, True, "RND_CONV", "SAT")
+    assert formats[linear.outputs[0]] == QFmt(6, 2, True, "RND_CONV", "SAT")
+
+
+@pytest.mark.parametrize("signed, narrow, mode", [
+    (1, 0, "ROUND"), (1, 1, "ROUND"), (0, 0, "ROUND"), (1, 0, "FLOOR"), (1, 0, "DOWN"), (1, 0, "HALF_UP"),
+    (1, 0, "HALF_DOWN"),
+])
+def test_golden_equals_qonnx_at_every_quant_output(tmp_path, signed, narrow, mode):
+    path = save(qonnx_mlp(signed, narrow, mode, relu=signed == 1 and mode == "ROUND"), tmp_path)
+    model = load_onnx(path)
+    qgraph = run_passes(model.graph, QuantConfig(formats=model.formats))
+    onnx_model = onnx.load(str(path))
+    consts = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in onnx_model.graph.initializer}
+    nodes = {n.output[0]: n for n in onnx_model.graph.node}
+
+    def quant(node, x):
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        return quant_reference(x, float(consts[node.input[1]]), int(consts[node.input[3]]), attrs["signed"],
+                               attrs["narrow"], attrs["rounding_mode"].decode())
+
+    # Inputs on ties and beyond the range: every rounding and saturation decision is exercised.
+    rng = np.random.default_rng(2)
+    x = np.round(rng.uniform(-5, 5, (1, 4, 8)) * 64) / 64
+    x.flat[:6] = [0.5 / 32, 1.5 / 32, -2.5 / 32, 9.0, -9.0, 3.96875]
+    # The QONNX graph in float64, node by node (its own semantics, no hwgen code).
+    values = {"x": x}
+    for node in onnx_model.graph.node:
+        args = [values.get(n, consts.get(n)) for n in node.input]
+        if node.op_type == "Quant":
+            values[node.output[0]] = quant(node, args[0])
+        elif node.op_type == "MatMul":
+            values[node.output[0]] = args[0] @ args[1]
+        elif node.op_type == "Add":
+            values[node.output[0]] = args[0] + args[1]
+        elif node.op_type == "Relu":
+            values[node.output[0]] = np.maximum(args[0], 0)
+    graph_in = qgraph.inputs[0]
+    raw_in = qgraph.tensor(graph_in).fmt.quantize(x[0])
+    got = run(qgraph, raw_in)
+    # Every activation Quant output of the ONNX graph, as integers of the hwgen format at that point.
+    checked = 0
+    for out, node in nodes.items():
+        if node.op_type != "Quant" or node.input[0] in consts:
+            continue
+        name = graph_in if node.input[0] == "x" else None
+        if name is None:
+            name = next(t for t in (out, qgraph.outputs[0]) if qgraph.has_tensor(t)) if qgraph.has_tensor(out) else None
+        fmt = QFmt.parse(str(dict(model.formats).get(name) or qgraph.tensor(name).fmt)) if name else None
+        if name is None:
+            continue
+        want = values[out][0] / fmt.lsb
+        assert np.array_equal(got[name], want.astype(np.int64)) and np.all(want == np.round(want)), (out, name)
+        checked += 1
+    final = values[onnx_model.graph.output[0].name][0]
+    out_fmt = qgraph.tensor(qgraph.outputs[0]).fmt
+    assert np.array_equal(got[qgraph.outputs[0]], (final / out_fmt.lsb).astype(np.int64))
+    assert checked >= 1
+
+
+def test_non_power_of_two_scale_is_refused_or_rounded_and_noted(tmp_path):
+    g = G((1, 8), seed=1)
+    h = g.quant("x", 0.2217, 8)
+    path = save(g.model(g.gemm(h, 8, 4)), tmp_path)
+    with pytest.raises(OnnxImportError) as info:
+        load_onnx(path)
+    message = str(info.value)
+    assert "\n" not in message and "/Quant_" in message and "power of two" in message and "0.2217" in message
+    model = load_onnx(path, round_scales=True)
+    assert dict(model.formats)[model.graph.inputs[0]] == QFmt(8, 6, True, "RND_CONV", "SAT")
+    assert len(model.notes) == 1 and "0.2217" in model.notes[0] and "2^-2" in model.notes[0]
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"zeropt": 1.0}, "zero point must be 0"),
+    ({"signed": 0, "narrow": 1}, "narrow must be 0 for an unsigned Quant"),
+    ({"mode": "CEIL"}, "rounding_mode must be one of"),
+])
+def test_quant_refusals_name_the_node(tmp_path, change, problem):
+    g = G((1, 8), seed=1)
+    h = g.quant("x", 0.25, 8, **change)
+    with pytest.raises(OnnxImportError) as info:
+        load_onnx(save(g.model(g.gemm(h, 8, 4)), tmp_path))
+    assert problem in str(info.value) and "/Quant_" in str(info.value) and "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------------- errors
+
+
+def test_unsupported_nodes_are_all_named_in_one_report(tmp_path):
+    g = G((1, 4, 8), seed=1)
+    h = g.op("Sigmoid", g.linear("x", 8, 8))
+    h = g.op("Add", h, g.const(np.ones((1, 4, 8))))  # constant Add: a position embedding
+    h = g.op("Tanh", h)
+    with pytest.raises(OnnxImportError) as info:
+        load_onnx(save(g.model(h), tmp_path))
+    message = str(info.value)
+    assert message.startswith("m.onnx: 3 nodes cannot be imported") and "\n" not in message
+    for name, op in (("/Sigmoid_", "Sigmoid"), ("/Add_", "Add"), ("/Tanh_", "Tanh")):
+        assert name in message and f"({op})" in message
+    assert "position embedding" in message
+
+
+def _dynamic(tmp_path):
+    model = mlp_block()
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "tokens"
+    return save(model, tmp_path)
+
+
+def _batch2(tmp_path):
+    model = mlp_block()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
+    return save(model, tmp_path)
+
+
+def _external_missing(tmp_path):
+    model = mlp_block()
+    onnx.save(model, tmp_path / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="m.onnx.data", size_threshold=0)
+    (tmp_path / "m.onnx.data").unlink()
+    return tmp_path / "m.onnx"
+
+
+def _garbage(tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"\x08\x07not a protobuf at all\xff\xff")
+    return path
+
+
+def _old_opset(tmp_path):
+    g = G((1, 8), opset=12)
+    return save(g.model(g.op("Relu", "x")), tmp_path)
+
+
+@pytest.mark.parametrize("make, problem", [
+    (_dynamic, "must have a static shape, not the dynamic dimension 'tokens'"),
+    (_batch2, "must have batch dimension 1, not shape (2, 5, 16)"),
+    (_external_missing, "external data file 'm.onnx.data'"),
+    (_garbage, "not a readable ONNX file"),
+    (_old_opset, "ai.onnx opset must be 13 to 21, not 12"),
+])
+def test_bad_files_are_one_line_and_cli_exits_2_writing_nothing(tmp_path, capsys, make, problem):
+    path = make(tmp_path)
+    with pytest.raises(OnnxImportError) as info:
+        load_onnx(path)
+    assert problem in str(info.value) and "\n" not in str(info.value)
+    out = tmp_path / "out"
+    assert main(["import", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and problem in err and not out.exists()
+    assert main(["build", "--model", str(path), "--board", "ultra96", "--out", str(out), "--quiet"]) == 2
+    assert problem in capsys.readouterr().err and not out.exists()
+
+
+def test_missing_file_is_one_line(tmp_path, capsys):
+    assert main(["models", str(tmp_path / "nope.onnx")]) == 2
+    assert "nope.onnx" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+
+def test_import_writes_a_spec_that_builds_the_same_graph_deterministically(tmp_path, capsys):
+    path = save(qonnx_mlp(relu=True), tmp_path)
+    assert main(["import", str(path), "-o", str(tmp_path / "a")]) == 0
+    assert main(["import", str(path), "-o", str(tmp_path / "b")]) == 0
+    for name in ("model.yaml", "model.npz"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    spec = load_spec(tmp_path / "a" / "model.yaml")
+    model = load_onnx(path)
+    assert spec.graph == model.graph and dict(spec.formats) == dict(model.formats)
+    x = {model.graph.inputs[0]: np.random.default_rng(0).uniform(-1, 1, (4, 8))}
+    a, b = run_float(spec.graph, x), run_float(model.graph, x)
+    assert all(np.array_equal(a[n], b[n]) for n in model.graph.outputs)
+    document, arrays = to_spec(model)
+    assert set(arrays) == {t.name for t in model.graph.constants}
+    capsys.readouterr()
+    assert main(["models", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "x 4x8" in out and f"{4 * 8 * 6:,}" in out
+
+
+def test_help_explains_the_onnx_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--calibration" in text and "--round-scales" in text and ".onnx" in text
+    with pytest.raises(SystemExit):
+        main(["import", "--help"])
+    assert "model.yaml" in capsys.readouterr().out
+
+
+def test_compile_onnx_for_the_accelerator_isa_sim_equals_golden(tmp_path):
+    """The build's core without Yosys: quantize, compile, isa_sim bit-exact against golden (compile_for checks)."""
+    from hwgen.build import compile_for
+    from hwgen.hwparams import HwParams
+
+    path = save(mlp_block(tokens=4, dim=16, hidden=32, gelu="tanh"), tmp_path, "mlp.onnx")
+    compiled = compile_for(path, HwParams())
+    assert compiled.reference.data == compiled.expected
+    assert compiled.calibration == "seeded random inputs"
+    assert [n.op for n in compiled.qgraph.nodes if n.op != "Requantize"] == MLP_OPS
+    assert all(row.sqnr_db > 30 for row in compiled.accuracy)
+
+
+@pytest.mark.cosim  # runs Yosys for the resource estimate (cached by content after the first build)
+def test_build_onnx_then_sim_isa_bit_exact(tmp_path, capsys):
+    path = save(mlp_block(tokens=4, dim=16, hidden=32), tmp_path, "mlp.onnx")
+    calibration = tmp_path / "inputs.npy"
+    np.save(calibration, np.random.default_rng(5).uniform(-1, 1, (3, 1, 4, 16)).astype(np.float32))
+    out = tmp_path / "build"
+    code = main(["build", "--model", str(path), "--board", "ultra96", "--out", str(out), "--flow", "rtl", "--quiet",
+                 "--calibration", str(calibration)])
+    assert code == 0, capsys.readouterr().err
+    report = (out / "report.md").read_text()
+    assert "calibrated on inputs.npy" in report
+    assert (out / "model" / "mlp.onnx").read_bytes() == path.read_bytes()
+    capsys.readouterr()
+    assert main(["sim", str(out), "--backend", "isa"]) == 0
+    assert "equal to golden.npz" in capsys.readouterr().out
