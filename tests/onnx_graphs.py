@@ -104,3 +104,37 @@ def mlp_block(opset: int = 17, seed: int = 0, tokens: int = 5, dim: int = 16, hi
     h = g.linear(h, hidden, dim)
     h = g.op("Add", h, "x")
     return g.model(g.op("Softmax", h, axis=-1))
+
+
+def attention_block(opset: int = 17, seed: int = 0, tokens: int = 5, heads: int = 2, d: int = 8,
+                    select: str = "split", scale: str = "q") -> object:
+    """timm's Attention: qkv Linear → Reshape [1,T,3,H,d] → Transpose(2,0,3,1,4) → q, k, v → scale → q·kᵀ
+    → Softmax → ·v → Transpose(0,2,1,3) → Reshape [1,T,D] → proj Linear → residual Add.
+
+    ``select``: split (legacy: Split + Squeeze), slice (dynamo: Slice + Squeeze), gather (3 Gather).
+    ``scale``: q (Mul(q, d^-½)), both (Mul(q, d^-¼), Mul(kᵀ, d^-¼)), scores (Div(q·kᵀ, √d)).
+    """
+    dim = heads * d
+    g = G((1, tokens, dim), seed, opset)
+    qkv = g.linear("x", dim, 3 * dim)
+    packed = g.op("Transpose", g.op("Reshape", qkv, g.const([1, tokens, 3, heads, d], np.int64)), perm=[2, 0, 3, 1, 4])
+    axes = g.const([0], np.int64)
+    if select == "split":
+        parts = g.op("Split", packed, g.const([1, 1, 1], np.int64), outputs=3, axis=0)
+        q, k, v = (g.op("Squeeze", p, axes) for p in parts)
+    elif select == "slice":
+        q, k, v = (g.op("Squeeze", g.op("Slice", packed, g.const([i], np.int64), g.const([i + 1], np.int64), axes), axes)
+                   for i in range(3))
+    else:
+        q, k, v = (g.op("Gather", packed, g.const(i, np.int64), axis=0) for i in range(3))
+    kt = g.op("Transpose", k, perm=[0, 1, 3, 2])
+    if scale == "q":
+        scores = g.op("MatMul", g.op("Mul", q, g.const(d**-0.5)), kt)
+    elif scale == "both":
+        scores = g.op("MatMul", g.op("Mul", q, g.const(d**-0.25)), g.op("Mul", kt, g.const(d**-0.25)))
+    else:
+        scores = g.op("Div", g.op("MatMul", q, kt), g.const(math.sqrt(d)))
+    h = g.op("MatMul", g.op("Softmax", scores, axis=-1), v)
+    h = g.op("Reshape", g.op("Transpose", h, perm=[0, 2, 1, 3]), g.const([1, tokens, dim], np.int64))
+    h = g.linear(h, dim, dim)
+    return g.model(g.op("Add", h, "x"))

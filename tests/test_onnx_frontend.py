@@ -372,3 +372,24 @@ def test_build_onnx_then_sim_isa_bit_exact(tmp_path, capsys):
     capsys.readouterr()
     assert main(["sim", str(out), "--backend", "isa"]) == 0
     assert "equal to golden.npz" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("select, scale", [("split", "q"), ("slice", "both"), ("gather", "scores")])
+def test_timm_attention_becomes_q_k_v_linears_and_attention(tmp_path, select, scale):
+    from onnx_graphs import attention_block
+
+    model = check_float(save(attention_block(select=select, scale=scale), tmp_path))
+    assert ops(model) == ["Linear", "Linear", "Linear", "Attention", "Linear", "Add"]
+    assert model.graph.nodes[3].attr("heads") == 2
+
+
+def test_attention_with_a_wrong_scale_is_not_fused_and_is_reported(tmp_path):
+    from onnx_graphs import attention_block
+
+    model = attention_block(scale="q")
+    scales = [i for i in model.graph.initializer if i.dims == [] and abs(numpy_helper.to_array(i) - 8**-0.5) < 1e-6]
+    assert len(scales) == 1
+    scales[0].CopyFrom(numpy_helper.from_array(np.array(0.3, np.float32), scales[0].name))
+    with pytest.raises(OnnxImportError, match="cannot be imported") as info:
+        load_onnx(save(model, tmp_path))
+    assert "(Softmax)" not in str(info.value) and "(MatMul)" in str(info.value)

@@ -437,9 +437,10 @@ class _Found:
     """A match: the nodes it replaces, the node replacing them, new constants and their formats."""
 
     matched: list[ONode]
-    new: ONode
+    new: ONode | tuple[ONode, ...]
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     formats: list[tuple[str, QFmt]] = field(default_factory=list)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def const(self, name: str, value: np.ndarray, net: Net | None = None, source: str | None = None) -> str:
         """Add constant ``name``; with ``source``, it keeps ``source``'s exact format (same values)."""
@@ -454,9 +455,10 @@ def _rewrite(net: Net, found: _Found) -> Net:
     """Replace the matched nodes by the new one, placed where the last of them was."""
     ids = {id(n) for n in found.matched}
     last = max(i for i, n in enumerate(net.nodes) if id(n) in ids)
-    nodes = [found.new if i == last else n for i, n in enumerate(net.nodes) if id(n) not in ids or i == last]
+    new = found.new if isinstance(found.new, tuple) else (found.new,)
+    nodes = [m for i, n in enumerate(net.nodes) for m in (new if i == last else () if id(n) in ids else (n,))]
     return net.replace(nodes=tuple(nodes), consts={**net.consts, **found.consts},
-                       formats=net.formats + tuple(found.formats))
+                       formats=net.formats + tuple(found.formats), shapes={**net.shapes, **found.shapes})
 
 
 def _fixpoint(match: Callable[[Net, ONode], _Found | None]) -> Callable[[Net], Net]:
@@ -673,11 +675,135 @@ def _match_linear(net: Net, node: ONode):
     return found
 
 
+#: Ops that only move elements; chains of them are checked by tracing element indices through them.
+_SHAPE_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Slice", "Split", "Flatten")
+
+
+def _shape_chain(net: Net, start: str, end: str, limit: int = 8) -> list[ONode] | None:
+    """The shape-only nodes leading from ``start`` to ``end`` (first input each), or None."""
+    chain, name = [], end
+    while name != start:
+        node = net.producer(name)
+        if node is None or node.op not in _SHAPE_OPS or len(chain) >= limit:
+            return None
+        if any(net.const(n) is None for n in node.inputs[1:] if n):
+            return None
+        chain.insert(0, node)
+        name = node.inputs[0]
+    return chain
+
+
+def _trace(net: Net, chain: list[ONode], index: np.ndarray, end: str) -> np.ndarray:
+    """Where each element of ``end`` comes from: ``index`` (element numbers of the start) pushed through ``chain``."""
+    values = {chain[0].inputs[0] if chain else end: index}
+    for node in chain:
+        outs = _evaluate(net, node, [values[node.inputs[0]]] + [net.const(n) for n in node.inputs[1:]])
+        values.update(zip(node.outputs, outs))
+    return np.asarray(values[end])
+
+
+def _scaled(net: Net, name: str) -> tuple[str, float, list[ONode]]:
+    """Walk back through Mul / Div by scalar constants: (source, factor, the nodes)."""
+    factor, nodes = 1.0, []
+    while True:
+        node = net.producer(name)
+        if node is None or node.op not in ("Mul", "Div") or len(net.consumers(name)) != 1:
+            return name, factor, nodes
+        const = _scalar(net, node.inputs[1]) if node.op == "Div" else next(
+            (v for v in (_scalar(net, n) for n in node.inputs) if v is not None), None)
+        if const is None or (node.op == "Div" and const == 0):
+            return name, factor, nodes
+        factor *= 1 / const if node.op == "Div" else const
+        nodes.append(node)
+        name = node.inputs[0] if node.op == "Div" or _scalar(net, node.inputs[1]) is not None else node.inputs[1]
+
+
+def _match_attention(net: Net, node: ONode):
+    """timm's attention: packed qkv Linear → Reshape → Transpose → Split/Slice/Gather → scale → MatMul → Softmax
+    → MatMul → Transpose → Reshape, becomes three Linears (q, k, v) and one multi-head Attention.
+
+    Every shape-only chain is checked by tracing element indices through it, so any arrangement of
+    Reshape/Transpose/Split/Slice/Gather/Squeeze that selects the same elements matches.
+    """
+    if node.op != "Softmax" or node.attr("axis", -1) not in (-1, len(net.shape(node.inputs[0])) - 1):
+        return None
+    scores, factor, scale_nodes = _scaled(net, node.inputs[0])
+    qk = net.producer(scores)
+    out_mm = _only_consumer(net, node.outputs[0], "MatMul")
+    if qk is None or qk.op != "MatMul" or out_mm is None or out_mm.inputs[0] != node.outputs[0]:
+        return None
+    q_end, q_factor, q_nodes = _scaled(net, qk.inputs[0])
+    k_end, k_factor, k_nodes = _scaled(net, qk.inputs[1])
+    v_end = out_mm.inputs[1]
+    if any(net.const(n) is not None for n in (q_end, k_end, v_end)) or len(net.shape(q_end)) != 4:
+        return None
+    _, heads, tokens, d = net.shape(q_end)
+    dim = heads * d
+    # The packed projection: follow q back to a Linear with 3·D outputs.
+    packed = q_end
+    while net.producer(packed) is not None and net.producer(packed).op in _SHAPE_OPS:
+        packed = net.producer(packed).inputs[0]
+    linear = net.producer(packed)
+    if linear is None or linear.op != "hwgen.Linear" or net.shape(packed) != (1, tokens, 3 * dim):
+        return None
+    chains = [_shape_chain(net, packed, end) for end in (q_end, k_end, v_end)]
+    if any(c is None for c in chains):
+        return None
+    index = np.arange(tokens * 3 * dim, dtype=np.int64).reshape(1, tokens, 3 * dim)
+    t, h, j = np.meshgrid(np.arange(tokens), np.arange(heads), np.arange(d), indexing="ij")
+    base = (t * 3 * dim + h * d + j).transpose(1, 0, 2)[None]  # [1, H, T, d]
+    want = (base, (base + dim).transpose(0, 1, 3, 2), base + 2 * dim)  # q, kᵀ, v
+    for chain, end, expected in zip(chains, (q_end, k_end, v_end), want):
+        got = _trace(net, chain, index, end)
+        if got.shape != expected.shape or not np.array_equal(got, expected):
+            return None
+    total = factor * q_factor * k_factor
+    if not _close(total, d**-0.5, 1e-5):
+        return None
+    # The output: Transpose/Reshape back to [1, T, D] with head h in columns h·d … h·d + d − 1.
+    out, out_chain = out_mm.outputs[0], []
+    while net.shape(out) != (1, tokens, dim):
+        nxt = net.consumers(out)
+        if len(nxt) != 1 or nxt[0].op not in ("Transpose", "Reshape") or len(out_chain) >= 4:
+            return None
+        out_chain.append(nxt[0])
+        out = nxt[0].outputs[0]
+    heads_index = np.arange(dim * tokens, dtype=np.int64).reshape(1, heads, tokens, d)
+    got = _trace(net, out_chain, heads_index, out)
+    if not np.array_equal(got[0], heads_index[0].transpose(1, 0, 2).reshape(tokens, dim)):
+        return None
+    chain_nodes = {id(n): n for c in chains for n in c}
+    matched = list(chain_nodes.values()) + scale_nodes + q_nodes + k_nodes + [qk, node, out_mm] + out_chain
+    inside = {id(n) for n in matched}
+    if any(id(r) not in inside for r in net.consumers(packed)) or packed in net.outputs:
+        return None
+    for n in matched[:-1]:  # nothing outside the pattern may read its intermediate values
+        if any(id(r) not in inside for o in n.outputs for r in net.consumers(o)):
+            return None
+    matched.append(linear)
+    weight = np.asarray(net.const(linear.inputs[1]), np.float64)
+    bias = np.asarray(net.const(linear.inputs[2]), np.float64) if len(linear.inputs) > 2 else None
+    found = _Found(matched, ())
+    x, new = linear.inputs[0], []
+    for part, role in enumerate("qkv"):
+        cols = slice(part * dim, (part + 1) * dim)
+        # A slice of a quantized tensor keeps its (per-tensor) format.
+        names = [x, found.const(f"{packed}::{role}_weight", weight[:, cols], net, linear.inputs[1])]
+        if bias is not None:
+            names.append(found.const(f"{packed}::{role}_bias", bias[cols], net, linear.inputs[2]))
+        new.append(ONode(f"{linear.name}::{role}", "hwgen.Linear", tuple(names), (f"{packed}::{role}",)))
+    new.append(ONode(node.name, "hwgen.Attention", tuple(f"{packed}::{r}" for r in "qkv"), (out,), (("heads", heads),)))
+    found.new = tuple(new)
+    found.shapes.update({f"{packed}::{r}": (1, tokens, dim) for r in "qkv"})
+    return found
+
+
 fuse_layernorm = _fixpoint(_match_layernorm)
 fuse_gelu_erf = _fixpoint(_match_gelu_erf)
 fuse_gelu_tanh = _fixpoint(_match_gelu_tanh)
 fuse_batchnorm = _fixpoint(_match_batchnorm)
 fuse_linear = _fixpoint(_match_linear)
+fuse_attention = _fixpoint(_match_attention)
 
 
 # ------------------------------------------------------------------------------------- 4. to IR
@@ -846,9 +972,14 @@ def _ir_quant(b: _Builder, node: ONode) -> None:
     b.formats[b.names[node.outputs[0]]] = fmt
 
 
+def _ir_attention(b: _Builder, node: ONode) -> None:
+    b.add("Attention", node.outputs[0], [b.act(n) for n in node.inputs], [], {"heads": int(node.attr("heads"))})
+
+
 #: ONNX op (after fusion) → how it becomes IR nodes.
 _TO_IR: dict[str, Callable[[_Builder, ONode], None]] = {
     "hwgen.Linear": _ir_linear,
+    "hwgen.Attention": _ir_attention,
     "Relu": _ir_relu,
     "Clip": _ir_clip,
     "LayerNormalization": _ir_layernorm,
@@ -867,6 +998,11 @@ _WHY = {
     "ReduceMean": "not part of a recognised LayerNorm pattern (nor a global average pool, not supported yet)",
     "Gemm": "Gemm must have a constant B, transA = 0 and a constant C",
     "BatchNormalization": "BatchNormalization must follow a Conv with constant weights (it is folded into it)",
+    **{op: "shape-only op not absorbed by a recognised pattern (timm attention: its scale must be d^-½ in total"
+          " and its Reshape/Transpose/Split must select q, k, v from one packed Linear)"
+       for op in ("Reshape", "Transpose", "Split", "Squeeze", "Unsqueeze", "Slice", "Gather")},
+    "Mul": "Mul of activations or by a constant is not supported outside the GELU, LayerNorm and attention patterns",
+    "Div": "Div is not supported outside the GELU, LayerNorm and attention patterns",
     "BipolarQuant": "BipolarQuant (binary weights) is not supported yet",
     "FloatQuant": "FloatQuant (minifloat) has no fixed-point form",
     "Trunc": "Trunc is supported only after AveragePool, and pooling is not supported yet",
@@ -942,6 +1078,8 @@ PASSES: list[tuple[str, Callable[[Net], Net]]] = [
     ("fuse_gelu_tanh", fuse_gelu_tanh),
     ("fuse_batchnorm", fuse_batchnorm),
     ("fuse_linear", fuse_linear),
+    # After Linear: attention starts at the packed qkv Linear.
+    ("fuse_attention", fuse_attention),
 ]
 
 
