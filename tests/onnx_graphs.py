@@ -138,3 +138,41 @@ def attention_block(opset: int = 17, seed: int = 0, tokens: int = 5, heads: int 
     h = g.op("Reshape", g.op("Transpose", h, perm=[0, 2, 1, 3]), g.const([1, tokens, dim], np.int64))
     h = g.linear(h, dim, dim)
     return g.model(g.op("Add", h, "x"))
+
+
+def tiny_vit(opset: int = 17, seed: int = 0, image: int = 8, patch: int = 4, dim: int = 8, classes: int = 3,
+             flatten: str = "reshape") -> object:
+    """Patch embedding (Conv k = s → Reshape | Flatten → Transpose) → class token → position embedding
+    → attention block → LayerNorm → class-token Gather → Gemm head."""
+    g = G((1, 3, image, image), seed, opset)
+    n = (image // patch) ** 2
+    h = g.op("Conv", "x", g.weight(dim, 3, patch, patch), g.const(np.zeros(dim)), strides=[patch, patch],
+             kernel_shape=[patch, patch])
+    if flatten == "reshape":  # dynamo: a constant target shape
+        h = g.op("Reshape", h, g.const([1, dim, n], np.int64))
+    else:  # legacy: the target computed from Shape → Slice → Concat (folded by the importer)
+        head = g.op("Slice", g.op("Shape", h), g.const([0], np.int64), g.const([2], np.int64))
+        h = g.op("Reshape", h, g.op("Concat", head, g.const([-1], np.int64), axis=0))
+    h = g.op("Transpose", h, perm=[0, 2, 1])
+    h = g.op("Concat", g.const(g.rng.normal(0, 0.02, (1, 1, dim))), h, axis=1)
+    h = g.op("Add", h, g.const(g.rng.normal(0, 0.02, (1, n + 1, dim))))
+    h = g.layernorm(h, dim)
+    h = g.op("Gather", h, g.const(0, np.int64), axis=1)
+    return g.model(g.gemm(h, dim, classes))
+
+
+def tiny_cnn(opset: int = 17, seed: int = 0, dynamo: bool = False) -> object:
+    """Conv + BN + Relu → MaxPool → Conv → Relu → AveragePool → global average pool → Flatten → Gemm."""
+    g = G((1, 3, 12, 12), seed, opset)
+    h = g.op("Conv", "x", g.weight(6, 3, 3, 3), pads=[1, 1, 1, 1])
+    h = g.op("BatchNormalization", h, g.const(g.rng.uniform(0.5, 1.5, 6)), g.const(g.rng.uniform(-0.2, 0.2, 6)),
+             g.const(g.rng.uniform(-0.1, 0.1, 6)), g.const(g.rng.uniform(0.5, 2.0, 6)))
+    h = g.op("MaxPool", g.op("Relu", h), kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    h = g.op("Relu", g.op("Conv", h, g.weight(8, 6, 3, 3), g.const(np.zeros(8)), pads=[1, 1, 1, 1]))
+    h = g.op("AveragePool", h, kernel_shape=[2, 2], strides=[2, 2])
+    if dynamo:
+        h = g.op("Reshape", g.op("ReduceMean", h, g.const([2, 3], np.int64), keepdims=1) if opset >= 18 else
+                 g.op("ReduceMean", h, axes=[2, 3], keepdims=1), g.const([1, 8], np.int64))
+    else:
+        h = g.op("Flatten", g.op("GlobalAveragePool", h), axis=1)
+    return g.model(g.gemm(h, 8, 4))

@@ -244,15 +244,15 @@ def test_quant_refusals_name_the_node(tmp_path, change, problem):
 def test_unsupported_nodes_are_all_named_in_one_report(tmp_path):
     g = G((1, 4, 8), seed=1)
     h = g.op("Sigmoid", g.linear("x", 8, 8))
-    h = g.op("Add", h, g.const(np.ones((1, 4, 8))))  # constant Add: a position embedding
+    h = g.op("Mul", h, h)  # a square outside any pattern
     h = g.op("Tanh", h)
     with pytest.raises(OnnxImportError) as info:
         load_onnx(save(g.model(h), tmp_path))
     message = str(info.value)
     assert message.startswith("m.onnx: 3 nodes cannot be imported") and "\n" not in message
-    for name, op in (("/Sigmoid_", "Sigmoid"), ("/Add_", "Add"), ("/Tanh_", "Tanh")):
+    for name, op in (("/Sigmoid_", "Sigmoid"), ("/Mul_", "Mul"), ("/Tanh_", "Tanh")):
         assert name in message and f"({op})" in message
-    assert "position embedding" in message
+    assert "tanh-GELU pattern" in message
 
 
 def _dynamic(tmp_path):
@@ -393,3 +393,50 @@ def test_attention_with_a_wrong_scale_is_not_fused_and_is_reported(tmp_path):
     with pytest.raises(OnnxImportError, match="cannot be imported") as info:
         load_onnx(save(model, tmp_path))
     assert "(Softmax)" not in str(info.value) and "(MatMul)" in str(info.value)
+
+
+@pytest.mark.parametrize("flatten", ["reshape", "shape-arithmetic"])
+def test_tiny_vit_patch_embedding_class_token_position_embedding_head(tmp_path, flatten):
+    from onnx_graphs import tiny_vit
+
+    model = check_float(save(tiny_vit(flatten=flatten), tmp_path))
+    assert ops(model) == ["Conv2d", "Tokens", "ClassToken", "AddConstant", "LayerNorm", "SelectRow", "Linear"]
+
+
+@pytest.mark.parametrize("opset, dynamo", [(17, False), (17, True), (18, True)])
+def test_tiny_cnn_pooling_and_flatten(tmp_path, opset, dynamo):
+    from onnx_graphs import tiny_cnn
+
+    model = check_float(save(tiny_cnn(opset, dynamo=dynamo), tmp_path))
+    assert ops(model) == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "AvgPool2d", "GlobalAvgPool", "Flatten",
+                          "Linear"]
+
+
+def test_ops_the_accelerator_lacks_are_refused_by_build_in_one_line(tmp_path, capsys):
+    from onnx_graphs import tiny_cnn
+
+    path = save(tiny_cnn(), tmp_path)
+    out = tmp_path / "out"
+    assert main(["build", "--model", str(path), "--board", "ultra96", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == "hwgen: error: op Conv2d is not supported yet\n" and not out.exists()
+    assert main(["import", str(path), "-o", str(out)]) == 0  # the spec still describes it
+    assert load_spec(out / "model.yaml").graph == load_onnx(path).graph
+
+
+def test_exact_golden_of_the_moving_ops_equals_the_float_reference_on_codes():
+    """MaxPool2d, Flatten, Tokens and SelectRow only move codes: exact golden = float reference on the raw codes."""
+    from hwgen.golden import EXACT_OPS, FLOAT_OPS
+    from hwgen.ir import OPS, Node
+
+    fmt = QFmt(8, 3, True, "RND_CONV", "SAT")
+    raw = np.random.default_rng(3).integers(fmt.min_raw, fmt.max_raw + 1, (3, 5, 6))
+    cases = [("MaxPool2d", raw, {"kernel": (3, 2), "stride": (2, 2), "padding": (1, 0)}),
+             ("Flatten", raw, {}), ("Tokens", raw, {}), ("SelectRow", raw[0], {"index": 2})]
+    for op, x, attrs in cases:
+        node = Node("n", op, ("x",), ("y",), attrs)
+        got = EXACT_OPS[op](node, [x], [fmt], [fmt])[0]
+        want = FLOAT_OPS[op]([x.astype(np.float64)], {**OPS[op].attr_defaults(), **attrs})[0]
+        assert got.dtype == np.int64 and np.array_equal(got, want.astype(np.int64)), op
+        with pytest.raises(ValueError, match="must keep its input format"):
+            EXACT_OPS[op](node, [x], [fmt], [fmt.with_(int_bits=4)])

@@ -798,12 +798,27 @@ def _match_attention(net: Net, node: ONode):
     return found
 
 
+def _match_tokens(net: Net, node: ONode):
+    """Conv output [1, C, H, W] → Reshape [1, C, H·W] | Flatten(2) → Transpose(0, 2, 1) → hwgen Tokens (patch embedding)."""
+    if node.op != "Transpose" or tuple(node.attr("perm", ())) != (0, 2, 1):
+        return None
+    flat = net.producer(node.inputs[0])
+    if flat is None or flat.op not in ("Reshape", "Flatten") or len(net.consumers(flat.outputs[0])) != 1:
+        return None
+    source = flat.inputs[0]
+    shape = net.shapes.get(source, ())
+    if len(shape) != 4 or shape[0] != 1 or net.shapes.get(flat.outputs[0]) != (1, shape[1], shape[2] * shape[3]):
+        return None
+    return _Found([flat, node], ONode(node.name, "hwgen.Tokens", (source,), node.outputs))
+
+
 fuse_layernorm = _fixpoint(_match_layernorm)
 fuse_gelu_erf = _fixpoint(_match_gelu_erf)
 fuse_gelu_tanh = _fixpoint(_match_gelu_tanh)
 fuse_batchnorm = _fixpoint(_match_batchnorm)
 fuse_linear = _fixpoint(_match_linear)
 fuse_attention = _fixpoint(_match_attention)
+fuse_tokens = _fixpoint(_match_tokens)
 
 
 # ------------------------------------------------------------------------------------- 4. to IR
@@ -918,9 +933,20 @@ def _ir_softmax(b: _Builder, node: ONode) -> None:
 
 def _ir_add(b: _Builder, node: ONode) -> None:
     a, c = node.inputs
+    if b.net.const(a) is not None and b.net.const(c) is not None:
+        raise _Skip("Add of two constants must have been folded")
     if b.net.const(a) is not None or b.net.const(c) is not None:
-        raise _Skip("Add of a constant to an activation (e.g. a position embedding) is not supported yet;"
-                    " only residual Add of two activations and a Linear bias are")
+        x, value = (c, a) if b.net.const(a) is not None else (a, c)
+        shape = b.net.shape(x)
+        constant = np.asarray(b.net.const(value), np.float64)
+        try:
+            full = np.broadcast_to(constant, shape)
+        except ValueError:
+            raise _Skip(f"constant must broadcast to the input's shape {shape}, not {constant.shape}") from None
+        if np.broadcast_shapes(constant.shape, shape) != shape:
+            raise _Skip(f"constant must not widen the input's shape {shape}, not {constant.shape}")
+        b.add("AddConstant", node.outputs[0], [b.act(x)], [("value", value, full[0])])
+        return
     if b.net.shape(a) != b.net.shape(c):
         raise _Skip(f"inputs must have the same shape (no broadcasting), not {b.net.shape(a)} and {b.net.shape(c)}")
     b.add("Add", node.outputs[0], [b.act(a), b.act(c)], [])
@@ -976,6 +1002,70 @@ def _ir_attention(b: _Builder, node: ONode) -> None:
     b.add("Attention", node.outputs[0], [b.act(n) for n in node.inputs], [], {"heads": int(node.attr("heads"))})
 
 
+def _ir_pool(b: _Builder, node: ONode) -> None:
+    x = node.inputs[0]
+    if len(b.net.shape(x)) != 4:
+        raise _Skip(f"input must be a 4-D [1, C, H, W] feature map, not shape {b.net.shape(x)}")
+    if node.attr("ceil_mode", 0) or any(d != 1 for d in node.attr("dilations", (1, 1))):
+        raise _Skip("ceil_mode must be 0 and dilations 1")
+    if node.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise _Skip(f"auto_pad must be NOTSET or VALID, not {node.attr('auto_pad')}; export with explicit pads")
+    pads = tuple(node.attr("pads", (0, 0, 0, 0)))
+    if pads[:2] != pads[2:]:
+        raise _Skip(f"pads must be symmetric, not {pads}")
+    if node.op == "AveragePool" and any(pads) and not node.attr("count_include_pad", 0):
+        raise _Skip("padded AveragePool must count the padding (count_include_pad = 1)")
+    attrs = {"kernel": tuple(int(k) for k in node.attr("kernel_shape")),
+             "stride": tuple(int(v) for v in node.attr("strides", (1, 1))), "padding": tuple(int(v) for v in pads[:2])}
+    b.add("MaxPool2d" if node.op == "MaxPool" else "AvgPool2d", node.outputs[0], [b.act(x)], [], attrs)
+
+
+def _ir_global_pool(b: _Builder, node: ONode) -> None:
+    x = node.inputs[0]
+    if len(b.net.shape(x)) != 4:
+        raise _Skip(f"input must be a 4-D [1, C, H, W] feature map, not shape {b.net.shape(x)}")
+    if node.op == "ReduceMean":
+        axes = node.attr("axes") if len(node.inputs) < 2 else tuple(b.net.const(node.inputs[1]).ravel())
+        if axes is None or sorted(int(a) % 4 for a in axes) != [2, 3] or not node.attr("keepdims", 1):
+            raise _Skip("ReduceMean must be over axes 2 and 3 with keepdims (a global average pool)"
+                        " or part of a LayerNorm pattern")
+    b.add("GlobalAvgPool", node.outputs[0], [b.act(x)], [])
+
+
+def _ir_flatten(b: _Builder, node: ONode) -> None:
+    x, out = node.inputs[0], node.outputs[0]
+    shape, out_shape = b.net.shape(x), b.net.shape(out)
+    if node.op == "Flatten" and node.attr("axis", 1) != 1:
+        raise _Skip(f"axis must be 1 (keep the batch), not {node.attr('axis')}")
+    if len(out_shape) != 2 or out_shape[0] != 1 or len(shape) < 3:
+        raise _Skip(f"{node.op} is supported as a flatten of a feature map to [1, N] or inside a recognised pattern"
+                    f" (attention, patch embedding), not {shape} → {out_shape}")
+    b.add("Flatten", out, [b.act(x)], [])
+
+
+def _ir_tokens(b: _Builder, node: ONode) -> None:
+    b.add("Tokens", node.outputs[0], [b.act(node.inputs[0])], [])
+
+
+def _ir_concat(b: _Builder, node: ONode) -> None:
+    if len(node.inputs) != 2 or b.net.const(node.inputs[0]) is None or b.net.const(node.inputs[1]) is not None:
+        raise _Skip("only the class-token Concat (a constant [1, 1, D] first, then the tokens) is supported")
+    token, x = node.inputs
+    shape = b.net.shape(x)
+    if node.attr("axis") not in (1, -2) or len(shape) != 3 or b.net.shape(token) != (1, 1, shape[2]):
+        raise _Skip(f"class-token Concat must join [1, 1, D] and [1, T, D] on axis 1, not {b.net.shape(token)} and {shape}")
+    b.add("ClassToken", node.outputs[0], [b.act(x)], [("token", token, np.asarray(b.net.const(token))[0])])
+
+
+def _ir_gather(b: _Builder, node: ONode) -> None:
+    x, index = node.inputs
+    value = b.net.const(index)
+    shape = b.net.shape(x)
+    if value is None or value.ndim != 0 or node.attr("axis", 0) != 1 or len(shape) != 3:
+        raise _Skip("only Gather of one token (a scalar index on axis 1 of [1, T, D]) is supported")
+    b.add("SelectRow", node.outputs[0], [b.act(x)], [], {"index": int(value) % shape[1]})
+
+
 #: ONNX op (after fusion) → how it becomes IR nodes.
 _TO_IR: dict[str, Callable[[_Builder, ONode], None]] = {
     "hwgen.Linear": _ir_linear,
@@ -990,17 +1080,25 @@ _TO_IR: dict[str, Callable[[_Builder, ONode], None]] = {
     "Conv": _ir_conv,
     "Quant": _ir_quant,
     "IntQuant": _ir_quant,
+    "MaxPool": _ir_pool,
+    "AveragePool": _ir_pool,
+    "GlobalAveragePool": _ir_global_pool,
+    "ReduceMean": _ir_global_pool,
+    "Flatten": _ir_flatten,
+    "Reshape": _ir_flatten,
+    "hwgen.Tokens": _ir_tokens,
+    "Concat": _ir_concat,
+    "Gather": _ir_gather,
 }
 
 _WHY = {
     "Erf": "not part of a recognised GELU pattern (Div(√2) → Erf → Add(1) → Mul(x) → Mul(0.5))",
     "Tanh": "not part of a recognised tanh-GELU pattern",
-    "ReduceMean": "not part of a recognised LayerNorm pattern (nor a global average pool, not supported yet)",
     "Gemm": "Gemm must have a constant B, transA = 0 and a constant C",
     "BatchNormalization": "BatchNormalization must follow a Conv with constant weights (it is folded into it)",
     **{op: "shape-only op not absorbed by a recognised pattern (timm attention: its scale must be d^-½ in total"
           " and its Reshape/Transpose/Split must select q, k, v from one packed Linear)"
-       for op in ("Reshape", "Transpose", "Split", "Squeeze", "Unsqueeze", "Slice", "Gather")},
+       for op in ("Transpose", "Split", "Squeeze", "Unsqueeze", "Slice")},
     "Mul": "Mul of activations or by a constant is not supported outside the GELU, LayerNorm and attention patterns",
     "Div": "Div is not supported outside the GELU, LayerNorm and attention patterns",
     "BipolarQuant": "BipolarQuant (binary weights) is not supported yet",
@@ -1080,6 +1178,7 @@ PASSES: list[tuple[str, Callable[[Net], Net]]] = [
     ("fuse_linear", fuse_linear),
     # After Linear: attention starts at the packed qkv Linear.
     ("fuse_attention", fuse_attention),
+    ("fuse_tokens", fuse_tokens),
 ]
 
 
@@ -1101,7 +1200,8 @@ def load_onnx(path: str | Path, *, round_scales: bool = False) -> Model:
 # ---------------------------------------------------------------------------------- spec writer
 
 _SPEC_KEYS = {"LayerNorm": ("eps",), "Softmax": ("axis",), "GELU": ("approximate",),
-              "Conv2d": ("stride", "padding", "groups")}
+              "Conv2d": ("stride", "padding", "groups"), "Attention": ("heads",), "SelectRow": ("index",),
+              "MaxPool2d": ("kernel", "stride", "padding"), "AvgPool2d": ("kernel", "stride", "padding")}
 
 
 def to_spec(model: Model, weights_file: str = "model.npz") -> tuple[dict, dict[str, np.ndarray]]:

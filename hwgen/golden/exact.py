@@ -103,6 +103,26 @@ def _softmax(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFm
     return (nonlinear.softmax(units.softmax_config(fmts[0], out[0]), x),)
 
 
+def _maxpool2d(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+    from hwgen.golden.reference import _pool2d
+
+    if out[0] != fmts[0]:
+        raise ValueError(f"MaxPool2d {node.name!r} must keep its input format {fmts[0]}, not {out[0]}")
+    padded_min = np.iinfo(np.int64).min
+    return (_pool2d(args[0], {"kernel": _attr(node, "kernel"), "stride": _attr(node, "stride"),
+                              "padding": _attr(node, "padding")}, padded_min, np.max),)
+
+
+def _moved(move: Callable[[np.ndarray, Node], np.ndarray]):
+    """An op that only moves codes: the output keeps the input's format."""
+    def run(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+        if out[0] != fmts[0]:
+            raise ValueError(f"{node.op} {node.name!r} must keep its input format {fmts[0]}, not {out[0]}")
+        return (move(args[0], node),)
+
+    return run
+
+
 #: The bit-exact definition of each supported op: f(node, raw args, arg formats, output formats).
 EXACT_OPS: dict[str, Callable[[Node, list[np.ndarray], list[QFmt], list[QFmt]], tuple[np.ndarray, ...]]] = {
     "Linear": _linear,
@@ -113,6 +133,10 @@ EXACT_OPS: dict[str, Callable[[Node, list[np.ndarray], list[QFmt], list[QFmt]], 
     "GELU": _gelu,
     "LayerNorm": _layernorm,
     "Softmax": _softmax,
+    "MaxPool2d": _maxpool2d,
+    "Flatten": _moved(lambda x, node: x.reshape(-1)),
+    "Tokens": _moved(lambda x, node: x.reshape(x.shape[0], -1).T),
+    "SelectRow": _moved(lambda x, node: x[_attr(node, "index")]),
 }
 
 

@@ -107,6 +107,17 @@ def _expert(args, attrs):
     return (out,)
 
 
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _pool2d(x: np.ndarray, attrs: dict, fill: float, reduce) -> np.ndarray:
+    (kh, kw), (sh, sw), (ph, pw) = _pair(attrs["kernel"]), _pair(attrs["stride"]), _pair(attrs["padding"])
+    padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    return reduce(windows, axis=(3, 4))
+
+
 #: The float definition of every op: f(arguments, attributes with defaults) -> outputs.
 FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]] = {
     "Linear": _linear,
@@ -122,6 +133,14 @@ FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]]
     "MoEGate": lambda args, attrs: (matmul(args[0], args[1]),),
     "TopK": _topk,
     "Expert": _expert,
+    "MaxPool2d": lambda args, attrs: (_pool2d(args[0], attrs, -np.inf, np.max),),
+    "AvgPool2d": lambda args, attrs: (_pool2d(args[0], attrs, 0.0, np.mean),),
+    "GlobalAvgPool": lambda args, attrs: (args[0].mean(axis=(1, 2), keepdims=True),),
+    "Flatten": lambda args, attrs: (args[0].reshape(-1),),
+    "Tokens": lambda args, attrs: (args[0].reshape(args[0].shape[0], -1).T,),
+    "ClassToken": lambda args, attrs: (np.concatenate([args[1], args[0]], axis=0),),
+    "AddConstant": lambda args, attrs: (args[0] + args[1],),
+    "SelectRow": lambda args, attrs: (args[0][attrs["index"]],),
 }
 assert set(FLOAT_OPS) == set(OPS), "the float reference defines every IR op"
 
