@@ -192,24 +192,17 @@ def test_golden_equals_qonnx_at_every_quant_output(tmp_path, signed, narrow, mod
     graph_in = qgraph.inputs[0]
     raw_in = qgraph.tensor(graph_in).fmt.quantize(x[0])
     got = run(qgraph, raw_in)
-    # Every activation Quant output of the ONNX graph, as integers of the hwgen format at that point.
-    checked = 0
-    for out, node in nodes.items():
-        if node.op_type != "Quant" or node.input[0] in consts:
-            continue
-        name = graph_in if node.input[0] == "x" else None
-        if name is None:
-            name = next(t for t in (out, qgraph.outputs[0]) if qgraph.has_tensor(t)) if qgraph.has_tensor(out) else None
-        fmt = QFmt.parse(str(dict(model.formats).get(name) or qgraph.tensor(name).fmt)) if name else None
-        if name is None:
-            continue
+    # The IR tensor at each activation Quant output: the input, the Linear's output, the final output.
+    quants = [n.output[0] for n in onnx_model.graph.node if n.op_type == "Quant" and n.input[0] not in consts]
+    at = [graph_in, model.graph.nodes[0].outputs[0]] + ([qgraph.outputs[0]] if len(quants) == 3 else [])
+    assert len(quants) == len(at)
+    for out, name in zip(quants, at):
+        fmt = qgraph.tensor(name).fmt
+        assert fmt == dict(model.formats)[name] or name == qgraph.outputs[0]
         want = values[out][0] / fmt.lsb
-        assert np.array_equal(got[name], want.astype(np.int64)) and np.all(want == np.round(want)), (out, name)
-        checked += 1
-    final = values[onnx_model.graph.output[0].name][0]
-    out_fmt = qgraph.tensor(qgraph.outputs[0]).fmt
-    assert np.array_equal(got[qgraph.outputs[0]], (final / out_fmt.lsb).astype(np.int64))
-    assert checked >= 1
+        assert np.all(want == np.round(want))  # QONNX's values lie on the format's grid
+        assert got[name].dtype == np.int64 and np.array_equal(got[name], want.astype(np.int64)), (out, name)
+    assert len(at) == (3 if signed == 1 and mode == "ROUND" else 2)
 
 
 def test_non_power_of_two_scale_is_refused_or_rounded_and_noted(tmp_path):
@@ -440,3 +433,21 @@ def test_exact_golden_of_the_moving_ops_equals_the_float_reference_on_codes():
         assert got.dtype == np.int64 and np.array_equal(got, want.astype(np.int64)), op
         with pytest.raises(ValueError, match="must keep its input format"):
             EXACT_OPS[op](node, [x], [fmt], [fmt.with_(int_bits=4)])
+
+
+def test_round_scales_reach_the_compiled_build_and_unit_format_conflicts_are_one_line(tmp_path):
+    from hwgen.build import compile_for
+    from hwgen.hwparams import HwParams
+
+    g = G((1, 4, 8), seed=1)
+    h = g.quant(g.linear(g.quant("x", 0.3, 8), 8, 8), 2.0**-4, 12)
+    path = save(g.model(g.op("Relu", h)), tmp_path)
+    compiled = compile_for(path, HwParams(), round_scales=True)
+    assert len(compiled.notes) == 1 and "0.3 rounded to 2^-2" in compiled.notes[0]
+    assert compiled.reference.data == compiled.expected
+
+    g = G((1, 4, 8), seed=1, opset=20)
+    h = g.op("Gelu", g.quant(g.linear("x", 8, 8), 2.0**-4, 12), approximate="none")
+    with pytest.raises(ValueError, match="the input format of the unit reading it") as info:
+        compile_for(save(g.model(h), tmp_path, "gelu.onnx"), HwParams())
+    assert "\n" not in str(info.value)

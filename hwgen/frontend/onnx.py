@@ -123,6 +123,9 @@ class Net:
     def shape(self, name: str) -> tuple[int, ...]:
         if name in self.consts:
             return tuple(self.consts[name].shape)
+        if name not in self.shapes:
+            self.fail(f"tensor {name!r} must have a static shape after shape inference, not an unknown one"
+                      " (an op of a newer opset than the file declares?)")
         return self.shapes[name]
 
 
