@@ -176,3 +176,14 @@ def tiny_cnn(opset: int = 17, seed: int = 0, dynamo: bool = False) -> object:
     else:
         h = g.op("Flatten", g.op("GlobalAveragePool", h), axis=1)
     return g.model(g.gemm(h, 8, 4))
+
+
+def quant_reference(x, scale, bits, signed, narrow, mode):
+    """QONNX Quant (frontends.md §1.2), written out independently: clamp to the integer grid, round, rescale."""
+    lo = -(2 ** (bits - 1)) + narrow if signed else 0
+    hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - narrow
+    y = np.clip(np.asarray(x, np.float64) / scale, lo, hi)
+    rounded = {"ROUND": np.round(y), "FLOOR": np.floor(y), "DOWN": np.trunc(y),
+               "HALF_UP": np.sign(y) * np.floor(np.abs(y) + 0.5),
+               "HALF_DOWN": np.sign(y) * np.ceil(np.abs(y) - 0.5)}[mode]
+    return rounded * scale

@@ -15,7 +15,7 @@ import onnx
 import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from onnx_graphs import G, mlp_block
+from onnx_graphs import G, mlp_block, quant_reference
 
 from hwgen.cli import main
 from hwgen.frontend import load_spec
@@ -119,17 +119,6 @@ def test_patch_embedding_conv_kernel_equals_stride(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- QONNX
-
-
-def quant_reference(x, scale, bits, signed, narrow, mode):
-    """QONNX Quant (frontends.md §1.2), written out independently: clamp to the integer grid, round, rescale."""
-    lo = -(2 ** (bits - 1)) + narrow if signed else 0
-    hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - narrow
-    y = np.clip(np.asarray(x, np.float64) / scale, lo, hi)
-    rounded = {"ROUND": np.round(y), "FLOOR": np.floor(y), "DOWN": np.trunc(y),
-               "HALF_UP": np.sign(y) * np.floor(np.abs(y) + 0.5),
-               "HALF_DOWN": np.sign(y) * np.ceil(np.abs(y) - 0.5)}[mode]
-    return rounded * scale
 
 
 def qonnx_mlp(signed=1, narrow=0, mode="ROUND", act_scale=2.0**-4, bits=6, relu=False):

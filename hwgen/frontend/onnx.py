@@ -992,6 +992,18 @@ def _ir_quant(b: _Builder, node: ONode) -> None:
     source = b.act(x)
     producer = next((n for n in b.nodes if source in n.outputs), None)
     sole = len(b.net.consumers(x)) == 1 and x not in b.net.outputs
+    if sole and producer is not None and producer.op == "ReLU":
+        # Quant(ReLU(v)) = ReLU(Quant(v)) for every rounding mode (monotone, 0 ↦ 0, the lower bound ≤ 0):
+        # the format goes on the wide op's output before the ReLU, so the value is rounded once, as QONNX does.
+        inner_name = producer.inputs[0]
+        inner = next((n for n in b.nodes if inner_name in n.outputs), None)
+        onnx_inner = [k for k, v in b.names.items() if v == inner_name]
+        if (inner is not None and inner.op in ("Linear", "MatMul", "Add") and inner_name not in b.formats
+                and len(onnx_inner) == 1 and len(b.net.consumers(onnx_inner[0])) == 1
+                and onnx_inner[0] not in b.net.outputs):
+            b.formats[inner_name] = fmt
+            b.names[node.outputs[0]] = source
+            return
     if sole and (producer is None or producer.op in ("Linear", "MatMul", "Add")) and source not in b.formats:
         # The producer's output (an input, or the Requantize the quantizer puts after a wide op) takes the format.
         b.formats[source] = fmt

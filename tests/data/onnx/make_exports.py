@@ -145,15 +145,22 @@ def make_brevitas() -> None:
     """A Brevitas MLP with power-of-two quantizers, exported as QONNX (TorchScript path)."""
     from brevitas import nn as qnn
     from brevitas.export import export_qonnx
-    from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint
+    from brevitas.quant import (
+        Int8ActPerTensorFixedPoint,
+        Int8WeightPerTensorFixedPoint,
+        Int32Bias,
+        Uint8ActPerTensorFixedPoint,
+    )
 
     class QMLP(nn.Module):
         def __init__(self):
             super().__init__()
             self.inp = qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True)
-            self.fc1 = qnn.QuantLinear(16, 32, bias=True, weight_quant=Int8WeightPerTensorFixedPoint)
+            self.fc1 = qnn.QuantLinear(16, 32, bias=True, weight_quant=Int8WeightPerTensorFixedPoint,
+                                       bias_quant=Int32Bias)
             self.relu = qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
-            self.fc2 = qnn.QuantLinear(32, 8, bias=True, weight_quant=Int8WeightPerTensorFixedPoint)
+            self.fc2 = qnn.QuantLinear(32, 8, bias=True, weight_quant=Int8WeightPerTensorFixedPoint,
+                                       bias_quant=Int32Bias)
             self.out = qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint)
 
         def forward(self, x):
