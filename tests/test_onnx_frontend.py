@@ -440,3 +440,47 @@ def test_round_scales_reach_the_compiled_build_and_unit_format_conflicts_are_one
     with pytest.raises(ValueError, match="the input format of the unit reading it") as info:
         compile_for(save(g.model(h), tmp_path, "gelu.onnx"), HwParams())
     assert "\n" not in str(info.value)
+
+
+def test_unsupported_node_report_from_the_cli_is_one_line_exit_2_nothing_written(tmp_path, capsys):
+    g = G((1, 4, 8), seed=1)
+    h = g.op("Sigmoid", g.op("Tanh", g.linear("x", 8, 8)))
+    path = save(g.model(h), tmp_path)
+    for argv in (["import", str(path), "-o", str(tmp_path / "out")],
+                 ["build", "--model", str(path), "--board", "ultra96", "--out", str(tmp_path / "out"), "--quiet"],
+                 ["models", str(path)]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1 and "2 nodes cannot be imported" in captured.err and not captured.out
+        assert "(Tanh)" in captured.err and "(Sigmoid)" in captured.err
+        assert not (tmp_path / "out").exists()
+
+
+def test_more_than_one_input_and_non_float_input_are_one_line(tmp_path):
+    g = G((1, 8))
+    model = g.model(g.op("Add", "x", "x2"))
+    model.graph.input.append(helper.make_tensor_value_info("x2", TensorProto.FLOAT, [1, 8]))
+    with pytest.raises(OnnxImportError, match="must have exactly one graph input, not 2"):
+        load_onnx(save(model, tmp_path))
+    g = G((1, 8))
+    with pytest.raises(OnnxImportError, match="must be float32, not INT64"):
+        load_onnx(save(g.model(g.op("Relu", "x"), input_type=TensorProto.INT64), tmp_path, "int.onnx"))
+
+
+def test_calibration_file_is_used_and_checked(tmp_path):
+    from hwgen.build import compile_for
+    from hwgen.hwparams import HwParams
+
+    g = G((1, 4, 16), seed=2)
+    path = save(g.model(g.op("Relu", g.linear("x", 16, 8))), tmp_path)
+    inputs = tmp_path / "inputs.npy"
+    # Inputs 4x larger than the seeded ones: the input format must grow to hold them.
+    np.save(inputs, np.random.default_rng(0).uniform(-4, 4, (2, 4, 16)))
+    seeded = compile_for(path, HwParams())
+    calibrated = compile_for(path, HwParams(), calibration=inputs)
+    assert calibrated.calibration == "inputs.npy" and seeded.calibration == "seeded random inputs"
+    name = seeded.qgraph.inputs[0]
+    assert calibrated.qgraph.tensor(name).fmt.int_bits == seeded.qgraph.tensor(name).fmt.int_bits + 2
+    np.save(inputs, np.zeros((2, 5, 16)))
+    with pytest.raises(ValueError, match=r"must hold float inputs of shape \(N, 4, 16\), not float64 \(2, 5, 16\)"):
+        compile_for(path, HwParams(), calibration=inputs)
