@@ -484,3 +484,17 @@ def test_calibration_file_is_used_and_checked(tmp_path):
     np.save(inputs, np.zeros((2, 5, 16)))
     with pytest.raises(ValueError, match=r"must hold float inputs of shape \(N, 4, 16\), not float64 \(2, 5, 16\)"):
         compile_for(path, HwParams(), calibration=inputs)
+
+
+def test_weight_quant_keeps_its_format_through_the_exporters_transpose(tmp_path):
+    """Brevitas' MatMul form: Quant(W [N, K]) → Transpose → MatMul; the transposed weight keeps the exact format."""
+    g = G((1, 4, 8), seed=7)
+    w = g.op("Transpose", g.quant(g.weight(6, 8), 2.0**-6, 6, narrow=1), perm=[1, 0])
+    path = save(g.model(g.op("MatMul", g.quant("x", 2.0**-5, 8), w)), tmp_path)
+    model = load_onnx(path)
+    linear = model.graph.nodes[0]
+    assert ops(model) == ["Linear"] and model.graph.tensor(linear.inputs[1]).shape == (8, 6)
+    fmt = dict(model.formats)[linear.inputs[1]]
+    assert fmt == QFmt(6, 0, True, "RND_CONV", "SAT_SYM")
+    weight = model.graph.tensor(linear.inputs[1]).value
+    assert np.array_equal(fmt.to_float(fmt.quantize(weight)), weight)  # already on the grid

@@ -39,7 +39,6 @@ __all__ = [
     "load_onnx",
     "read_net",
     "quant_format",
-    "qonnx_quant",
     "to_spec",
 ]
 
@@ -268,9 +267,12 @@ def _evaluate(net: Net, node: ONode, args: list[np.ndarray | None]) -> list[np.n
 def fold_constants(net: Net) -> Net:
     """Evaluate every standard node whose inputs are constants (and ``Shape`` of static tensors).
 
-    QONNX quantizers are never folded here: they become formats. Unused constants are dropped.
+    QONNX quantizers are never folded here: they become formats. A constant with an exact format
+    keeps it through ops that only move its values (the Transpose an exporter puts after a weight
+    Quant). Unused constants are dropped.
     """
     consts = dict(net.consts)
+    formats = dict(net.formats)
     nodes = []
     for node in net.nodes:
         if node.op == "Constant" and not node.domain:
@@ -289,8 +291,11 @@ def fold_constants(net: Net) -> Net:
             continue
         for name, value in zip(node.outputs, _evaluate(net, node, [consts.get(n) for n in node.inputs])):
             consts[name] = np.asarray(value)
-    used = {n for node in nodes for n in node.inputs} | set(net.outputs)
-    return net.replace(nodes=tuple(nodes), consts={k: v for k, v in consts.items() if k in used})
+            if node.op in _SHAPE_OPS + _ALIAS_OPS and node.inputs[0] in formats:
+                formats[name] = formats[node.inputs[0]]
+    used = {n for node in nodes for n in node.inputs} | set(net.outputs) | set(net.inputs)
+    return net.replace(nodes=tuple(nodes), consts={k: v for k, v in consts.items() if k in used},
+                       formats=tuple((k, v) for k, v in formats.items() if k in used or k not in consts))
 
 
 def drop_aliases(net: Net) -> Net:
@@ -371,25 +376,6 @@ def quant_format(net: Net, node: ONode) -> tuple[QFmt, tuple[str, ...]]:
                  f" (every value of this tensor scaled by {2.0**nearest / s:.6f}, {100 * error:.2f} % off)",)
     b = int(bits.flat[0])
     return QFmt(b, b + exponent, signed, _ROUNDING[mode], "SAT_SYM" if narrow else "SAT"), notes
-
-
-def qonnx_quant(x: np.ndarray, scale: float, zeropt: float, bits: int, signed: bool, narrow: bool,
-                rounding_mode: str = "ROUND") -> np.ndarray:
-    """QONNX ``Quant`` exactly as ``qonnx/custom_op/general/intquant.py::int_quant`` (float64): clamp, round, rescale."""
-    lo = (-(2 ** (bits - 1)) + int(narrow)) if signed else 0
-    hi = (2 ** (bits - 1) - 1) if signed else 2**bits - 1 - int(narrow)
-    y = np.asarray(x, dtype=np.float64) / scale + zeropt
-    if bits == 1 and signed:
-        return (np.where(y >= 0, 1.0, -1.0) - zeropt) * scale
-    y = np.clip(y, lo, hi)
-    mode = rounding_mode.upper()
-    rounders: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "ROUND": np.round, "HALF_EVEN": np.round, "FLOOR": np.floor, "DOWN": np.fix, "CEIL": np.ceil,
-        "UP": lambda v: np.sign(v) * np.ceil(np.abs(v)),
-        "HALF_UP": lambda v: np.sign(v) * np.floor(np.abs(v) + 0.5),
-        "HALF_DOWN": lambda v: np.sign(v) * np.ceil(np.abs(v) - 0.5),
-    }
-    return (rounders[mode](y) - zeropt) * scale
 
 
 def fold_weight_quant(net: Net) -> Net:
@@ -1186,6 +1172,8 @@ PASSES: list[tuple[str, Callable[[Net], Net]]] = [
     ("drop_aliases", drop_aliases),
     # Weight quantizers become quantized constants with formats before any pattern reads weights.
     ("fold_weight_quant", fold_weight_quant),
+    # Again: what read a weight Quant (a Transpose of the weight) is constant now.
+    ("fold_constants_again", fold_constants),
     ("fuse_layernorm", fuse_layernorm),
     ("fuse_gelu_erf", fuse_gelu_erf),
     ("fuse_gelu_tanh", fuse_gelu_tanh),
