@@ -281,7 +281,19 @@ def _model_source(model: str | Path) -> tuple[dict, list[tuple[str, bytes]]]:
         return {"zoo": model}, []
     path = zoo.resolve(model)  # refuses an unknown name before anything else
     if path.suffix == ".onnx":
-        return {"onnx": f"model/{path.name}"}, [(f"model/{path.name}", path.read_bytes())]
+        import onnx
+
+        files = [(f"model/{path.name}", path.read_bytes())]
+        try:  # external weights (dynamo's model.onnx.data) travel with the model; the import names any problem
+            proto = onnx.load(str(path), load_external_data=False)
+            locations = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
+        except Exception:  # noqa: BLE001 - an unreadable file is refused by the import, one line
+            locations = set()
+        for location in sorted(locations):
+            relative = Path(location)
+            if not relative.is_absolute() and ".." not in relative.parts and (path.parent / relative).is_file():
+                files.append((f"model/{relative.as_posix()}", (path.parent / relative).read_bytes()))
+        return {"onnx": f"model/{path.name}"}, files
     zoo.load_model(model)  # refuses a malformed spec before anything else
     spec = path.read_bytes()
     files = [(f"model/{path.name}", spec)]
@@ -351,6 +363,8 @@ def plan_build(
         )
 
     model_ref, model_files = _model_source(model)
+    if calibration is not None and Path(calibration).is_file():
+        model_files.append((f"model/{Path(calibration).name}", Path(calibration).read_bytes()))
     announce(f"compiling {model} for {board.name} ({lanes_text} lanes)")
     compiled = compile_for(model, hw, round_scales=round_scales, calibration=calibration)
     qgraph, program, image, values = compiled.qgraph, compiled.program, compiled.image, compiled.values
@@ -405,7 +419,8 @@ def plan_build(
         reference=compiled.reference, measured=measured, resources=resources, budget=budget, over=over,
         accuracy=compiled.accuracy, macs=compiled.macs, notes=compiled.notes, calibration=compiled.calibration,
     )
-    plan.add_file("hwgen.yaml", _hwgen_yaml(report, compiled.config, sim=sim))
+    plan.add_file("hwgen.yaml", _hwgen_yaml(report, compiled.config, sim=sim, round_scales=round_scales,
+                                            calibration=None if calibration is None else Path(calibration).name))
     plan.add_file("report.json", json.dumps(report, indent=1) + "\n")
     plan.add_file("report.md", render_report(report))
     return plan, report
@@ -508,7 +523,8 @@ def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, 
     }
 
 
-def _hwgen_yaml(report: dict, config: QuantConfig, *, sim: bool) -> str:
+def _hwgen_yaml(report: dict, config: QuantConfig, *, sim: bool, round_scales: bool = False,
+                calibration: str | None = None) -> str:
     model = report["model"]["source"]
     board = report["board"]["ref"]
     accel = report["accelerator"]
@@ -517,7 +533,9 @@ def _hwgen_yaml(report: dict, config: QuantConfig, *, sim: bool) -> str:
     model_arg = model.get("zoo") or model.get("spec") or model.get("onnx")
     forced = report["resources"]["forced"]
     command = (f"hwgen build --board {board} --model {model_arg} --flow {report['flow']} --lanes {lanes} "
-               f"--clock-mhz {mhz:g}{' --sim' if sim else ''}{' --force' if forced else ''} --out DIR")
+               f"--clock-mhz {mhz:g}{' --sim' if sim else ''}{' --force' if forced else ''}"
+               f"{f' --calibration model/{calibration}' if calibration else ''}{' --round-scales' if round_scales else ''}"
+               " --out DIR")
     quant = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "calibration"}
     quant["units"] = None if config.units is None else dataclasses.asdict(config.units)
     quant["formats"] = {name: str(fmt) for name, fmt in config.formats}

@@ -351,6 +351,8 @@ def test_build_onnx_then_sim_isa_bit_exact(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "calibrated on inputs.npy" in report
     assert (out / "model" / "mlp.onnx").read_bytes() == path.read_bytes()
+    assert (out / "model" / "inputs.npy").read_bytes() == calibration.read_bytes()
+    assert "--calibration model/inputs.npy" in (out / "hwgen.yaml").read_text()
     capsys.readouterr()
     assert main(["sim", str(out), "--backend", "isa"]) == 0
     assert "equal to golden.npz" in capsys.readouterr().out
@@ -498,3 +500,15 @@ def test_weight_quant_keeps_its_format_through_the_exporters_transpose(tmp_path)
     assert fmt == QFmt(6, 0, True, "RND_CONV", "SAT_SYM")
     weight = model.graph.tensor(linear.inputs[1]).value
     assert np.array_equal(fmt.to_float(fmt.quantize(weight)), weight)  # already on the grid
+
+
+def test_a_build_carries_the_onnx_file_and_its_external_data(tmp_path):
+    from hwgen.build import _model_source
+
+    onnx.save(mlp_block(), tmp_path / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="m.onnx.data", size_threshold=0)
+    ref, files = _model_source(tmp_path / "m.onnx")
+    assert ref == {"onnx": "model/m.onnx"}
+    assert dict(files) == {"model/m.onnx": (tmp_path / "m.onnx").read_bytes(),
+                           "model/m.onnx.data": (tmp_path / "m.onnx.data").read_bytes()}
+    assert ops(load_onnx(tmp_path / "m.onnx")) == MLP_OPS  # external weights are read
