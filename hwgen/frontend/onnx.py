@@ -16,6 +16,7 @@ missing external data, a scale that is not a power of two) is one line naming th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import re
@@ -107,14 +108,25 @@ class Net:
     def node_error(self, node: ONode, problem: str) -> None:
         self.fail(f"node {node.name!r} ({node.op}, opset {self.opset}): {problem}")
 
-    def producer(self, name: str) -> ONode | None:
+    # Lookups are cached on the instance: a Net never changes after construction.
+
+    @functools.cached_property
+    def _producers(self) -> dict[str, ONode]:
+        return {out: node for node in self.nodes for out in node.outputs}
+
+    @functools.cached_property
+    def _consumers(self) -> dict[str, list[ONode]]:
+        readers: dict[str, list[ONode]] = {}
         for node in self.nodes:
-            if name in node.outputs:
-                return node
-        return None
+            for name in dict.fromkeys(node.inputs):
+                readers.setdefault(name, []).append(node)
+        return readers
+
+    def producer(self, name: str) -> ONode | None:
+        return self._producers.get(name)
 
     def consumers(self, name: str) -> list[ONode]:
-        return [n for n in self.nodes if name in n.inputs]
+        return list(self._consumers.get(name, ()))
 
     def const(self, name: str) -> np.ndarray | None:
         return self.consts.get(name)
@@ -373,7 +385,7 @@ def quant_format(net: Net, node: ONode) -> tuple[QFmt, tuple[str, ...]]:
         exponent = nearest
         error = abs(2.0**nearest / s - 1)
         notes = (f"{node.name}: scale {s:.6g} rounded to 2^{nearest} = {2.0**nearest:.9g}"
-                 f" (every value of this tensor scaled by {2.0**nearest / s:.6f}, {100 * error:.2f} % off)",)
+                 f" (its step and range × {2.0**nearest / s:.6f}, {100 * error:.2f} % off the exported quantizer)",)
     b = int(bits.flat[0])
     return QFmt(b, b + exponent, signed, _ROUNDING[mode], "SAT_SYM" if narrow else "SAT"), notes
 
