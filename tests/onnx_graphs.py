@@ -187,3 +187,21 @@ def quant_reference(x, scale, bits, signed, narrow, mode):
                "HALF_UP": np.sign(y) * np.floor(np.abs(y) + 0.5),
                "HALF_DOWN": np.sign(y) * np.ceil(np.abs(y) - 0.5)}[mode]
     return rounded * scale
+
+
+def mobilenet_block(opset: int = 17, seed: int = 0, channels: int = 8, expand: int = 4) -> object:
+    """MobileNetV2's inverted residual: 1x1 expand + BN + ReLU6 → 3x3 depthwise + BN + ReLU6 → 1x1 project + BN → Add."""
+    g = G((1, channels, 8, 8), seed, opset)
+    hidden = channels * expand
+
+    def bn(h, c):
+        return g.op("BatchNormalization", h, g.const(g.rng.uniform(0.5, 1.5, c)), g.const(g.rng.uniform(-0.2, 0.2, c)),
+                    g.const(g.rng.uniform(-0.1, 0.1, c)), g.const(g.rng.uniform(0.5, 2.0, c)))
+
+    def relu6(h):
+        return g.op("Clip", h, g.const(0.0), g.const(6.0))
+
+    h = relu6(bn(g.op("Conv", "x", g.weight(hidden, channels, 1, 1)), hidden))
+    h = relu6(bn(g.op("Conv", h, g.weight(hidden, 1, 3, 3), pads=[1, 1, 1, 1], group=hidden), hidden))
+    h = bn(g.op("Conv", h, g.weight(channels, hidden, 1, 1)), channels)
+    return g.model(g.op("Add", h, "x"))

@@ -512,3 +512,11 @@ def test_a_build_carries_the_onnx_file_and_its_external_data(tmp_path):
     assert dict(files) == {"model/m.onnx": (tmp_path / "m.onnx").read_bytes(),
                            "model/m.onnx.data": (tmp_path / "m.onnx.data").read_bytes()}
     assert ops(load_onnx(tmp_path / "m.onnx")) == MLP_OPS  # external weights are read
+
+
+def test_mobilenet_inverted_residual_depthwise_relu6(tmp_path):
+    from onnx_graphs import mobilenet_block
+
+    model = check_float(save(mobilenet_block(), tmp_path), scale=3.0)
+    assert ops(model) == ["Conv2d", "Clip", "Conv2d", "Clip", "Conv2d", "Add"]
+    assert model.graph.nodes[2].attr("groups") == 32 and model.graph.nodes[1].attrs == (("max", 6.0), ("min", 0.0))

@@ -900,12 +900,20 @@ def _ir_relu(b: _Builder, node: ONode) -> None:
 
 
 def _ir_clip(b: _Builder, node: ONode) -> None:
-    lo = _scalar(b.net, node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
-    hi = node.inputs[2] if len(node.inputs) > 2 else ""
-    if lo != 0.0 or hi:
-        raise _Skip(f"Clip must be Clip(0, no maximum) (a ReLU), not Clip({lo}, {_scalar(b.net, hi) if hi else None});"
-                    " ReLU6 and other clamps are not supported yet")
-    _ir_relu(b, node)
+    bounds = []
+    for index in (1, 2):
+        name = node.inputs[index] if len(node.inputs) > index else ""
+        value = _scalar(b.net, name) if name else None
+        if name and value is None:
+            raise _Skip(f"bound {name!r} must be a scalar constant")
+        bounds.append(value)
+    lo, hi = bounds
+    if lo == 0.0 and hi is None:
+        _ir_relu(b, node)
+    elif lo is not None and hi is not None:
+        b.add("Clip", node.outputs[0], [b.act(node.inputs[0])], [], {"min": lo, "max": hi})
+    else:
+        raise _Skip(f"Clip must have both bounds (or be Clip(0, —), a ReLU), not Clip({lo}, {hi})")
 
 
 def _ir_layernorm(b: _Builder, node: ONode) -> None:
@@ -1216,6 +1224,7 @@ def load_onnx(path: str | Path, *, round_scales: bool = False) -> Model:
 
 _SPEC_KEYS = {"LayerNorm": ("eps",), "Softmax": ("axis",), "GELU": ("approximate",),
               "Conv2d": ("stride", "padding", "groups"), "Attention": ("heads",), "SelectRow": ("index",),
+              "Clip": ("min", "max"),
               "MaxPool2d": ("kernel", "stride", "padding"), "AvgPool2d": ("kernel", "stride", "padding")}
 
 

@@ -202,6 +202,7 @@ _LAYERS: dict[str, tuple[tuple[str, ...], int, _Builder]] = {
     "MatMul": (("features",), 0, _matmul),
     "Add": ((), 2, _plain),
     "ReLU": ((), 1, _plain),
+    "Clip": (("min", "max"), 1, _attrs_only("min", "max")),
     "Requantize": ((), 1, _plain),
     "LayerNorm": (("eps",), 1, _layernorm),
     "Softmax": (("axis",), 1, _attrs_only("axis")),

@@ -124,6 +124,7 @@ FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]]
     "MatMul": lambda args, attrs: (matmul(args[0], args[1]),),
     "Add": lambda args, attrs: (args[0] + args[1],),
     "ReLU": lambda args, attrs: (np.maximum(args[0], 0.0),),
+    "Clip": lambda args, attrs: (np.clip(args[0], attrs["min"], attrs["max"]),),
     "Requantize": lambda args, attrs: (args[0],),
     "LayerNorm": _layernorm,
     "Softmax": lambda args, attrs: (_softmax_along(args[0], attrs["axis"]),),

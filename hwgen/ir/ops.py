@@ -192,6 +192,12 @@ def _expert(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ..
     return (x,)
 
 
+def _clip(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
+    if not attrs["min"] < attrs["max"]:
+        raise ValueError(f"min must be below max, not {attrs['min']!r} and {attrs['max']!r}")
+    return (shapes[0],)
+
+
 def _pool2d(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
     x = shapes[0]
     _need_rank("input", x, 3, 3)
@@ -264,6 +270,8 @@ OPS: dict[str, OpSpec] = {
         OpSpec("MatMul", ("a", "b"), ("output",), _matmul, doc="a · b; b a constant or an activation"),
         OpSpec("Add", ("a", "b"), ("output",), _add, doc="elementwise a + b (residual)"),
         OpSpec("ReLU", ("input",), ("output",), _same_as_first, doc="max(x, 0)"),
+        OpSpec("Clip", ("input",), ("output",), _clip, attrs=(("min", _FLOAT, REQUIRED), ("max", _FLOAT, REQUIRED)),
+               doc="min(max(x, min), max) (ReLU6 is Clip(0, 6))"),
         OpSpec("Requantize", ("input",), ("output",), _same_as_first,
                doc="cast into the output tensor's format (inserted by quantization)"),
         OpSpec("LayerNorm", ("input", "gamma", "beta"), ("output",), _layernorm,
