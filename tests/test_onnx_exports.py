@@ -37,6 +37,8 @@ EXPORTS = {
     "cnn_dynamo18": CNN,  # ReduceMean + Reshape instead of GlobalAveragePool + Flatten
     "tiny_vit_legacy17": ["Conv2d", "Tokens", "ClassToken", "AddConstant"] + BLOCK[:-2] + ["Add", "LayerNorm",
                                                                                         "SelectRow", "Linear"],
+    "mha_block_legacy17": ["LayerNorm", "Linear", "Linear", "Linear", "Attention", "Linear", "Add"],  # nn.MultiheadAttention
+    "mha_block_dynamo18": ["LayerNorm", "Linear", "Linear", "Linear", "Attention", "Linear", "Add"],
     "brevitas_qmlp": ["Linear", "ReLU", "Linear"],  # QONNX, power-of-two quantizers (Quant after ReLU folded)
 }
 

@@ -680,7 +680,7 @@ def _match_linear(net: Net, node: ONode):
 _SHAPE_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Slice", "Split", "Flatten")
 
 
-def _shape_chain(net: Net, start: str, end: str, limit: int = 8) -> list[ONode] | None:
+def _shape_chain(net: Net, start: str, end: str, limit: int = 12) -> list[ONode] | None:
     """The shape-only nodes leading from ``start`` to ``end`` (first input each), or None."""
     chain, name = [], end
     while name != start:
@@ -724,7 +724,9 @@ def _match_attention(net: Net, node: ONode):
     → MatMul → Transpose → Reshape, becomes three Linears (q, k, v) and one multi-head Attention.
 
     Every shape-only chain is checked by tracing element indices through it, so any arrangement of
-    Reshape/Transpose/Split/Slice/Gather/Squeeze that selects the same elements matches.
+    Reshape/Transpose/Split/Slice/Gather/Squeeze that selects the same elements matches — including
+    torch's nn.MultiheadAttention, whose Transposes around the projections only move the batch axis
+    of size 1 (its output projection, a Linear on [T, D], is absorbed and re-emitted on [1, T, D]).
     """
     if node.op != "Softmax" or node.attr("axis", -1) not in (-1, len(net.shape(node.inputs[0])) - 1):
         return None
@@ -745,12 +747,27 @@ def _match_attention(net: Net, node: ONode):
     while net.producer(packed) is not None and net.producer(packed).op in _SHAPE_OPS:
         packed = net.producer(packed).inputs[0]
     linear = net.producer(packed)
-    if linear is None or linear.op != "hwgen.Linear" or net.shape(packed) != (1, tokens, 3 * dim):
+    packed_shape = net.shape(packed)
+    if (linear is None or linear.op != "hwgen.Linear" or packed_shape[-1] != 3 * dim
+            or math.prod(packed_shape) != tokens * 3 * dim):
         return None
+    # Its input: [1, T, D], or (nn.MultiheadAttention) a Transpose of it that keeps the element order.
+    x, x_chain = linear.inputs[0], []
+    if net.shape(x) != (1, tokens, dim):
+        source = x
+        while net.producer(source) is not None and net.producer(source).op in ("Transpose", "Reshape"):
+            source = net.producer(source).inputs[0]
+            if net.shape(source) == (1, tokens, dim):
+                break
+        x_chain = _shape_chain(net, source, x) if net.shape(source) == (1, tokens, dim) else None
+        order = np.arange(tokens * dim, dtype=np.int64).reshape(1, tokens, dim)
+        if not x_chain or not np.array_equal(_trace(net, x_chain, order, x).ravel(), order.ravel()):
+            return None
+        x = source
     chains = [_shape_chain(net, packed, end) for end in (q_end, k_end, v_end)]
     if any(c is None for c in chains):
         return None
-    index = np.arange(tokens * 3 * dim, dtype=np.int64).reshape(1, tokens, 3 * dim)
+    index = np.arange(tokens * 3 * dim, dtype=np.int64).reshape(packed_shape)
     t, h, j = np.meshgrid(np.arange(tokens), np.arange(heads), np.arange(d), indexing="ij")
     base = (t * 3 * dim + h * d + j).transpose(1, 0, 2)[None]  # [1, H, T, d]
     want = (base, (base + dim).transpose(0, 1, 3, 2), base + 2 * dim)  # q, kᵀ, v
@@ -761,31 +778,53 @@ def _match_attention(net: Net, node: ONode):
     total = factor * q_factor * k_factor
     if not _close(total, d**-0.5, 1e-5):
         return None
-    # The output: Transpose/Reshape back to [1, T, D] with head h in columns h·d … h·d + d − 1.
+    # The output: Transpose/Reshape back to [1, T, D] (or [T, D]) with head h in columns h·d … h·d + d − 1.
     out, out_chain = out_mm.outputs[0], []
-    while net.shape(out) != (1, tokens, dim):
+    while net.shape(out) not in ((1, tokens, dim), (tokens, dim)):
         nxt = net.consumers(out)
         if len(nxt) != 1 or nxt[0].op not in ("Transpose", "Reshape") or len(out_chain) >= 4:
             return None
         out_chain.append(nxt[0])
         out = nxt[0].outputs[0]
-    heads_index = np.arange(dim * tokens, dtype=np.int64).reshape(1, heads, tokens, d)
+    heads_index = np.arange(dim * tokens, dtype=np.int64).reshape(net.shape(out_mm.outputs[0]))
     got = _trace(net, out_chain, heads_index, out)
-    if not np.array_equal(got[0], heads_index[0].transpose(1, 0, 2).reshape(tokens, dim)):
+    if not np.array_equal(got.reshape(tokens, dim), heads_index.reshape(heads, tokens, d).transpose(1, 0, 2)
+                          .reshape(tokens, dim)):
         return None
+    # [T, D] (nn.MultiheadAttention): the output projection and the layout back to [1, T, N] come along.
+    proj, proj_chain = None, []
+    if net.shape(out) == (tokens, dim):
+        proj = _only_consumer(net, out, "hwgen.Linear")
+        if proj is None or proj.inputs[0] != out:
+            return None
+        end = proj.outputs[0]
+        width = net.shape(end)[-1]
+        while net.shape(end) != (1, tokens, width):
+            nxt = net.consumers(end)
+            if len(nxt) != 1 or nxt[0].op not in ("Transpose", "Reshape") or len(proj_chain) >= 4:
+                return None
+            proj_chain.append(nxt[0])
+            end = nxt[0].outputs[0]
+        order = np.arange(tokens * width, dtype=np.int64).reshape(tokens, width)
+        if not np.array_equal(_trace(net, proj_chain, order, end).ravel(), order.ravel()):
+            return None
+        out_chain.append(proj)
+        out_chain.extend(proj_chain)
     chain_nodes = {id(n): n for c in chains for n in c}
-    matched = list(chain_nodes.values()) + scale_nodes + q_nodes + k_nodes + [qk, node, out_mm] + out_chain
-    inside = {id(n) for n in matched}
+    matched = (list(chain_nodes.values()) + scale_nodes + q_nodes + k_nodes + [qk, node, out_mm] + out_chain
+               + x_chain)
+    inside = {id(n) for n in matched} | {id(linear)}
     if any(id(r) not in inside for r in net.consumers(packed)) or packed in net.outputs:
         return None
-    for n in matched[:-1]:  # nothing outside the pattern may read its intermediate values
-        if any(id(r) not in inside for o in n.outputs for r in net.consumers(o)):
+    final = out_chain[-1] if out_chain else out_mm
+    for n in matched:  # nothing outside the pattern may read its intermediate values
+        if n is not final and any(id(r) not in inside for o in n.outputs for r in net.consumers(o)):
             return None
     matched.append(linear)
     weight = np.asarray(net.const(linear.inputs[1]), np.float64)
     bias = np.asarray(net.const(linear.inputs[2]), np.float64) if len(linear.inputs) > 2 else None
     found = _Found(matched, ())
-    x, new = linear.inputs[0], []
+    new = []
     for part, role in enumerate("qkv"):
         cols = slice(part * dim, (part + 1) * dim)
         # A slice of a quantized tensor keeps its (per-tensor) format.
@@ -793,9 +832,15 @@ def _match_attention(net: Net, node: ONode):
         if bias is not None:
             names.append(found.const(f"{packed}::{role}_bias", bias[cols], net, linear.inputs[2]))
         new.append(ONode(f"{linear.name}::{role}", "hwgen.Linear", tuple(names), (f"{packed}::{role}",)))
-    new.append(ONode(node.name, "hwgen.Attention", tuple(f"{packed}::{r}" for r in "qkv"), (out,), (("heads", heads),)))
-    found.new = tuple(new)
     found.shapes.update({f"{packed}::{r}": (1, tokens, dim) for r in "qkv"})
+    if proj is None:
+        new.append(ONode(node.name, "hwgen.Attention", tuple(f"{packed}::{r}" for r in "qkv"), (out,), (("heads", heads),)))
+    else:
+        attn = f"{packed}::attention"
+        new.append(ONode(node.name, "hwgen.Attention", tuple(f"{packed}::{r}" for r in "qkv"), (attn,), (("heads", heads),)))
+        new.append(dataclasses.replace(proj, inputs=(attn, *proj.inputs[1:]), outputs=(final.outputs[0],)))
+        found.shapes[attn] = (1, tokens, dim)
+    found.new = tuple(new)
     return found
 
 

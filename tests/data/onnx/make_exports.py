@@ -87,6 +87,22 @@ class TinyViT(nn.Module):
         return self.head(self.norm(self.block(x))[:, 0])
 
 
+class MhaBlock(nn.Module):
+    """torch's nn.MultiheadAttention (torchvision's ViT uses it) after a LayerNorm, with a residual."""
+
+    def __init__(self, dim: int = 16, heads: int = 2):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, x):
+        h = self.norm(x)
+        # In eval mode without grad, torch takes its fused "fast path" (aten::_native_multi_head_attention),
+        # which the legacy exporter cannot write; training mode with dropout 0 computes the same thing.
+        self.attn.training = True
+        return x + self.attn(h, h, h, need_weights=False)[0]
+
+
 class TinyCNN(nn.Module):
     """A ResNet-style stem and head: Conv + BN + ReLU, MaxPool, Conv + BN + ReLU, global pool, Linear."""
 
@@ -137,6 +153,9 @@ def main() -> None:
     export("cnn_legacy17_nofold", cnn, (1, 3, 16, 16), dynamo=False, opset_version=17, do_constant_folding=False)
     export("cnn_dynamo18", cnn, (1, 3, 16, 16), dynamo=True, opset_version=18)
     export("tiny_vit_legacy17", TinyViT(), (1, 3, 16, 16), dynamo=False, opset_version=17)
+    torch.manual_seed(5)  # added later: its own seed, so the files above stay as they were
+    export("mha_block_legacy17", MhaBlock(), (1, 6, 16), dynamo=False, opset_version=17)
+    export("mha_block_dynamo18", MhaBlock(), (1, 6, 16), dynamo=True, opset_version=18)
     if "--brevitas" in sys.argv:
         make_brevitas()
 
