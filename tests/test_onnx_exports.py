@@ -44,7 +44,7 @@ EXPORTS = {
 
 
 def test_every_checked_in_export_is_listed_and_small():
-    assert {p.stem for p in DATA.glob("*.onnx")} == set(EXPORTS)
+    assert {p.stem for p in DATA.glob("*.onnx")} == set(EXPORTS) | {"brevitas_qcnn"}
     assert all(p.stat().st_size < 100_000 for p in DATA.glob("*.onnx"))
 
 
@@ -125,3 +125,22 @@ def test_brevitas_qonnx_golden_equals_the_qonnx_graph_at_every_quant():
         assert np.all(want == np.round(want)) and np.array_equal(got[name], want.astype(np.int64)), node.name
     out_fmt = qgraph.tensor(qgraph.outputs[0]).fmt
     assert np.array_equal(got[qgraph.outputs[0]] * out_fmt.lsb, data["y"][0].astype(np.float64))
+
+
+def test_brevitas_qcnn_imports_with_its_exact_formats(caplog):
+    """QuantConv2d (BatchNorm kept by Brevitas, folded here), QuantReLU, MaxPool, Flatten, QuantLinear."""
+    path = DATA / "brevitas_qcnn.onnx"
+    data = np.load(DATA / "brevitas_qcnn.npz")
+    model = load_onnx(path)
+    graph = model.graph
+    assert [n.op for n in graph.nodes] == ["Conv2d", "ReLU", "Requantize", "MaxPool2d", "Flatten", "Linear"]
+    formats = dict(model.formats)
+    assert formats[graph.inputs[0]].signed and formats[graph.inputs[0]].width == 8
+    relu_q = graph.nodes[2].outputs[0]
+    assert not formats[relu_q].signed and formats[relu_q].width == 8
+    conv, fc = graph.nodes[0], graph.nodes[-1]
+    assert conv.inputs[1] not in formats and "folded into a quantized Conv" in caplog.text  # BN changed the weights
+    assert formats[fc.inputs[1]].overflow == "SAT_SYM" and formats[fc.inputs[1]].width == 8
+    # The float reference does not quantize activations: close to Brevitas' quantized output, not equal.
+    got = run_float(graph, {graph.inputs[0]: data["x"][0].astype(np.float64)})[graph.outputs[0]]
+    assert np.abs(got - data["y"][0]).max() <= 0.05 * np.abs(data["y"]).max()

@@ -158,6 +158,7 @@ def main() -> None:
     export("mha_block_dynamo18", MhaBlock(), (1, 6, 16), dynamo=True, opset_version=18)
     if "--brevitas" in sys.argv:
         make_brevitas()
+        make_brevitas_cnn()
 
 
 def make_brevitas() -> None:
@@ -196,6 +197,43 @@ def make_brevitas() -> None:
     path = HERE / "brevitas_qmlp.onnx"
     export_qonnx(model, x, export_path=str(path), dynamo=False)
     np.savez(HERE / "brevitas_qmlp.npz", x=x.numpy(), y=y.numpy())
+    print(f"{path.name}: {path.stat().st_size:,} bytes", file=sys.stderr)
+
+
+def make_brevitas_cnn() -> None:
+    """A Brevitas CNN (QuantConv2d 4-bit po2 weights, BatchNorm kept, QuantReLU, MaxPool, QuantLinear), QONNX."""
+    from brevitas import nn as qnn
+    from brevitas.export import export_qonnx
+    from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint
+
+    class QCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True)
+            self.conv = qnn.QuantConv2d(3, 8, 3, padding=1, bias=False, weight_quant=Int8WeightPerTensorFixedPoint,
+                                        weight_bit_width=4)
+            self.bn = nn.BatchNorm2d(8)
+            self.relu = qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
+            self.pool = nn.MaxPool2d(2)
+            self.fc = qnn.QuantLinear(8 * 4 * 4, 10, bias=True, weight_quant=Int8WeightPerTensorFixedPoint)
+
+        def forward(self, x):
+            x = self.pool(self.relu(self.bn(self.conv(self.inp(x)))))
+            return self.fc(torch.flatten(x, 1))
+
+    model = QCNN()
+    _randomize_bn(model, torch.Generator().manual_seed(4))
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand((1, 3, 8, 8), generator=gen) * 2 - 1
+    with torch.no_grad():
+        for _ in range(4):
+            model.train()(torch.rand((16, 3, 8, 8), generator=gen) * 2 - 1)
+        _randomize_bn(model, torch.Generator().manual_seed(4))
+        model.eval()
+        y = model(x)
+    path = HERE / "brevitas_qcnn.onnx"
+    export_qonnx(model, x, export_path=str(path), dynamo=False)
+    np.savez(HERE / "brevitas_qcnn.npz", x=x.numpy(), y=y.numpy())
     print(f"{path.name}: {path.stat().st_size:,} bytes", file=sys.stderr)
 
 
