@@ -173,62 +173,28 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    import tempfile
     from pathlib import Path
 
-    import yaml
-
-    from hwgen.frontend import load_spec
-    from hwgen.frontend.onnx import load_onnx, to_spec
+    from hwgen.frontend.onnx import load_onnx, spec_files
 
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.force)):
         raise UserError(f"out folder {out} must be empty or new (or use --force), not holding files")
     try:
         model = load_onnx(args.model, round_scales=args.round_scales)
-        document, arrays = to_spec(model)
+        files = spec_files(model, Path(args.model).name)
     except ValueError as exc:
         raise UserError(_one_line(exc)) from None
-    notes = "".join(f"# {note}\n" for note in model.notes)
-    text = (f"# Written by hwgen import from {Path(args.model).name}: what hwgen understood, to read and edit.\n"
-            f"# Build it (from this folder) with: hwgen build --model model.yaml --board BOARD\n{notes}"
-            + yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=120))
-    # The .npz is written like golden.npz (fixed dates, stored): same model, same bytes.
-    weights = _float_npz(arrays)
-    try:  # the spec must read back before anything is written
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "model.yaml").write_text(text, encoding="utf-8")
-            (Path(tmp) / "model.npz").write_bytes(weights)
-            load_spec(Path(tmp) / "model.yaml")
-    except ValueError as exc:
-        raise UserError(f"the imported model cannot be written as a spec: {_one_line(exc)}") from None
     out.mkdir(parents=True, exist_ok=True)
-    (out / "model.yaml").write_text(text, encoding="utf-8")
-    (out / "model.npz").write_bytes(weights)
+    for name, data in files.items():
+        (out / name).write_bytes(data)
     graph = model.graph
     print(f"imported {Path(args.model).name}: {len(graph.nodes)} layers "
           f"({', '.join(sorted(set(n.op for n in graph.nodes)))}), {len(model.formats)} exact QONNX formats")
     for note in model.notes:
         print(f"  note: {note}")
-    print(f"  wrote {out / 'model.yaml'} and {out / 'model.npz'}")
+    print(f"  wrote {', '.join(str(out / name) for name in files)}")
     return 0
-
-
-def _float_npz(arrays) -> bytes:
-    import io
-    import zipfile
-
-    import numpy as np
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name in sorted(arrays):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name], dtype="<f8"), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, member.getvalue())
-    return buffer.getvalue()
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:

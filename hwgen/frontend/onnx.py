@@ -41,6 +41,7 @@ __all__ = [
     "read_net",
     "quant_format",
     "to_spec",
+    "spec_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -1308,3 +1309,43 @@ def to_spec(model: Model, weights_file: str = "model.npz") -> tuple[dict, dict[s
     if model.formats:
         document["formats"] = {name: str(fmt) for name, fmt in model.formats}
     return document, arrays
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An ``.npz`` of float64 arrays that is byte-identical for the same arrays (fixed dates, stored)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name], dtype="<f8"), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, member.getvalue())
+    return buffer.getvalue()
+
+
+def spec_files(model: Model, source: str) -> dict[str, bytes]:
+    """``model.yaml`` and ``model.npz`` of an imported model, checked to read back (``load_spec``) first."""
+    import tempfile
+
+    import yaml
+
+    from hwgen.frontend.spec import load_spec
+
+    document, arrays = to_spec(model)
+    notes = "".join(f"# {note}\n" for note in model.notes)
+    text = (f"# Written by hwgen import from {source}: what hwgen understood, to read and edit.\n"
+            f"# Build it (from this folder) with: hwgen build --model model.yaml --board BOARD\n{notes}"
+            + yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=120))
+    files = {"model.yaml": text.encode("utf-8"), "model.npz": _npz_bytes(arrays)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
+        try:
+            load_spec(Path(tmp) / "model.yaml")
+        except ValueError as exc:
+            raise OnnxImportError(f"{source}: the imported model cannot be written as a spec: {exc}") from None
+    return files
