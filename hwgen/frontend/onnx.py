@@ -826,19 +826,20 @@ def _match_attention(net: Net, node: ONode):
     bias = np.asarray(net.const(linear.inputs[2]), np.float64) if len(linear.inputs) > 2 else None
     found = _Found(matched, ())
     new = []
+    stem = re.sub(r"_output_0$", "", packed)  # names of the new q, k, v tensors
     for part, role in enumerate("qkv"):
         cols = slice(part * dim, (part + 1) * dim)
         # A slice of a quantized tensor keeps its (per-tensor) format.
-        names = [x, found.const(f"{packed}::{role}_weight", weight[:, cols], net, linear.inputs[1])]
+        names = [x, found.const(f"{stem}::{role}_weight", weight[:, cols], net, linear.inputs[1])]
         if bias is not None:
-            names.append(found.const(f"{packed}::{role}_bias", bias[cols], net, linear.inputs[2]))
-        new.append(ONode(f"{linear.name}::{role}", "hwgen.Linear", tuple(names), (f"{packed}::{role}",)))
-    found.shapes.update({f"{packed}::{r}": (1, tokens, dim) for r in "qkv"})
+            names.append(found.const(f"{stem}::{role}_bias", bias[cols], net, linear.inputs[2]))
+        new.append(ONode(f"{linear.name}::{role}", "hwgen.Linear", tuple(names), (f"{stem}::{role}",)))
+    found.shapes.update({f"{stem}::{r}": (1, tokens, dim) for r in "qkv"})
     if proj is None:
-        new.append(ONode(node.name, "hwgen.Attention", tuple(f"{packed}::{r}" for r in "qkv"), (out,), (("heads", heads),)))
+        new.append(ONode(node.name, "hwgen.Attention", tuple(f"{stem}::{r}" for r in "qkv"), (out,), (("heads", heads),)))
     else:
-        attn = f"{packed}::attention"
-        new.append(ONode(node.name, "hwgen.Attention", tuple(f"{packed}::{r}" for r in "qkv"), (attn,), (("heads", heads),)))
+        attn = f"{stem}::attention"
+        new.append(ONode(node.name, "hwgen.Attention", tuple(f"{stem}::{r}" for r in "qkv"), (attn,), (("heads", heads),)))
         new.append(dataclasses.replace(proj, inputs=(attn, *proj.inputs[1:]), outputs=(final.outputs[0],)))
         found.shapes[attn] = (1, tokens, dim)
     found.new = tuple(new)
@@ -884,7 +885,8 @@ class _Builder:
     notes: list[str] = field(default_factory=list)
 
     def ir_name(self, onnx_name: str) -> str:
-        base = _SANITIZE.sub("_", onnx_name).strip("_.") or "t"
+        # "/blocks.0/mlp/fc1/Add_output_0" → "blocks.0_mlp_fc1_Add": readable in the spec and the report.
+        base = _SANITIZE.sub("_", re.sub(r"_output_0$", "", onnx_name)).strip("_.") or "t"
         name, i = base, 1
         while name in self.tensors:
             i += 1
@@ -929,6 +931,11 @@ class _Skip(Exception):
     """A node that cannot become an IR node: why."""
 
 
+def _f32(value: float) -> float:
+    """A float32 attribute as the shortest decimal that reads back to it (1e-06, not 9.999999974752427e-07)."""
+    return float(str(np.float32(value)))
+
+
 def _last_axis(b: _Builder, node: ONode, axis: int) -> None:
     rank = len(b.net.shape(node.inputs[0]))
     if axis not in (-1, rank - 1):
@@ -957,7 +964,7 @@ def _ir_clip(b: _Builder, node: ONode) -> None:
     if lo == 0.0 and hi is None:
         _ir_relu(b, node)
     elif lo is not None and hi is not None:
-        b.add("Clip", node.outputs[0], [b.act(node.inputs[0])], [], {"min": lo, "max": hi})
+        b.add("Clip", node.outputs[0], [b.act(node.inputs[0])], [], {"min": _f32(lo), "max": _f32(hi)})
     else:
         raise _Skip(f"Clip must have both bounds (or be Clip(0, —), a ReLU), not Clip({lo}, {hi})")
 
@@ -973,7 +980,7 @@ def _ir_layernorm(b: _Builder, node: ONode) -> None:
     b.add("LayerNorm", node.outputs[0], [b.act(x)],
           [("gamma", node.inputs[1], np.broadcast_to(gamma, (dim,))), ("beta", node.inputs[2] if len(node.inputs) > 2 else "",
                                                                        np.broadcast_to(beta, (dim,)))],
-          {"eps": float(node.attr("epsilon", 1e-5))})
+          {"eps": _f32(node.attr("epsilon", 1e-5))})
 
 
 def _ir_gelu(b: _Builder, node: ONode) -> None:
