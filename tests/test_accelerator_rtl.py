@@ -35,7 +35,7 @@ from amaranth.sim import Simulator
 from hwgen import golden, toolchain, zoo
 from hwgen.compiler import Flag, LinearDescriptor, Program, Requant, compile_graph, isa_sim
 from hwgen.compiler.layout import MemoryImage, Region
-from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
+from hwgen.isa import OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
 from hwgen.cosim import tb_accelerator as tb
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
