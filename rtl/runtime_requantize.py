@@ -121,7 +121,7 @@ def requantize_fit(m, cut, rq, *, name="rq"):
     rounded = Signal(signed(len(cut.q) + 1), name=f"{name}_rounded")
     m.d.comb += rounded.eq(cut.q + inc)
 
-    width, is_signed = rq.width, rq.signed
+    width, is_signed = rq.width, rq.is_signed
     top = Signal(unsigned(34), name=f"{name}_top")  # 2^W
     m.d.comb += top.eq(Const(1, 34) << width)
     mask = Signal(unsigned(32), name=f"{name}_mask")

@@ -173,17 +173,19 @@ def _run_rows(desc: RowDescriptor, memory: np.ndarray, hw: HwParams) -> None:
     write_rows(memory, desc.out_addr, y, desc.out_stride, hw.act_bytes)
 
 
-def isa_sim(program: Program | bytes, image: MemoryImage | bytes, hw: HwParams, model: CycleModel = CycleModel()) -> IsaResult:
+def isa_sim(program: Program | bytes, image: MemoryImage | bytes, hw: HwParams, model: CycleModel = CycleModel(), *,
+            program_offset: int = 0) -> IsaResult:
     """Run every descriptor of ``program`` on a copy of ``image``, as the controller does.
 
     The header and each descriptor pass :func:`hwgen.isa.check_header` / :func:`~hwgen.isa.check_descriptor`
     first; a refusal raises :class:`Refused` (a ``ValueError``) with the status the hardware reports,
-    the number of descriptors completed and the image as they left it.
+    the number of descriptors completed and the image as they left it. ``program_offset`` is where
+    the Program sits in the image (the controller's ``PROGRAM_ADDR`` minus its image base).
     """
     raw = program.to_bytes() if isinstance(program, Program) else bytes(program)
     data = image.data if isinstance(image, MemoryImage) else bytes(image)
     memory = np.frombuffer(data, dtype=np.uint8).copy()
-    refusal = check_header(raw, hw)
+    refusal = check_header(raw, hw, program_offset)
     if refusal:
         raise Refused(refusal, 0, data)
     header = unpack(HEADER_FIELDS, raw[:HEADER_BYTES])

@@ -94,7 +94,7 @@ class Requant:
         if not 1 <= self.width <= 32:
             raise ValueError(f"requantize width must be 1 to 32 bits, not {self.width}")
         return _word(REQUANT_FIELDS, {
-            "shift": self.shift, "width": self.width, "signed": int(self.signed),
+            "shift": self.shift, "width": self.width, "is_signed": int(self.signed),
             "round": ROUNDING_MODES.index(self.rounding), "overflow": OVERFLOW_MODES.index(self.overflow),
             "src_width": self.src_width,
         })
@@ -119,7 +119,7 @@ class Requant:
         if problem:
             raise ValueError(problem)
         f = unpack(REQUANT_FIELDS, word.to_bytes(4, "little"))
-        return cls(f["shift"], f["width"], bool(f["signed"]), ROUNDING_MODES[f["round"]],
+        return cls(f["shift"], f["width"], bool(f["is_signed"]), ROUNDING_MODES[f["round"]],
                    OVERFLOW_MODES[f["overflow"]], f["src_width"])
 
     def __str__(self) -> str:

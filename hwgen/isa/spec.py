@@ -92,7 +92,10 @@ FLAG_MEANINGS = {
     Flag.X_UNSIGNED: "`x` containers hold unsigned values (zero-extend); otherwise sign-extend",
     Flag.W_UNSIGNED: "weight (or `B`) containers hold unsigned values",
     Flag.R_UNSIGNED: "residual containers hold unsigned values",
-    Flag.GELU: "`y1 = gelu(sext(y1))` on the GELU lanes (§3.3)",
+    Flag.GELU: "`y1 = gelu(sext(y1))`: the low `act_bits` bits of `y1`, sign-extended, are a raw code of the GELU "
+               "format and are replaced by the raw code of its GELU, "
+               "`hwgen.golden.nonlinear.gelu(HwParams.unit_formats().gelu_config(), ·)` (Edge-MoE's table form, or "
+               "quadratics past 13 fraction bits, §1)",
     Flag.B_TRANSPOSED: "the second operand is an activation tensor given transposed: `N` rows of `K` `act_bits` "
                        "containers (row stride `w_stride`; `K` in Q·Kᵀ, or a PyTorch weight); not with `B_ROWMAJOR`",
 }
@@ -214,7 +217,7 @@ REQUANT_FIELDS = (
     Field("shift", 0, 0, 8, "`s8`: source fraction bits minus destination fraction bits "
                             "(> 0 shifts right and rounds; ≤ 0 shifts left)", signed=True),
     Field("width", 0, 8, 6, "destination width `W`, 1–32"),
-    Field("signed", 0, 14, 1, "destination is signed"),
+    Field("is_signed", 0, 14, 1, "destination is signed"),
     Field("reserved15", 0, 15, 1, "0"),
     Field("round", 0, 16, 3, "rounding mode code"),
     Field("reserved19", 0, 19, 1, "0"),
