@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 
 from hwgen.compiler.cycles import estimate_cycles
-from hwgen.compiler.layout import MemoryImage, Region, pack_tiles, pack_vector, rows_of
+from hwgen.compiler.layout import MemoryImage, Region, RegionKind, pack_tiles, pack_vector, rows_of
 from hwgen.isa import (
     OPCODE_LAYERNORM, OPCODE_SOFTMAX, Flag, Limits, LinearDescriptor, Program, Requant, RowDescriptor, check_descriptor,
 )
@@ -279,14 +279,14 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         return placed
 
     program_bytes = 64 + 64 * len(groups)
-    program_region = place(Region("program", "program", 0, 0), bytes(program_bytes))
+    program_region = place(Region("program", RegionKind.PROGRAM, 0, 0), bytes(program_bytes))
     placed: dict[str, Region] = {}
     for group in groups:
         if isinstance(group, _RowGroup):
             for name in group.node.inputs[1:]:
                 p = qgraph.tensor(name)
                 placed[name] = place(
-                    Region(name, "params", 0, 0, str(p.fmt), p.shape, 0, hw.act_bits),
+                    Region(name, RegionKind.PARAMS, 0, 0, str(p.fmt), p.shape, 0, hw.act_bits),
                     pack_vector(p.raw, p.shape[-1], hw.act_bytes),
                 )
             continue
@@ -297,7 +297,7 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
             w_raw = w.raw.T if group.weight_transposed else w.raw
             payload = pack_tiles(w_raw, hw.lanes_in, hw.lanes_out, hw.weight_bytes, hw.tile_stride(hw.weight_bytes), w.fmt.signed)
             placed[group.weight_key] = place(
-                Region(group.weight_key, "weights", 0, 0, str(w.fmt), w_raw.shape, 0, hw.weight_bits), payload
+                Region(group.weight_key, RegionKind.WEIGHTS, 0, 0, str(w.fmt), w_raw.shape, 0, hw.weight_bits), payload
             )
         if group.bias is not None:
             b = qgraph.tensor(group.bias)
@@ -307,7 +307,7 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
             if key not in placed:
                 aligned_fmt = QFmt(group.acc_fmt.width, group.acc_fmt.int_bits)
                 placed[key] = place(
-                    Region(b.name, "bias", 0, 0, str(aligned_fmt), b.shape, 0, hw.bias_bytes * 8),
+                    Region(b.name, RegionKind.BIAS, 0, 0, str(aligned_fmt), b.shape, 0, hw.bias_bytes * 8),
                     pack_vector(aligned, n_tiles * hw.lanes_out, hw.bias_bytes),
                 )
     materialized = list(qgraph.inputs) + [g.y for g in groups]
@@ -315,7 +315,8 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         tensor = qgraph.tensor(name)
         rows, cols = rows_of(tensor.shape)
         stride = hw.align(cols * hw.act_bytes)
-        kind = "input" if name in qgraph.inputs else "output" if name in qgraph.outputs else "activation"
+        kind = (RegionKind.INPUT if name in qgraph.inputs else RegionKind.OUTPUT if name in qgraph.outputs
+                else RegionKind.ACTIVATION)
         placed[name] = place(Region(name, kind, 0, 0, str(tensor.fmt), tensor.shape, stride, hw.act_bits), bytes(rows * stride))
 
     descriptors = []
