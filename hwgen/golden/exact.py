@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from hwgen import qfx, units
-from hwgen.golden import nonlinear
+from hwgen import qfx
+from hwgen.golden import nonlinear, unit_configs
 from hwgen.ir import Graph, Node
 from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
@@ -38,6 +38,18 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if b.ndim == 2:
         return np.einsum("...k,kn->...n", a, b)
     return np.einsum("...mk,...kn->...mn", a, b)
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def pool2d(x: np.ndarray, attrs: dict, fill, reduce) -> np.ndarray:
+    """``reduce`` over every pooling window of ``x`` (C, H, W), padding with ``fill``: float and integer alike."""
+    (kh, kw), (sh, sw), (ph, pw) = _pair(attrs["kernel"]), _pair(attrs["stride"]), _pair(attrs["padding"])
+    padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    return reduce(windows, axis=(3, 4))
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,7 +77,8 @@ def _linear(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt
 
 
 def _matmul(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
-    return (out[0].check_raw(exact_matmul(args[0], args[1]), f"accumulator of {node.name!r}"),)
+    b = np.swapaxes(args[1], -1, -2) if _attr(node, "transpose_b") else args[1]
+    return (out[0].check_raw(exact_matmul(args[0], b), f"accumulator of {node.name!r}"),)
 
 
 def _add(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
@@ -87,11 +100,11 @@ def _attr(node: Node, key: str):
 
 
 def _gelu(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
-    return (nonlinear.gelu(units.gelu_config(fmts[0], out[0]), args[0]),)
+    return (nonlinear.gelu(unit_configs.gelu_config(fmts[0], out[0]), args[0]),)
 
 
 def _layernorm(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
-    cfg = units.layernorm_config(fmts[0], fmts[1], fmts[2], out[0], _attr(node, "eps"))
+    cfg = unit_configs.layernorm_config(fmts[0], fmts[1], fmts[2], out[0], _attr(node, "eps"))
     return (nonlinear.layernorm(cfg, *args),)
 
 
@@ -100,16 +113,14 @@ def _softmax(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFm
     axis = _attr(node, "axis")
     if axis not in (-1, x.ndim - 1):
         raise ValueError(f"Softmax {node.name!r} must be along the last axis, not axis {axis}")
-    return (nonlinear.softmax(units.softmax_config(fmts[0], out[0]), x),)
+    return (nonlinear.softmax(unit_configs.softmax_config(fmts[0], out[0]), x),)
 
 
 def _maxpool2d(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
-    from hwgen.golden.reference import _pool2d
-
     if out[0] != fmts[0]:
         raise ValueError(f"MaxPool2d {node.name!r} must keep its input format {fmts[0]}, not {out[0]}")
     padded_min = np.iinfo(np.int64).min
-    return (_pool2d(args[0], {"kernel": _attr(node, "kernel"), "stride": _attr(node, "stride"),
+    return (pool2d(args[0], {"kernel": _attr(node, "kernel"), "stride": _attr(node, "stride"),
                               "padding": _attr(node, "padding")}, padded_min, np.max),)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from hwgen.golden.exact import matmul
+from hwgen.golden.exact import matmul, pool2d
 from hwgen.ir import OPS, Graph, Node
 
 __all__ = ["run_float", "sample_inputs", "FLOAT_OPS"]
@@ -107,21 +107,10 @@ def _expert(args, attrs):
     return (out,)
 
 
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
-def _pool2d(x: np.ndarray, attrs: dict, fill: float, reduce) -> np.ndarray:
-    (kh, kw), (sh, sw), (ph, pw) = _pair(attrs["kernel"]), _pair(attrs["stride"]), _pair(attrs["padding"])
-    padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw)), constant_values=fill)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
-    return reduce(windows, axis=(3, 4))
-
-
 #: The float definition of every op: f(arguments, attributes with defaults) -> outputs.
 FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]] = {
     "Linear": _linear,
-    "MatMul": lambda args, attrs: (matmul(args[0], args[1]),),
+    "MatMul": lambda args, attrs: (matmul(args[0], np.swapaxes(args[1], -1, -2) if attrs["transpose_b"] else args[1]),),
     "Add": lambda args, attrs: (args[0] + args[1],),
     "ReLU": lambda args, attrs: (np.maximum(args[0], 0.0),),
     "Clip": lambda args, attrs: (np.clip(args[0], attrs["min"], attrs["max"]),),
@@ -134,8 +123,8 @@ FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]]
     "MoEGate": lambda args, attrs: (matmul(args[0], args[1]),),
     "TopK": _topk,
     "Expert": _expert,
-    "MaxPool2d": lambda args, attrs: (_pool2d(args[0], attrs, -np.inf, np.max),),
-    "AvgPool2d": lambda args, attrs: (_pool2d(args[0], attrs, 0.0, np.mean),),
+    "MaxPool2d": lambda args, attrs: (pool2d(args[0], attrs, -np.inf, np.max),),
+    "AvgPool2d": lambda args, attrs: (pool2d(args[0], attrs, 0.0, np.mean),),
     "GlobalAvgPool": lambda args, attrs: (args[0].mean(axis=(1, 2), keepdims=True),),
     "Flatten": lambda args, attrs: (args[0].reshape(-1),),
     "Tokens": lambda args, attrs: (args[0].reshape(args[0].shape[0], -1).T,),
