@@ -6,6 +6,9 @@ Needs torch (and brevitas for the QONNX file) in a throwaway venv, e.g.::
     python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0 onnx==1.23.2 onnxscript brevitas
     /tmp/torchenv/bin/python tests/data/onnx/make_exports.py
 
+``--zoo`` makes only the timm and torchvision models (:func:`make_zoo`; made with torch 2.14.1, torchvision 0.29.1,
+timm 1.0.31, onnx 1.23.2, onnxscript 0.7.2), ``--brevitas`` the QONNX files.
+
 Every model is tiny with seeded random weights (no downloads); each file is written with its
 weights inside (``external_data=False``). For each file the script also writes ``<name>.npz`` with
 one input ``x`` and torch's output ``y`` (float32), so the tests can check the import against
@@ -141,6 +144,9 @@ def export(name: str, model: nn.Module, shape: tuple[int, ...], **kwargs) -> Non
 
 
 def main() -> None:
+    if "--zoo" in sys.argv:  # only these: the files below were made with torch 2.13 and stay as they are
+        make_zoo()
+        return
     torch.manual_seed(0)
     export("mlp_block_legacy17", Block(attention=False), (1, 8, 16), dynamo=False, opset_version=17)
     export("mlp_block_legacy14", Block(attention=False), (1, 8, 16), dynamo=False, opset_version=14)
@@ -159,6 +165,70 @@ def main() -> None:
     if "--brevitas" in sys.argv:
         make_brevitas()
         make_brevitas_cnn()
+
+
+def make_zoo() -> None:
+    """Models from timm and torchvision themselves (their own classes and forward), at small sizes.
+
+    - ``timm_vit_legacy17`` and ``timm_vit_dynamo18``: ``timm.models.vision_transformer.VisionTransformer``
+      (image 32, patch 8, embed 64, depth 2, heads 2, class token, ``global_pool='token'``, 10 classes).
+    - ``tv_resnet18_w8_legacy17`` (BatchNorm folded by the exporter): torchvision's ``ResNet`` with ``BasicBlock`` and resnet18's layers
+      [2, 2, 2, 2], widths 8, 16, 32, 64 instead of 64 … 512. torchvision's constructor fixes the widths, so
+      :class:`NarrowResNet` rebuilds the stem, the four stages (with ResNet's own ``_make_layer``) and
+      ``fc`` at the reduced widths; ``forward`` is torchvision's, unchanged. Input 32 × 32.
+    - ``tv_mobilenet_v2_legacy17_nofold`` (BatchNormalization left for the import to fold) and
+      ``tv_mobilenet_v2_dynamo18``: ``torchvision.models.mobilenet_v2(width_mult=0.5)`` with the first three
+      rows of its inverted-residual settings (t, c, n, s = 1,16,1,1; 6,24,2,2; 6,32,3,2): depthwise convs,
+      ReLU6 (Clip), the residual inverted blocks, the 1280-channel last conv, dropout and the classifier.
+
+    Weights are seeded random; BatchNorm statistics and affine parameters (and LayerNorm's) are randomized
+    so that folding is exercised; every model is in eval mode.
+    """
+    import timm
+    import torchvision
+    from timm.models.vision_transformer import VisionTransformer
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    class NarrowResNet(ResNet):
+        def __init__(self, widths=(8, 16, 32, 64), layers=(2, 2, 2, 2), num_classes=10):
+            super().__init__(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)  # replaced below
+            self.inplanes = widths[0]
+            self.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1 = self._norm_layer(widths[0])
+            self.layer1 = self._make_layer(BasicBlock, widths[0], layers[0])
+            self.layer2 = self._make_layer(BasicBlock, widths[1], layers[1], stride=2)
+            self.layer3 = self._make_layer(BasicBlock, widths[2], layers[2], stride=2)
+            self.layer4 = self._make_layer(BasicBlock, widths[3], layers[3], stride=2)
+            self.fc = nn.Linear(widths[3] * BasicBlock.expansion, num_classes)
+            for m in self.modules():  # ResNet's own initialization
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    print(f"timm {timm.__version__}, torchvision {torchvision.__version__}", file=sys.stderr)
+    torch.manual_seed(7)
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_classes=10,
+                            class_token=True, global_pool="token")
+    _randomize_norms(vit, torch.Generator().manual_seed(8))
+    export("timm_vit_legacy17", vit, (1, 3, 32, 32), dynamo=False, opset_version=17)
+    export("timm_vit_dynamo18", vit, (1, 3, 32, 32), dynamo=True, opset_version=18)
+    torch.manual_seed(9)
+    resnet = NarrowResNet()
+    _randomize_bn(resnet, torch.Generator().manual_seed(10))
+    export("tv_resnet18_w8_legacy17", resnet, (1, 3, 32, 32), dynamo=False, opset_version=17)
+    torch.manual_seed(11)
+    mobilenet = torchvision.models.mobilenet_v2(
+        num_classes=10, width_mult=0.5, inverted_residual_setting=[[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2]])
+    _randomize_bn(mobilenet, torch.Generator().manual_seed(12))
+    export("tv_mobilenet_v2_legacy17_nofold", mobilenet, (1, 3, 32, 32), dynamo=False, opset_version=17,
+           do_constant_folding=False)
+    export("tv_mobilenet_v2_dynamo18", mobilenet, (1, 3, 32, 32), dynamo=True, opset_version=18)
+
+
+def _randomize_norms(model: nn.Module, gen: torch.Generator) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.LayerNorm):
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(m.bias.shape, generator=gen) * 0.2 - 0.1)
 
 
 def make_brevitas() -> None:
