@@ -107,6 +107,23 @@ def test_exports_the_accelerator_runs_compile_bit_exactly(name):
     assert all(row.sqnr_db > 30 for row in compiled.accuracy)
 
 
+@pytest.mark.cosim
+@pytest.mark.full_model
+@pytest.mark.parametrize("name", ["mlp_block_legacy17", "mlp_block_tanh_dynamo18", "brevitas_qmlp"])
+def test_exports_build_for_ultra96_and_run_bit_exactly_on_isa_rtl_and_hls(name, tmp_path):
+    """``hwgen build --model x.onnx --board ultra96`` then ``hwgen sim --backend isa|rtl|hls``, as a user does:
+    a legacy and a dynamo float export and the Brevitas QONNX MLP. The RTL core is the board's default
+    geometry, the same Verilog as tests/test_build.py's ultra96 build, so its Yosys estimate and Verilator
+    model come from the content-keyed cache after the first build; the HLS core is compiled by g++."""
+    from hwgen.build import build_project
+    from hwgen.sim import simulate
+
+    result = build_project(DATA / f"{name}.onnx", "ultra96", tmp_path / "out", flow="both")
+    for backend in ("isa", "rtl", "hls"):
+        sim = simulate(result.out, backend)
+        assert sim.equal and not sim.mismatches, f"{name} ({backend}): {sim.mismatches}"
+
+
 def test_brevitas_qonnx_golden_equals_the_qonnx_graph_at_every_quant():
     """Brevitas QuantIdentity → QuantLinear (Int32Bias) → QuantReLU → QuantLinear → QuantIdentity, po2 scales.
 
