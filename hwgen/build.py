@@ -220,6 +220,9 @@ class Compiled:
     macs: int
     notes: tuple = ()  # what the front end changed on request (rounded QONNX scales)
     calibration: str = "seeded random inputs"  # what the formats were calibrated on
+    #: for an ONNX model: the outputs' accuracy against onnxruntime's float32 run (list of TensorAccuracy),
+    #: or why it was not computed (str); None for other models
+    onnxruntime: list | str | None = None
 
     def golden(self) -> dict[str, np.ndarray]:
         """What golden.npz holds: the codes of every tensor that has a region in the image."""
@@ -262,8 +265,14 @@ def compile_for(model: str | Path, hw: HwParams, *, round_scales: bool = False,
         raise RuntimeError(f"isa_sim must equal the golden model on {qgraph.name}, but it does not: a compiler bug")
     float_values = golden.run_float(loaded.graph, float_inputs)
     accuracy = [row for row in golden.accuracy_report(qgraph, float_values, values) if row.name in qgraph.outputs]
+    against_ort = None
+    if isinstance(model, (str, Path)) and Path(model).suffix == ".onnx":
+        from hwgen.frontend.onnx import onnxruntime_outputs
+
+        ort = onnxruntime_outputs(zoo.resolve(model), qgraph, float_inputs)
+        against_ort = ort if isinstance(ort, str) else golden.accuracy_report(qgraph, ort, values)
     return Compiled(qgraph, config, program, image, values, want, reference, accuracy, zoo.macs(loaded), loaded.notes,
-                    "seeded random inputs" if calibration is None else Path(calibration).name)
+                    "seeded random inputs" if calibration is None else Path(calibration).name, against_ort)
 
 
 
@@ -415,6 +424,7 @@ def plan_build(
         board=board, board_ref=board_ref, hw=hw, mhz=mhz, flow=flow, program=program, image=image,
         reference=compiled.reference, measured=measured, resources=resources, budget=budget, over=over,
         accuracy=compiled.accuracy, macs=compiled.macs, notes=compiled.notes, calibration=compiled.calibration,
+        onnxruntime=compiled.onnxruntime,
     )
     plan.add_file("hwgen.yaml", _hwgen_yaml(report, compiled.config, sim=sim, round_scales=round_scales,
                                             calibration=None if calibration is None else Path(calibration).name))
@@ -455,7 +465,8 @@ def build_project(
 
 
 def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, mhz, flow, program, image,
-            reference, measured, resources, budget, over, accuracy, macs, notes=(), calibration="seeded random inputs") -> dict:
+            reference, measured, resources, budget, over, accuracy, macs, notes=(), calibration="seeded random inputs",
+            onnxruntime=None) -> dict:
     layers = []
     for index, (desc, estimate) in enumerate(zip(program.descriptors, reference.cycles)):
         row_unit = isinstance(desc, RowDescriptor)  # LAYERNORM or SOFTMAX: N elements per row, no MACs
@@ -510,7 +521,17 @@ def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, 
         "test_inputs": {"seed": TEST_INPUT_SEED},
         "calibration": calibration,
         "import_notes": list(notes),
+        **({} if onnxruntime is None else {"accuracy_onnxruntime": _against_onnxruntime(onnxruntime)}),
     }
+
+
+def _against_onnxruntime(rows: list | str) -> dict:
+    """The report's accuracy of the outputs against onnxruntime's float32 run, or why it was not computed."""
+    if isinstance(rows, str):
+        return {"computed": False, "reason": rows, "outputs": []}
+    return {"computed": True, "reason": None, "outputs": [
+        {"output": row.name, "sqnr_db": _float_or_none(row.sqnr_db), "max_abs_error": _float_or_none(row.max_abs_error),
+         "max_abs_reference": _float_or_none(row.max_abs_reference)} for row in rows]}
 
 
 def _resources(board: Board, resources: dict | None, budget: dict, over: list[str]) -> dict:
@@ -643,6 +664,15 @@ def render_report(report: dict) -> str:
         [a["output"], f"`{a['format']}`", "exact" if a["sqnr_db"] is None else f"{a['sqnr_db']:.1f} dB",
          f"{a['max_abs_error']:.3g}", f"{a['max_abs_reference']:.3g}"] for a in report["accuracy"]
     ], "llrrr")
+    ort = report.get("accuracy_onnxruntime")
+    if ort is not None and ort["computed"]:
+        lines += ["", "Against onnxruntime's float32 output of the ONNX file on the same test inputs:", ""]
+        lines += _table(["output", "SQNR", "max abs error", "max abs reference"], [
+            [a["output"], "exact" if a["sqnr_db"] is None else f"{a['sqnr_db']:.1f} dB", f"{a['max_abs_error']:.3g}",
+             f"{a['max_abs_reference']:.3g}"] for a in ort["outputs"]
+        ], "lrrr")
+    elif ort is not None:
+        lines += ["", f"SQNR against onnxruntime: not computed ({ort['reason']})."]
     if report["import_notes"]:
         lines += ["", "Changed by the import on request (each adds the error shown):", ""]
         lines += [f"- {note}" for note in report["import_notes"]]

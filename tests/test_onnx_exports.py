@@ -11,6 +11,8 @@ and isa_sim equals the golden model bit for bit.
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +107,14 @@ def test_exports_the_accelerator_runs_compile_bit_exactly(name):
     compiled = compile_for(DATA / f"{name}.onnx", HwParams())
     assert compiled.reference.data == compiled.expected  # isa_sim = golden, byte for byte
     assert all(row.sqnr_db > 30 for row in compiled.accuracy)
+    assert [row.name for row in compiled.onnxruntime] == ["y"] and compiled.onnxruntime[0].sqnr_db > 30
+
+
+def test_without_onnxruntime_the_sqnr_against_it_is_not_computed(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    compiled = compile_for(DATA / "mlp_block_legacy14.onnx", HwParams())
+    assert compiled.onnxruntime == "onnxruntime is not installed"
+    assert compiled.reference.data == compiled.expected
 
 
 @pytest.mark.cosim
@@ -119,6 +129,16 @@ def test_exports_build_for_ultra96_and_run_bit_exactly_on_isa_rtl_and_hls(name, 
     from hwgen.sim import simulate
 
     result = build_project(DATA / f"{name}.onnx", "ultra96", tmp_path / "out", flow="both")
+    report = json.loads((result.out / "report.json").read_text())
+    ort, markdown = report["accuracy_onnxruntime"], (result.out / "report.md").read_text()
+    if name.startswith("brevitas"):  # onnxruntime has no QONNX Quant
+        assert ort == {"computed": False, "reason": "onnxruntime cannot run QONNX's quantizer nodes", "outputs": []}
+        assert "SQNR against onnxruntime: not computed (onnxruntime cannot run QONNX's quantizer nodes)." in markdown
+    else:
+        assert ort["computed"] and [row["output"] for row in ort["outputs"]] == ["y"]
+        assert 30 < ort["outputs"][0]["sqnr_db"] < 80  # quantized against float32: close, not exact
+        assert abs(ort["outputs"][0]["sqnr_db"] - report["accuracy"][0]["sqnr_db"]) < 0.5  # float64 ≈ float32 reference
+        assert "Against onnxruntime's float32 output" in markdown
     for backend in ("isa", "rtl", "hls"):
         sim = simulate(result.out, backend)
         assert sim.equal and not sim.mismatches, f"{name} ({backend}): {sim.mismatches}"

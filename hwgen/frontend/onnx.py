@@ -42,6 +42,7 @@ __all__ = [
     "quant_format",
     "to_spec",
     "spec_files",
+    "onnxruntime_outputs",
 ]
 
 log = logging.getLogger(__name__)
@@ -1356,3 +1357,34 @@ def spec_files(model: Model, source: str) -> dict[str, bytes]:
         except ValueError as exc:
             raise OnnxImportError(f"{source}: the imported model cannot be written as a spec: {exc}") from None
     return files
+
+
+def onnxruntime_outputs(path: str | Path, graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | str:
+    """onnxruntime's float32 outputs of the file ``path`` on ``inputs`` (``graph``'s input names, no batch axis),
+    keyed by ``graph``'s output names; or why they could not be computed (one line).
+
+    onnxruntime is a development dependency: without it, or for a QONNX file (onnxruntime has no ``Quant``),
+    the reason is returned instead and nothing fails. One thread, so the same file gives the same numbers.
+    """
+    try:
+        import onnxruntime
+    except ImportError:
+        return "onnxruntime is not installed"
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    if any(node.domain in QONNX_DOMAINS for node in proto.graph.node):
+        return "onnxruntime cannot run QONNX's quantizer nodes"
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        (name,) = [i.name for i in session.get_inputs()]
+        (value,) = [np.asarray(inputs[n], dtype=np.float32)[None] for n in graph.inputs]
+        got = session.run(None, {name: value})
+    except Exception as error:  # noqa: BLE001 - the report says why, the build goes on
+        return f"onnxruntime failed: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+    if len(got) != len(graph.outputs):
+        return f"onnxruntime gave {len(got)} outputs, the imported graph has {len(graph.outputs)}"
+    return {out: np.asarray(value, dtype=np.float64)[0] for out, value in zip(graph.outputs, got)}
