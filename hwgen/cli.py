@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read MODEL.onnx (float ONNX from torch/timm, or QONNX from Brevitas), fuse its patterns into "
                     "hwgen's ops and write DIR/model.yaml and DIR/model.npz: the same model as a spec you can read "
                     "and edit, which 'hwgen build --model DIR/model.yaml' accepts. Exact QONNX formats are written "
-                    "under 'formats:'. docs/onnx.md lists what is supported.",
+                    "under 'formats:'. docs/frontends.md lists what is supported.",
     )
     p.add_argument("model", metavar="MODEL.onnx", help="the ONNX or QONNX file (external data next to it)")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder to write; must be empty or new unless --force")
@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--board", required=True, help="a board name (see 'hwgen boards') or a board .yaml")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"a zoo name (see 'hwgen models'), a spec .yaml or an ONNX/QONNX .onnx file (docs/onnx.md); "
+                   help=f"a zoo name (see 'hwgen models'), a spec .yaml or an ONNX/QONNX .onnx file (docs/frontends.md); "
                         f"default: {DEFAULT_MODEL}")
     p.add_argument("--calibration", metavar="INPUTS.npy",
                    help="float inputs of shape (N, *input shape) to choose the activation formats from "

@@ -179,7 +179,7 @@ def tiny_cnn(opset: int = 17, seed: int = 0, dynamo: bool = False) -> object:
 
 
 def quant_reference(x, scale, bits, signed, narrow, mode):
-    """QONNX Quant (frontends.md §1.2), written out independently: clamp to the integer grid, round, rescale."""
+    """QONNX Quant (shared/reference/frontends.md §1.2), written out independently: clamp to the integer grid, round, rescale."""
     lo = -(2 ** (bits - 1)) + narrow if signed else 0
     hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - narrow
     y = np.clip(np.asarray(x, np.float64) / scale, lo, hi)

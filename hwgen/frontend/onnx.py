@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Read an ONNX or QONNX file (opsets 13 to 21) into a float :class:`~hwgen.ir.Graph` (docs/onnx.md).
+"""Read an ONNX or QONNX file (opsets 13 to 21) into a float :class:`~hwgen.ir.Graph` (docs/frontends.md).
 
 The import is an explicit, ordered list of small pure passes (:data:`PASSES`) over a plain,
 immutable picture of the ONNX graph (:class:`Net`): checks, shape inference and constant folding,
@@ -52,7 +52,7 @@ OPSETS = range(13, 22)
 #: Domains of the QONNX custom ops (Brevitas writes the first; older files the last).
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
 _QONNX_OPS = ("Quant", "IntQuant", "BipolarQuant", "Trunc", "FloatQuant")
-#: QONNX rounding modes → the ap_fixed rounding that gives the same integers (frontends.md §1.2).
+#: QONNX rounding modes → the ap_fixed rounding that gives the same integers (shared/reference/frontends.md §1.2).
 _ROUNDING = {"ROUND": "RND_CONV", "HALF_EVEN": "RND_CONV", "FLOOR": "TRN", "DOWN": "TRN_ZERO",
              "HALF_UP": "RND_INF", "HALF_DOWN": "RND_ZERO"}
 #: Ops that only carry a value through.
@@ -342,7 +342,7 @@ def quant_format(net: Net, node: ONode) -> tuple[QFmt, tuple[str, ...]]:
     """The QFX format that is exactly QONNX ``Quant`` ``node`` (and the notes of any rounding asked for).
 
     z = 0 and s = 2^e: ``clamp(round(x / s), min, max) · s`` is a cast into ``QFmt(b, b + e, signed,
-    rounding, SAT or SAT_SYM)`` (frontends.md §1.3). Anything else is refused naming the node.
+    rounding, SAT or SAT_SYM)`` (shared/reference/frontends.md §1.3). Anything else is refused naming the node.
     """
     def refuse(problem: str) -> None:
         net.node_error(node, problem)
