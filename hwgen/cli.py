@@ -93,7 +93,7 @@ def _cmd_boards(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from hwgen import zoo
 
-    rows = [("model", "input", "MACs", "description")]
+    rows = [("model", "input", "MACs", "ops", "description")]
     for source in args.models or zoo.names():
         try:
             model = zoo.load_model(source, round_scales=args.round_scales)
@@ -101,10 +101,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
         graph = model.graph
         shapes = ", ".join(f"{n} " + "x".join(map(str, graph.tensor(n).shape)) for n in graph.inputs)
-        rows.append((graph.name, shapes, f"{zoo.macs(model):,}", graph.description))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        rows.append((graph.name, shapes, f"{zoo.macs(model):,}", str(len(graph.nodes)), graph.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip())
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}  {row[4]}".rstrip())
     return 0
 
 
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="source", metavar="FMT", help="quantize into this format first, then cast")
     p.set_defaults(func=_cmd_quantize)
 
-    p = sub.add_parser("models", help="list the built-in models (or given specs / ONNX files) with input shapes and MACs")
+    p = sub.add_parser("models", help="list the built-in models (or given specs / ONNX files) with input shapes, MACs and op count")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="zoo names, YAML spec paths or .onnx files to describe (default: the zoo)")
     p.add_argument("--round-scales", action="store_true", help=_ROUND_SCALES_HELP)

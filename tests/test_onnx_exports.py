@@ -90,9 +90,15 @@ def test_export_imports_and_equals_onnxruntime_and_torch(name):
         assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
 
 
-def test_zoo_exports_report_their_macs_and_build_refuses_them_in_one_line():
-    """The timm and torchvision models: their MACs as ``hwgen models`` lists them; ``hwgen build`` refuses
-    each with one line naming the first op the accelerator does not run yet."""
+def test_zoo_exports_report_their_macs_and_build_refuses_them_in_one_line(capsys):
+    """The timm and torchvision models: their MACs and op count as ``hwgen models`` lists them; ``hwgen build``
+    refuses each with one line naming the first op the accelerator does not run yet."""
+    from hwgen.cli import main
+
+    assert main(["models", str(DATA / "timm_vit_legacy17.onnx"), str(DATA / "tv_resnet18_w8_legacy17.onnx")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:5] == ["timm_vit_legacy17", "x", "3x32x32", "1,942,400", "31"]
+    assert out[2].split()[:5] == ["tv_resnet18_w8_legacy17", "x", "3x32x32", "842,368", "49"]
     want_macs = {"timm_vit_legacy17": 1_942_400, "timm_vit_dynamo18": 1_942_400, "tv_resnet18_w8_legacy17": 842_368,
                  "tv_mobilenet_v2_legacy17_nofold": 1_210_368, "tv_mobilenet_v2_dynamo18": 1_210_368}
     for name in ZOO:
