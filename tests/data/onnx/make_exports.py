@@ -6,8 +6,12 @@ Needs torch (and brevitas for the QONNX file) in a throwaway venv, e.g.::
     python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0 onnx==1.23.2 onnxscript brevitas
     /tmp/torchenv/bin/python tests/data/onnx/make_exports.py
 
-``--zoo`` makes only the timm and torchvision models (:func:`make_zoo`; made with torch 2.14.1, torchvision 0.29.1,
-timm 1.0.31, onnx 1.23.2, onnxscript 0.7.2), ``--brevitas`` the QONNX files.
+``--brevitas`` adds the QONNX files. ``--zoo`` makes only the timm and torchvision models (:func:`make_zoo`),
+in a venv of their own (made with torch 2.14.1, torchvision 0.29.1, timm 1.0.31, onnx 1.23.2, onnxscript
+0.7.2; a second run gives the same bytes)::
+
+    python3 -m venv /tmp/tv && /tmp/tv/bin/pip install torch==2.14.1 torchvision==0.29.1 timm onnx onnxscript
+    /tmp/tv/bin/python tests/data/onnx/make_exports.py --zoo
 
 Every model is tiny with seeded random weights (no downloads); each file is written with its
 weights inside (``external_data=False``). For each file the script also writes ``<name>.npz`` with
