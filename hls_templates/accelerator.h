@@ -14,12 +14,17 @@
 #include <stdint.h>
 
 #include "compute_unit.h"
+#include "hwgen_isa.h"
 #include "fixed_raw.h"
 #include "layernorm.h"
 #include "requantize_rt.h"
 #include "softmax.h"
 
 namespace hwgen {
+
+// Opcodes, flags, status codes, sizes and field positions: the generated hwgen_isa.h (hwgen.isa).
+using namespace isa;
+typedef isa::status status_code;
 
 // Defaults a generated config overrides (`struct hwgen_accel_config : hwgen::accelerator_config`);
 // hwgen.hls.accelerator derives every value from one HwParams.
@@ -48,41 +53,6 @@ struct accelerator_config {
     static const bool has_layernorm = false;
     static const bool has_softmax = false;
     static const unsigned layernorm_frac_bits = 0;
-};
-
-// Value of the `status` register after a run (docs/isa.md, "HLS kernel interface").
-enum status_code {
-    STATUS_OK = 0,
-    STATUS_BAD_MAGIC = 1,
-    STATUS_BAD_VERSION = 2,
-    STATUS_FINGERPRINT_MISMATCH = 3,
-    STATUS_BAD_HEADER = 4,
-    STATUS_BAD_OPCODE = 5,
-    STATUS_BAD_DESCRIPTOR = 6,
-    STATUS_DOES_NOT_FIT = 7,
-    STATUS_MISALIGNED = 8,
-    STATUS_OUT_OF_BOUNDS = 9,
-};
-
-static const uint32_t PROGRAM_MAGIC = 0x50475748u;  // "HWGP"
-static const uint32_t PROGRAM_VERSION = 1;
-static const unsigned BLOCK_BYTES = 64;  // the header and every descriptor
-static const unsigned OPCODE_LINEAR = 1;
-static const unsigned OPCODE_LAYERNORM = 5;
-static const unsigned OPCODE_SOFTMAX = 8;
-
-enum linear_flag {
-    FLAG_BIAS = 1u << 0,
-    FLAG_RELU1 = 1u << 1,
-    FLAG_RESIDUAL = 1u << 2,
-    FLAG_RELU2 = 1u << 3,
-    FLAG_BYPASS = 1u << 4,
-    FLAG_B_ROWMAJOR = 1u << 5,
-    FLAG_X_UNSIGNED = 1u << 6,
-    FLAG_W_UNSIGNED = 1u << 7,
-    FLAG_R_UNSIGNED = 1u << 8,
-    FLAG_GELU = 1u << 9,
-    FLAGS_DEFINED = (1u << 10) - 1,
 };
 
 // A LINEAR descriptor's fields (docs/isa.md §3.3).
@@ -153,7 +123,7 @@ void fetch_block(const typename accel_types<CONFIG_T>::word_t* mem, uint32_t add
     typedef accel_types<CONFIG_T> T;
     static const unsigned per_beat = CONFIG_T::axi_bits / 32;
 FetchBeats:
-    for (unsigned beat = 0; beat < BLOCK_BYTES / T::axi_bytes; beat++) {
+    for (unsigned beat = 0; beat < DESCRIPTOR_BYTES / T::axi_bytes; beat++) {
         #pragma HLS PIPELINE II=1
         const typename T::word_t data = mem[addr / T::axi_bytes + beat];
         for (unsigned j = 0; j < per_beat; j++) {
@@ -411,7 +381,7 @@ status_code check_linear(const linear_descriptor& d, uint32_t image_bytes) {
     const bool bypass = d.flags & FLAG_BYPASS, b_rows = d.flags & FLAG_B_ROWMAJOR;
     const bool bias = (d.flags & FLAG_BIAS) && !bypass, residual = d.flags & FLAG_RESIDUAL;
     if (d.opcode != OPCODE_LINEAR) return STATUS_BAD_OPCODE;
-    if ((d.flags & ~uint32_t(FLAGS_DEFINED)) || d.m == 0 || d.k == 0 || d.n == 0) return STATUS_BAD_DESCRIPTOR;
+    if ((d.flags & ~uint32_t(FLAGS_DEFINED)) || (d.flags & FLAG_B_TRANSPOSED) || d.m == 0 || d.k == 0 || d.n == 0) return STATUS_BAD_DESCRIPTOR;
     if (d.k_tiles != (d.k + CONFIG_T::lanes_in - 1) / CONFIG_T::lanes_in) return STATUS_BAD_DESCRIPTOR;
     if (d.n_tiles != (d.n + CONFIG_T::lanes_out - 1) / CONFIG_T::lanes_out) return STATUS_BAD_DESCRIPTOR;
     if (d.chunk_tiles == 0 || d.chunk_tiles > d.n_tiles || (bypass && d.k != d.n)) return STATUS_BAD_DESCRIPTOR;
@@ -636,10 +606,10 @@ void accelerator(typename accel_types<CONFIG_T>::word_t* mem, ap_uint<32> progra
     uint32_t header[16];
     fetch_block<CONFIG_T>(mem, base, header);
     status_code code = STATUS_OK;
-    if (header[0] != PROGRAM_MAGIC) code = STATUS_BAD_MAGIC;
-    else if (header[1] != PROGRAM_VERSION) code = STATUS_BAD_VERSION;
-    else if (header[2] != CONFIG_T::fingerprint) code = STATUS_FINGERPRINT_MISMATCH;
-    else if (header[4] != BLOCK_BYTES || uint64_t(base) + BLOCK_BYTES * (uint64_t(header[3]) + 1) > header[5])
+    if (header[0] != MAGIC) code = STATUS_BAD_MAGIC;
+    else if (header[1] != VERSION) code = STATUS_BAD_VERSION;
+    else if (header[2] != CONFIG_T::fingerprint) code = STATUS_BAD_FINGERPRINT;
+    else if (header[4] != DESCRIPTOR_BYTES || uint64_t(base) + DESCRIPTOR_BYTES * (uint64_t(header[3]) + 1) > header[5])
         code = STATUS_BAD_HEADER;
     const uint32_t count = code == STATUS_OK ? header[3] : 0;
     const uint32_t image_bytes = header[5];
@@ -647,7 +617,7 @@ Descriptors:
     for (uint32_t index = 0; index < count; index++) {
         #pragma HLS LOOP_TRIPCOUNT min=1 max=64
         uint32_t words[16];
-        fetch_block<CONFIG_T>(mem, base + BLOCK_BYTES * (index + 1), words);
+        fetch_block<CONFIG_T>(mem, base + DESCRIPTOR_BYTES * (index + 1), words);
         const unsigned opcode = words[0] & 0xFF;
         if (opcode == OPCODE_LAYERNORM || opcode == OPCODE_SOFTMAX) {
             // Row units do no MACs: array_steps is unchanged.

@@ -31,6 +31,7 @@ from hwgen.compiler.layout import pack_rows, pack_tiles, pack_vector
 from hwgen.frontend import parse_spec
 from hwgen.hls.accelerator import (
     CONFIG_HEADER,
+    ISA_HEADER,
     KERNEL_HEADERS,
     TOP_NAME,
     TOP_SOURCE,
@@ -508,7 +509,7 @@ def test_program_with_wrong_fingerprint_is_refused():
     other = HW_8X8_AXI128
     program, image = compiled_model("mlp-odd", other, seed=0, scale=1.0)
     run = csim(hw).run(image.data)
-    assert run.status == Status.FINGERPRINT_MISMATCH
+    assert run.status == Status.BAD_FINGERPRINT
     assert (run.executed, run.array_steps) == (0, 0)
     assert run.data == image.data  # no descriptor executed
     with pytest.raises(ValueError, match="fingerprint"):
@@ -631,7 +632,7 @@ def test_emitted_sources_are_deterministic_complete_and_stamped():
     hw = HW_3X5_WIDE
     files = accelerator_sources(hw, image_bytes=5000)
     assert files == accelerator_sources(hw, image_bytes=5000)
-    assert sorted(files) == sorted([CONFIG_HEADER, TOP_SOURCE, *KERNEL_HEADERS])
+    assert sorted(files) == sorted([CONFIG_HEADER, ISA_HEADER, TOP_SOURCE, *KERNEL_HEADERS])
     for name in (CONFIG_HEADER, TOP_SOURCE):
         assert files[name].startswith(f"// {stamp()}\n")
     config = files[CONFIG_HEADER]

@@ -14,14 +14,16 @@ the image after the run, and that also exposes the runtime requantizer on raw ve
 
 from __future__ import annotations
 
-import enum
+import hashlib
 import logging
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
 
 from hwgen import toolchain
 from hwgen.hls import nonlinear
+from hwgen.hls._isa_interim import Status, isa_header
 from hwgen.hls.emit import render
 from hwgen.hls_templates import TEMPLATE_DIR
 from hwgen.hwparams import HwParams
@@ -30,6 +32,7 @@ from hwgen.units import ROW_MAX, row_units_problem
 __all__ = [
     "TOP_NAME",
     "CONFIG_HEADER",
+    "ISA_HEADER",
     "TOP_SOURCE",
     "KERNEL_HEADERS",
     "UNIT_CONFIG_NAMES",
@@ -46,8 +49,10 @@ log = logging.getLogger(__name__)
 
 #: The top function Vitis HLS synthesizes (``set_top``).
 TOP_NAME = "hwgen_accel"
-#: File names of the two generated sources.
+#: File names of the generated sources.
 CONFIG_HEADER = "hwgen_accel_config.h"
+#: The generated ISA header (opcodes, flags, status codes, field positions) the kernel includes.
+ISA_HEADER = "hwgen_isa.h"
 TOP_SOURCE = "hwgen_accel.cpp"
 #: The hand-written headers the top includes (from :data:`hwgen.hls_templates.TEMPLATE_DIR`).
 KERNEL_HEADERS = (
@@ -61,21 +66,6 @@ UNIT_CONFIG_NAMES = {"gelu": "accel_gelu", "layernorm": "accel_layernorm", "soft
 # reads it, to size its memory model.
 _DEFAULT_DEPTH_BYTES = 1 << 20
 _TRAILER = np.dtype([("status", "<u4"), ("executed", "<u4"), ("array_steps", "<u8")])
-
-
-class Status(enum.IntEnum):
-    """Values of the kernel's ``status`` register (``hwgen::status_code``)."""
-
-    OK = 0
-    BAD_MAGIC = 1
-    BAD_VERSION = 2
-    FINGERPRINT_MISMATCH = 3
-    BAD_HEADER = 4
-    BAD_OPCODE = 5
-    BAD_DESCRIPTOR = 6
-    DOES_NOT_FIT = 7
-    MISALIGNED = 8
-    OUT_OF_BOUNDS = 9
 
 
 def _check_hw(hw: object) -> HwParams:
@@ -161,11 +151,23 @@ def accelerator_top(hw: HwParams, image_bytes: int | None = None) -> str:
 
 
 def accelerator_sources(hw: HwParams, image_bytes: int | None = None) -> dict[str, str]:
-    """Every file Vitis HLS needs for ``hw``, by file name: the generated two and the kernel headers."""
-    files = {CONFIG_HEADER: accelerator_config(hw), TOP_SOURCE: accelerator_top(hw, image_bytes)}
+    """Every file Vitis HLS needs for ``hw``, by file name: the generated three and the kernel headers."""
+    files = {CONFIG_HEADER: accelerator_config(hw), ISA_HEADER: isa_header(), TOP_SOURCE: accelerator_top(hw, image_bytes)}
     for name in KERNEL_HEADERS:
         files[name] = (TEMPLATE_DIR / name).read_text(encoding="utf-8")
     return files
+
+
+def _isa_header_dir() -> Path:
+    """A folder holding ``hwgen_isa.h`` (cached by content) for the g++ C-simulation builds."""
+    text = isa_header()
+    folder = toolchain.cache_dir() / "hls-isa" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    if not (folder / ISA_HEADER).exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{ISA_HEADER}.{id(text)}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(folder / ISA_HEADER)
+    return folder
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,7 @@ class AcceleratorCSim:
         context = accelerator_context(hw)
         self.source = render("accelerator_csim.cpp.j2", **context, mem_depth=_mem_depth(hw, None))
         name = f"hwgen_accel_{hw.lanes_in}x{hw.lanes_out}_axi{hw.axi_data_width}"
-        self.binary = toolchain.compile_cpp(self.source, includes=[TEMPLATE_DIR], name=name)
+        self.binary = toolchain.compile_cpp(self.source, includes=[TEMPLATE_DIR, _isa_header_dir()], name=name)
 
     def run(self, image: bytes, program_addr: int = 0) -> AccelRun:
         """Run the Program at ``program_addr`` on a copy of ``image``; return the registers and image."""
