@@ -40,6 +40,7 @@ from hwgen.hls.accelerator import (
     accelerator_context,
     accelerator_sources,
 )
+from hwgen.hls._isa_interim import B_TRANSPOSED
 from hwgen.hls.emit import stamp
 from hwgen.hwparams import HwParams
 from hwgen.pipeline import build, run_passes
@@ -60,7 +61,9 @@ HW_4X8_NARROW = HwParams(lanes_in=4, lanes_out=8, acc_bits=24, act_bits=8, weigh
 MODEL_CONFIGS = [HW_16X16_AXI128, HW_8X8_AXI64, HW_16X16_AXI64, HW_8X8_AXI128]
 MODEL_IDS = ["16x16-axi128", "8x8-axi64", "16x16-axi64", "8x8-axi128"]
 
-ALL_FLAGS = Flag(sum(int(f) for f in Flag))
+# Every flag of the ISA; the compiler emits all but B_TRANSPOSED (hand-assembled descriptors cover it).
+ALL_FLAGS = Flag(sum(int(f) for f in Flag)) | B_TRANSPOSED
+COMPILED_FLAGS = ALL_FLAGS & ~B_TRANSPOSED
 
 
 @functools.cache
@@ -220,7 +223,7 @@ def test_csim_equals_isa_sim_on_compiled_model_using_every_flag(hw):
         run_and_compare(hw, program, data, image_regions(image))
         for desc in program.descriptors:
             flags_seen |= desc.flags
-    assert flags_seen == ALL_FLAGS, f"paths not exercised: {ALL_FLAGS & ~flags_seen}"
+    assert flags_seen == COMPILED_FLAGS, f"paths not exercised: {COMPILED_FLAGS & ~flags_seen}"
 
 
 # ---------------------------------------------------------------------- hand-assembled descriptors
@@ -267,21 +270,29 @@ DESCRIPTOR_CASES = [
     (Flag.RESIDUAL, 2),
     (Flag.RESIDUAL | Flag.RELU1 | Flag.RELU2, 1),
     (Flag.BYPASS, None),
-    (Flag.BYPASS | Flag.RELU1 | Flag.RESIDUAL | Flag.R_UNSIGNED, 1),
+    (Flag.BYPASS | Flag.RELU1 | Flag.RESIDUAL | Flag.R_UNSIGNED, None),
     (Flag.B_ROWMAJOR, 2),
     (Flag.B_ROWMAJOR | Flag.W_UNSIGNED | Flag.BIAS | Flag.X_UNSIGNED, 1),
     (Flag.X_UNSIGNED | Flag.W_UNSIGNED | Flag.BIAS | Flag.RESIDUAL | Flag.RELU2 | Flag.R_UNSIGNED, 2),
     (Flag.GELU | Flag.BIAS, 2),
     (Flag.GELU | Flag.RELU1 | Flag.RESIDUAL | Flag.RELU2, 1),
     (Flag.BYPASS | Flag.GELU, None),
+    (B_TRANSPOSED, 2),
+    (B_TRANSPOSED | Flag.W_UNSIGNED | Flag.BIAS | Flag.X_UNSIGNED | Flag.GELU, 1),
+    (B_TRANSPOSED | Flag.RESIDUAL | Flag.RELU2 | Flag.R_UNSIGNED, None),
 ]
 
 
-def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list]:
-    """One Program with a descriptor per DESCRIPTOR_CASES entry, each on its own random operands."""
+def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list, Program]:
+    """One Program with a descriptor per DESCRIPTOR_CASES entry, each on its own random operands.
+
+    Also returns the reference twin of the Program: each B_TRANSPOSED descriptor replaced by the
+    B_ROWMAJOR descriptor of the same operand (placed a second time, K rows of N), which isa_sim
+    executes. Both write the same outputs; the twin's operand region is only read.
+    """
     rng = np.random.default_rng(seed)
     image = ImageBuilder(hw, len(DESCRIPTOR_CASES))
-    descriptors = []
+    descriptors, twins = [], []
     for index, (flags, chunk) in enumerate(DESCRIPTOR_CASES):
         m = 3
         k = 2 * hw.lanes_in + 1
@@ -290,10 +301,16 @@ def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list]:
         x_signed = not flags & Flag.X_UNSIGNED
         x_addr, x_stride = image.rows(f"x{index}", _random_codes(rng, (m, k), hw.act_bits, x_signed), x_signed)
         w_addr = w_stride = bias_addr = res_addr = res_stride = 0
+        twin = {}
         if not flags & Flag.BYPASS:
             w_signed = not flags & Flag.W_UNSIGNED
             if flags & Flag.B_ROWMAJOR:
                 w_addr, w_stride = image.rows(f"b{index}", _random_codes(rng, (k, n), hw.act_bits, w_signed), w_signed)
+            elif flags & B_TRANSPOSED:
+                b = _random_codes(rng, (k, n), hw.act_bits, w_signed)
+                w_addr, w_stride = image.rows(f"bt{index}", np.ascontiguousarray(b.T), w_signed)  # N rows of K
+                twin_addr, twin_stride = image.rows(f"b{index}", b, w_signed)
+                twin = {"flags": (flags & ~B_TRANSPOSED) | Flag.B_ROWMAJOR, "w_addr": twin_addr, "w_stride": twin_stride}
             else:
                 weights = _random_codes(rng, (k, n), hw.weight_bits, w_signed)
                 tiles = pack_tiles(weights, hw.lanes_in, hw.lanes_out, hw.weight_bytes, hw.tile_stride(hw.weight_bytes), w_signed)
@@ -305,7 +322,7 @@ def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list]:
             r_signed = not flags & Flag.R_UNSIGNED
             res_addr, res_stride = image.rows(f"r{index}", _random_codes(rng, (m, n), hw.act_bits, r_signed), r_signed)
         out_addr, out_stride = image.rows(f"out{index}", np.zeros((m, n), dtype=np.int64), True)
-        descriptors.append(LinearDescriptor(
+        desc = LinearDescriptor(
             flags=flags, m=m, k=k, n=n, k_tiles=k_tiles, n_tiles=n_tiles,
             x_addr=x_addr, w_addr=w_addr, bias_addr=bias_addr, res_addr=res_addr, out_addr=out_addr,
             x_stride=x_stride, w_stride=w_stride, res_stride=res_stride, out_stride=out_stride,
@@ -313,11 +330,26 @@ def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list]:
             chunk_tiles=min(chunk or n_tiles, n_tiles),
             y_shift=int(rng.integers(0, 4)) if flags & Flag.RESIDUAL else 0,
             r_shift=int(rng.integers(0, 4)) if flags & Flag.RESIDUAL else 0,
-        ))
+        )
+        descriptors.append(desc)
+        twins.append(dataclasses.replace(desc, **twin))
     program = Program(hw.fingerprint(), len(image.data), tuple(descriptors))
     encoded = program.to_bytes()
     image.data[: len(encoded)] = encoded
-    return program, bytes(image.data), image.regions
+    return program, bytes(image.data), image.regions, Program(program.fingerprint, program.image_bytes, tuple(twins))
+
+
+def run_against_twin(hw: HwParams, program: Program, data: bytes, regions, twin: Program) -> bytes:
+    """C-sim of ``program`` against isa_sim of its twin: same bytes outside the Program itself."""
+    twin_data = twin.to_bytes() + data[len(twin.to_bytes()) :]
+    want = isa_sim(twin, twin_data, hw)
+    got = csim(hw).run(data)
+    assert (got.status, got.executed) == (Status.OK, len(program.descriptors))
+    assert got.array_steps == sum(c.ideal for c in want.cycles)
+    size = len(program.to_bytes())
+    assert got.data[:size] == data[:size]
+    assert_same_image(got.data[size:], want.data[size:], [(name, offset - size, length) for name, offset, length in regions[1:]])
+    return got.data
 
 
 @pytest.mark.cosim
@@ -325,8 +357,8 @@ def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list]:
 def test_every_flag_descriptor_by_descriptor(hw):
     flags_seen = Flag(0)
     for seed in range(3):
-        program, data, regions = flag_program(hw, seed)
-        run_and_compare(hw, program, data, regions)
+        program, data, regions, twin = flag_program(hw, seed)
+        run_against_twin(hw, program, data, regions, twin)
         for desc in program.descriptors:
             flags_seen |= desc.flags
             assert desc.n_tiles > 1 and (desc.k % hw.lanes_in or desc.n % hw.lanes_out)
@@ -540,7 +572,14 @@ def test_refusals_leave_the_image_untouched():
         "descriptor size": (_patched(data, 0, 4, 32), Status.BAD_HEADER),
         "count past the image": (_patched(data, 0, 3, len(data)), Status.BAD_HEADER),
         "opcode 0": (_patched(data, 1, 0, _word(data, 1, 0) & ~0xFF), Status.BAD_OPCODE),
-        "reserved flag": (_patched(data, 1, 0, _word(data, 1, 0) | 1 << 18), Status.BAD_DESCRIPTOR),
+        "reserved flag": (_patched(data, 1, 0, _word(data, 1, 0) | 1 << 19), Status.BAD_DESCRIPTOR),
+        "B_ROWMAJOR with B_TRANSPOSED": (_patched(data, 1, 0, _word(data, 1, 0) | (Flag.B_ROWMAJOR | B_TRANSPOSED) << 8),
+                                         Status.BAD_DESCRIPTOR),
+        "BYPASS with BIAS": (_patched(data, 1, 0, _word(data, 1, 0) | Flag.BYPASS << 8), Status.BAD_DESCRIPTOR),
+        # k_tiles = max_k_tiles = 256 fits the activation bank, but 4 output tiles of 256 tiles do not
+        # fit the weight bank: 4·(256·64 + 8·4) > 65536.
+        "chunk too big": (_patched(_patched(_patched(data, 1, 2, (first.n << 16) | 2048), 1, 3, (first.n_tiles << 16) | 256),
+                                   1, 15, (_word(data, 1, 15) & ~0xFFFF) | 4), Status.DOES_NOT_FIT),
         "tile count": (_patched(data, 1, 3, _word(data, 1, 3) + 1), Status.BAD_DESCRIPTOR),
         "chunk_tiles 0": (_patched(data, 1, 15, _word(data, 1, 15) & ~0xFFFF), Status.BAD_DESCRIPTOR),
         "rounding code 7": (_patched(data, 1, 13, _word(data, 1, 13) | 7 << 16), Status.BAD_DESCRIPTOR),
@@ -553,6 +592,17 @@ def test_refusals_leave_the_image_untouched():
         run = csim(hw).run(patched)
         assert (run.status, run.executed, run.data) == (status, 0, patched), name
     assert csim(hw).run(data, program_addr=4).status == Status.MISALIGNED
+
+    # A Program at an offset: its header counts from there (program_offset + 64·(count + 1) must
+    # stay within image_bytes), its descriptors' addresses from the image base.
+    blocks = 64 * (len(program.descriptors) + 1)
+    moved = data + data[:blocks]
+    run = csim(hw).run(moved, program_addr=len(data))
+    assert (run.status, run.executed, run.data) == (Status.BAD_HEADER, 0, moved)
+    moved = data + _patched(data, 0, 5, len(data) + blocks)[:blocks]
+    run = csim(hw).run(moved, program_addr=len(data))
+    assert (run.status, run.executed) == (Status.OK, len(program.descriptors))
+    assert run.data[: len(data)] == isa_sim(program, image, hw).data
 
     # A refusal at the second descriptor keeps the first one's results: executed says where it stopped.
     patched = _patched(data, 2, 0, _word(data, 2, 0) & ~0xFF)
@@ -638,7 +688,7 @@ def test_emitted_sources_are_deterministic_complete_and_stamped():
     config = files[CONFIG_HEADER]
     context = accelerator_context(hw)
     for field in ("lanes_in", "lanes_out", "acc_bits", "act_bits", "weight_bits", "bias_bits", "axi_bits",
-                  "x_rows", "weight_tiles", "row_tiles", "weight_tile_words"):
+                  "weight_buffer_bytes", "max_k_tiles", "max_chunk_tiles", "weight_tiles"):
         assert re.search(rf"static const unsigned {field} = {context[field]};", config), field
     assert f"fingerprint = {hw.fingerprint():#010x}u;" in config
     # The units: GELU lanes always; at 32-bit activations no LayerNorm or softmax unit.
@@ -650,7 +700,9 @@ def test_emitted_sources_are_deterministic_complete_and_stamped():
     for struct_name in ("accel_gelu", "accel_layernorm", "accel_layernorm_rsqrt", "accel_softmax", "accel_softmax_recip"):
         assert f"struct {struct_name} {{" in default, struct_name
     assert "typedef accel_layernorm layernorm;" in default and "typedef accel_softmax softmax;" in default
-    assert (context["bias_bits"], context["axi_bits"], context["weight_tile_words"]) == (64, 64, 4)
+    assert (context["bias_bits"], context["axi_bits"]) == (64, 64)
+    # The rule's capacities: 512 // (3·4) x rows, 1024 // (tile_stride(2) = 32 + 5·8) output tiles.
+    assert (context["max_k_tiles"], context["max_chunk_tiles"]) == (42, 14)
     top = files[TOP_SOURCE]
     assert re.search(rf"void {TOP_NAME}\(ap_uint<64>\* mem, ap_uint<32> program_addr,", top)
     assert "#pragma HLS INTERFACE mode=m_axi port=mem bundle=gmem offset=slave depth=625 " in top

@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """The accelerator as Vitis-HLS C++: emit its config header and top, and C-simulate it with g++.
 
-The kernel itself is the hand-written headers ``hls_templates/accelerator.h``, ``compute_unit.h``
-and ``requantize_rt.h``; from one :class:`~hwgen.hwparams.HwParams` Python fills only
-``hwgen_accel_config.h`` (lanes, containers, buffer depths, AXI width, fingerprint, and the config
-structs of the GELU lanes, the LayerNorm unit and the softmax unit from ``hw.unit_formats()``) and
-``hwgen_accel.cpp`` (the ``hwgen_accel`` top with its interface pragmas).
+The kernel itself is the hand-written headers ``hls_templates/accelerator.h`` (the controller:
+fetch, decode, check, dispatch; and one function per engine), ``compute_unit.h`` (the MAC array
+and the post-processing lanes) and ``requantize_rt.h``; from one :class:`~hwgen.hwparams.HwParams`
+Python fills only ``hwgen_accel_config.h`` (lanes, containers, the validity rule's capacities and
+the bank depths they imply, AXI width, fingerprint, and the config structs of the GELU lanes, the
+LayerNorm unit and the softmax unit from ``hw.unit_formats()``) and ``hwgen_accel.cpp`` (the
+``hwgen_accel`` top with its interface pragmas), beside the generated ISA header ``hwgen_isa.h``
+(opcodes, flags, status codes and field positions from the one ISA definition).
 
 :class:`AcceleratorCSim` compiles the same top into a g++ harness (one binary per configuration,
 cached by content) that loads a memory image into the DDR array, runs the Program and returns
@@ -23,7 +26,7 @@ import numpy as np
 
 from hwgen import toolchain
 from hwgen.hls import nonlinear
-from hwgen.hls._isa_interim import Status, isa_header
+from hwgen.hls._isa_interim import Limits, Status, isa_header
 from hwgen.hls.emit import render
 from hwgen.hls_templates import TEMPLATE_DIR
 from hwgen.hwparams import HwParams
@@ -40,6 +43,7 @@ __all__ = [
     "AccelRun",
     "AcceleratorCSim",
     "accelerator_context",
+    "bank_tiles",
     "accelerator_config",
     "accelerator_top",
     "accelerator_sources",
@@ -98,17 +102,35 @@ def _unit_configs(hw: HwParams) -> dict[str, object]:
     }
 
 
-def accelerator_context(hw: HwParams) -> dict[str, object]:
-    """The values the config template receives: HwParams fields and the buffer depths they imply.
+def bank_tiles(hw: HwParams) -> int:
+    """Tiles of one weight bank: the most any chunk the validity rule accepts holds.
 
-    Depths are sized so that every descriptor the compiler can emit for ``hw`` fits: a weight bank
-    holds ``weight_buffer_bytes`` of the narrower tile kind (weights or, for ``B_ROWMAJOR``,
-    activations), an activation bank a row of ``act_buffer_bytes`` at the narrower lane count.
+    A chunk of ``chunk_tiles ≤ max_chunk_tiles`` output tiles of ``k_tiles ≤ max_k_tiles`` tiles
+    each must fit ``weight_buffer_bytes`` at the tile stride of its elements (weights, or
+    activations with ``B_ROWMAJOR`` / ``B_TRANSPOSED``); without bias that is the largest
+    ``chunk_tiles · k_tiles`` over both strides.
+    """
+    limits = Limits(hw)
+    best = 0
+    for stride in {hw.tile_stride(hw.weight_bytes), hw.tile_stride(hw.act_bytes)}:
+        for k_tiles in range(1, limits.max_k_tiles + 1):
+            chunk = min(limits.max_chunk_tiles, hw.weight_buffer_bytes // (k_tiles * stride))
+            best = max(best, chunk * k_tiles)
+    return best
+
+
+def accelerator_context(hw: HwParams) -> dict[str, object]:
+    """The values the config template receives: HwParams fields and the bank depths they imply.
+
+    The banks hold exactly what the validity rule (``hwgen.isa.rules``) accepts: ``max_k_tiles``
+    activation rows, :func:`bank_tiles` weight tiles, ``max_chunk_tiles`` output tiles of bias
+    and of each row segment buffer.
     """
     hw = _check_hw(hw)
-    narrow_tile = min(hw.tile_stride(hw.weight_bytes), hw.tile_stride(hw.act_bytes))
-    weight_tiles = hw.weight_buffer_bytes // narrow_tile
-    x_rows = -(-hw.act_buffer_bytes // (min(hw.lanes_in, hw.lanes_out) * hw.act_bytes))
+    limits = Limits(hw)
+    if limits.max_k_tiles < 1 or limits.max_chunk_tiles < 1:
+        raise ValueError(f"hw must have room for one tile in each buffer, not max_k_tiles={limits.max_k_tiles}, "
+                         f"max_chunk_tiles={limits.max_chunk_tiles} ({hw})")
     return {
         "description": str(hw),
         "lanes_in": hw.lanes_in,
@@ -118,10 +140,10 @@ def accelerator_context(hw: HwParams) -> dict[str, object]:
         "weight_bits": hw.weight_bits,
         "bias_bits": 8 * hw.bias_bytes,
         "axi_bits": hw.axi_data_width,
-        "x_rows": x_rows,
-        "weight_tiles": weight_tiles,
-        "row_tiles": max(weight_tiles, x_rows),
-        "weight_tile_words": hw.tile_stride(hw.weight_bytes) // hw.axi_bytes,
+        "weight_buffer_bytes": hw.weight_buffer_bytes,
+        "max_k_tiles": limits.max_k_tiles,
+        "max_chunk_tiles": limits.max_chunk_tiles,
+        "weight_tiles": bank_tiles(hw),
         "fingerprint": f"{hw.fingerprint():#010x}",
         "row_max": ROW_MAX,
         "unit_config_names": UNIT_CONFIG_NAMES,
