@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from hwgen import golden, zoo
+from hwgen.board import board_names, load_board
 from hwgen.compiler import Flag, LinearDescriptor, Program, Requant, RowDescriptor, compile_graph, isa_sim
 from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX
 from hwgen.compiler.layout import pack_rows, pack_tiles, pack_vector
@@ -364,6 +365,43 @@ def test_every_flag_descriptor_by_descriptor(hw):
             assert desc.n_tiles > 1 and (desc.k % hw.lanes_in or desc.n % hw.lanes_out)
         assert any(-(-d.n_tiles // d.chunk_tiles) > 1 for d in program.descriptors)  # multi-chunk
     assert flags_seen == ALL_FLAGS
+
+
+# ------------------------------------------------------------------------------ shipped geometries
+
+BOARD_HW = {name: load_board(name).hw_params() for name in board_names()}
+
+
+def test_shipped_geometries_are_the_four_of_issue_10():
+    geometries = {(hw.lanes_in, hw.lanes_out, hw.axi_data_width) for hw in BOARD_HW.values()}
+    assert geometries == {(16, 8, 64), (16, 16, 128), (32, 16, 128), (32, 32, 128)}
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("board", sorted(BOARD_HW))
+def test_every_shipped_geometry(board):
+    # Each board's own HwParams (lanes, AXI width, buffers): mlp-odd, the coverage model whose
+    # standalone Add, ReLU and Requantize are BYPASS descriptors and whose activation x activation
+    # MatMul is B_ROWMAJOR (non-square lanes on pynq-z2 and kv260), and the hand-assembled
+    # descriptors of every flag, B_TRANSPOSED included.
+    hw = BOARD_HW[board]
+    for seed, scale in [(1, 3.0), (2, 1.0)]:
+        program, image = compiled_model("mlp-odd", hw, seed, scale)
+        after = run_and_compare(hw, program, image.data, image_regions(image))
+        assert np.any(image.with_data(after).read("out") != image.read("out"))
+
+    model = parse_spec(FLAG_MODEL_SPEC)
+    qgraph = run_passes(model.graph, QuantConfig(acc_bits=hw.acc_bits, seed=0, formats=model.formats))
+    program, image = compile_graph(qgraph, hw)
+    image = image.write_all(golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=0, scale=1.0)))
+    flags = Flag(0)
+    for desc in program.descriptors:
+        flags |= desc.flags
+    assert flags & (Flag.BYPASS | Flag.B_ROWMAJOR) == Flag.BYPASS | Flag.B_ROWMAJOR
+    run_and_compare(hw, program, image.data, image_regions(image))
+
+    program, data, regions, twin = flag_program(hw, seed=hw.lanes_in + hw.lanes_out)
+    run_against_twin(hw, program, data, regions, twin)
 
 
 # ------------------------------------------------------------------------------- row descriptors
