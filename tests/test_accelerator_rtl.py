@@ -35,7 +35,7 @@ from amaranth.sim import Simulator
 from hwgen import golden, toolchain, zoo
 from hwgen.compiler import Flag, LinearDescriptor, Program, Requant, compile_graph, isa_sim
 from hwgen.compiler.layout import MemoryImage, Region
-from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
+from hwgen.isa import OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
 from hwgen.cosim import tb_accelerator as tb
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
@@ -364,7 +364,7 @@ def test_descriptor_layout_matches_the_compiler_encoding():
             assert field(["flags", flag.name.lower()]) == int(flag in desc.flags), flag
         for name, step in (("rq1", rq[0]), ("rq2", rq[1])):
             assert field([name, "shift"]) == step.shift and field([name, "width"]) == step.width
-            assert field([name, "signed"]) == step.signed and field([name, "src_width"]) == step.src_width
+            assert field([name, "is_signed"]) == step.signed and field([name, "src_width"]) == step.src_width
             assert field([name, "round"]) == ROUNDING_MODES.index(step.rounding)
             assert field([name, "overflow"]) == OVERFLOW_MODES.index(step.overflow)
         assert field(["y_shift"]) == desc.y_shift and field(["r_shift"]) == desc.r_shift

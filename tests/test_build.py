@@ -7,7 +7,9 @@ Verilog passes ``verilator --lint-only``; the report's Yosys estimate is the too
 the board's budget; ``build.sh`` runs Vitis HLS and Vivado as the recording stub of
 ``tests/test_vivado_tcl.py`` (its checks, imported) — part, clock, every file read, the PS,
 accelerator, interconnect and address map of both flows; ``isa_sim`` on the folder equals
-``golden.npz``. A second build of ultra96 in another process is byte-identical.
+``golden.npz``; every zoo model, built for the board, runs bit-exact on the board's RTL core
+(Verilator) and HLS core (C simulation). A second build of ultra96 in another process is
+byte-identical.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 import yaml
 
 import test_vivado_tcl as vivado_checks
-from hwgen import __version__, toolchain
+from hwgen import __version__, toolchain, zoo
 from hwgen.board import BUDGET_KEYS, board_names, load_board
 from hwgen import driver
 from hwgen.build import DEFAULT_MODEL, HLS_DESIGN, TEST_INPUT_SEED, build_project
@@ -162,6 +164,19 @@ def test_isa_sim_of_the_folder_equals_golden(built):
     result = simulate(folder, "isa")
     assert result.equal and not result.mismatches
     assert result.cycles == report["performance"]["analytical"]["cycles"]
+
+
+@pytest.mark.full_model
+@pytest.mark.parametrize("backend", ["rtl", "hls"])
+def test_every_zoo_model_builds_and_runs_on_the_boards_core(built, backend, tmp_path):
+    """``hwgen build --board B --model M`` then ``hwgen sim --backend rtl|hls``: what a user does, for every
+    board and every zoo model, so nothing ships that its own core cannot run (the Verilog and Yosys
+    results are the same for every model of a board, so only the first build pays for them)."""
+    board, folder, _ = built
+    for model in zoo.names():
+        out = folder if model == DEFAULT_MODEL else build_project(model, board.name, tmp_path / model, flow="both").out
+        result = simulate(out, backend)
+        assert result.equal, f"{model} on {board.name} ({backend}): {result.mismatches}"
 
 
 def test_two_builds_are_byte_identical(tmp_path):
