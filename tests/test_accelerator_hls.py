@@ -41,7 +41,6 @@ from hwgen.hls.accelerator import (
     accelerator_context,
     accelerator_sources,
 )
-from hwgen.hls._isa_interim import B_TRANSPOSED
 from hwgen.hls.emit import stamp
 from hwgen.hwparams import HwParams
 from hwgen.pipeline import build, run_passes
@@ -62,9 +61,7 @@ HW_4X8_NARROW = HwParams(lanes_in=4, lanes_out=8, acc_bits=24, act_bits=8, weigh
 MODEL_CONFIGS = [HW_16X16_AXI128, HW_8X8_AXI64, HW_16X16_AXI64, HW_8X8_AXI128]
 MODEL_IDS = ["16x16-axi128", "8x8-axi64", "16x16-axi64", "8x8-axi128"]
 
-# Every flag of the ISA; the compiler emits all but B_TRANSPOSED (hand-assembled descriptors cover it).
-ALL_FLAGS = Flag(sum(int(f) for f in Flag)) | B_TRANSPOSED
-COMPILED_FLAGS = ALL_FLAGS & ~B_TRANSPOSED
+ALL_FLAGS = Flag(sum(int(f) for f in Flag))
 
 
 @functools.cache
@@ -176,9 +173,11 @@ FLAG_MODEL_SPEC = {
     "inputs": {
         "a": {"shape": [12, 20], "distribution": "uniform", "scale": 2.0},
         "b": {"shape": [20, 9], "distribution": "uniform", "scale": 1.0},
+        "c": {"shape": [11, 20], "distribution": "uniform", "scale": 1.0},
     },
     "layers": [
         {"name": "mm", "op": "MatMul", "inputs": ["a", "b"]},
+        {"name": "mt", "op": "MatMul", "inputs": ["a", "c"], "transpose_b": True},
         {"name": "r1", "op": "ReLU", "input": "mm"},
         {"name": "p", "op": "Linear", "input": "a", "features": 9, "bias": False},
         {"name": "s", "op": "Add", "inputs": ["r1", "p"]},
@@ -192,7 +191,7 @@ FLAG_MODEL_SPEC = {
         {"name": "s2", "op": "Add", "inputs": ["z2", "z"]},
         {"name": "s3", "op": "ReLU", "input": "s2"},
     ],
-    "outputs": ["q", "s", "s3"],
+    "outputs": ["q", "s", "s3", "mt"],
     "formats": {
         "a": "fixed<10,2,RND,SAT>",
         "b": "ufixed<12,1,RND_INF,SAT>",
@@ -224,7 +223,7 @@ def test_csim_equals_isa_sim_on_compiled_model_using_every_flag(hw):
         run_and_compare(hw, program, data, image_regions(image))
         for desc in program.descriptors:
             flags_seen |= desc.flags
-    assert flags_seen == COMPILED_FLAGS, f"paths not exercised: {COMPILED_FLAGS & ~flags_seen}"
+    assert flags_seen == ALL_FLAGS, f"paths not exercised: {ALL_FLAGS & ~flags_seen}"
 
 
 # ---------------------------------------------------------------------- hand-assembled descriptors
@@ -278,22 +277,17 @@ DESCRIPTOR_CASES = [
     (Flag.GELU | Flag.BIAS, 2),
     (Flag.GELU | Flag.RELU1 | Flag.RESIDUAL | Flag.RELU2, 1),
     (Flag.BYPASS | Flag.GELU, None),
-    (B_TRANSPOSED, 2),
-    (B_TRANSPOSED | Flag.W_UNSIGNED | Flag.BIAS | Flag.X_UNSIGNED | Flag.GELU, 1),
-    (B_TRANSPOSED | Flag.RESIDUAL | Flag.RELU2 | Flag.R_UNSIGNED, None),
+    (Flag.B_TRANSPOSED, 2),
+    (Flag.B_TRANSPOSED | Flag.W_UNSIGNED | Flag.BIAS | Flag.X_UNSIGNED | Flag.GELU, 1),
+    (Flag.B_TRANSPOSED | Flag.RESIDUAL | Flag.RELU2 | Flag.R_UNSIGNED, None),
 ]
 
 
-def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list, Program]:
-    """One Program with a descriptor per DESCRIPTOR_CASES entry, each on its own random operands.
-
-    Also returns the reference twin of the Program: each B_TRANSPOSED descriptor replaced by the
-    B_ROWMAJOR descriptor of the same operand (placed a second time, K rows of N), which isa_sim
-    executes. Both write the same outputs; the twin's operand region is only read.
-    """
+def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list]:
+    """One Program with a descriptor per DESCRIPTOR_CASES entry, each on its own random operands."""
     rng = np.random.default_rng(seed)
     image = ImageBuilder(hw, len(DESCRIPTOR_CASES))
-    descriptors, twins = [], []
+    descriptors = []
     for index, (flags, chunk) in enumerate(DESCRIPTOR_CASES):
         m = 3
         k = 2 * hw.lanes_in + 1
@@ -302,16 +296,13 @@ def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list, Program
         x_signed = not flags & Flag.X_UNSIGNED
         x_addr, x_stride = image.rows(f"x{index}", _random_codes(rng, (m, k), hw.act_bits, x_signed), x_signed)
         w_addr = w_stride = bias_addr = res_addr = res_stride = 0
-        twin = {}
         if not flags & Flag.BYPASS:
             w_signed = not flags & Flag.W_UNSIGNED
             if flags & Flag.B_ROWMAJOR:
                 w_addr, w_stride = image.rows(f"b{index}", _random_codes(rng, (k, n), hw.act_bits, w_signed), w_signed)
-            elif flags & B_TRANSPOSED:
-                b = _random_codes(rng, (k, n), hw.act_bits, w_signed)
-                w_addr, w_stride = image.rows(f"bt{index}", np.ascontiguousarray(b.T), w_signed)  # N rows of K
-                twin_addr, twin_stride = image.rows(f"b{index}", b, w_signed)
-                twin = {"flags": (flags & ~B_TRANSPOSED) | Flag.B_ROWMAJOR, "w_addr": twin_addr, "w_stride": twin_stride}
+            elif flags & Flag.B_TRANSPOSED:
+                # N rows of K: w[k, n] at w_addr + n·w_stride + k·act_bytes
+                w_addr, w_stride = image.rows(f"bt{index}", _random_codes(rng, (n, k), hw.act_bits, w_signed), w_signed)
             else:
                 weights = _random_codes(rng, (k, n), hw.weight_bits, w_signed)
                 tiles = pack_tiles(weights, hw.lanes_in, hw.lanes_out, hw.weight_bytes, hw.tile_stride(hw.weight_bytes), w_signed)
@@ -323,7 +314,7 @@ def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list, Program
             r_signed = not flags & Flag.R_UNSIGNED
             res_addr, res_stride = image.rows(f"r{index}", _random_codes(rng, (m, n), hw.act_bits, r_signed), r_signed)
         out_addr, out_stride = image.rows(f"out{index}", np.zeros((m, n), dtype=np.int64), True)
-        desc = LinearDescriptor(
+        descriptors.append(LinearDescriptor(
             flags=flags, m=m, k=k, n=n, k_tiles=k_tiles, n_tiles=n_tiles,
             x_addr=x_addr, w_addr=w_addr, bias_addr=bias_addr, res_addr=res_addr, out_addr=out_addr,
             x_stride=x_stride, w_stride=w_stride, res_stride=res_stride, out_stride=out_stride,
@@ -331,26 +322,11 @@ def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list, Program
             chunk_tiles=min(chunk or n_tiles, n_tiles),
             y_shift=int(rng.integers(0, 4)) if flags & Flag.RESIDUAL else 0,
             r_shift=int(rng.integers(0, 4)) if flags & Flag.RESIDUAL else 0,
-        )
-        descriptors.append(desc)
-        twins.append(dataclasses.replace(desc, **twin))
+        ))
     program = Program(hw.fingerprint(), len(image.data), tuple(descriptors))
     encoded = program.to_bytes()
     image.data[: len(encoded)] = encoded
-    return program, bytes(image.data), image.regions, Program(program.fingerprint, program.image_bytes, tuple(twins))
-
-
-def run_against_twin(hw: HwParams, program: Program, data: bytes, regions, twin: Program) -> bytes:
-    """C-sim of ``program`` against isa_sim of its twin: same bytes outside the Program itself."""
-    twin_data = twin.to_bytes() + data[len(twin.to_bytes()) :]
-    want = isa_sim(twin, twin_data, hw)
-    got = csim(hw).run(data)
-    assert (got.status, got.executed) == (Status.OK, len(program.descriptors))
-    assert got.array_steps == sum(c.ideal for c in want.cycles)
-    size = len(program.to_bytes())
-    assert got.data[:size] == data[:size]
-    assert_same_image(got.data[size:], want.data[size:], [(name, offset - size, length) for name, offset, length in regions[1:]])
-    return got.data
+    return program, bytes(image.data), image.regions
 
 
 @pytest.mark.cosim
@@ -358,8 +334,8 @@ def run_against_twin(hw: HwParams, program: Program, data: bytes, regions, twin:
 def test_every_flag_descriptor_by_descriptor(hw):
     flags_seen = Flag(0)
     for seed in range(3):
-        program, data, regions, twin = flag_program(hw, seed)
-        run_against_twin(hw, program, data, regions, twin)
+        program, data, regions = flag_program(hw, seed)
+        run_and_compare(hw, program, data, regions)
         for desc in program.descriptors:
             flags_seen |= desc.flags
             assert desc.n_tiles > 1 and (desc.k % hw.lanes_in or desc.n % hw.lanes_out)
@@ -382,8 +358,8 @@ def test_shipped_geometries_are_the_four_of_issue_10():
 def test_every_shipped_geometry(board):
     # Each board's own HwParams (lanes, AXI width, buffers): mlp-odd, the coverage model whose
     # standalone Add, ReLU and Requantize are BYPASS descriptors and whose activation x activation
-    # MatMul is B_ROWMAJOR (non-square lanes on pynq-z2 and kv260), and the hand-assembled
-    # descriptors of every flag, B_TRANSPOSED included.
+    # MatMul is B_ROWMAJOR (and B_TRANSPOSED with transpose_b; non-square lanes on pynq-z2 and kv260), and the hand-assembled
+    # descriptors of every flag, Flag.B_TRANSPOSED included.
     hw = BOARD_HW[board]
     for seed, scale in [(1, 3.0), (2, 1.0)]:
         program, image = compiled_model("mlp-odd", hw, seed, scale)
@@ -397,11 +373,11 @@ def test_every_shipped_geometry(board):
     flags = Flag(0)
     for desc in program.descriptors:
         flags |= desc.flags
-    assert flags & (Flag.BYPASS | Flag.B_ROWMAJOR) == Flag.BYPASS | Flag.B_ROWMAJOR
+    assert flags & (Flag.BYPASS | Flag.B_ROWMAJOR | Flag.B_TRANSPOSED) == Flag.BYPASS | Flag.B_ROWMAJOR | Flag.B_TRANSPOSED
     run_and_compare(hw, program, image.data, image_regions(image))
 
-    program, data, regions, twin = flag_program(hw, seed=hw.lanes_in + hw.lanes_out)
-    run_against_twin(hw, program, data, regions, twin)
+    program, data, regions = flag_program(hw, seed=hw.lanes_in + hw.lanes_out)
+    run_and_compare(hw, program, data, regions)
 
 
 # ------------------------------------------------------------------------------- row descriptors
@@ -611,7 +587,7 @@ def test_refusals_leave_the_image_untouched():
         "count past the image": (_patched(data, 0, 3, len(data)), Status.BAD_HEADER),
         "opcode 0": (_patched(data, 1, 0, _word(data, 1, 0) & ~0xFF), Status.BAD_OPCODE),
         "reserved flag": (_patched(data, 1, 0, _word(data, 1, 0) | 1 << 19), Status.BAD_DESCRIPTOR),
-        "B_ROWMAJOR with B_TRANSPOSED": (_patched(data, 1, 0, _word(data, 1, 0) | (Flag.B_ROWMAJOR | B_TRANSPOSED) << 8),
+        "B_ROWMAJOR with Flag.B_TRANSPOSED": (_patched(data, 1, 0, _word(data, 1, 0) | (Flag.B_ROWMAJOR | Flag.B_TRANSPOSED) << 8),
                                          Status.BAD_DESCRIPTOR),
         "BYPASS with BIAS": (_patched(data, 1, 0, _word(data, 1, 0) | Flag.BYPASS << 8), Status.BAD_DESCRIPTOR),
         # k_tiles = max_k_tiles = 256 fits the activation bank, but 4 output tiles of 256 tiles do not

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from hwgen import toolchain
 from hwgen.hls import nonlinear
-from hwgen.hls._isa_interim import Limits, Status, isa_header
 from hwgen.hls.emit import render
 from hwgen.hls_templates import TEMPLATE_DIR
 from hwgen.hwparams import HwParams
+from hwgen.isa import Flag, Limits, Status
+from hwgen.isa.cpp import ISA_HEADER_NAME, isa_header
 from hwgen.units import ROW_MAX, row_units_problem
 
 __all__ = [
@@ -56,7 +57,7 @@ TOP_NAME = "hwgen_accel"
 #: File names of the generated sources.
 CONFIG_HEADER = "hwgen_accel_config.h"
 #: The generated ISA header (opcodes, flags, status codes, field positions) the kernel includes.
-ISA_HEADER = "hwgen_isa.h"
+ISA_HEADER = ISA_HEADER_NAME
 TOP_SOURCE = "hwgen_accel.cpp"
 #: The hand-written headers the top includes (from :data:`hwgen.hls_templates.TEMPLATE_DIR`).
 KERNEL_HEADERS = (
@@ -105,18 +106,15 @@ def _unit_configs(hw: HwParams) -> dict[str, object]:
 def bank_tiles(hw: HwParams) -> int:
     """Tiles of one weight bank: the most any chunk the validity rule accepts holds.
 
-    A chunk of ``chunk_tiles ≤ max_chunk_tiles`` output tiles of ``k_tiles ≤ max_k_tiles`` tiles
-    each must fit ``weight_buffer_bytes`` at the tile stride of its elements (weights, or
-    activations with ``B_ROWMAJOR`` / ``B_TRANSPOSED``); without bias that is the largest
-    ``chunk_tiles · k_tiles`` over both strides.
+    ``Limits.largest_chunk`` output tiles of ``k_tiles ≤ max_k_tiles`` tiles each, at the tile
+    stride of weights or (``B_ROWMAJOR`` / ``B_TRANSPOSED``) of activations, without bias.
     """
     limits = Limits(hw)
-    best = 0
-    for stride in {hw.tile_stride(hw.weight_bytes), hw.tile_stride(hw.act_bytes)}:
-        for k_tiles in range(1, limits.max_k_tiles + 1):
-            chunk = min(limits.max_chunk_tiles, hw.weight_buffer_bytes // (k_tiles * stride))
-            best = max(best, chunk * k_tiles)
-    return best
+    return max(
+        k_tiles * limits.largest_chunk(flags, k_tiles, limits.max_chunk_tiles)
+        for flags in (Flag(0), Flag.B_ROWMAJOR)
+        for k_tiles in range(1, limits.max_k_tiles + 1)
+    )
 
 
 def accelerator_context(hw: HwParams) -> dict[str, object]:
