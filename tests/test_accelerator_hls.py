@@ -5,13 +5,17 @@ isa_sim (NumPy, docs/isa.md read literally) is the reference: the image after a 
 equal isa_sim's byte for byte, every region (program, constants, inputs, intermediates, outputs,
 padding). Covered: the compiler's output for mlp-tiny and mlp-odd at lanes 8×8 and 16×16 with
 AXI 64 and 128, and for softmax-rows and vit-mlp-block (LAYERNORM, GELU, SOFTMAX) at two of them;
-GELU set on compiled descriptors; a descriptor-level Program exercising every flag (multi-chunk,
-remainders, row segments starting inside an AXI word) and the compiler's output for a model using
-every flag, on odd configurations (3×5 and 4×8 lanes, 8/32-bit activations, 48/24-bit
-accumulators); LAYERNORM and SOFTMAX descriptors of 1 to 1024 elements with odd strides, in place,
-random padding and the rows that stress the units; the runtime requantizer against
-``QFmt.cast`` for all 35 rounding × overflow pairs; refusals (fingerprint, header, descriptor
-fields of every opcode) leave the image untouched. One g++ binary per configuration.
+every shipped board's geometry (16×8/AXI64, 16×16/AXI128, 32×16/AXI128, 32×32/AXI128) on mlp-odd,
+on a coverage model (standalone Add/ReLU/Requantize as BYPASS, activation × activation MatMuls
+as B_ROWMAJOR and B_TRANSPOSED) and on hand-assembled descriptors; GELU set on compiled
+descriptors; a descriptor-level Program exercising every flag (multi-chunk, remainders, row
+segments starting inside an AXI word) and the compiler's output for a model using every flag, on
+odd configurations (3×5 and 4×8 lanes, 8/32-bit activations, 48/24-bit accumulators); LAYERNORM
+and SOFTMAX descriptors of 1 to 1024 elements with odd strides, in place, random padding and the
+rows that stress the units; the runtime requantizer against ``QFmt.cast`` for all 35 rounding ×
+overflow pairs; the refusal table of ``tests/refusals.py`` (same status, same descriptors
+completed, the image as isa_sim leaves it) at every shipped geometry; a Program at an offset.
+One g++ binary per configuration.
 """
 
 from __future__ import annotations
@@ -26,8 +30,7 @@ import pytest
 
 from hwgen import golden, zoo
 from hwgen.board import board_names, load_board
-from hwgen.compiler import Flag, LinearDescriptor, Program, Requant, RowDescriptor, compile_graph, isa_sim
-from hwgen.isa import OPCODE_LAYERNORM, OPCODE_SOFTMAX
+from hwgen.compiler import Flag, LinearDescriptor, Program, Refused, Requant, RowDescriptor, compile_graph, isa_sim
 from hwgen.compiler.layout import pack_rows, pack_tiles, pack_vector
 from hwgen.frontend import parse_spec
 from hwgen.hls.accelerator import (
@@ -43,10 +46,13 @@ from hwgen.hls.accelerator import (
 )
 from hwgen.hls.emit import stamp
 from hwgen.hwparams import HwParams
+from hwgen.isa import OPCODE_LAYERNORM, OPCODE_SOFTMAX
 from hwgen.pipeline import build, run_passes
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt
 from hwgen.quant import QuantConfig
 from hwgen.units import ROW_MAX
+
+from refusals import refusal_cases, rowless_case
 
 HW_16X16_AXI128 = HwParams()
 HW_8X8_AXI64 = HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)
@@ -570,45 +576,13 @@ def _patched(data: bytes, block: int, word: int, value: int) -> bytes:
     return bytes(out)
 
 
-def _word(data: bytes, block: int, word: int) -> int:
-    return struct.unpack_from("<I", data, 64 * block + 4 * word)[0]
-
-
 @pytest.mark.cosim
-def test_refusals_leave_the_image_untouched():
+def test_program_at_an_offset():
+    # The header counts from program_addr (program_offset + 64·(count + 1) must stay within
+    # image_bytes), the descriptors' addresses from the image base.
     hw = HW_8X8_AXI64
     program, image = compiled_model("mlp-odd", hw, seed=0, scale=1.0)
     data = image.data
-    first = program.descriptors[0]
-    cases = {
-        "magic": (_patched(data, 0, 0, 0x12345678), Status.BAD_MAGIC),
-        "version": (_patched(data, 0, 1, 2), Status.BAD_VERSION),
-        "descriptor size": (_patched(data, 0, 4, 32), Status.BAD_HEADER),
-        "count past the image": (_patched(data, 0, 3, len(data)), Status.BAD_HEADER),
-        "opcode 0": (_patched(data, 1, 0, _word(data, 1, 0) & ~0xFF), Status.BAD_OPCODE),
-        "reserved flag": (_patched(data, 1, 0, _word(data, 1, 0) | 1 << 19), Status.BAD_DESCRIPTOR),
-        "B_ROWMAJOR with Flag.B_TRANSPOSED": (_patched(data, 1, 0, _word(data, 1, 0) | (Flag.B_ROWMAJOR | Flag.B_TRANSPOSED) << 8),
-                                         Status.BAD_DESCRIPTOR),
-        "BYPASS with BIAS": (_patched(data, 1, 0, _word(data, 1, 0) | Flag.BYPASS << 8), Status.BAD_DESCRIPTOR),
-        # k_tiles = max_k_tiles = 256 fits the activation bank, but 4 output tiles of 256 tiles do not
-        # fit the weight bank: 4·(256·64 + 8·4) > 65536.
-        "chunk too big": (_patched(_patched(_patched(data, 1, 2, (first.n << 16) | 2048), 1, 3, (first.n_tiles << 16) | 256),
-                                   1, 15, (_word(data, 1, 15) & ~0xFFFF) | 4), Status.DOES_NOT_FIT),
-        "tile count": (_patched(data, 1, 3, _word(data, 1, 3) + 1), Status.BAD_DESCRIPTOR),
-        "chunk_tiles 0": (_patched(data, 1, 15, _word(data, 1, 15) & ~0xFFFF), Status.BAD_DESCRIPTOR),
-        "rounding code 7": (_patched(data, 1, 13, _word(data, 1, 13) | 7 << 16), Status.BAD_DESCRIPTOR),
-        "row too long": (_patched(_patched(data, 1, 2, (first.n << 16) | 4000), 1, 3, (first.n_tiles << 16) | 500),
-                         Status.DOES_NOT_FIT),
-        "misaligned x": (_patched(data, 1, 4, first.x_addr + 2), Status.MISALIGNED),
-        "output past the image": (_patched(data, 1, 8, len(data)), Status.OUT_OF_BOUNDS),
-    }
-    for name, (patched, status) in cases.items():
-        run = csim(hw).run(patched)
-        assert (run.status, run.executed, run.data) == (status, 0, patched), name
-    assert csim(hw).run(data, program_addr=4).status == Status.MISALIGNED
-
-    # A Program at an offset: its header counts from there (program_offset + 64·(count + 1) must
-    # stay within image_bytes), its descriptors' addresses from the image base.
     blocks = 64 * (len(program.descriptors) + 1)
     moved = data + data[:blocks]
     run = csim(hw).run(moved, program_addr=len(data))
@@ -618,75 +592,33 @@ def test_refusals_leave_the_image_untouched():
     assert (run.status, run.executed) == (Status.OK, len(program.descriptors))
     assert run.data[: len(data)] == isa_sim(program, image, hw).data
 
-    # A refusal at the second descriptor keeps the first one's results: executed says where it stopped.
-    patched = _patched(data, 2, 0, _word(data, 2, 0) & ~0xFF)
-    run = csim(hw).run(patched)
-    partial = Program(program.fingerprint, program.image_bytes, program.descriptors[:1])
-    assert (run.status, run.executed) == (Status.BAD_OPCODE, 1)
-    want = bytearray(isa_sim(partial, image, hw).data)
-    want[: 64 * 3] = patched[: 64 * 3]
-    assert_same_image(run.data, bytes(want), image_regions(image))
+
+# ------------------------------------------------------------------------- the refusal table
+
+REFUSAL_HW = {**BOARD_HW, "8x8-axi64": HW_8X8_AXI64}
 
 
 @pytest.mark.cosim
-def test_row_descriptor_refusals_leave_the_image_untouched():
-    hw = HW_8X8_AXI64
-    cases = [(OPCODE_LAYERNORM, 2, 7, 0.01, 0, False), (OPCODE_SOFTMAX, 2, 9, 0.0, 0, False)]
-    program, data, regions = row_program(hw, seed=5, cases=cases)
-    ln, sm = program.descriptors
-    frac = hw.unit_formats().layernorm_in.frac_bits
-    a = hw.axi_bytes
-    # (block, word, value, status, isa_sim refuses it too)
-    refusals = {
-        "M 0": (1, 1, 0, Status.BAD_DESCRIPTOR, True),
-        "N 0": (1, 2, 0, Status.BAD_DESCRIPTOR, True),
-        "N past ROW_MAX": (2, 2, ROW_MAX + 1, Status.BAD_DESCRIPTOR, True),
-        "reserved opcode bits": (1, 0, OPCODE_LAYERNORM | 1 << 8, Status.BAD_DESCRIPTOR, True),
-        "reserved N bits": (2, 2, sm.n | 1 << 16, Status.BAD_DESCRIPTOR, True),
-        **{f"reserved word {w}": (block, w, 1, Status.BAD_DESCRIPTOR, True) for block, w in ((1, 3), (2, 7), (1, 10), (2, 11))},
-        "softmax gamma": (2, 5, a, Status.BAD_DESCRIPTOR, True),
-        "softmax beta": (2, 6, a, Status.BAD_DESCRIPTOR, True),
-        **{f"softmax d_offset word {w}": (2, w, 1, Status.BAD_DESCRIPTOR, True) for w in (13, 14, 15)},
-        "d_offset for eps 1": (1, 13, ln.n * ln.n << 2 * frac, Status.BAD_DESCRIPTOR, True),
-        "d_offset high word": (1, 15, 1, Status.BAD_DESCRIPTOR, True),
-        "misaligned x": (1, 4, ln.x_addr + 2, Status.MISALIGNED, False),
-        "misaligned gamma": (1, 5, ln.gamma_addr + a // 2, Status.MISALIGNED, False),
-        "misaligned beta": (1, 6, ln.beta_addr + 2, Status.MISALIGNED, False),
-        "misaligned out": (2, 8, sm.out_addr + 2, Status.MISALIGNED, False),
-        "misaligned x stride": (2, 9, sm.x_stride + 2, Status.MISALIGNED, False),
-        "misaligned out stride": (1, 12, ln.out_stride + a // 2, Status.MISALIGNED, False),
-        "x past the image": (2, 4, len(data) - a, Status.OUT_OF_BOUNDS, True),
-        "stride past the image": (1, 9, len(data), Status.OUT_OF_BOUNDS, True),
-        "gamma past the image": (1, 5, len(data) - a, Status.OUT_OF_BOUNDS, True),
-        "beta past the image": (1, 6, 1 << 31, Status.OUT_OF_BOUNDS, True),
-        "out past the image": (1, 8, len(data), Status.OUT_OF_BOUNDS, True),
-        **{f"opcode {op}": (2, 0, op, Status.BAD_OPCODE, True) for op in (0, 2, 3, 4, 6, 7, 9, 255)},
-    }
-    for name, (block, word, value, status, isa_refuses) in refusals.items():
-        patched = _patched(data, block, word, value)
-        run = csim(hw).run(patched)
-        assert (run.status, run.executed) == (status, block - 1), name
-        if block == 1:
-            assert run.data == patched, name
-        else:  # the first descriptor's results stay
-            want = bytearray(isa_sim(Program(program.fingerprint, program.image_bytes, (ln,)), patched, hw).data)
-            assert_same_image(run.data, bytes(want), regions)
-        if isa_refuses:
-            with pytest.raises(ValueError):
-                isa_sim(Program.from_bytes(patched[: 64 * 3]), patched, hw)
-
-    # At 32-bit activations the row units cannot be built (nor can isa_sim run them): BAD_OPCODE.
-    wide = HW_3X5_WIDE
-    program, data, regions = row_program(wide, seed=6, cases=[(OPCODE_LAYERNORM, 2, 7, 0.0, 0, False)])
-    for opcode in (OPCODE_LAYERNORM, OPCODE_SOFTMAX):
-        patched = _patched(data, 1, 0, opcode) if opcode == OPCODE_SOFTMAX else data
-        if opcode == OPCODE_SOFTMAX:  # a valid SOFTMAX descriptor: no γ, β or d_offset
-            for word in (5, 6, 13, 14, 15):
-                patched = _patched(patched, 1, word, 0)
-        run = csim(wide).run(patched)
-        assert (run.status, run.executed, run.data) == (Status.BAD_OPCODE, 0, patched)
-        with pytest.raises(ValueError):
-            isa_sim(Program.from_bytes(patched[:128]), patched, wide)
+@pytest.mark.parametrize("name", sorted(REFUSAL_HW))
+def test_refusal_table(name):
+    # tests/refusals.py, the one table every executor runs: the HLS core reports the table's status
+    # after the table's number of descriptors, leaving the image exactly as those descriptors
+    # leave it in isa_sim (untouched when none ran); the accepted cases run to the end like isa_sim.
+    cases = refusal_cases(REFUSAL_HW[name]) + ([rowless_case()] if name == "8x8-axi64" else [])
+    assert {c.status for c in cases} >= set(Status) - {Status.READ_ERROR, Status.WRITE_ERROR}
+    for case in cases:
+        where = case.program_offset
+        run = csim(case.hw).run(case.image, program_addr=where)
+        assert (run.status, run.executed) == (case.status, case.executed), case.name
+        if case.status == Status.OK:
+            want = isa_sim(case.image[where:], case.image, case.hw, program_offset=where).data
+        else:
+            with pytest.raises(Refused) as caught:
+                isa_sim(case.image[where:], case.image, case.hw, program_offset=where)
+            want = caught.value.data
+            if case.executed == 0:
+                assert run.data == case.image, case.name
+        assert run.data == want, case.name
 
 
 # ----------------------------------------------------------------------------------- emission
