@@ -25,6 +25,7 @@
 #define HWGEN_ACCELERATOR_H_
 
 #include <ap_int.h>
+#include <assert.h>
 #include <hls_stream.h>
 #include <stdint.h>
 
@@ -49,11 +50,13 @@ struct accelerator_config {
     static const unsigned axi_bits = 128;
     // The capacities of the validity rule (hwgen.isa.rules.Limits): a descriptor needs
     // k_tiles <= max_k_tiles, chunk_tiles <= max_chunk_tiles and a chunk's bytes within
-    // weight_buffer_bytes. The banks hold exactly that: max_k_tiles x rows, weight_tiles tiles
-    // (the most tiles an accepted chunk has), max_chunk_tiles output tiles of bias and row segment.
+    // weight_buffer_bytes. The banks hold exactly that: x_bank_rows x rows (the largest k_tiles of
+    // an accepted descriptor that uses the array), weight_tiles tiles (the most tiles an accepted
+    // chunk has), max_chunk_tiles output tiles of bias and row segment.
     static const unsigned weight_buffer_bytes = 65536;
     static const unsigned max_k_tiles = 128;
     static const unsigned max_chunk_tiles = 204;
+    static const unsigned x_bank_rows = 128;
     static const unsigned weight_tiles = 256;
     static const uint32_t fingerprint = 0;
     // Row units: longest row (hwgen.units.ROW_MAX) and which units exist. A generated config that
@@ -94,6 +97,9 @@ void read_containers(const typename accel_types<CONFIG_T>::word_t* mem, uint32_t
     typedef accel_types<CONFIG_T> T;
     static const unsigned per_word = CONFIG_T::axi_bits / BITS;
     static const unsigned max_beats = CAPACITY / per_word + 1;
+    // The banks are sized from the validity rule; an accepted descriptor never exceeds them
+    // (C simulation checks it; synthesis takes the bound as range information).
+    assert(count <= CAPACITY);
     const unsigned first = (addr % T::axi_bytes) / (BITS / 8);
     const unsigned beats = (first + count + per_word - 1) / per_word;
     const typename T::word_t* src = mem + addr / T::axi_bytes;
@@ -120,6 +126,7 @@ void write_containers(typename accel_types<CONFIG_T>::word_t* mem, uint32_t addr
     static const unsigned bits = CONFIG_T::act_bits;
     static const unsigned per_word = CONFIG_T::axi_bits / bits;
     static const unsigned max_beats = T::row_elements / per_word + 1;
+    assert(count <= T::row_elements);
     const unsigned first = (addr % T::axi_bytes) / T::act_bytes;
     const unsigned beats = (first + count + per_word - 1) / per_word;
     const unsigned tail = (first + count) % per_word;
@@ -345,7 +352,7 @@ void load_b_rows(const typename accel_types<CONFIG_T>::word_t* mem, const linear
     typedef accel_types<CONFIG_T> T;
     static const unsigned bits = CONFIG_T::act_bits;
     static const unsigned per_word = CONFIG_T::axi_bits / bits;
-    static const unsigned max_rows = CONFIG_T::max_k_tiles * CONFIG_T::lanes_in;
+    static const unsigned max_rows = CONFIG_T::x_bank_rows * CONFIG_T::lanes_in;
     static const unsigned max_beats = T::row_elements / per_word + 1;
     const bool is_unsigned = d.flags & FLAG_W_UNSIGNED;
 LoadBRows:
@@ -386,7 +393,7 @@ void load_b_columns(const typename accel_types<CONFIG_T>::word_t* mem, const lin
     static const unsigned bits = CONFIG_T::act_bits;
     static const unsigned per_word = CONFIG_T::axi_bits / bits;
     static const unsigned max_columns = T::row_elements;
-    static const unsigned max_beats = CONFIG_T::max_k_tiles * CONFIG_T::lanes_in / per_word + 1;
+    static const unsigned max_beats = CONFIG_T::x_bank_rows * CONFIG_T::lanes_in / per_word + 1;
     const bool is_unsigned = d.flags & FLAG_W_UNSIGNED;
     const unsigned beats = (d.k + per_word - 1) / per_word;
 LoadBColumns:
@@ -436,6 +443,7 @@ void load_chunk(const typename accel_types<CONFIG_T>::word_t* mem, const linear_
                 typename accel_types<CONFIG_T>::bias_raw_t bias_bank[2][accel_types<CONFIG_T>::bias_elements], unsigned sel) {
     typedef accel_types<CONFIG_T> T;
     const chunk_span c = chunk_of<CONFIG_T>(d, chunk);
+    assert(c.tiles * d.k_tiles <= CONFIG_T::weight_tiles && c.tiles <= CONFIG_T::max_chunk_tiles);
     if (d.flags & FLAG_B_ROWMAJOR) load_b_rows<CONFIG_T>(mem, d, c.first_tile, c.columns, w_bank, sel);
     else if (d.flags & FLAG_B_TRANSPOSED) load_b_columns<CONFIG_T>(mem, d, c.first_tile, c.columns, w_bank, sel);
     else load_weight_tiles<CONFIG_T>(mem, d, c.first_tile, c.tiles, w_bank, sel);
@@ -454,7 +462,8 @@ void load_x_row(const typename accel_types<CONFIG_T>::word_t* mem, uint32_t addr
     static const unsigned bits = CONFIG_T::act_bits;
     static const unsigned lanes = CONFIG_T::lanes_in;
     static const unsigned per_word = CONFIG_T::axi_bits / bits;
-    static const unsigned max_beats = CONFIG_T::max_k_tiles * lanes / per_word + 1;
+    static const unsigned max_beats = CONFIG_T::x_bank_rows * lanes / per_word + 1;
+    assert(rows <= CONFIG_T::x_bank_rows);
     const unsigned beats = (count + per_word - 1) / per_word;
     const typename T::word_t* src = mem + addr / T::axi_bytes;
 LoadXBeats:
@@ -665,7 +674,7 @@ void accelerator(typename accel_types<CONFIG_T>::word_t* mem, ap_uint<32> progra
     static_assert(CONFIG_T::act_bits % 8 == 0 && CONFIG_T::weight_bits % 8 == 0, "containers must be whole bytes");
     static_assert(CONFIG_T::bias_bits == (CONFIG_T::acc_bits <= 32 ? 32 : 64), "bias containers follow acc_bits");
     static_assert(CONFIG_T::acc_bits <= 48, "acc_bits must fit a DSP48E2 accumulator");
-    static_assert(CONFIG_T::max_k_tiles >= 1 && CONFIG_T::max_chunk_tiles >= 1 && CONFIG_T::weight_tiles >= 1,
+    static_assert(CONFIG_T::x_bank_rows >= 1 && CONFIG_T::max_chunk_tiles >= 1 && CONFIG_T::weight_tiles >= 1,
                   "every bank holds at least one tile");
 
     // The banks of the MAC array, owned here so every engine that drives the array shares them.
@@ -673,7 +682,7 @@ void accelerator(typename accel_types<CONFIG_T>::word_t* mem, ap_uint<32> progra
     // reads the other). The array reads a whole tile per cycle: lanes_in memories of lanes_out-wide
     // words for the weights, lanes_in registers-wide x rows, and lanes_out bias/row entries.
     static const unsigned lanes_out = CONFIG_T::lanes_out;
-    static typename T::x_t x_bank[2][CONFIG_T::max_k_tiles][CONFIG_T::lanes_in];
+    static typename T::x_t x_bank[2][CONFIG_T::x_bank_rows][CONFIG_T::lanes_in];
     #pragma HLS ARRAY_PARTITION variable=x_bank dim=1 complete
     #pragma HLS ARRAY_PARTITION variable=x_bank dim=3 complete
     static typename T::w_t w_bank[2][CONFIG_T::weight_tiles][CONFIG_T::lanes_in][CONFIG_T::lanes_out];

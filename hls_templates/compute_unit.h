@@ -48,10 +48,10 @@ struct accel_types {
 };
 
 // The banks the MAC array reads, index 0/1 of the first dimension being the ping-pong halves:
-// activation rows of lanes_in elements (k_tiles <= max_k_tiles rows) and weight tiles (a chunk).
+// activation rows of lanes_in elements (k_tiles <= x_bank_rows rows) and weight tiles (a chunk).
 template <class CONFIG_T>
 struct array_banks {
-    typedef typename accel_types<CONFIG_T>::x_t x_bank_t[2][CONFIG_T::max_k_tiles][CONFIG_T::lanes_in];
+    typedef typename accel_types<CONFIG_T>::x_t x_bank_t[2][CONFIG_T::x_bank_rows][CONFIG_T::lanes_in];
     typedef typename accel_types<CONFIG_T>::w_t w_bank_t[2][CONFIG_T::weight_tiles][CONFIG_T::lanes_in][CONFIG_T::lanes_out];
 };
 

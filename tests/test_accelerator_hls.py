@@ -43,10 +43,12 @@ from hwgen.hls.accelerator import (
     Status,
     accelerator_context,
     accelerator_sources,
+    bank_tiles,
+    x_bank_rows,
 )
 from hwgen.hls.emit import stamp
 from hwgen.hwparams import HwParams
-from hwgen.isa import OPCODE_LAYERNORM, OPCODE_SOFTMAX
+from hwgen.isa import OPCODE_LAYERNORM, OPCODE_SOFTMAX, Limits
 from hwgen.pipeline import build, run_passes
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt
 from hwgen.quant import QuantConfig
@@ -291,13 +293,20 @@ DESCRIPTOR_CASES = [
 
 def flag_program(hw: HwParams, seed: int) -> tuple[Program, bytes, list]:
     """One Program with a descriptor per DESCRIPTOR_CASES entry, each on its own random operands."""
-    rng = np.random.default_rng(seed)
-    image = ImageBuilder(hw, len(DESCRIPTOR_CASES))
-    descriptors = []
-    for index, (flags, chunk) in enumerate(DESCRIPTOR_CASES):
-        m = 3
+    cases = []
+    for flags, chunk in DESCRIPTOR_CASES:
         k = 2 * hw.lanes_in + 1
         n = k if flags & Flag.BYPASS else 3 * hw.lanes_out - 1
+        cases.append((flags, 3, k, n, chunk))
+    return linear_program(hw, seed, cases)
+
+
+def linear_program(hw: HwParams, seed: int, cases) -> tuple[Program, bytes, list]:
+    """One Program with a LINEAR descriptor per (flags, M, K, N, chunk_tiles or None) case, on random operands."""
+    rng = np.random.default_rng(seed)
+    image = ImageBuilder(hw, len(cases))
+    descriptors = []
+    for index, (flags, m, k, n, chunk) in enumerate(cases):
         k_tiles, n_tiles = -(-k // hw.lanes_in), -(-n // hw.lanes_out)
         x_signed = not flags & Flag.X_UNSIGNED
         x_addr, x_stride = image.rows(f"x{index}", _random_codes(rng, (m, k), hw.act_bits, x_signed), x_signed)
@@ -384,6 +393,39 @@ def test_every_shipped_geometry(board):
 
     program, data, regions = flag_program(hw, seed=hw.lanes_in + hw.lanes_out)
     run_and_compare(hw, program, data, regions)
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("hw", [HW_3X5_WIDE, HW_4X8_NARROW], ids=["3x5-wide", "4x8-narrow"])
+def test_the_largest_descriptors_the_rule_accepts_fit_the_banks(hw):
+    # The banks are sized from hwgen.isa.rules.Limits: descriptors at each capacity run exactly
+    # (the largest chunk of weight tiles, of B_ROWMAJOR and of B_TRANSPOSED activations; the longest
+    # x row an array descriptor may have; BYPASS over as many output tiles as it may have), and one
+    # more tile is refused.
+    limits = Limits(hw)
+    cases = []
+    for flags in (Flag(0), Flag.B_ROWMAJOR | Flag.BIAS, Flag.B_TRANSPOSED):
+        k_tiles = max(range(1, limits.max_k_tiles + 1), key=lambda kt: kt * limits.largest_chunk(flags, kt, 1 << 16))
+        chunk = limits.largest_chunk(flags, k_tiles, 1 << 16)
+        cases.append((flags, 2, k_tiles * hw.lanes_in, chunk * hw.lanes_out - 1, chunk))
+    assert max(c[2] // hw.lanes_in * c[4] for c in cases) == bank_tiles(hw)
+    rows = x_bank_rows(hw)
+    row_flags = Flag(0) if limits.largest_chunk(Flag(0), rows, 1) else Flag.B_ROWMAJOR
+    cases.append((row_flags, 2, rows * hw.lanes_in, hw.lanes_out + 1, 1))
+    bypass_n = min(limits.max_chunk_tiles * hw.lanes_out, limits.max_k_tiles * hw.lanes_in)
+    cases.append((Flag.BYPASS | Flag.RESIDUAL, 2, bypass_n, bypass_n, None))
+    program, data, regions = linear_program(hw, seed=7, cases=cases)
+    run_and_compare(hw, program, data, regions)
+
+    for index, desc in enumerate(program.descriptors[:4]):
+        if index < 3:  # one more output tile in the chunk
+            bigger = dataclasses.replace(desc, n=desc.n + hw.lanes_out, n_tiles=desc.n_tiles + 1, chunk_tiles=desc.chunk_tiles + 1)
+        else:  # one more x word in the row
+            bigger = dataclasses.replace(desc, k=desc.k + hw.lanes_in, k_tiles=desc.k_tiles + 1)
+        patched = bytearray(data)
+        patched[64 * (index + 1) : 64 * (index + 2)] = bigger.encode()
+        run = csim(hw).run(bytes(patched))
+        assert (run.status, run.executed) == (Status.DOES_NOT_FIT, index), desc
 
 
 # ------------------------------------------------------------------------------- row descriptors

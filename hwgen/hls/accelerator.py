@@ -45,6 +45,7 @@ __all__ = [
     "AcceleratorCSim",
     "accelerator_context",
     "bank_tiles",
+    "x_bank_rows",
     "accelerator_config",
     "accelerator_top",
     "accelerator_sources",
@@ -117,10 +118,19 @@ def bank_tiles(hw: HwParams) -> int:
     )
 
 
+def x_bank_rows(hw: HwParams) -> int:
+    """Rows (``lanes_in`` elements each) of one activation bank: the largest ``k_tiles`` of an
+    accepted descriptor that uses the array, ``≤ max_k_tiles`` and with one output tile of its
+    weights or activations fitting the weight bank (``BYPASS`` does not use the bank)."""
+    limits = Limits(hw)
+    return max(k_tiles for flags in (Flag(0), Flag.B_ROWMAJOR) for k_tiles in range(1, limits.max_k_tiles + 1)
+               if limits.largest_chunk(flags, k_tiles, 1) >= 1)
+
+
 def accelerator_context(hw: HwParams) -> dict[str, object]:
     """The values the config template receives: HwParams fields and the bank depths they imply.
 
-    The banks hold exactly what the validity rule (``hwgen.isa.rules``) accepts: ``max_k_tiles``
+    The banks hold exactly what the validity rule (``hwgen.isa.rules``) accepts: :func:`x_bank_rows`
     activation rows, :func:`bank_tiles` weight tiles, ``max_chunk_tiles`` output tiles of bias
     and of each row segment buffer.
     """
@@ -141,6 +151,7 @@ def accelerator_context(hw: HwParams) -> dict[str, object]:
         "weight_buffer_bytes": hw.weight_buffer_bytes,
         "max_k_tiles": limits.max_k_tiles,
         "max_chunk_tiles": limits.max_chunk_tiles,
+        "x_bank_rows": x_bank_rows(hw),
         "weight_tiles": bank_tiles(hw),
         "fingerprint": f"{hw.fingerprint():#010x}",
         "row_max": ROW_MAX,
