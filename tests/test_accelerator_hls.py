@@ -676,7 +676,7 @@ def test_emitted_sources_are_deterministic_complete_and_stamped():
     config = files[CONFIG_HEADER]
     context = accelerator_context(hw)
     for field in ("lanes_in", "lanes_out", "acc_bits", "act_bits", "weight_bits", "bias_bits", "axi_bits",
-                  "weight_buffer_bytes", "max_k_tiles", "max_chunk_tiles", "weight_tiles"):
+                  "weight_buffer_bytes", "max_k_tiles", "max_chunk_tiles", "x_bank_rows", "weight_tiles"):
         assert re.search(rf"static const unsigned {field} = {context[field]};", config), field
     assert f"fingerprint = {hw.fingerprint():#010x}u;" in config
     # The units: GELU lanes always; at 32-bit activations no LayerNorm or softmax unit.
@@ -691,6 +691,8 @@ def test_emitted_sources_are_deterministic_complete_and_stamped():
     assert (context["bias_bits"], context["axi_bits"]) == (64, 64)
     # The rule's capacities: 512 // (3·4) x rows, 1024 // (tile_stride(2) = 32 + 5·8) output tiles.
     assert (context["max_k_tiles"], context["max_chunk_tiles"]) == (42, 14)
+    # Banks: 1024 // 32 weight tiles hold the longest array row and the largest chunk.
+    assert (context["x_bank_rows"], context["weight_tiles"]) == (32, 32)
     top = files[TOP_SOURCE]
     assert re.search(rf"void {TOP_NAME}\(ap_uint<64>\* mem, ap_uint<32> program_addr,", top)
     assert "#pragma HLS INTERFACE mode=m_axi port=mem bundle=gmem offset=slave depth=625 " in top
