@@ -218,6 +218,8 @@ class Compiled:
     reference: object  # isa_sim's IsaResult (equal to ``expected``)
     accuracy: list
     macs: int
+    notes: tuple = ()  # what the front end changed on request (rounded QONNX scales)
+    calibration: str = "seeded random inputs"  # what the formats were calibrated on
 
     def golden(self) -> dict[str, np.ndarray]:
         """What golden.npz holds: the codes of every tensor that has a region in the image."""
@@ -234,12 +236,19 @@ class Compiled:
         }
 
 
-def compile_for(model: str | Path, hw: HwParams) -> Compiled:
-    """Compile ``model`` for ``hw``, write seeded test inputs, run golden and float, check isa_sim."""
-    from hwgen.pipeline import build as compile_model
+def compile_for(model: str | Path, hw: HwParams, *, round_scales: bool = False,
+                calibration: str | Path | None = None) -> Compiled:
+    """Compile ``model`` for ``hw``, write seeded test inputs, run golden and float, check isa_sim.
 
-    loaded = zoo.load_model(model)
-    config = QuantConfig.for_hw(hw, formats=loaded.formats)
+    ``round_scales`` is passed to the ONNX front end; ``calibration`` names an ``.npy`` of inputs
+    to calibrate on instead of seeded random ones.
+    """
+    from hwgen.pipeline import build as compile_model
+    from hwgen.quant import load_calibration
+
+    loaded = zoo.load_model(model, round_scales=round_scales)
+    samples = () if calibration is None else load_calibration(calibration, loaded.graph)
+    config = QuantConfig.for_hw(hw, formats=loaded.formats, calibration=samples)
     built = compile_model(loaded, hw, config)
     qgraph, program = built.qgraph, built.program
     float_inputs = golden.sample_inputs(qgraph, seed=TEST_INPUT_SEED)
@@ -253,16 +262,31 @@ def compile_for(model: str | Path, hw: HwParams) -> Compiled:
         raise RuntimeError(f"isa_sim must equal the golden model on {qgraph.name}, but it does not: a compiler bug")
     float_values = golden.run_float(loaded.graph, float_inputs)
     accuracy = [row for row in golden.accuracy_report(qgraph, float_values, values) if row.name in qgraph.outputs]
-    return Compiled(qgraph, config, program, image, values, want, reference, accuracy, zoo.macs(loaded))
+    return Compiled(qgraph, config, program, image, values, want, reference, accuracy, zoo.macs(loaded), loaded.notes,
+                    "seeded random inputs" if calibration is None else Path(calibration).name)
 
 
 
 def _model_source(model: str | Path) -> tuple[dict, list[tuple[str, bytes]]]:
     """How hwgen.yaml names the model, and the files to copy so the folder can rebuild it."""
-    zoo.load_model(model)  # refuses an unknown name or a malformed spec before anything else
     if isinstance(model, str) and model in zoo.names():
         return {"zoo": model}, []
-    path = zoo.resolve(model)
+    path = zoo.resolve(model)  # refuses an unknown name before anything else
+    if path.suffix == ".onnx":
+        import onnx
+
+        files = [(f"model/{path.name}", path.read_bytes())]
+        try:  # external weights (dynamo's model.onnx.data) travel with the model; the import names any problem
+            proto = onnx.load(str(path), load_external_data=False)
+            locations = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
+        except Exception:  # noqa: BLE001 - an unreadable file is refused by the import, one line
+            locations = set()
+        for location in sorted(locations):
+            relative = Path(location)
+            if not relative.is_absolute() and ".." not in relative.parts and (path.parent / relative).is_file():
+                files.append((f"model/{relative.as_posix()}", (path.parent / relative).read_bytes()))
+        return {"onnx": f"model/{path.name}"}, files
+    zoo.load_model(model)  # refuses a malformed spec before anything else
     spec = path.read_bytes()
     files = [(f"model/{path.name}", spec)]
     document = yaml.safe_load(spec) or {}
@@ -294,6 +318,8 @@ def plan_build(
     force: bool = False,
     sim: bool = False,
     progress: Progress | None = None,
+    round_scales: bool = False,
+    calibration: str | Path | None = None,
 ) -> tuple[BuildPlan, dict]:
     """Everything ``hwgen build`` writes, in memory: ``(plan, report)``.
 
@@ -334,8 +360,10 @@ def plan_build(
         )
 
     model_ref, model_files = _model_source(model)
+    if calibration is not None and Path(calibration).is_file():
+        model_files.append((f"model/{Path(calibration).name}", Path(calibration).read_bytes()))
     announce(f"compiling {model} for {board.name} ({lanes_text} lanes)")
-    compiled = compile_for(model, hw)
+    compiled = compile_for(model, hw, round_scales=round_scales, calibration=calibration)
     qgraph, program, image, values = compiled.qgraph, compiled.program, compiled.image, compiled.values
 
     budget = dict(board.budget)
@@ -386,9 +414,10 @@ def plan_build(
         model_name=qgraph.name, model_ref=model_ref, description=qgraph.description, graph=qgraph,
         board=board, board_ref=board_ref, hw=hw, mhz=mhz, flow=flow, program=program, image=image,
         reference=compiled.reference, measured=measured, resources=resources, budget=budget, over=over,
-        accuracy=compiled.accuracy, macs=compiled.macs,
+        accuracy=compiled.accuracy, macs=compiled.macs, notes=compiled.notes, calibration=compiled.calibration,
     )
-    plan.add_file("hwgen.yaml", _hwgen_yaml(report, compiled.config, sim=sim))
+    plan.add_file("hwgen.yaml", _hwgen_yaml(report, compiled.config, sim=sim, round_scales=round_scales,
+                                            calibration=None if calibration is None else Path(calibration).name))
     plan.add_file("report.json", json.dumps(report, indent=1) + "\n")
     plan.add_file("report.md", render_report(report))
     return plan, report
@@ -405,6 +434,8 @@ def build_project(
     force: bool = False,
     sim: bool = False,
     progress: Progress | None = None,
+    round_scales: bool = False,
+    calibration: str | Path | None = None,
 ) -> BuildResult:
     """:func:`plan_build`, then write the folder atomically to ``out`` (default ``build/<board>``)."""
     if out is None:
@@ -413,7 +444,7 @@ def build_project(
     out = Path(out).absolute()
     _check_out(out, force)
     plan, report = plan_build(model, board, flow=flow, lanes=lanes, clock_mhz=clock_mhz, force=force, sim=sim,
-                              progress=progress)
+                              progress=progress, round_scales=round_scales, calibration=calibration)
     if progress:
         progress(f"writing {out}")
     written = plan.write(out, force=force)
@@ -424,7 +455,7 @@ def build_project(
 
 
 def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, mhz, flow, program, image,
-            reference, measured, resources, budget, over, accuracy, macs) -> dict:
+            reference, measured, resources, budget, over, accuracy, macs, notes=(), calibration="seeded random inputs") -> dict:
     layers = []
     for index, (desc, estimate) in enumerate(zip(program.descriptors, reference.cycles)):
         row_unit = isinstance(desc, RowDescriptor)  # LAYERNORM or SOFTMAX: N elements per row, no MACs
@@ -477,6 +508,8 @@ def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, 
                       "max_abs_reference": _float_or_none(row.max_abs_reference)} for row in accuracy],
         "formats": formats,
         "test_inputs": {"seed": TEST_INPUT_SEED},
+        "calibration": calibration,
+        "import_notes": list(notes),
     }
 
 
@@ -496,18 +529,23 @@ def _resources(board: Board, resources: dict | None, budget: dict, over: list[st
     }
 
 
-def _hwgen_yaml(report: dict, config: QuantConfig, *, sim: bool) -> str:
+def _hwgen_yaml(report: dict, config: QuantConfig, *, sim: bool, round_scales: bool = False,
+                calibration: str | None = None) -> str:
     model = report["model"]["source"]
     board = report["board"]["ref"]
     accel = report["accelerator"]
     lanes = f"{accel['lanes_in']}x{accel['lanes_out']}"
     mhz = report["performance"]["clock_mhz"]
-    model_arg = model.get("zoo") or model.get("spec")
+    model_arg = model.get("zoo") or model.get("spec") or model.get("onnx")
     forced = report["resources"]["forced"]
     command = (f"hwgen build --board {board} --model {model_arg} --flow {report['flow']} --lanes {lanes} "
-               f"--clock-mhz {mhz:g}{' --sim' if sim else ''}{' --force' if forced else ''} --out DIR")
-    quant = dataclasses.asdict(config)
+               f"--clock-mhz {mhz:g}{' --sim' if sim else ''}{' --force' if forced else ''}"
+               f"{f' --calibration model/{calibration}' if calibration else ''}{' --round-scales' if round_scales else ''}"
+               " --out DIR")
+    quant = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "calibration"}
+    quant["units"] = None if config.units is None else dataclasses.asdict(config.units)
     quant["formats"] = {name: str(fmt) for name, fmt in config.formats}
+    quant["calibration"] = report["calibration"]
     document = {
         "hwgen_build": BUILD_FORMAT,
         "hwgen_version": __version__,
@@ -599,11 +637,15 @@ def render_report(report: dict) -> str:
                       "`vivado/<flow>/utilization.rpt`."]
     lines += ["", "## Accuracy against float", "",
               "The quantized model (golden, bit-exact with the hardware) against the float64 reference on the "
-              f"test inputs (seed {report['test_inputs']['seed']}, never used for calibration):", ""]
+              f"test inputs (seed {report['test_inputs']['seed']}, never used for calibration; formats calibrated on "
+              f"{report['calibration']}):", ""]
     lines += _table(["output", "format", "SQNR", "max abs error", "max abs reference"], [
         [a["output"], f"`{a['format']}`", "exact" if a["sqnr_db"] is None else f"{a['sqnr_db']:.1f} dB",
          f"{a['max_abs_error']:.3g}", f"{a['max_abs_reference']:.3g}"] for a in report["accuracy"]
     ], "llrrr")
+    if report["import_notes"]:
+        lines += ["", "Changed by the import on request (each adds the error shown):", ""]
+        lines += [f"- {note}" for note in report["import_notes"]]
     lines += ["", "## Formats", ""]
     lines += _table(["tensor", "role", "shape", "format", "in DDR"], [
         [f["tensor"], f["role"], "×".join(map(str, f["shape"])), f"`{f['format']}`", f["region"] or "—"]

@@ -96,7 +96,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     rows = [("model", "input", "MACs", "description")]
     for source in args.models or zoo.names():
         try:
-            model = zoo.load_model(source)
+            model = zoo.load_model(source, round_scales=args.round_scales)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         graph = model.graph
@@ -146,7 +146,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     try:
         with _Progress(args.quiet or args.json) as progress:
             result = build_project(args.model, args.board, args.out, flow=args.flow, lanes=args.lanes,
-                                   clock_mhz=args.clock_mhz, force=args.force, sim=args.sim, progress=progress)
+                                   clock_mhz=args.clock_mhz, force=args.force, sim=args.sim, progress=progress,
+                                   round_scales=args.round_scales, calibration=args.calibration)
     except ValueError as exc:
         raise UserError(_one_line(exc)) from None
     except ToolError as exc:
@@ -173,6 +174,65 @@ def _cmd_build(args: argparse.Namespace) -> int:
         print(f"  OVER BUDGET (written because of --force): {', '.join(res['over_budget'])}")
     print(f"  report: {result.out / 'report.md'}")
     return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from hwgen.frontend import load_spec
+    from hwgen.frontend.onnx import load_onnx, to_spec
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.force)):
+        raise UserError(f"out folder {out} must be empty or new (or use --force), not holding files")
+    try:
+        model = load_onnx(args.model, round_scales=args.round_scales)
+        document, arrays = to_spec(model)
+    except ValueError as exc:
+        raise UserError(_one_line(exc)) from None
+    notes = "".join(f"# {note}\n" for note in model.notes)
+    text = (f"# Written by hwgen import from {Path(args.model).name}: what hwgen understood, to read and edit.\n"
+            f"# Build it (from this folder) with: hwgen build --model model.yaml --board BOARD\n{notes}"
+            + yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=120))
+    # The .npz is written like golden.npz (fixed dates, stored): same model, same bytes.
+    weights = _float_npz(arrays)
+    try:  # the spec must read back before anything is written
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "model.yaml").write_text(text, encoding="utf-8")
+            (Path(tmp) / "model.npz").write_bytes(weights)
+            load_spec(Path(tmp) / "model.yaml")
+    except ValueError as exc:
+        raise UserError(f"the imported model cannot be written as a spec: {_one_line(exc)}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.yaml").write_text(text, encoding="utf-8")
+    (out / "model.npz").write_bytes(weights)
+    graph = model.graph
+    print(f"imported {Path(args.model).name}: {len(graph.nodes)} layers "
+          f"({', '.join(sorted(set(n.op for n in graph.nodes)))}), {len(model.formats)} exact QONNX formats")
+    for note in model.notes:
+        print(f"  note: {note}")
+    print(f"  wrote {out / 'model.yaml'} and {out / 'model.npz'}")
+    return 0
+
+
+def _float_npz(arrays) -> bytes:
+    import io
+    import zipfile
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name], dtype="<f8"), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, member.getvalue())
+    return buffer.getvalue()
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -213,6 +273,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+_ROUND_SCALES_HELP = ("round QONNX Quant scales that are not powers of two to the nearest power of two (the report "
+                      "lists each with the error it adds) instead of refusing the model")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwgen",
@@ -236,9 +300,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="source", metavar="FMT", help="quantize into this format first, then cast")
     p.set_defaults(func=_cmd_quantize)
 
-    p = sub.add_parser("models", help="list the built-in models with their input shapes and MAC counts")
-    p.add_argument("models", nargs="*", metavar="MODEL", help="zoo names or YAML spec paths to describe (default: the zoo)")
+    p = sub.add_parser("models", help="list the built-in models (or given specs / ONNX files) with input shapes and MACs")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="zoo names, YAML spec paths or .onnx files to describe (default: the zoo)")
+    p.add_argument("--round-scales", action="store_true", help=_ROUND_SCALES_HELP)
     p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser(
+        "import",
+        help="import an ONNX/QONNX file into an editable YAML spec and .npz of weights",
+        description="Read MODEL.onnx (float ONNX from torch/timm, or QONNX from Brevitas), fuse its patterns into "
+                    "hwgen's ops and write DIR/model.yaml and DIR/model.npz: the same model as a spec you can read "
+                    "and edit, which 'hwgen build --model DIR/model.yaml' accepts. Exact QONNX formats are written "
+                    "under 'formats:'. docs/onnx.md lists what is supported.",
+    )
+    p.add_argument("model", metavar="MODEL.onnx", help="the ONNX or QONNX file (external data next to it)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="folder to write; must be empty or new unless --force")
+    p.add_argument("--round-scales", action="store_true", help=_ROUND_SCALES_HELP)
+    p.add_argument("--force", action="store_true", help="write into a folder that holds files")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("boards", help="list the boards hwgen builds for, with their parts, clocks and budgets")
     p.set_defaults(func=_cmd_boards)
@@ -254,7 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "report (cycles, resources against the budget, accuracy). docs/build.md describes the folder.",
     )
     p.add_argument("--board", required=True, help="a board name (see 'hwgen boards') or a board .yaml")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"a zoo name (see 'hwgen models') or a spec .yaml (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"a zoo name (see 'hwgen models'), a spec .yaml or an ONNX/QONNX .onnx file (docs/onnx.md); "
+                        f"default: {DEFAULT_MODEL}")
+    p.add_argument("--calibration", metavar="INPUTS.npy",
+                   help="float inputs of shape (N, *input shape) to choose the activation formats from "
+                        "(default: seeded random inputs); the report says which was used")
+    p.add_argument("--round-scales", action="store_true", help=_ROUND_SCALES_HELP)
     p.add_argument("--out", metavar="DIR", help="folder to write (default: build/BOARD); must be empty unless --force")
     p.add_argument("--flow", choices=FLOWS, default="both", help="emit the RTL, the HLS design or both (default: both)")
     p.add_argument("--lanes", metavar="INxOUT", help="MAC array lanes, e.g. 16x16 (default: the board's)")

@@ -158,7 +158,7 @@ def test_zoo_models_and_user_paths(tmp_path):
     assert all(d % 16 for d in (50, 100, 37))
     path = _write(tmp_path, BASE)
     assert zoo.load_model(str(path)).graph == parse_spec(BASE).graph
-    with pytest.raises(ValueError, match=r"^model must be a zoo name \(.*mlp-tiny.*\) or a YAML spec path, not 'vit'$"):
+    with pytest.raises(ValueError, match=r"^model must be a zoo name \(.*mlp-tiny.*\), a YAML spec path or an \.onnx file, not 'vit'$"):
         zoo.load_model("vit")
 
 

@@ -149,9 +149,18 @@ ALL_OPS_SPEC = {
         {"name": "moe", "op": "Expert", "inputs": ["g", "top", "top.indices"], "experts": 4, "hidden": 5},
         {"name": "res", "op": "Add", "inputs": ["moe", "x"]},
         {"name": "act", "op": "ReLU", "input": "res"},
-        {"name": "rq", "op": "Requantize", "input": "act"},
+        {"name": "clip", "op": "Clip", "input": "act", "min": 0.0, "max": 6.0},
+        {"name": "rq", "op": "Requantize", "input": "clip"},
+        {"name": "mp", "op": "MaxPool2d", "input": "conv", "kernel": 3, "stride": 2, "padding": 1},
+        {"name": "ap", "op": "AvgPool2d", "input": "conv", "kernel": [2, 2]},
+        {"name": "gap", "op": "GlobalAvgPool", "input": "conv"},
+        {"name": "flat", "op": "Flatten", "input": "gap"},
+        {"name": "tok", "op": "Tokens", "input": "conv"},
+        {"name": "cls", "op": "ClassToken", "input": "tok"},
+        {"name": "pos", "op": "AddConstant", "input": "cls"},
+        {"name": "row", "op": "SelectRow", "input": "pos", "index": 0},
     ],
-    "outputs": ["rq", "conv"],
+    "outputs": ["rq", "conv", "mp", "ap", "flat", "row"],
 }
 
 
@@ -162,6 +171,13 @@ def test_every_op_of_the_table_is_accepted_and_has_a_float_definition():
     values = golden.run_float(model.graph, golden.sample_inputs(model.graph, seed=0))
     assert values["conv"].shape == (4, 4, 4) and values["rq"].shape == (6, 8)
     assert np.isfinite(values["rq"]).all()
+    conv = values["conv"]
+    assert values["mp"].shape == (4, 2, 2) and values["mp"][:, 0, 0].tolist() == conv[:, :2, :2].max(axis=(1, 2)).tolist()
+    assert values["ap"].shape == (4, 3, 3) and np.allclose(values["ap"][:, 1, 2], conv[:, 1:3, 2:4].mean(axis=(1, 2)))
+    assert values["flat"].tolist() == conv.mean(axis=(1, 2)).tolist()
+    assert values["tok"].shape == (16, 4) and values["tok"][5].tolist() == conv[:, 1, 1].tolist()
+    assert values["cls"][0].tolist() == model.graph.tensor("cls.token").value[0].tolist()
+    assert values["row"].tolist() == values["pos"][0].tolist()
 
 
 def test_graphs_are_immutable():

@@ -31,11 +31,16 @@ _COMMON_LAYER_KEYS = ("name", "op", "input", "inputs")
 
 @dataclass(frozen=True)
 class Model:
-    """A loaded model: the float graph, the spec's per-tensor format requests and where it came from."""
+    """A loaded model: the float graph, the spec's per-tensor format requests and where it came from.
+
+    ``notes`` say what a front end changed on the user's request (e.g. a rounded QONNX scale); the
+    build report lists them.
+    """
 
     graph: Graph
     formats: tuple[tuple[str, QFmt], ...] = ()
     source: str = ""
+    notes: tuple[str, ...] = ()
 
 
 class _SpecError(ValueError):
@@ -183,6 +188,19 @@ def _expert(ctx, layer, name, shapes):
     return consts, {k: layer[k] for k in ("activation",) if k in layer}, [name]
 
 
+def _pool(ctx, layer, name, shapes):
+    attrs = {k: tuple(v) if isinstance(v, list) else v for k, v in layer.items() if k in ("kernel", "stride", "padding")}
+    return [], attrs, [name]
+
+
+def _class_token(ctx, layer, name, shapes):
+    return [ctx.constant(f"{name}.token", (1, shapes[0][-1]), 0.02)], {}, [name]
+
+
+def _add_constant(ctx, layer, name, shapes):
+    return [ctx.constant(f"{name}.value", tuple(shapes[0]), 0.02)], {}, [name]
+
+
 #: Spec keys and constant builder of every op a spec may use (the IR's op table, spec side).
 _LAYERS: dict[str, tuple[tuple[str, ...], int, _Builder]] = {
     # op: (extra keys, number of activation operands (0 = 1 or 2 for MatMul), builder)
@@ -190,6 +208,7 @@ _LAYERS: dict[str, tuple[tuple[str, ...], int, _Builder]] = {
     "MatMul": (("features", "transpose_b"), 0, _matmul),
     "Add": ((), 2, _plain),
     "ReLU": ((), 1, _plain),
+    "Clip": (("min", "max"), 1, _attrs_only("min", "max")),
     "Requantize": ((), 1, _plain),
     "LayerNorm": (("eps",), 1, _layernorm),
     "Softmax": (("axis",), 1, _attrs_only("axis")),
@@ -199,6 +218,14 @@ _LAYERS: dict[str, tuple[tuple[str, ...], int, _Builder]] = {
     "MoEGate": (("experts",), 1, _moe_gate),
     "TopK": (("k",), 1, _topk),
     "Expert": (("experts", "hidden", "activation"), 3, _expert),
+    "MaxPool2d": (("kernel", "stride", "padding"), 1, _pool),
+    "AvgPool2d": (("kernel", "stride", "padding"), 1, _pool),
+    "GlobalAvgPool": ((), 1, _plain),
+    "Flatten": ((), 1, _plain),
+    "Tokens": ((), 1, _plain),
+    "ClassToken": ((), 1, _class_token),
+    "AddConstant": ((), 1, _add_constant),
+    "SelectRow": (("index",), 1, _attrs_only("index")),
 }
 assert set(_LAYERS) == set(OPS), "every IR op must be describable in a spec"
 

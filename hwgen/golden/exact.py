@@ -40,6 +40,18 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("...mk,...kn->...mn", a, b)
 
 
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def pool2d(x: np.ndarray, attrs: dict, fill, reduce) -> np.ndarray:
+    """``reduce`` over every pooling window of ``x`` (C, H, W), padding with ``fill``: float and integer alike."""
+    (kh, kw), (sh, sw), (ph, pw) = _pair(attrs["kernel"]), _pair(attrs["stride"]), _pair(attrs["padding"])
+    padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    return reduce(windows, axis=(3, 4))
+
+
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact integer ``a @ b`` of int64 arrays (the sum of the ``qfx.mul`` products along K).
 
@@ -104,6 +116,24 @@ def _softmax(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFm
     return (nonlinear.softmax(unit_configs.softmax_config(fmts[0], out[0]), x),)
 
 
+def _maxpool2d(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+    if out[0] != fmts[0]:
+        raise ValueError(f"MaxPool2d {node.name!r} must keep its input format {fmts[0]}, not {out[0]}")
+    padded_min = np.iinfo(np.int64).min
+    return (pool2d(args[0], {"kernel": _attr(node, "kernel"), "stride": _attr(node, "stride"),
+                              "padding": _attr(node, "padding")}, padded_min, np.max),)
+
+
+def _moved(move: Callable[[np.ndarray, Node], np.ndarray]):
+    """An op that only moves codes: the output keeps the input's format."""
+    def run(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+        if out[0] != fmts[0]:
+            raise ValueError(f"{node.op} {node.name!r} must keep its input format {fmts[0]}, not {out[0]}")
+        return (move(args[0], node),)
+
+    return run
+
+
 #: The bit-exact definition of each supported op: f(node, raw args, arg formats, output formats).
 EXACT_OPS: dict[str, Callable[[Node, list[np.ndarray], list[QFmt], list[QFmt]], tuple[np.ndarray, ...]]] = {
     "Linear": _linear,
@@ -114,6 +144,10 @@ EXACT_OPS: dict[str, Callable[[Node, list[np.ndarray], list[QFmt], list[QFmt]], 
     "GELU": _gelu,
     "LayerNorm": _layernorm,
     "Softmax": _softmax,
+    "MaxPool2d": _maxpool2d,
+    "Flatten": _moved(lambda x, node: x.reshape(-1)),
+    "Tokens": _moved(lambda x, node: x.reshape(x.shape[0], -1).T),
+    "SelectRow": _moved(lambda x, node: x[_attr(node, "index")]),
 }
 
 

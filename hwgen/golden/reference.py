@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from hwgen.golden.exact import matmul
+from hwgen.golden.exact import matmul, pool2d
 from hwgen.ir import OPS, Graph, Node
 
 __all__ = ["run_float", "sample_inputs", "FLOAT_OPS"]
@@ -113,6 +113,7 @@ FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]]
     "MatMul": lambda args, attrs: (matmul(args[0], np.swapaxes(args[1], -1, -2) if attrs["transpose_b"] else args[1]),),
     "Add": lambda args, attrs: (args[0] + args[1],),
     "ReLU": lambda args, attrs: (np.maximum(args[0], 0.0),),
+    "Clip": lambda args, attrs: (np.clip(args[0], attrs["min"], attrs["max"]),),
     "Requantize": lambda args, attrs: (args[0],),
     "LayerNorm": _layernorm,
     "Softmax": lambda args, attrs: (_softmax_along(args[0], attrs["axis"]),),
@@ -122,6 +123,14 @@ FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]]
     "MoEGate": lambda args, attrs: (matmul(args[0], args[1]),),
     "TopK": _topk,
     "Expert": _expert,
+    "MaxPool2d": lambda args, attrs: (pool2d(args[0], attrs, -np.inf, np.max),),
+    "AvgPool2d": lambda args, attrs: (pool2d(args[0], attrs, 0.0, np.mean),),
+    "GlobalAvgPool": lambda args, attrs: (args[0].mean(axis=(1, 2), keepdims=True),),
+    "Flatten": lambda args, attrs: (args[0].reshape(-1),),
+    "Tokens": lambda args, attrs: (args[0].reshape(args[0].shape[0], -1).T,),
+    "ClassToken": lambda args, attrs: (np.concatenate([args[1], args[0]], axis=0),),
+    "AddConstant": lambda args, attrs: (args[0] + args[1],),
+    "SelectRow": lambda args, attrs: (args[0][attrs["index"]],),
 }
 assert set(FLOAT_OPS) == set(OPS), "the float reference defines every IR op"
 

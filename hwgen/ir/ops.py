@@ -194,6 +194,70 @@ def _expert(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ..
     return (x,)
 
 
+def _clip(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
+    if not attrs["min"] < attrs["max"]:
+        raise ValueError(f"min must be below max, not {attrs['min']!r} and {attrs['max']!r}")
+    return (shapes[0],)
+
+
+def _pool2d(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
+    x = shapes[0]
+    _need_rank("input", x, 3, 3)
+    kernel = _pair("kernel", attrs["kernel"], 1)
+    stride = _pair("stride", attrs["stride"], 1)
+    padding = _pair("padding", attrs["padding"], 0)
+    out_hw = []
+    for size, k, s, p in zip(x[1:], kernel, stride, padding):
+        if p >= k:
+            raise ValueError(f"padding must be smaller than the kernel {_shape(kernel)}, not {_shape(padding)}")
+        if size + 2 * p < k:
+            raise ValueError(f"kernel {_shape(kernel)} must fit the padded input {_shape(x[1:])}")
+        out_hw.append((size + 2 * p - k) // s + 1)
+    return ((x[0], *out_hw),)
+
+
+def _global_pool(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
+    x = shapes[0]
+    _need_rank("input", x, 3, 3)
+    return ((x[0], 1, 1),)
+
+
+def _flatten(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
+    x = shapes[0]
+    _need_rank("input", x, 2)
+    size = 1
+    for d in x:
+        size *= d
+    return ((size,),)
+
+
+def _tokens(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
+    x = shapes[0]
+    _need_rank("input", x, 3, 3)
+    return ((x[1] * x[2], x[0]),)
+
+
+def _class_token(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
+    x, token = shapes
+    _need_rank("input", x, 2, 2)
+    _need("token", token, (1, x[1]))
+    return ((x[0] + 1, x[1]),)
+
+
+def _add_constant(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
+    x, value = shapes
+    _need("value", value, x)
+    return (x,)
+
+
+def _select_row(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
+    x = shapes[0]
+    _need_rank("input", x, 2, 2)
+    if not 0 <= attrs["index"] < x[0]:
+        raise ValueError(f"index must be in 0..{x[0] - 1}, not {attrs['index']}")
+    return ((x[1],),)
+
+
 _INT = (int,)
 _BOOL = (bool,)
 _FLOAT = (int, float)
@@ -210,6 +274,8 @@ OPS: dict[str, OpSpec] = {
                doc="a · b, or a · bᵀ with transpose_b (b of shape (N, K), as K in Q·Kᵀ); b a constant or an activation"),
         OpSpec("Add", ("a", "b"), ("output",), _add, doc="elementwise a + b (residual)"),
         OpSpec("ReLU", ("input",), ("output",), _same_as_first, doc="max(x, 0)"),
+        OpSpec("Clip", ("input",), ("output",), _clip, attrs=(("min", _FLOAT, REQUIRED), ("max", _FLOAT, REQUIRED)),
+               doc="min(max(x, min), max) (ReLU6 is Clip(0, 6))"),
         OpSpec("Requantize", ("input",), ("output",), _same_as_first,
                doc="cast into the output tensor's format (inserted by quantization)"),
         OpSpec("LayerNorm", ("input", "gamma", "beta"), ("output",), _layernorm,
@@ -231,6 +297,24 @@ OPS: dict[str, OpSpec] = {
         OpSpec("Expert", ("input", "scores", "indices", "w1", "b1", "w2", "b2"), ("output",), _expert,
                constant_operands=("w1", "b1", "w2", "b2"), attrs=(("activation", _STR, "gelu"),),
                doc="Σ_j scores[t,j] · FFN_{indices[t,j]}(x[t]) over the selected experts"),
+        # Shape and pooling ops the ONNX front end needs (CNN heads, ViT tokens); the float
+        # reference runs them, the fixed-point flow does not yet.
+        OpSpec("MaxPool2d", ("input",), ("output",), _pool2d,
+               attrs=(("kernel", _PAIR, REQUIRED), ("stride", _PAIR, 1), ("padding", _PAIR, 0)),
+               doc="max over kernel windows of a (C, H, W) input (padding never wins)"),
+        OpSpec("AvgPool2d", ("input",), ("output",), _pool2d,
+               attrs=(("kernel", _PAIR, REQUIRED), ("stride", _PAIR, 1), ("padding", _PAIR, 0)),
+               doc="mean over kernel windows of a (C, H, W) input (padding counted as zeros)"),
+        OpSpec("GlobalAvgPool", ("input",), ("output",), _global_pool, doc="mean over H and W: (C, H, W) → (C, 1, 1)"),
+        OpSpec("Flatten", ("input",), ("output",), _flatten, doc="row-major flatten to one axis"),
+        OpSpec("Tokens", ("input",), ("output",), _tokens,
+               doc="(C, H, W) feature map → (H·W, C) tokens, row-major over H, W (patch embedding hand-over)"),
+        OpSpec("ClassToken", ("input", "token"), ("output",), _class_token, constant_operands=("token",),
+               doc="prepend the constant (1, D) class token to (T, D) tokens → (T + 1, D)"),
+        OpSpec("AddConstant", ("input", "value"), ("output",), _add_constant, constant_operands=("value",),
+               doc="x + a constant of the same shape (position embedding)"),
+        OpSpec("SelectRow", ("input",), ("output",), _select_row, attrs=(("index", _INT, 0),),
+               doc="row ``index`` of (T, D) tokens → (D,) (the class token for the classifier)"),
     )
 }
 

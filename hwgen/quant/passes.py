@@ -20,7 +20,8 @@ from hwgen.ir import Graph, Node, Tensor, accumulator_bound
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt, result_fmt_add
 from hwgen.units import UnitFormats
 
-__all__ = ["QuantConfig", "SUPPORTED_OPS", "check_supported", "insert_requantize", "quantize", "range_format"]
+__all__ = ["QuantConfig", "SUPPORTED_OPS", "check_supported", "insert_requantize", "load_calibration", "quantize",
+           "range_format"]
 
 #: Ops the fixed-point flow implements end to end (quantizer, golden model, compiler).
 SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax"})
@@ -48,6 +49,9 @@ class QuantConfig:
     formats: tuple[tuple[str, QFmt], ...] = field(default=())
     #: Formats of the GELU, LayerNorm and softmax units; ``None``: HwParams' defaults at ``act_bits``.
     units: UnitFormats | None = None
+    #: The user's calibration inputs of a one-input graph (float arrays of the input's shape);
+    #: empty: ``calibration_samples`` seeded random inputs.
+    calibration: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name, low, high in (("act_bits", 2, 32), ("weight_bits", 2, 32), ("acc_bits", 2, 62),
@@ -66,6 +70,7 @@ class QuantConfig:
             if getattr(self, name) not in OVERFLOW_MODES:
                 raise ValueError(f"{name} must be one of {', '.join(OVERFLOW_MODES)}, not {getattr(self, name)!r}")
         object.__setattr__(self, "formats", tuple(self.formats))
+        object.__setattr__(self, "calibration", tuple(np.asarray(a, dtype=np.float64) for a in self.calibration))
         if self.units is not None and not isinstance(self.units, UnitFormats):
             raise ValueError(f"units must be a UnitFormats, not {type(self.units).__name__}")
 
@@ -142,11 +147,39 @@ def range_format(max_abs: float, width: int, margin: float, rounding: str, overf
 def _calibrate(graph: Graph, config: QuantConfig) -> dict[str, float]:
     """Largest |value| of every tensor over seeded calibration inputs, in float."""
     ranges: dict[str, float] = {}
-    for sample in range(config.calibration_samples):
-        values = run_float(graph, sample_inputs(graph, seed=config.seed * 1000 + sample))
+    if config.calibration:
+        if len(graph.inputs) != 1:
+            raise ValueError(f"calibration inputs must be for a one-input graph, not one with {len(graph.inputs)} inputs")
+        samples = [{graph.inputs[0]: x} for x in config.calibration]
+    else:
+        samples = [sample_inputs(graph, seed=config.seed * 1000 + i) for i in range(config.calibration_samples)]
+    for inputs in samples:
+        values = run_float(graph, inputs)
         for name, value in values.items():
             ranges[name] = max(ranges.get(name, 0.0), float(np.abs(value).max(initial=0.0)))
     return ranges
+
+
+def load_calibration(path, graph: Graph) -> tuple[np.ndarray, ...]:
+    """Calibration inputs from an ``.npy`` of shape (N, *input shape), a leading batch 1 allowed: one line per problem."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"calibration file must be a readable .npy array, not {str(path)!r}: {' '.join(str(exc).split())}") from None
+    if len(graph.inputs) != 1:
+        raise ValueError(f"calibration inputs must be for a one-input model, not one with {len(graph.inputs)} inputs")
+    shape = graph.tensor(graph.inputs[0]).shape
+    if array.ndim == len(shape) + 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.dtype.kind != "f" or array.shape[1:] != shape or not len(array):
+        raise ValueError(f"calibration file {path.name} must hold float inputs of shape (N, {', '.join(map(str, shape))}),"
+                         f" not {array.dtype} {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"calibration file {path.name} must hold finite numbers, not NaN or infinity")
+    return tuple(array)
 
 
 def _overridable(graph: Graph, name: str) -> bool:

@@ -20,18 +20,28 @@ def names() -> list[str]:
 
 
 def resolve(model: str | Path) -> Path:
-    """The spec file of a zoo name or of a path to a YAML spec."""
+    """The file of a zoo name, or a path to a YAML spec or an ONNX file."""
     if isinstance(model, str) and model in names():
         return ZOO_DIR / f"{model}.yaml"
     path = Path(model)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    if path.suffix in (".yaml", ".yml", ".onnx") and path.is_file():
         return path
-    raise ValueError(f"model must be a zoo name ({', '.join(names())}) or a YAML spec path, not {str(model)!r}")
+    raise ValueError(f"model must be a zoo name ({', '.join(names())}), a YAML spec path or an .onnx file,"
+                     f" not {str(model)!r}")
 
 
-def load_model(model: str | Path, *, seed: int | None = None) -> Model:
-    """Load a zoo model or a spec file; ``seed`` overrides the spec's weight seed."""
-    return load_spec(resolve(model), seed=seed)
+def load_model(model: str | Path, *, seed: int | None = None, round_scales: bool = False) -> Model:
+    """Load a zoo model, a spec file (``seed`` overrides its weight seed) or an ONNX/QONNX file.
+
+    ``round_scales``: round QONNX scales that are not powers of two to the nearest one (noted in
+    ``Model.notes``) instead of refusing them.
+    """
+    path = resolve(model)
+    if path.suffix == ".onnx":
+        from hwgen.frontend.onnx import load_onnx
+
+        return load_onnx(path, round_scales=round_scales)
+    return load_spec(path, seed=seed)
 
 
 def macs(model: Model) -> int:
