@@ -679,8 +679,9 @@ void accelerator(typename accel_types<CONFIG_T>::word_t* mem, ap_uint<32> progra
 
     // The banks of the MAC array, owned here so every engine that drives the array shares them.
     // Index 0/1 of the first dimension are separate memories (ping-pong: one loads while the array
-    // reads the other). The array reads a whole tile per cycle: lanes_in memories of lanes_out-wide
-    // words for the weights, lanes_in registers-wide x rows, and lanes_out bias/row entries.
+    // reads the other). The array reads a whole tile per cycle, hence the partitions: the weights
+    // as lanes_in memories of lanes_out-wide words, an x row as lanes_in memories, and the bias and
+    // row buffers cyclically by lanes_out so the post-processing lanes take an output tile per cycle.
     static const unsigned lanes_out = CONFIG_T::lanes_out;
     static typename T::x_t x_bank[2][CONFIG_T::x_bank_rows][CONFIG_T::lanes_in];
     #pragma HLS ARRAY_PARTITION variable=x_bank dim=1 complete

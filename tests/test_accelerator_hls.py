@@ -49,6 +49,7 @@ from hwgen.hls.accelerator import (
 from hwgen.hls.emit import stamp
 from hwgen.hwparams import HwParams
 from hwgen.isa import OPCODE_LAYERNORM, OPCODE_SOFTMAX, Limits
+from hwgen.isa.cpp import isa_header
 from hwgen.pipeline import build, run_passes
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt
 from hwgen.quant import QuantConfig
@@ -673,6 +674,14 @@ def test_emitted_sources_are_deterministic_complete_and_stamped():
     assert sorted(files) == sorted([CONFIG_HEADER, ISA_HEADER, TOP_SOURCE, *KERNEL_HEADERS])
     for name in (CONFIG_HEADER, TOP_SOURCE):
         assert files[name].startswith(f"// {stamp()}\n")
+    # The ISA header is hwgen.isa's, and the kernel reads descriptor fields only through its decoders:
+    # no word of a fetched block is indexed and no opcode, flag or status is a bare number.
+    assert files[ISA_HEADER] == isa_header()
+    for name in ("accelerator.h", "requantize_rt.h", "compute_unit.h"):
+        code = re.sub(r"//.*", "", files[name])
+        assert f'#include "{ISA_HEADER}"' in files[name] or name == "compute_unit.h", name
+        assert not re.search(r"\b(w|words|h|header)\[(?!16\])\d+\]", code), name  # [16]: a whole block
+        assert not re.search(r"(opcode|flags|status|code)\s*[=!]=\s*\d", code), name
     config = files[CONFIG_HEADER]
     context = accelerator_context(hw)
     for field in ("lanes_in", "lanes_out", "acc_bits", "act_bits", "weight_bits", "bias_bits", "axi_bits",
