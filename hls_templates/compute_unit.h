@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// The unified compute unit: a lanes_in x lanes_out MAC array with acc_bits accumulators and its
-// post-processing lanes (requantize, ReLU, GELU, residual add, requantize, ReLU), as in Edge-MoE's linear
-// unit: output-stationary, one lanes_in x lanes_out weight tile per cycle, the (output tile,
-// reduction step) loops flattened into one II=1 pipeline.
+// The unified compute unit as two components (DESIGN.md §3.1): the MAC array (`mac_array`, a
+// lanes_in x lanes_out array with acc_bits accumulators, as in Edge-MoE's linear unit:
+// output-stationary, one lanes_in x lanes_out tile per cycle, the (output tile, reduction step)
+// loops flattened into one II=1 pipeline) and the post-processing lanes (`post_lanes`: bias,
+// requantize, ReLU, GELU, residual add, requantize, ReLU). They meet at a stream of accumulator
+// vectors, one per output tile, so every engine that drives the array (LINEAR today; attention and
+// convolution next) consumes its results the same way.
 #ifndef HWGEN_COMPUTE_UNIT_H_
 #define HWGEN_COMPUTE_UNIT_H_
 
 #include <ap_int.h>
+#include <hls_stream.h>
 
 #include "fixed_raw.h"
 #include "gelu.h"
@@ -22,12 +26,17 @@ struct accel_types {
     static const unsigned act_bytes = CONFIG_T::act_bits / 8;
     static const unsigned weight_bytes = CONFIG_T::weight_bits / 8;
     static const unsigned bias_bytes = CONFIG_T::bias_bits / 8;
-    // A weight-bank element holds a weight or, for B_ROWMAJOR, an activation.
+    // HwParams.tile_stride: bytes one lanes_in x lanes_out tile of `bytes` elements occupies in DDR.
+    static const unsigned weight_tile_bytes =
+        (CONFIG_T::lanes_in * CONFIG_T::lanes_out * weight_bytes + axi_bytes - 1) / axi_bytes * axi_bytes;
+    static const unsigned act_tile_bytes =
+        (CONFIG_T::lanes_in * CONFIG_T::lanes_out * act_bytes + axi_bytes - 1) / axi_bytes * axi_bytes;
+    static const unsigned weight_tile_words = weight_tile_bytes / axi_bytes;
+    // A weight-bank element holds a weight or, for B_ROWMAJOR and B_TRANSPOSED, an activation.
     static const unsigned operand_bits = CONFIG_T::act_bits > CONFIG_T::weight_bits ? CONFIG_T::act_bits : CONFIG_T::weight_bits;
-    // Activation-bank rows hold lanes_in elements, or lanes_out on the BYPASS path.
-    static const unsigned x_lanes = CONFIG_T::lanes_in > CONFIG_T::lanes_out ? CONFIG_T::lanes_in : CONFIG_T::lanes_out;
-    static const unsigned row_elements = CONFIG_T::row_tiles * CONFIG_T::lanes_out;
-    static const unsigned bias_elements = CONFIG_T::weight_tiles * CONFIG_T::lanes_out;
+    // A chunk's row segment (output, residual, BYPASS input) and its bias entries.
+    static const unsigned row_elements = CONFIG_T::max_chunk_tiles * CONFIG_T::lanes_out;
+    static const unsigned bias_elements = CONFIG_T::max_chunk_tiles * CONFIG_T::lanes_out;
 
     typedef ap_uint<CONFIG_T::axi_bits> word_t;
     typedef ap_uint<CONFIG_T::act_bits> act_raw_t;    // an activation container as stored in DDR
@@ -36,6 +45,20 @@ struct accel_types {
     typedef ap_int<CONFIG_T::act_bits + 1> x_t;
     typedef ap_int<operand_bits + 1> w_t;
     typedef ap_int<CONFIG_T::acc_bits> acc_t;
+};
+
+// The banks the MAC array reads, index 0/1 of the first dimension being the ping-pong halves:
+// activation rows of lanes_in elements (k_tiles <= x_bank_rows rows) and weight tiles (a chunk).
+template <class CONFIG_T>
+struct array_banks {
+    typedef typename accel_types<CONFIG_T>::x_t x_bank_t[2][CONFIG_T::x_bank_rows][CONFIG_T::lanes_in];
+    typedef typename accel_types<CONFIG_T>::w_t w_bank_t[2][CONFIG_T::weight_tiles][CONFIG_T::lanes_in][CONFIG_T::lanes_out];
+};
+
+// What the MAC array hands on per output tile: lanes_out exact sums (modulo 2^acc_bits).
+template <class CONFIG_T>
+struct acc_vector {
+    typename accel_types<CONFIG_T>::acc_t lane[CONFIG_T::lanes_out];
 };
 
 // The post-processing of one LINEAR descriptor, decoded once per descriptor.
@@ -96,57 +119,92 @@ typename accel_types<CONFIG_T>::act_raw_t post_process(
     return typename T::act_raw_t(y.range(CONFIG_T::act_bits - 1, 0));
 }
 
-// One activation row against the `tiles` output tiles of the current weight chunk.
-//
-// Step s works on output tile t = s / depth and reduction tile kt = s % depth: lanes_out sums
-// of lanes_in products each, added to the accumulators (loaded with the bias at kt = 0). At the
-// last kt the accumulators go through the post-processing lanes into out_row. With BYPASS the
-// array is skipped (depth 1): the accumulators take x itself, stored lanes_out to an x row, so
-// output tile first_tile + t reads bank row first_tile + t.
+// The MAC array: `tiles` output tiles of one activation row, each the sum over k_tiles reduction
+// steps. Step s works on output tile t = s / k_tiles (weight tile t·k_tiles + kt of the chunk in
+// bank w_sel) and reduction tile kt = s % k_tiles (x bank row kt): lanes_out sums of lanes_in
+// products each, into the accumulators (cleared at kt = 0). After the last kt the accumulators
+// leave as one acc_vector. Lanes of x beyond K hold 0, so padding weights add nothing.
 template <class CONFIG_T>
-void compute_row(
-    typename accel_types<CONFIG_T>::x_t x_bank[2][CONFIG_T::x_rows][accel_types<CONFIG_T>::x_lanes], unsigned x_sel,
-    typename accel_types<CONFIG_T>::w_t w_bank[2][CONFIG_T::weight_tiles][CONFIG_T::lanes_in][CONFIG_T::lanes_out],
-    typename accel_types<CONFIG_T>::bias_raw_t bias_bank[2][accel_types<CONFIG_T>::bias_elements], unsigned w_sel,
-    typename accel_types<CONFIG_T>::act_raw_t res_row[2][accel_types<CONFIG_T>::row_elements],
-    typename accel_types<CONFIG_T>::act_raw_t out_row[2][accel_types<CONFIG_T>::row_elements], unsigned row_sel,
-    unsigned first_tile, unsigned tiles, unsigned k_tiles, bool bypass, bool use_bias, const post_ops& ops) {
+void mac_array(typename array_banks<CONFIG_T>::x_bank_t x_bank, unsigned x_sel,
+               typename array_banks<CONFIG_T>::w_bank_t w_bank, unsigned w_sel, unsigned tiles, unsigned k_tiles,
+               hls::stream<acc_vector<CONFIG_T> >& out) {
     typedef accel_types<CONFIG_T> T;
     typename T::acc_t acc[CONFIG_T::lanes_out];
+    // Registers, not a memory: every lane updates its accumulator in the same cycle.
     #pragma HLS ARRAY_PARTITION variable=acc complete
 
     static const unsigned max_steps = CONFIG_T::weight_tiles;
-    const unsigned depth = bypass ? 1 : k_tiles;
     unsigned kt = 0, tile = 0;
 ArraySteps:
-    for (unsigned step = 0; step < tiles * depth; step++) {
+    for (unsigned step = 0; step < tiles * k_tiles; step++) {
+        // One tile per cycle: the banks are partitioned so a whole tile and x row are read at once.
         #pragma HLS PIPELINE II=1
         #pragma HLS LOOP_TRIPCOUNT min=1 max=max_steps
+        acc_vector<CONFIG_T> v;
     OutputLanes:
         for (unsigned o = 0; o < CONFIG_T::lanes_out; o++) {
             #pragma HLS UNROLL
-            typename T::acc_t sum;
-            if (bypass) {
-                sum = x_bank[x_sel][first_tile + tile][o];
-            } else {
-                if (kt != 0) sum = acc[o];
-                else if (use_bias) sum = typename T::acc_t(ap_int<CONFIG_T::bias_bits>(bias_bank[w_sel][tile * CONFIG_T::lanes_out + o]));
-                else sum = 0;
-            InputLanes:
-                for (unsigned i = 0; i < CONFIG_T::lanes_in; i++) {
-                    #pragma HLS UNROLL
-                    sum += x_bank[x_sel][kt][i] * w_bank[w_sel][tile * k_tiles + kt][i][o];
-                }
+            typename T::acc_t sum = kt == 0 ? typename T::acc_t(0) : acc[o];
+        InputLanes:
+            for (unsigned i = 0; i < CONFIG_T::lanes_in; i++) {
+                #pragma HLS UNROLL
+                sum += x_bank[x_sel][kt][i] * w_bank[w_sel][tile * k_tiles + kt][i][o];
             }
             acc[o] = sum;
-            if (kt == depth - 1) {
-                const unsigned column = tile * CONFIG_T::lanes_out + o;
-                out_row[row_sel][column] = post_process<CONFIG_T>(sum, res_row[row_sel][column], ops);
-            }
+            v.lane[o] = sum;
         }
-        if (++kt == depth) {
+        if (kt == k_tiles - 1) out.write(v);
+        if (++kt == k_tiles) {
             kt = 0;
             tile++;
+        }
+    }
+}
+
+// BYPASS feeds the post-processing lanes without the array: acc[n] = x[n] (the row segment in
+// x_row, sign- or zero-extended), one output tile per step like the array's last reduction step.
+template <class CONFIG_T>
+void bypass_array(typename accel_types<CONFIG_T>::act_raw_t x_row[2][accel_types<CONFIG_T>::row_elements], unsigned sel,
+                  unsigned tiles, bool is_unsigned, hls::stream<acc_vector<CONFIG_T> >& out) {
+    typedef accel_types<CONFIG_T> T;
+    static const unsigned max_tiles = CONFIG_T::max_chunk_tiles;
+BypassSteps:
+    for (unsigned tile = 0; tile < tiles; tile++) {
+        #pragma HLS PIPELINE II=1
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_tiles
+        acc_vector<CONFIG_T> v;
+        for (unsigned o = 0; o < CONFIG_T::lanes_out; o++) {
+            #pragma HLS UNROLL
+            v.lane[o] = extend<typename T::x_t, CONFIG_T::act_bits>(x_row[sel][tile * CONFIG_T::lanes_out + o], is_unsigned);
+        }
+        out.write(v);
+    }
+}
+
+// The post-processing lanes: per output tile, lanes_out lanes of bias (BIAS: added modulo
+// 2^acc_bits, as the accumulator would have), RQ1, RELU1, GELU and with RESIDUAL the aligned add,
+// RQ2, RELU2 (docs/isa.md §3.3), into the chunk's output row segment.
+template <class CONFIG_T>
+void post_lanes(hls::stream<acc_vector<CONFIG_T> >& in,
+                typename accel_types<CONFIG_T>::bias_raw_t bias_bank[2][accel_types<CONFIG_T>::bias_elements], unsigned w_sel,
+                bool use_bias, typename accel_types<CONFIG_T>::act_raw_t res_row[2][accel_types<CONFIG_T>::row_elements],
+                typename accel_types<CONFIG_T>::act_raw_t out_row[2][accel_types<CONFIG_T>::row_elements], unsigned sel,
+                unsigned tiles, const post_ops& ops) {
+    typedef accel_types<CONFIG_T> T;
+    static const unsigned max_tiles = CONFIG_T::max_chunk_tiles;
+PostTiles:
+    for (unsigned tile = 0; tile < tiles; tile++) {
+        // One output tile per cycle, the array's peak rate (k_tiles = 1).
+        #pragma HLS PIPELINE II=1
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_tiles
+        const acc_vector<CONFIG_T> v = in.read();
+    PostLanes:
+        for (unsigned o = 0; o < CONFIG_T::lanes_out; o++) {
+            #pragma HLS UNROLL
+            const unsigned column = tile * CONFIG_T::lanes_out + o;
+            typename T::acc_t sum = v.lane[o];
+            if (use_bias) sum += typename T::acc_t(ap_int<CONFIG_T::bias_bits>(bias_bank[w_sel][column]));
+            out_row[sel][column] = post_process<CONFIG_T>(sum, res_row[sel][column], ops);
         }
     }
 }

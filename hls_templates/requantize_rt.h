@@ -11,6 +11,8 @@
 
 #include <ap_int.h>
 
+#include "hwgen_isa.h"
+
 namespace hwgen {
 
 // Field codes of the requantization word (docs/isa.md §3.5).
@@ -43,24 +45,26 @@ struct requant_word {
     ap_uint<6> src_width;  // golden source width, read only by WRAP_SM
 };
 
+// The word's fields at the positions of hwgen_isa.h (decode_requant_fields, generated from the ISA).
 inline requant_word decode_requant(ap_uint<32> word) {
     #pragma HLS INLINE
+    const requant_fields f = decode_requant_fields(word.to_uint());
     requant_word rq;
-    rq.shift = ap_int<8>(word.range(7, 0));
-    rq.width = word.range(13, 8);
-    rq.is_signed = word[14];
-    rq.rounding = word.range(18, 16);
-    rq.overflow = word.range(22, 20);
-    rq.src_width = word.range(29, 24);
+    rq.shift = f.shift;
+    rq.width = f.width;
+    rq.is_signed = f.is_signed;
+    rq.rounding = f.round;
+    rq.overflow = f.overflow;
+    rq.src_width = f.src_width;
     return rq;
 }
 
 // True when every field holds a defined value (the controller refuses the descriptor otherwise).
 inline bool requant_word_valid(ap_uint<32> word) {
     #pragma HLS INLINE
-    const requant_word rq = decode_requant(word);
-    return rq.width >= 1 && rq.width <= 32 && rq.rounding <= ROUND_RND_CONV && rq.overflow <= OVERFLOW_WRAP_SM &&
-           word[15] == 0 && word[19] == 0 && word[23] == 0 && word.range(31, 30) == 0;
+    const requant_fields f = decode_requant_fields(word.to_uint());
+    return f.width >= 1 && f.width <= 32 && f.round <= ROUND_RND_CONV && f.overflow <= OVERFLOW_WRAP_SM &&
+           f.reserved15 == 0 && f.reserved19 == 0 && f.reserved23 == 0 && f.reserved30 == 0;
 }
 
 // requantize(v, rq) of docs/isa.md §3.5 for an acc_bits-bit source.

@@ -29,7 +29,7 @@ from hwgen.board import BUDGET_KEYS, board_names, load_board
 from hwgen import driver
 from hwgen.build import DEFAULT_MODEL, HLS_DESIGN, TEST_INPUT_SEED, build_project
 from hwgen.compiler import CycleModel, MemoryImage, Program
-from hwgen.hls.accelerator import KERNEL_HEADERS
+from hwgen.hls.accelerator import ISA_HEADER, KERNEL_HEADERS
 from hwgen.hls.emit import stamp
 from hwgen.sim import simulate
 
@@ -40,7 +40,7 @@ FILES = {
     "build.sh", "driver/hwgen_driver.py", "golden.npz", "hwgen.yaml", "memory.bin", "memory.json", "program.bin",
     "program.txt", "report.json", "report.md", "rtl/hwgen_accel.v", "hls/hwgen_accel.cpp", "hls/hwgen_accel_config.h",
     "hls/tb.cpp", "hls/tb_expected.h", "hls/vitis_hls.tcl", "vivado/build_rtl.tcl", "vivado/build_hls.tcl",
-    "vivado/hwgen.xdc", "vivado/hwgen_accel_bd.v", *(f"hls/{h}" for h in KERNEL_HEADERS),
+    "vivado/hwgen.xdc", "vivado/hwgen_accel_bd.v", *(f"hls/{h}" for h in (ISA_HEADER, *KERNEL_HEADERS)),
 }
 
 

@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """The accelerator as Vitis-HLS C++: emit its config header and top, and C-simulate it with g++.
 
-The kernel itself is the hand-written headers ``hls_templates/accelerator.h``, ``compute_unit.h``
-and ``requantize_rt.h``; from one :class:`~hwgen.hwparams.HwParams` Python fills only
-``hwgen_accel_config.h`` (lanes, containers, buffer depths, AXI width, fingerprint, and the config
-structs of the GELU lanes, the LayerNorm unit and the softmax unit from ``hw.unit_formats()``) and
-``hwgen_accel.cpp`` (the ``hwgen_accel`` top with its interface pragmas).
+The kernel itself is the hand-written headers ``hls_templates/accelerator.h`` (the controller:
+fetch, decode, check, dispatch; and one function per engine), ``compute_unit.h`` (the MAC array
+and the post-processing lanes) and ``requantize_rt.h``; from one :class:`~hwgen.hwparams.HwParams`
+Python fills only ``hwgen_accel_config.h`` (lanes, containers, the validity rule's capacities and
+the bank depths they imply, AXI width, fingerprint, and the config structs of the GELU lanes, the
+LayerNorm unit and the softmax unit from ``hw.unit_formats()``) and ``hwgen_accel.cpp`` (the
+``hwgen_accel`` top with its interface pragmas), beside the generated ISA header ``hwgen_isa.h``
+(opcodes, flags, status codes and field positions from the one ISA definition).
 
 :class:`AcceleratorCSim` compiles the same top into a g++ harness (one binary per configuration,
 cached by content) that loads a memory image into the DDR array, runs the Program and returns
@@ -14,9 +17,10 @@ the image after the run, and that also exposes the runtime requantizer on raw ve
 
 from __future__ import annotations
 
-import enum
+import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,11 +29,14 @@ from hwgen.hls import nonlinear
 from hwgen.hls.emit import render
 from hwgen.hls_templates import TEMPLATE_DIR
 from hwgen.hwparams import HwParams
+from hwgen.isa import Flag, Limits, Status
+from hwgen.isa.cpp import ISA_HEADER_NAME, isa_header
 from hwgen.units import ROW_MAX, row_units_problem
 
 __all__ = [
     "TOP_NAME",
     "CONFIG_HEADER",
+    "ISA_HEADER",
     "TOP_SOURCE",
     "KERNEL_HEADERS",
     "UNIT_CONFIG_NAMES",
@@ -37,6 +44,8 @@ __all__ = [
     "AccelRun",
     "AcceleratorCSim",
     "accelerator_context",
+    "bank_tiles",
+    "x_bank_rows",
     "accelerator_config",
     "accelerator_top",
     "accelerator_sources",
@@ -46,8 +55,10 @@ log = logging.getLogger(__name__)
 
 #: The top function Vitis HLS synthesizes (``set_top``).
 TOP_NAME = "hwgen_accel"
-#: File names of the two generated sources.
+#: File names of the generated sources.
 CONFIG_HEADER = "hwgen_accel_config.h"
+#: The generated ISA header (opcodes, flags, status codes, field positions) the kernel includes.
+ISA_HEADER = ISA_HEADER_NAME
 TOP_SOURCE = "hwgen_accel.cpp"
 #: The hand-written headers the top includes (from :data:`hwgen.hls_templates.TEMPLATE_DIR`).
 KERNEL_HEADERS = (
@@ -61,21 +72,6 @@ UNIT_CONFIG_NAMES = {"gelu": "accel_gelu", "layernorm": "accel_layernorm", "soft
 # reads it, to size its memory model.
 _DEFAULT_DEPTH_BYTES = 1 << 20
 _TRAILER = np.dtype([("status", "<u4"), ("executed", "<u4"), ("array_steps", "<u8")])
-
-
-class Status(enum.IntEnum):
-    """Values of the kernel's ``status`` register (``hwgen::status_code``)."""
-
-    OK = 0
-    BAD_MAGIC = 1
-    BAD_VERSION = 2
-    FINGERPRINT_MISMATCH = 3
-    BAD_HEADER = 4
-    BAD_OPCODE = 5
-    BAD_DESCRIPTOR = 6
-    DOES_NOT_FIT = 7
-    MISALIGNED = 8
-    OUT_OF_BOUNDS = 9
 
 
 def _check_hw(hw: object) -> HwParams:
@@ -108,17 +104,41 @@ def _unit_configs(hw: HwParams) -> dict[str, object]:
     }
 
 
-def accelerator_context(hw: HwParams) -> dict[str, object]:
-    """The values the config template receives: HwParams fields and the buffer depths they imply.
+def bank_tiles(hw: HwParams) -> int:
+    """Tiles of one weight bank: the most any chunk the validity rule accepts holds.
 
-    Depths are sized so that every descriptor the compiler can emit for ``hw`` fits: a weight bank
-    holds ``weight_buffer_bytes`` of the narrower tile kind (weights or, for ``B_ROWMAJOR``,
-    activations), an activation bank a row of ``act_buffer_bytes`` at the narrower lane count.
+    ``Limits.largest_chunk`` output tiles of ``k_tiles ≤ max_k_tiles`` tiles each, at the tile
+    stride of weights or (``B_ROWMAJOR`` / ``B_TRANSPOSED``) of activations, without bias.
+    """
+    limits = Limits(hw)
+    return max(
+        k_tiles * limits.largest_chunk(flags, k_tiles, limits.max_chunk_tiles)
+        for flags in (Flag(0), Flag.B_ROWMAJOR)
+        for k_tiles in range(1, limits.max_k_tiles + 1)
+    )
+
+
+def x_bank_rows(hw: HwParams) -> int:
+    """Rows (``lanes_in`` elements each) of one activation bank: the largest ``k_tiles`` of an
+    accepted descriptor that uses the array, ``≤ max_k_tiles`` and with one output tile of its
+    weights or activations fitting the weight bank (``BYPASS`` does not use the bank)."""
+    limits = Limits(hw)
+    return max(k_tiles for flags in (Flag(0), Flag.B_ROWMAJOR) for k_tiles in range(1, limits.max_k_tiles + 1)
+               if limits.largest_chunk(flags, k_tiles, 1) >= 1)
+
+
+def accelerator_context(hw: HwParams) -> dict[str, object]:
+    """The values the config template receives: HwParams fields and the bank depths they imply.
+
+    The banks hold exactly what the validity rule (``hwgen.isa.rules``) accepts: :func:`x_bank_rows`
+    activation rows, :func:`bank_tiles` weight tiles, ``max_chunk_tiles`` output tiles of bias
+    and of each row segment buffer.
     """
     hw = _check_hw(hw)
-    narrow_tile = min(hw.tile_stride(hw.weight_bytes), hw.tile_stride(hw.act_bytes))
-    weight_tiles = hw.weight_buffer_bytes // narrow_tile
-    x_rows = -(-hw.act_buffer_bytes // (min(hw.lanes_in, hw.lanes_out) * hw.act_bytes))
+    limits = Limits(hw)
+    if limits.max_k_tiles < 1 or limits.max_chunk_tiles < 1:
+        raise ValueError(f"hw must have room for one tile in each buffer, not max_k_tiles={limits.max_k_tiles}, "
+                         f"max_chunk_tiles={limits.max_chunk_tiles} ({hw})")
     return {
         "description": str(hw),
         "lanes_in": hw.lanes_in,
@@ -128,10 +148,11 @@ def accelerator_context(hw: HwParams) -> dict[str, object]:
         "weight_bits": hw.weight_bits,
         "bias_bits": 8 * hw.bias_bytes,
         "axi_bits": hw.axi_data_width,
-        "x_rows": x_rows,
-        "weight_tiles": weight_tiles,
-        "row_tiles": max(weight_tiles, x_rows),
-        "weight_tile_words": hw.tile_stride(hw.weight_bytes) // hw.axi_bytes,
+        "weight_buffer_bytes": hw.weight_buffer_bytes,
+        "max_k_tiles": limits.max_k_tiles,
+        "max_chunk_tiles": limits.max_chunk_tiles,
+        "x_bank_rows": x_bank_rows(hw),
+        "weight_tiles": bank_tiles(hw),
         "fingerprint": f"{hw.fingerprint():#010x}",
         "row_max": ROW_MAX,
         "unit_config_names": UNIT_CONFIG_NAMES,
@@ -161,11 +182,23 @@ def accelerator_top(hw: HwParams, image_bytes: int | None = None) -> str:
 
 
 def accelerator_sources(hw: HwParams, image_bytes: int | None = None) -> dict[str, str]:
-    """Every file Vitis HLS needs for ``hw``, by file name: the generated two and the kernel headers."""
-    files = {CONFIG_HEADER: accelerator_config(hw), TOP_SOURCE: accelerator_top(hw, image_bytes)}
+    """Every file Vitis HLS needs for ``hw``, by file name: the generated three and the kernel headers."""
+    files = {CONFIG_HEADER: accelerator_config(hw), ISA_HEADER: isa_header(), TOP_SOURCE: accelerator_top(hw, image_bytes)}
     for name in KERNEL_HEADERS:
         files[name] = (TEMPLATE_DIR / name).read_text(encoding="utf-8")
     return files
+
+
+def _isa_header_dir() -> Path:
+    """A folder holding ``hwgen_isa.h`` (cached by content) for the g++ C-simulation builds."""
+    text = isa_header()
+    folder = toolchain.cache_dir() / "hls-isa" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    if not (folder / ISA_HEADER).exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{ISA_HEADER}.{id(text)}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(folder / ISA_HEADER)
+    return folder
 
 
 @dataclass(frozen=True)
@@ -186,7 +219,7 @@ class AcceleratorCSim:
         context = accelerator_context(hw)
         self.source = render("accelerator_csim.cpp.j2", **context, mem_depth=_mem_depth(hw, None))
         name = f"hwgen_accel_{hw.lanes_in}x{hw.lanes_out}_axi{hw.axi_data_width}"
-        self.binary = toolchain.compile_cpp(self.source, includes=[TEMPLATE_DIR], name=name)
+        self.binary = toolchain.compile_cpp(self.source, includes=[TEMPLATE_DIR, _isa_header_dir()], name=name)
 
     def run(self, image: bytes, program_addr: int = 0) -> AccelRun:
         """Run the Program at ``program_addr`` on a copy of ``image``; return the registers and image."""
