@@ -20,12 +20,17 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["MEMORY_VERILOG", "SIM_TOPLEVEL", "MEM_BYTES_LOG2", "sim_top", "HdlAxiMemory", "to_hex", "from_hex"]
+__all__ = ["MEMORY_VERILOG", "SIM_TOPLEVEL", "SIM_BUILD_ARGS", "MEM_BYTES_LOG2", "sim_top", "HdlAxiMemory", "to_hex",
+           "from_hex"]
 
 #: The Verilog memory model.
 MEMORY_VERILOG = Path(__file__).with_name("axi_memory.v")
 #: Module name of the wrapper :func:`sim_top` emits.
 SIM_TOPLEVEL = "hwgen_sim_top"
+#: Verilator arguments of the ``hwgen_sim_top`` build. cocotb's runner makes every signal public
+#: (``--public-flat-rw``), which keeps Verilator from optimizing the core and halves its speed; the
+#: top's ports are marked public in the wrapper itself, and cocotb needs nothing else.
+SIM_BUILD_ARGS = ("--no-public-flat-rw",)
 #: Capacity of the HDL memory: 2**26 bytes (64 MiB) at every data width.
 MEM_BYTES_LOG2 = 26
 LOAD_FILE, DUMP_FILE = "axi_memory_in.hex", "axi_memory_out.hex"
@@ -73,13 +78,15 @@ def sim_top(core_verilog: str, core_name: str, data_width: int) -> str:
                     ("input", "mem_stall_threshold", 17), ("input", "mem_seed", 32),
                     *(("output", f"mem_{c}", 32) for c in _COUNTERS), ("output", "mem_idle", 1)]
 
-    def declare(direction, name, width):
-        return f"  {direction} {'' if width == 1 else f'[{width - 1}:0] '}{name};"
+    def declare(direction, name, width, public=False):
+        # The top's ports stay reachable from cocotb when the build leaves out --public-flat-rw.
+        return (f"  {direction} {'' if width == 1 else f'[{width - 1}:0] '}{name}"
+                f"{' /*verilator public_flat_rw*/' if public else ''};")
 
     names = list(outer) + [name for _, name, _ in memory_ports]
     lines = [f"module {SIM_TOPLEVEL}({', '.join(names)});"]
-    lines += [declare(d, n, w) for n, (d, w) in outer.items()]
-    lines += [declare(d, n, w) for d, n, w in memory_ports]
+    lines += [declare(d, n, w, public=True) for n, (d, w) in outer.items()]
+    lines += [declare(d, n, w, public=True) for d, n, w in memory_ports]
     lines += [declare("wire", n, w) for n, (_, w) in axi.items()]
     connections = [f".{n}({n})" for n in list(outer) + list(axi)]
     lines.append(f"  {core_name} core ({', '.join(connections)});")

@@ -4,13 +4,17 @@
 The reference model is ``isa_sim``. :func:`prepare` (plain Python, called by pytest or a
 benchmark) writes, for each run, the input image and the image ``isa_sim`` leaves behind into a
 work folder. The cocotb test :func:`runs_programs` then, for each run: resets the core, loads the
-input image into :class:`~hwgen.cosim.axi_memory.AxiMemory` at ``image_base`` (DDR-like read
-latency, optional random stalls on every channel), checks the FINGERPRINT and PARAMS registers,
+input image at ``image_base`` into the AXI memory (DDR-like read latency, optional random stalls on
+every channel) — by default the Verilog memory of :mod:`hwgen.cosim.hdl_memory` beside the core in
+``hwgen_sim_top``, loaded and read back in bulk so no Python runs per clock cycle; with
+``memory="python"`` the cocotb model :class:`~hwgen.cosim.axi_memory.AxiMemory` on the core alone
+(see docs/cosim.md) — checks the FINGERPRINT and PARAMS registers,
 programs PROGRAM_ADDR and IMAGE_BASE over AXI-Lite, starts the core, waits for the interrupt (with a
 cycle timeout), reads CYCLES, STALLS, STATUS and DESCRIPTORS_DONE into ``result.json``, and compares
 the **whole image** with the expected one byte for byte — bytes nobody should write must stay as
 they were. A mismatch is reported as the first differing element of the region it falls in, with
-both values. Several runs share one simulator process, which saves its start-up per run.
+both values. The image after each run is kept as ``after<i>.bin``. Several runs share one simulator
+process, which saves its start-up per run. :func:`run_bench` does all of it in one call.
 
 The runs are configured by ``bench.json`` in the folder named by ``HWGEN_TB_DIR``.
 """
@@ -97,8 +101,9 @@ def accelerator_verilog(hw) -> str:
     return verilog.convert(Accelerator(hw), name=TOPLEVEL)
 
 
-def bench_verilog(hw, memory="hdl", core_verilog=None, core_name=TOPLEVEL) -> tuple[str, str]:
-    """``(verilog, toplevel)`` the bench runs on: the core alone (``python`` memory) or wrapped with the HDL memory.
+def bench_verilog(hw, memory="hdl", core_verilog=None, core_name=TOPLEVEL) -> tuple[str, str, tuple[str, ...]]:
+    """``(verilog, toplevel, build_args)`` the bench runs on: the core alone (``python`` memory) or wrapped with
+    the HDL memory (:mod:`hwgen.cosim.hdl_memory`).
 
     ``core_verilog`` defaults to :func:`accelerator_verilog` of ``hw`` (module ``accelerator``).
     """
@@ -106,10 +111,10 @@ def bench_verilog(hw, memory="hdl", core_verilog=None, core_name=TOPLEVEL) -> tu
         raise ValueError(f"memory must be one of {', '.join(MEMORIES)}, not {memory!r}")
     core = accelerator_verilog(hw) if core_verilog is None else core_verilog
     if memory == "python":
-        return core, core_name
-    from hwgen.cosim.hdl_memory import SIM_TOPLEVEL, sim_top
+        return core, core_name, ()
+    from hwgen.cosim.hdl_memory import SIM_BUILD_ARGS, SIM_TOPLEVEL, sim_top
 
-    return sim_top(core, core_name, hw.axi_data_width), SIM_TOPLEVEL
+    return sim_top(core, core_name, hw.axi_data_width), SIM_TOPLEVEL, SIM_BUILD_ARGS
 
 
 def run_bench(work_dir, hw, runs, *, memory="hdl", core_verilog=None, core_name=TOPLEVEL, **bench) -> list[dict]:
@@ -120,8 +125,9 @@ def run_bench(work_dir, hw, runs, *, memory="hdl", core_verilog=None, core_name=
     from hwgen import toolchain
 
     env = prepare(work_dir, hw, runs, memory=memory, **bench)
-    source, toplevel = bench_verilog(hw, memory, core_verilog, core_name)
-    toolchain.run_cocotb(source, toplevel, "hwgen.cosim.tb_accelerator", work_dir=work_dir, extra_env=env)
+    source, toplevel, build_args = bench_verilog(hw, memory, core_verilog, core_name)
+    toolchain.run_cocotb(source, toplevel, "hwgen.cosim.tb_accelerator", work_dir=work_dir, extra_env=env,
+                         build_args=build_args)
     return read_results(work_dir)
 
 
@@ -142,9 +148,10 @@ def simulate(work_dir, hw, programs, **bench) -> list[dict]:
         runs.append(Run(image.data, reference.data, image.regions, label=f"program {index}"))
     memory = bench.pop("memory", "hdl")
     env = prepare(work_dir, hw, runs, memory=memory, **bench)
-    source, toplevel = bench_verilog(hw, memory)
+    source, toplevel, build_args = bench_verilog(hw, memory)
     start = time.perf_counter()
-    toolchain.run_cocotb(source, toplevel, "hwgen.cosim.tb_accelerator", work_dir=work_dir, extra_env=env)
+    toolchain.run_cocotb(source, toplevel, "hwgen.cosim.tb_accelerator", work_dir=work_dir, extra_env=env,
+                         build_args=build_args)
     wall = time.perf_counter() - start
     results = read_results(work_dir)
     for result, reference in zip(results, references):
