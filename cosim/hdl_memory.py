@@ -8,7 +8,11 @@ random stalls from seeded generators — so a Program runs with no Python per cl
 :func:`sim_top` wraps a core's Verilog and that memory into the top ``hwgen_sim_top``: the core's
 ``clk``, ``rst``, ``s_axi__*`` and ``irq`` are the top's ports (the AXI-Lite start sequence stays in
 cocotb, a few dozen cycles), its ``m_axi__*`` goes to the memory, and the memory's configuration,
-bulk load/dump strobes and counters are ports too. :class:`HdlAxiMemory` is the cocotb side: it
+bulk load/dump strobes and counters are ports too. The clock is not a port: the wrapper generates
+it (``always #5``), and cocotb only watches it. With ``mem_external = 1`` the core's master is
+connected to the top's ``m_axi__*`` ports instead (the Verilog memory sees no handshake), so the
+cocotb model ``AxiMemory`` runs on the same build: one Verilator build per core serves both
+memories. :class:`HdlAxiMemory` is the cocotb side: it
 writes the image as one ``$readmemh`` file, sets the configuration, and reads the image back from
 one ``$writememh`` file — never word by word.
 """
@@ -20,7 +24,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["MEMORY_VERILOG", "SIM_TOPLEVEL", "SIM_BUILD_ARGS", "MEM_BYTES_LOG2", "sim_top", "HdlAxiMemory", "to_hex",
+__all__ = ["MEMORY_VERILOG", "SIM_TOPLEVEL", "SIM_BUILD_ARGS", "HALF_PERIOD_NS", "MEM_BYTES_LOG2", "sim_top", "HdlAxiMemory", "to_hex",
            "from_hex"]
 
 #: The Verilog memory model.
@@ -29,8 +33,13 @@ MEMORY_VERILOG = Path(__file__).with_name("axi_memory.v")
 SIM_TOPLEVEL = "hwgen_sim_top"
 #: Verilator arguments of the ``hwgen_sim_top`` build. cocotb's runner makes every signal public
 #: (``--public-flat-rw``), which keeps Verilator from optimizing the core and halves its speed; the
-#: top's ports are marked public in the wrapper itself, and cocotb needs nothing else.
-SIM_BUILD_ARGS = ("--no-public-flat-rw",)
+#: top's ports (and its clock) are marked public in the wrapper itself, and cocotb needs nothing
+#: else. The clock is generated inside the wrapper (``--timing``, 10 ns period), so no GPI callback
+#: runs per cycle either; the wheel's verilated.mk does not add the ``-fcoroutines`` g++ 12 needs
+#: for ``--timing``.
+SIM_BUILD_ARGS = ("--no-public-flat-rw", "--timing", "--timescale", "1ns/1ps", "-CFLAGS", "-fcoroutines")
+#: Half the period of the wrapper's clock, in ns.
+HALF_PERIOD_NS = 5
 #: Capacity of the HDL memory: 2**26 bytes (64 MiB) at every data width.
 MEM_BYTES_LOG2 = 26
 LOAD_FILE, DUMP_FILE = "axi_memory_in.hex", "axi_memory_out.hex"
@@ -72,9 +81,9 @@ def sim_top(core_verilog: str, core_name: str, data_width: int) -> str:
                          f"{', '.join(missing + sorted({'clk', 'rst', 'irq'} - set(ports)))}")
     if axi["m_axi__rdata"][1] != data_width:
         raise ValueError(f"data_width must be the core's m_axi width {axi['m_axi__rdata'][1]}, not {data_width}")
-    outer = {name: spec for name, spec in ports.items() if not name.startswith("m_axi__")}
-    memory_ports = [("input", "mem_load", 1), ("input", "mem_dump", 1), ("input", "mem_bytes", 32),
-                    ("input", "mem_read_latency", 32), ("input", "mem_write_latency", 32),
+    outer = {name: spec for name, spec in ports.items() if not name.startswith("m_axi__") and name != "clk"}
+    memory_ports = [("input", "mem_external", 1), ("input", "mem_load", 1), ("input", "mem_dump", 1),
+                    ("input", "mem_bytes", 32), ("input", "mem_read_latency", 32), ("input", "mem_write_latency", 32),
                     ("input", "mem_stall_threshold", 17), ("input", "mem_seed", 32),
                     *(("output", f"mem_{c}", 32) for c in _COUNTERS), ("output", "mem_idle", 1)]
 
@@ -83,15 +92,34 @@ def sim_top(core_verilog: str, core_name: str, data_width: int) -> str:
         return (f"  {direction} {'' if width == 1 else f'[{width - 1}:0] '}{name}"
                 f"{' /*verilator public_flat_rw*/' if public else ''};")
 
-    names = list(outer) + [name for _, name, _ in memory_ports]
+    names = [*outer, *(name for _, name, _ in memory_ports), *axi]
     lines = [f"module {SIM_TOPLEVEL}({', '.join(names)});"]
     lines += [declare(d, n, w, public=True) for n, (d, w) in outer.items()]
     lines += [declare(d, n, w, public=True) for d, n, w in memory_ports]
-    lines += [declare("wire", n, w) for n, (_, w) in axi.items()]
-    connections = [f".{n}({n})" for n in list(outer) + list(axi)]
+    # m_axi__* ports: the core's master as seen by a memory model outside the simulation (cocotb's
+    # AxiMemory, with mem_external = 1); core__* the core's side, hdl__* the Verilog memory's.
+    lines += [declare("output" if d == "output" else "input", n, w, public=True) for n, (d, w) in axi.items()]
+    lines += [declare("wire", f"core__{n[len('m_axi__'):]}", w) for n, (_, w) in axi.items()]
+    lines += [declare("wire", f"hdl__{n[len('m_axi__'):]}", w) for n, (d, w) in axi.items() if d == "input"]
+    for name, (direction, _) in axi.items():
+        signal = name[len("m_axi__"):]
+        if direction == "output":
+            lines.append(f"  assign {name} = core__{signal};")
+        else:
+            lines.append(f"  assign core__{signal} = mem_external ? {name} : hdl__{signal};")
+    lines.append("  reg clk /*verilator public_flat_rw*/ = 1'b0;")
+    lines.append(f"  always #{HALF_PERIOD_NS} clk = ~clk;")
+    connections = [f".{n}({n})" for n in ["clk", *outer]] + [f".{n}(core__{n[len('m_axi__'):]})" for n in axi]
     lines.append(f"  {core_name} core ({', '.join(connections)});")
     memory = [".clk(clk)", ".rst(rst)"]
-    memory += [f".{n[len('m_axi__'):]}({n})" for n in sorted(needed)]
+    for name in sorted(needed):
+        signal = name[len("m_axi__"):]
+        if axi[name][0] == "input":
+            memory.append(f".{signal}(hdl__{signal})")
+        elif signal in ("arvalid", "awvalid", "wvalid", "rready", "bready"):  # no handshakes while external
+            memory.append(f".{signal}(core__{signal} & ~mem_external)")
+        else:
+            memory.append(f".{signal}(core__{signal})")
     memory += [".load(mem_load)", ".dump(mem_dump)", ".mem_bytes(mem_bytes)", ".read_latency(mem_read_latency)",
                ".write_latency(mem_write_latency)", ".stall_threshold(mem_stall_threshold)", ".seed(mem_seed)"]
     memory += [f".{c}(mem_{c})" for c in _COUNTERS] + [".idle(mem_idle)"]
@@ -152,6 +180,7 @@ class HdlAxiMemory:
         dut.mem_stall_threshold.value = round(stall_prob * 65536)
         dut.mem_seed.value = seed & 0xFFFFFFFF
         dut.mem_dump.value = 0
+        dut.mem_external.value = 0
 
     def load(self, image: bytes, offset: int = 0) -> None:
         """Copy ``image`` into memory at byte ``offset`` and have the next clock edge load the whole memory."""

@@ -7,8 +7,8 @@ work folder. The cocotb test :func:`runs_programs` then, for each run: resets th
 input image at ``image_base`` into the AXI memory (DDR-like read latency, optional random stalls on
 every channel) — by default the Verilog memory of :mod:`hwgen.cosim.hdl_memory` beside the core in
 ``hwgen_sim_top``, loaded and read back in bulk so no Python runs per clock cycle; with
-``memory="python"`` the cocotb model :class:`~hwgen.cosim.axi_memory.AxiMemory` on the core alone
-(see docs/cosim.md) — checks the FINGERPRINT and PARAMS registers,
+``memory="python"`` the cocotb model :class:`~hwgen.cosim.axi_memory.AxiMemory` on the same top's
+``m_axi__*`` ports (see docs/cosim.md) — checks the FINGERPRINT and PARAMS registers,
 programs PROGRAM_ADDR and IMAGE_BASE over AXI-Lite, starts the core, waits for the interrupt (with a
 cycle timeout), reads CYCLES, STALLS, STATUS and DESCRIPTORS_DONE into ``result.json``, and compares
 the **whole image** with the expected one byte for byte — bytes nobody should write must stay as
@@ -102,16 +102,15 @@ def accelerator_verilog(hw) -> str:
 
 
 def bench_verilog(hw, memory="hdl", core_verilog=None, core_name=TOPLEVEL) -> tuple[str, str, tuple[str, ...]]:
-    """``(verilog, toplevel, build_args)`` the bench runs on: the core alone (``python`` memory) or wrapped with
-    the HDL memory (:mod:`hwgen.cosim.hdl_memory`).
+    """``(verilog, toplevel, build_args)`` the bench runs on: the core wrapped with the HDL memory in
+    ``hwgen_sim_top`` (:mod:`hwgen.cosim.hdl_memory`), whichever ``memory`` the runs use.
 
     ``core_verilog`` defaults to :func:`accelerator_verilog` of ``hw`` (module ``accelerator``).
     """
     if memory not in MEMORIES:
         raise ValueError(f"memory must be one of {', '.join(MEMORIES)}, not {memory!r}")
     core = accelerator_verilog(hw) if core_verilog is None else core_verilog
-    if memory == "python":
-        return core, core_name, ()
+    # One build for both memories: with "python" the bench sets mem_external and drives m_axi__*.
     from hwgen.cosim.hdl_memory import SIM_BUILD_ARGS, SIM_TOPLEVEL, sim_top
 
     return sim_top(core, core_name, hw.axi_data_width), SIM_TOPLEVEL, SIM_BUILD_ARGS
@@ -221,7 +220,6 @@ except ImportError:  # prepare(), simulate() and read_results() only need cocotb
     cocotb = None
 
 if cocotb is not None:
-    from cocotb.clock import Clock
     from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
     from hwgen.cosim.axi_memory import AxiLiteMaster, AxiMemory
@@ -238,8 +236,9 @@ if cocotb is not None:
         base = cfg["image_base"]
         reg = REGISTER_MAP
         hdl = cfg.get("memory", "hdl") == "hdl"
-        # The HDL memory leaves no Python in the clock's path: the clock can run in the GPI layer.
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns", impl="gpi" if hdl else "py").start())
+        # hwgen_sim_top generates its own clock (10 ns); with the Python memory its m_axi__* ports
+        # are the core's master, and the Verilog memory beside it sees no handshake.
+        dut.mem_external.value = 0 if hdl else 1
         lite = AxiLiteMaster(dut, dut.clk)
         results = []
         for index, run in enumerate(cfg["runs"]):
