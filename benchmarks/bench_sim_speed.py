@@ -11,7 +11,9 @@ core, minutes each). Figures, not tests: nothing here asserts on time.
    stalls and with random stalls (probability 0.3 on every ready/valid the memory drives); and, at
    16x16, with the Python ``AxiMemory`` (the path whole-Program runs took before). "cycles/s" is
    the CYCLES register over the wall time from the CONTROL write to the interrupt (the run itself:
-   no simulator start-up, image load or read-back); "process" is the whole cocotb run's wall time.
+   no simulator start-up, image load or read-back), "cyc/CPU-s" the same over the simulator's CPU
+   time (what the machine's other load does not change); "process" is the whole cocotb run's wall
+   time.
    Every run is also checked byte for byte against isa_sim.
 2. **Ceiling.** The same Verilated design (core + Verilog memory) driven by a Verilog testbench
    (``hwgen_bench_main``: AXI-Lite start sequence and wait for the interrupt in Verilog, the same
@@ -28,6 +30,7 @@ core, minutes each). Figures, not tests: nothing here asserts on time.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -101,7 +104,8 @@ module hwgen_bench_main;
     .mem_max_reads_in_flight(c4), .mem_errors(c5), .mem_idle(idle));
 
   import "DPI-C" function real hwgen_wall_seconds();
-  real started;
+  import "DPI-C" function real hwgen_cpu_seconds();
+  real started, started_cpu;
 
   task lite_write(input [{aw}:0] addr, input [31:0] data);
     reg a, w;
@@ -147,9 +151,11 @@ module hwgen_bench_main;
     lite_write({gie}, 1);
     lite_write({ier}, 1);
     started = hwgen_wall_seconds();
+    started_cpu = hwgen_cpu_seconds();
     lite_write({control}, 1);
     wait (irq);
     $display("HWGEN_RUN_SECONDS %0.6f", hwgen_wall_seconds() - started);
+    $display("HWGEN_RUN_CPU_SECONDS %0.6f", hwgen_cpu_seconds() - started_cpu);
     lite_read({cycles_reg}, cycles);
     $display("HWGEN_CYCLES %0d", cycles);
     mem_dump = 1;
@@ -167,6 +173,11 @@ extern "C" double hwgen_wall_seconds() {
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
+extern "C" double hwgen_cpu_seconds() {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
 """
 
 
@@ -177,7 +188,8 @@ def ceiling_binary(hw, cache: Path) -> tuple[Path, float]:
         aw=7, top=top, base=BASE, program_addr=REGISTER_MAP["PROGRAM_ADDR"], image_base=REGISTER_MAP["IMAGE_BASE"],
         gie=REGISTER_MAP["GIE"], ier=REGISTER_MAP["IER"], control=REGISTER_MAP["CONTROL"],
         cycles_reg=REGISTER_MAP["CYCLES"])
-    folder = cache / f"ceiling-{hw.lanes_in}x{hw.lanes_out}-{hw.axi_data_width}"
+    digest = hashlib.sha256((text + WALL_CPP + repr(SIM_BUILD_ARGS)).encode()).hexdigest()[:16]
+    folder = cache / f"ceiling-{hw.lanes_in}x{hw.lanes_out}-{hw.axi_data_width}-{digest}"
     binary = folder / "obj" / "Vhwgen_bench_main"
     if binary.exists():
         return binary, 0.0
@@ -205,7 +217,7 @@ def ceiling_run(binary: Path, hw, image, work: Path) -> tuple[int, float]:
     found = dict(ln.split()[:2] for ln in proc.stdout.splitlines() if ln.startswith("HWGEN_"))
     if proc.returncode != 0 or "HWGEN_CYCLES" not in found:
         raise toolchain.ToolError(f"the ceiling run failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return int(found["HWGEN_CYCLES"]), float(found["HWGEN_RUN_SECONDS"]), wall
+    return int(found["HWGEN_CYCLES"]), float(found["HWGEN_RUN_SECONDS"]), float(found["HWGEN_RUN_CPU_SECONDS"]), wall
 
 
 # ----------------------------------------------------------------------------------------- build flags
@@ -233,7 +245,7 @@ def timed_build(hw, program, image, args, make_vars, work: Path):
             os.environ.clear()
             os.environ.update(saved)
     sim = float(ET.parse(work / "results.xml").find(".//testcase").get("time"))
-    return wall - sim, result["cycles"] / result["run_wall_s"]
+    return wall - sim, result["cycles"] / result["run_wall_s"], result["cycles"] / result["run_cpu_s"]
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -259,17 +271,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-build-flags", action="store_true", help="no cold builds per flag set")
     parser.add_argument("--skip-cli", action="store_true", help="no hwgen build / hwgen sim timing")
+    parser.add_argument("--skip-speed", action="store_true", help="no speed and ceiling tables")
     parser.add_argument("--skip-python", action="store_true", help="no run with the Python AxiMemory")
     parser.add_argument("--geometries", default=",".join(GEOMETRIES), help="comma-separated, of " + ", ".join(GEOMETRIES))
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="hwgen-bench-speed-"))
     try:
+        speeds, compiled = {}, {}
+        geometries = [] if args.skip_speed else args.geometries.split(",")
         print(f"{MODEL} on the RTL core, 64-cycle read latency; every run equals isa_sim byte for byte")
-        print(f"{'geometry':<14} {'memory':<22} {'cycles':>9} {'run s':>7} {'cycles/s':>10} {'process s':>9}")
-        speeds = {}
-        compiled = {}
-        for name in args.geometries.split(","):
+        print(f"{'geometry':<14} {'memory':<22} {'cycles':>9} {'run s':>7} {'cycles/s':>10} {'cyc/CPU-s':>10}"
+              f" {'process s':>9}")
+        for name in geometries:
             hw = GEOMETRIES[name]
             program, image = compiled[name] = program_of(hw)
             cases = [("HDL", "hdl", 0.0), ("HDL, stalls 0.3", "hdl", 0.3)]
@@ -279,34 +293,35 @@ def main() -> int:
                 tag = f"{name}-{label}".replace("/", "_").replace(" ", "_").replace(",", "")
                 result, wall = cocotb_run(work / tag, hw, program, image, memory=memory, stall_prob=stall_prob)
                 speed = result["cycles"] / result["run_wall_s"]
-                speeds[name, label] = speed
+                speed_cpu = result["cycles"] / result["run_cpu_s"]
+                speeds[name, label] = speed, speed_cpu
                 print(f"{name:<14} {label:<22} {result['cycles']:>9,} {result['run_wall_s']:>7.2f} {speed:>10,.0f}"
-                      f" {wall:>9.1f}", flush=True)
+                      f" {speed_cpu:>10,.0f} {wall:>9.1f}", flush=True)
 
         print("\nCeiling: the same Verilated core + memory under a Verilog testbench (verilator --binary --timing)")
-        print(f"{'geometry':<14} {'build s':>8} {'cycles':>9} {'run s':>7} {'cycles/s':>10} {'cocotb/ceiling':>15}"
-              f" {'process s':>9}")
-        for name in args.geometries.split(","):
+        print(f"{'geometry':<14} {'build s':>8} {'cycles':>9} {'run s':>7} {'cycles/s':>10} {'cyc/CPU-s':>10}"
+              f" {'ratio':>8} {'CPU rat.':>8} {'process s':>9}")
+        for name in geometries:
             if name != "16x16/AXI128":
                 continue
             hw = GEOMETRIES[name]
             program, image = compiled[name]
             binary, build_s = ceiling_binary(hw, toolchain.cache_dir() / "bench-ceiling")
-            cycles, run_s, wall = ceiling_run(binary, hw, image, work / f"ceiling-{hw.lanes_in}")
-            ceiling = cycles / run_s
-            print(f"{name:<14} {build_s:>8.0f} {cycles:>9,} {run_s:>7.2f} {ceiling:>10,.0f}"
-                  f" {speeds[name, 'HDL'] / ceiling:>15.0%} {wall:>9.1f}", flush=True)
+            cycles, run_s, cpu_s, wall = ceiling_run(binary, hw, image, work / f"ceiling-{hw.lanes_in}")
+            ceiling, ceiling_cpu = cycles / run_s, cycles / cpu_s
+            ours, ours_cpu = speeds[name, "HDL"]
+            print(f"{name:<14} {build_s:>8.0f} {cycles:>9,} {run_s:>7.2f} {ceiling:>10,.0f} {ceiling_cpu:>10,.0f}"
+                  f" {ours / ceiling:>8.0%} {ours_cpu / ceiling_cpu:>8.0%} {wall:>9.1f}", flush=True)
 
         if not args.skip_build_flags:
             hw = GEOMETRIES["16x16/AXI128"]
             program, image = compiled.get("16x16/AXI128") or program_of(hw)
             print("\nCold Verilator build (verilate + C++ under cocotb's runner, make -j 2) of the 16x16/AXI128 "
                   "core + memory")
-            print(f"{'flags':<40} {'build s':>8} {'cycles/s':>10}")
-            for label, flags, make_vars in FLAG_SETS:
-                build_s, speed = timed_build(hw, program, image, flags, make_vars,
-                                             work / f"flags-{len(label)}-{len(flags)}")
-                print(f"{label:<40} {build_s:>8.0f} {speed:>10,.0f}", flush=True)
+            print(f"{'flags':<44} {'build s':>8} {'cycles/s':>10} {'cyc/CPU-s':>10}")
+            for index, (label, flags, make_vars) in enumerate(FLAG_SETS):
+                build_s, speed, speed_cpu = timed_build(hw, program, image, flags, make_vars, work / f"flags-{index}")
+                print(f"{label:<44} {build_s:>8.0f} {speed:>10,.0f} {speed_cpu:>10,.0f}", flush=True)
 
         if not args.skip_cli:
             print("\nhwgen build --board ultra96 --out X --force; hwgen sim X --backend rtl (default model)")
