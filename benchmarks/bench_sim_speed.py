@@ -43,7 +43,7 @@ from pathlib import Path
 from hwgen import golden, toolchain, zoo
 from hwgen.compiler import isa_sim
 from hwgen.cosim import tb_accelerator as tb
-from hwgen.cosim.hdl_memory import SIM_BUILD_ARGS, SIM_TOPLEVEL, to_hex
+from hwgen.cosim.hdl_memory import SIM_BUILD_ARGS, to_hex
 from hwgen.hwparams import HwParams
 from hwgen.pipeline import build
 from hwgen.rtl.axi import REGISTER_MAP
