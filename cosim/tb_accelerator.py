@@ -4,13 +4,17 @@
 The reference model is ``isa_sim``. :func:`prepare` (plain Python, called by pytest or a
 benchmark) writes, for each run, the input image and the image ``isa_sim`` leaves behind into a
 work folder. The cocotb test :func:`runs_programs` then, for each run: resets the core, loads the
-input image into :class:`~hwgen.cosim.axi_memory.AxiMemory` at ``image_base`` (DDR-like read
-latency, optional random stalls on every channel), checks the FINGERPRINT and PARAMS registers,
+input image at ``image_base`` into the AXI memory (DDR-like read latency, optional random stalls on
+every channel) — by default the Verilog memory of :mod:`hwgen.cosim.hdl_memory` beside the core in
+``hwgen_sim_top``, loaded and read back in bulk so no Python runs per clock cycle; with
+``memory="python"`` the cocotb model :class:`~hwgen.cosim.axi_memory.AxiMemory` on the same top's
+``m_axi__*`` ports (see docs/cosim.md) — checks the FINGERPRINT and PARAMS registers,
 programs PROGRAM_ADDR and IMAGE_BASE over AXI-Lite, starts the core, waits for the interrupt (with a
 cycle timeout), reads CYCLES, STALLS, STATUS and DESCRIPTORS_DONE into ``result.json``, and compares
 the **whole image** with the expected one byte for byte — bytes nobody should write must stay as
 they were. A mismatch is reported as the first differing element of the region it falls in, with
-both values. Several runs share one simulator process, which saves its start-up per run.
+both values. The image after each run is kept as ``after<i>.bin``. Several runs share one simulator
+process, which saves its start-up per run. :func:`run_bench` does all of it in one call.
 
 The runs are configured by ``bench.json`` in the folder named by ``HWGEN_TB_DIR``.
 """
@@ -24,9 +28,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Run", "prepare", "read_results", "accelerator_verilog", "simulate", "row_program", "TOPLEVEL"]
+__all__ = ["Run", "prepare", "read_results", "accelerator_verilog", "bench_verilog", "run_bench", "simulate",
+           "row_program", "TOPLEVEL", "MEMORIES"]
 
 TOPLEVEL = "accelerator"
+#: The AXI memory models a bench can run against: ``hdl`` (Verilog beside the core, the fast path
+#: of whole-Program runs) and ``python`` (the cocotb model, called on every clock edge).
+MEMORIES = ("hdl", "python")
 
 
 @dataclass(frozen=True)
@@ -34,24 +42,33 @@ class Run:
     """One Program run: the image before it, the image expected after it, and the expected STATUS."""
 
     image: bytes
-    expected: bytes
+    expected: bytes | None  # None: the bench keeps the image after the run (after<i>.bin) but compares nothing
     regions: tuple = ()  # hwgen.compiler.Region of the image, to name mismatching elements
     expect_status: int = 0
     label: str = "run"
 
 
 def prepare(work_dir, hw, runs, *, image_base=0x1000, read_latency=64, stall_prob=0.0, seed=1,
-            timeout_cycles=2_000_000) -> dict:
-    """Write the bench inputs for ``runs`` into ``work_dir``; returns the ``extra_env`` for ``run_cocotb``."""
+            timeout_cycles=2_000_000, memory="hdl") -> dict:
+    """Write the bench inputs for ``runs`` into ``work_dir``; returns the ``extra_env`` for ``run_cocotb``.
+
+    ``memory`` (one of :data:`MEMORIES`) must match the Verilog the bench runs on
+    (:func:`bench_verilog`).
+    """
+    if memory not in MEMORIES:
+        raise ValueError(f"memory must be one of {', '.join(MEMORIES)}, not {memory!r}")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     described = []
     for index, run in enumerate(runs):
-        if len(run.image) != len(run.expected):
+        if run.expected is not None and len(run.image) != len(run.expected):
             raise ValueError(f"expected image must be as long as the image ({len(run.image)} bytes), "
                              f"not {len(run.expected)}")
         (work_dir / f"image{index}.bin").write_bytes(bytes(run.image))
-        (work_dir / f"expected{index}.bin").write_bytes(bytes(run.expected))
+        if run.expected is not None:  # None: nothing to compare with (the image after the run is kept)
+            (work_dir / f"expected{index}.bin").write_bytes(bytes(run.expected))
+        else:
+            (work_dir / f"expected{index}.bin").unlink(missing_ok=True)
         described.append({
             "label": run.label,
             "expect_status": run.expect_status,
@@ -63,7 +80,7 @@ def prepare(work_dir, hw, runs, *, image_base=0x1000, read_latency=64, stall_pro
         })
     config = {
         "hw": hw.to_dict(), "image_base": image_base, "read_latency": read_latency, "stall_prob": stall_prob,
-        "seed": seed, "timeout_cycles": timeout_cycles, "runs": described,
+        "seed": seed, "timeout_cycles": timeout_cycles, "memory": memory, "runs": described,
     }
     (work_dir / "bench.json").write_text(json.dumps(config, indent=1))
     return {"HWGEN_TB_DIR": str(work_dir)}
@@ -84,6 +101,35 @@ def accelerator_verilog(hw) -> str:
     return verilog.convert(Accelerator(hw), name=TOPLEVEL)
 
 
+def bench_verilog(hw, memory="hdl", core_verilog=None, core_name=TOPLEVEL) -> tuple[str, str, tuple[str, ...]]:
+    """``(verilog, toplevel, build_args)`` the bench runs on: the core wrapped with the HDL memory in
+    ``hwgen_sim_top`` (:mod:`hwgen.cosim.hdl_memory`), whichever ``memory`` the runs use.
+
+    ``core_verilog`` defaults to :func:`accelerator_verilog` of ``hw`` (module ``accelerator``).
+    """
+    if memory not in MEMORIES:
+        raise ValueError(f"memory must be one of {', '.join(MEMORIES)}, not {memory!r}")
+    core = accelerator_verilog(hw) if core_verilog is None else core_verilog
+    # One build for both memories: with "python" the bench sets mem_external and drives m_axi__*.
+    from hwgen.cosim.hdl_memory import SIM_BUILD_ARGS, SIM_TOPLEVEL, sim_top
+
+    return sim_top(core, core_name, hw.axi_data_width), SIM_TOPLEVEL, SIM_BUILD_ARGS
+
+
+def run_bench(work_dir, hw, runs, *, memory="hdl", core_verilog=None, core_name=TOPLEVEL, **bench) -> list[dict]:
+    """Run ``runs`` (:class:`Run`) on the core in Verilator against ``memory``; :func:`read_results`.
+
+    Keywords go to :func:`prepare`; a failing run raises ``ToolError``.
+    """
+    from hwgen import toolchain
+
+    env = prepare(work_dir, hw, runs, memory=memory, **bench)
+    source, toplevel, build_args = bench_verilog(hw, memory, core_verilog, core_name)
+    toolchain.run_cocotb(source, toplevel, "hwgen.cosim.tb_accelerator", work_dir=work_dir, extra_env=env,
+                         build_args=build_args)
+    return read_results(work_dir)
+
+
 def simulate(work_dir, hw, programs, **bench) -> list[dict]:
     """Run each ``(program, image)`` on the RTL core in Verilator and check it against ``isa_sim``.
 
@@ -99,10 +145,12 @@ def simulate(work_dir, hw, programs, **bench) -> list[dict]:
         reference = isa_sim(program, image, hw)
         references.append(reference)
         runs.append(Run(image.data, reference.data, image.regions, label=f"program {index}"))
-    env = prepare(work_dir, hw, runs, **bench)
-    source = accelerator_verilog(hw)
+    memory = bench.pop("memory", "hdl")
+    env = prepare(work_dir, hw, runs, memory=memory, **bench)
+    source, toplevel, build_args = bench_verilog(hw, memory)
     start = time.perf_counter()
-    toolchain.run_cocotb(source, TOPLEVEL, "hwgen.cosim.tb_accelerator", work_dir=work_dir, extra_env=env)
+    toolchain.run_cocotb(source, toplevel, "hwgen.cosim.tb_accelerator", work_dir=work_dir, extra_env=env,
+                         build_args=build_args)
     wall = time.perf_counter() - start
     results = read_results(work_dir)
     for result, reference in zip(results, references):
@@ -172,10 +220,10 @@ except ImportError:  # prepare(), simulate() and read_results() only need cocotb
     cocotb = None
 
 if cocotb is not None:
-    from cocotb.clock import Clock
     from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
     from hwgen.cosim.axi_memory import AxiLiteMaster, AxiMemory
+    from hwgen.cosim.hdl_memory import HdlAxiMemory
     from hwgen.hwparams import HwParams
     from hwgen.rtl.accelerator import params_word
     from hwgen.rtl.axi import CONTROL_DONE, REGISTER_MAP
@@ -187,14 +235,19 @@ if cocotb is not None:
         hw = HwParams.from_dict(cfg["hw"])
         base = cfg["image_base"]
         reg = REGISTER_MAP
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        hdl = cfg.get("memory", "hdl") == "hdl"
+        # hwgen_sim_top generates its own clock (10 ns); with the Python memory its m_axi__* ports
+        # are the core's master, and the Verilog memory beside it sees no handshake.
+        dut.mem_external.value = 0 if hdl else 1
         lite = AxiLiteMaster(dut, dut.clk)
         results = []
         for index, run in enumerate(cfg["runs"]):
             image = (work_dir / f"image{index}.bin").read_bytes()
-            expected = (work_dir / f"expected{index}.bin").read_bytes()
-            memory = AxiMemory(dut, dut.clk, size=base + len(image) + 4096, read_latency=cfg["read_latency"],
-                               stall_prob=cfg["stall_prob"], seed=cfg["seed"] + index)
+            expected_file = work_dir / f"expected{index}.bin"
+            expected = expected_file.read_bytes() if expected_file.exists() else None
+            model = functools.partial(HdlAxiMemory, data_bytes=hw.axi_bytes) if hdl else AxiMemory
+            memory = model(dut, dut.clk, size=base + len(image) + 4096, read_latency=cfg["read_latency"],
+                           stall_prob=cfg["stall_prob"], seed=cfg["seed"] + index)
             memory.load(image, base)
             dut.rst.value = 1
             await ClockCycles(dut.clk, 4)
@@ -209,7 +262,9 @@ if cocotb is not None:
             await lite.write(reg["GIE"], 1)
             await lite.write(reg["IER"], 1)
             await lite.write(reg["CONTROL"], 1)
+            started, started_cpu = time.perf_counter(), time.process_time()
             await with_timeout(RisingEdge(dut.irq), cfg["timeout_cycles"] * 10, "ns")
+            run_wall, run_cpu = time.perf_counter() - started, time.process_time() - started_cpu
 
             control = await lite.read(reg["CONTROL"])
             result = {
@@ -221,18 +276,25 @@ if cocotb is not None:
                 "read_beats": memory.read_beats,
                 "write_beats": memory.write_beats,
                 "read_bursts": memory.read_bursts,
+                "write_bursts": memory.write_bursts,
                 "max_reads_in_flight": memory.max_reads_in_flight,
+                "memory": cfg.get("memory", "hdl"),
+                "run_wall_s": run_wall,  # start to interrupt: the simulator's wall and CPU seconds
+                "run_cpu_s": run_cpu,
             }
             await lite.write(reg["ISR"], 1)
             memory.stop()
+            if hdl:
+                await memory.fetch()
             results.append(result)
             (work_dir / "result.json").write_text(json.dumps(results, indent=1))
             dut._log.info("%s: %s", run["label"], result)
+            got = memory.dump(base, len(image))
+            (work_dir / f"after{index}.bin").write_bytes(got)
             assert control >> CONTROL_DONE & 1, f"{run['label']}: CONTROL {control:#x} does not show done"
             assert result["status"] == run["expect_status"], (
                 f"{run['label']}: STATUS {result['status']:#x}, expected {run['expect_status']:#x}")
             assert memory.errors == 0, f"{run['label']}: the AXI memory model saw protocol errors"
-            got = memory.dump(base, len(image))
-            if got != expected:
+            if expected is not None and got != expected:
                 raise AssertionError(f"{run['label']}: " + _describe_mismatch(got, expected, run["regions"], base))
             assert memory.dump(0, base) == bytes(base), f"{run['label']}: the core wrote below the image"

@@ -7,8 +7,8 @@ it — intermediates and row padding included, so equal bytes mean equal int64 c
 
 - ``isa``: :func:`hwgen.compiler.isa_sim` (NumPy); cycles are its analytical estimate.
 - ``rtl``: the folder's ``rtl/hwgen_accel.v`` in Verilator under the cocotb bench
-  :mod:`hwgen.cosim.tb_accelerator` (AXI memory with DDR-like latency); cycles are the core's
-  CYCLES register.
+  :mod:`hwgen.cosim.tb_accelerator`, beside the Verilog AXI memory of :mod:`hwgen.cosim.hdl_memory`
+  (DDR-like latency, no Python per clock cycle); cycles are the core's CYCLES register.
 - ``hls``: the folder's ``hls/hwgen_accel.cpp`` and C testbench ``hls/tb.cpp`` compiled with g++
   against ap_types and run on ``memory.bin`` — the program Vitis HLS's ``csim_design`` runs; C
   simulation has no clock, so the cycles shown are the analytical estimate.
@@ -120,8 +120,11 @@ def run_rtl(verilog: str, hw: HwParams, image: MemoryImage, expected: bytes, wor
     from hwgen.cosim import tb_accelerator as bench
 
     env = bench.prepare(work_dir, hw, [bench.Run(image.data, expected, image.regions, label="build")])
+    # The core beside the HDL AXI memory: no Python runs per clock cycle.
+    source, toplevel, build_args = bench.bench_verilog(hw, "hdl", verilog, "hwgen_accel")
     try:
-        toolchain.run_cocotb(verilog, "hwgen_accel", "hwgen.cosim.tb_accelerator", work_dir=work_dir, extra_env=env)
+        toolchain.run_cocotb(source, toplevel, "hwgen.cosim.tb_accelerator", work_dir=work_dir, extra_env=env,
+                             build_args=build_args)
     except toolchain.ToolError as exc:
         lines = str(exc).splitlines()
         # The bench's assertion names the first differing element; its reference is our golden image.

@@ -7,7 +7,8 @@ units cannot be built, the run-time requantizer equals ``QFmt.cast``,
 and the compute unit alone (4x4 lanes, Amaranth simulator) computes a two-chunk LINEAR with bias and
 residual exactly, issuing a tile every cycle once its data is in.
 
-Cosim tier (Verilator through cocotb, AXI memory with 64-cycle read latency): the whole image after
+Cosim tier (Verilator through cocotb, the Verilog AXI memory of cosim/axi_memory.v beside the core, 64-cycle
+read latency; tests/test_fast_memory.py shows it equals the cocotb model): the whole image after
 the run equals isa_sim's, byte for byte, on mlp-odd and on a coverage model (BYPASS Add/ReLU/
 Requantize, unsigned operands and residual, every rounding and overflow mode the compiler emits
 there) at 8x8 lanes / AXI 64 with random stalls on every AXI channel and at 16x16 / AXI 128
@@ -559,10 +560,7 @@ def _run_bench(tmp_path, hw, pairs, extra_runs=(), **bench):
     runs = []
     for index, (program, image) in enumerate(pairs):
         runs.append(tb.Run(image.data, isa_sim(program, image, hw).data, image.regions, label=f"program {index}"))
-    env = tb.prepare(tmp_path, hw, runs + list(extra_runs), **bench)
-    toolchain.run_cocotb(tb.accelerator_verilog(hw), tb.TOPLEVEL, "hwgen.cosim.tb_accelerator",
-                         work_dir=tmp_path, extra_env=env)
-    return tb.read_results(tmp_path)
+    return tb.run_bench(tmp_path, hw, runs + list(extra_runs), **bench)  # the HDL AXI memory
 
 
 def _ideal(program):
@@ -639,10 +637,7 @@ def test_row_descriptors_stream_an_element_per_cycle_and_match_the_model(tmp_pat
         reference = isa_sim(program, image, hw)
         estimates.append(reference.total_cycles)
         runs.append(tb.Run(image.data, reference.data, image.regions, label=f"opcode {opcode} {m}x{n}"))
-    env = tb.prepare(tmp_path, hw, runs)
-    toolchain.run_cocotb(tb.accelerator_verilog(hw), tb.TOPLEVEL, "hwgen.cosim.tb_accelerator",
-                         work_dir=tmp_path, extra_env=env)
-    results = tb.read_results(tmp_path)
+    results = tb.run_bench(tmp_path, hw, runs)
     assert len(results) == len(ROW_TIMING_CASES)
     for (opcode, m, n), result, estimate in zip(ROW_TIMING_CASES, results, estimates):
         assert result["status"] == 0 and result["descriptors_done"] == 1
@@ -659,10 +654,8 @@ def test_bench_reports_a_corrupted_expected_output(tmp_path):
     out = image.region("out")
     at = out.offset + 3 * out.row_stride + 7 * hw.act_bytes
     expected[at] ^= 0x01
-    env = tb.prepare(tmp_path, hw, [tb.Run(image.data, bytes(expected), image.regions)])
     with pytest.raises(toolchain.ToolError, match=r"first mismatch in region 'out' at element \(3, 7\)"):
-        toolchain.run_cocotb(tb.accelerator_verilog(hw), tb.TOPLEVEL, "hwgen.cosim.tb_accelerator",
-                             work_dir=tmp_path, extra_env=env)
+        tb.run_bench(tmp_path, hw, [tb.Run(image.data, bytes(expected), image.regions)])
 
 
 LINEAR_SPEC = {  # Edge-MoE's Q/K/V projection, as benchmarks/bench_accelerator.py runs it

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Source folder → installed package, as pyproject.toml maps them.
 MAPPED = {"hwgen": "hwgen", "rtl": "hwgen/rtl", "cosim": "hwgen/cosim",
           "hls_templates": "hwgen/hls_templates", "boards": "hwgen/boards"}
-DATA_GLOBS = ("*.py", "*.h", "*.hpp", "*.cpp", "*.j2", "*.tcl", "*.yaml")
+DATA_GLOBS = ("*.py", "*.h", "*.hpp", "*.cpp", "*.j2", "*.tcl", "*.yaml", "*.v")
 
 
 def expected_files() -> set[str]:
