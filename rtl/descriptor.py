@@ -30,6 +30,7 @@ __all__ = [
     "ROW_DESCRIPTOR_LAYOUT",
     "Tag",
     "TAG_WIDTH",
+    "Status",
 ]
 
 #: Program header, 16 little-endian words (docs/isa.md §3.1).
@@ -55,7 +56,8 @@ FLAGS_LAYOUT = data.StructLayout({
     "w_unsigned": unsigned(1),
     "r_unsigned": unsigned(1),
     "gelu": unsigned(1),
-    "reserved": unsigned(14),
+    "b_transposed": unsigned(1),
+    "reserved": unsigned(13),
 })
 
 #: A LINEAR descriptor, 16 little-endian words (docs/isa.md §3.3), bit 0 of word 0 first.
@@ -105,6 +107,23 @@ ROW_DESCRIPTOR_LAYOUT = data.StructLayout({
 
 assert ROW_DESCRIPTOR_LAYOUT.size == DESCRIPTOR_LAYOUT.size
 assert HEADER_LAYOUT.size == 8 * HEADER_BYTES and DESCRIPTOR_LAYOUT.size == 8 * DESCRIPTOR_BYTES
+
+
+class Status(enum.IntEnum):
+    """Why a run stopped: the STATUS register's code (0 = success; the first error wins)."""
+
+    OK = 0
+    BAD_MAGIC = 1
+    BAD_VERSION = 2
+    BAD_FINGERPRINT = 3
+    BAD_HEADER = 4
+    BAD_OPCODE = 5
+    BAD_DESCRIPTOR = 6
+    DOES_NOT_FIT = 7
+    MISALIGNED = 8
+    OUT_OF_BOUNDS = 9
+    READ_ERROR = 10
+    WRITE_ERROR = 11
 
 
 class Tag(enum.IntEnum):
