@@ -39,7 +39,7 @@ from pathlib import Path
 
 from hwgen import golden, toolchain, zoo
 from hwgen.compiler import Flag, LinearDescriptor, Program, compile_graph
-from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX
+from hwgen.isa import OPCODE_LAYERNORM, OPCODE_SOFTMAX
 from hwgen.cosim import tb_accelerator as tb
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams

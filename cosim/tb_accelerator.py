@@ -126,7 +126,7 @@ def row_program(hw, opcode, m, n, *, seed=1, eps=1e-5):
 
     from hwgen.compiler import Program
     from hwgen.compiler.layout import MemoryImage, Region
-    from hwgen.compiler.program import OPCODE_LAYERNORM, RowDescriptor
+    from hwgen.isa import OPCODE_LAYERNORM, RowDescriptor
 
     rng = np.random.default_rng(seed)
     units = hw.unit_formats()

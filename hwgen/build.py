@@ -33,6 +33,7 @@ import yaml
 from hwgen import __version__, golden, zoo
 from hwgen.board import BUDGET_KEYS, Board, load_board
 from hwgen.compiler import Flag, MemoryImage, RowDescriptor, isa_sim
+from hwgen.compiler.layout import RegionKind
 from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
 from hwgen.hls.emit import render as render_hls
 from hwgen.hls.emit import stamp
@@ -48,7 +49,6 @@ __all__ = [
     "BuildResult",
     "parse_lanes",
     "accelerator_verilog",
-    "expected_image",
     "golden_npz",
     "Compiled",
     "compile_for",
@@ -121,14 +121,6 @@ def accelerator_verilog(hw: HwParams) -> str:
     return header + text
 
 
-def expected_image(image: MemoryImage, values: dict[str, np.ndarray]) -> bytes:
-    """The image after a correct run: every input, activation and output region holding ``values``."""
-    for region in image.regions:
-        if region.kind in ("input", "activation", "output"):
-            image = image.write(region.name, values[region.name])
-    return image.data
-
-
 def golden_npz(arrays: dict[str, np.ndarray]) -> bytes:
     """An ``.npz`` of int64 arrays that is byte-identical for the same arrays.
 
@@ -195,7 +187,7 @@ def _c_bytes(data: bytes) -> list[str]:
 def _tb_expected(model_name: str, image: MemoryImage, values: dict[str, np.ndarray], descriptors: int, hw) -> str:
     regions = []
     for r in image.regions:
-        if r.kind != "output":
+        if r.kind != RegionKind.OUTPUT:
             continue
         raw = values[r.name]
         rows = int(np.prod(r.shape[:-1], dtype=np.int64))
@@ -229,7 +221,7 @@ class Compiled:
 
     def golden(self) -> dict[str, np.ndarray]:
         """What golden.npz holds: the codes of every tensor that has a region in the image."""
-        return {r.name: self.values[r.name] for r in self.image.regions if r.kind in ("input", "activation", "output")}
+        return {r.name: self.values[r.name] for r in self.image.regions if r.kind.holds_tensor}
 
     def files(self) -> dict[str, bytes]:
         """The folder's program.bin/.txt, memory.bin/.json and golden.npz."""
@@ -254,8 +246,8 @@ def compile_for(model: str | Path, hw: HwParams) -> Compiled:
     raw_inputs = golden.quantize_inputs(qgraph, float_inputs)
     image = built.image.write_all(raw_inputs)
     values = golden.run(qgraph, raw_inputs)
-    kept = {r.name: values[r.name] for r in image.regions if r.kind in ("input", "activation", "output")}
-    want = expected_image(image, kept)
+    kept = {r.name: values[r.name] for r in image.regions if r.kind.holds_tensor}
+    want = image.with_values(kept).data
     reference = isa_sim(program, image, hw)
     if reference.data != want:
         raise RuntimeError(f"isa_sim must equal the golden model on {qgraph.name}, but it does not: a compiler bug")
@@ -323,11 +315,16 @@ def plan_build(
         lanes = parse_lanes(lanes)
     hw = board.hw_params(**({} if lanes is None else {"lanes_in": lanes[0], "lanes_out": lanes[1]}))
     lanes_text = f"{hw.lanes_in}x{hw.lanes_out}"
-    from hwgen.rtl.compute_unit import Geometry
+    rtl, hls = flow in ("rtl", "both"), flow in ("hls", "both")
+    if sim and not rtl:
+        raise ValueError(f"--sim measures the RTL core in Verilator, so flow must be rtl or both, not {flow}")
+    if rtl:
+        # Only the RTL core has this geometry limit; an HLS-only build does not depend on it.
+        from hwgen.rtl.compute_unit import Geometry
 
-    problem = Geometry.problem(hw)
-    if problem:
-        raise ValueError(f"lanes {lanes_text} on {board.name}: {problem}")
+        problem = Geometry.problem(hw)
+        if problem:
+            raise ValueError(f"lanes {lanes_text} on {board.name}: {problem} (or build --flow hls)")
     # First-order check before the expensive steps: the array alone needs one DSP per MAC.
     if hw.macs_per_cycle > board.budget["DSP"] and not force:
         raise BudgetError(
@@ -341,18 +338,20 @@ def plan_build(
     compiled = compile_for(model, hw)
     qgraph, program, image, values = compiled.qgraph, compiled.program, compiled.image, compiled.values
 
-    announce("emitting the RTL (Amaranth to Verilog)")
-    verilog_text = accelerator_verilog(hw)
-
-    announce(f"estimating resources (Yosys synth_xilinx -family {board.family})")
-    from hwgen import toolchain
-
-    resources = toolchain.yosys_resources(verilog_text, "hwgen_accel", family=board.family)
     budget = dict(board.budget)
-    over = _overruns(resources, budget)
-    if over and not force:
-        raise BudgetError(f"design must fit {board.name}'s budget, but the Yosys estimate is over on "
-                          f"{', '.join(over)}; use fewer lanes, or --force to write it anyway")
+    verilog_text, resources, over = None, None, []
+    if rtl:
+        announce("emitting the RTL (Amaranth to Verilog)")
+        verilog_text = accelerator_verilog(hw)
+
+        announce(f"estimating resources (Yosys synth_xilinx -family {board.family})")
+        from hwgen import toolchain
+
+        resources = toolchain.yosys_resources(verilog_text, "hwgen_accel", family=board.family)
+        over = _overruns(resources, budget)
+        if over and not force:
+            raise BudgetError(f"design must fit {board.name}'s budget, but the Yosys estimate is over on "
+                              f"{', '.join(over)}; use fewer lanes, or --force to write it anyway")
 
     measured = None
     if sim:
@@ -367,8 +366,6 @@ def plan_build(
 
     announce("rendering the HLS sources, the vendor project, the driver and the report")
     plan = BuildPlan()
-    rtl = flow in ("rtl", "both")
-    hls = flow in ("hls", "both")
     if rtl:
         plan.add_file(RTL_PATH, verilog_text)
     if hls:
@@ -474,19 +471,28 @@ def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, 
                     "image_bytes": len(image.data)},
         "performance": performance,
         "layers": layers,
-        "resources": {
-            "estimator": f"Yosys synth_xilinx -family {board.family} of the RTL core (hwgen_accel)",
-            "used": dict(resources),
-            "budget": budget,
-            "percent": {k: _percent(resources[k], budget[k]) for k in BUDGET_KEYS},
-            "over_budget": over,
-            "forced": bool(over),
-        },
+        "resources": _resources(board, resources, budget, over),
         "accuracy": [{"output": row.name, "format": row.fmt, "sqnr_db": _float_or_none(row.sqnr_db),
                       "max_abs_error": _float_or_none(row.max_abs_error),
                       "max_abs_reference": _float_or_none(row.max_abs_reference)} for row in accuracy],
         "formats": formats,
         "test_inputs": {"seed": TEST_INPUT_SEED},
+    }
+
+
+def _resources(board: Board, resources: dict | None, budget: dict, over: list[str]) -> dict:
+    """The report's resources: the Yosys estimate of the RTL core, or none for an HLS-only build."""
+    if resources is None:
+        return {"estimator": "none for an HLS-only build: Vitis HLS reports the HLS core's resources "
+                             "(hls/.../csynth.rpt) and Vivado after implementation",
+                "used": None, "budget": budget, "percent": None, "over_budget": [], "forced": False}
+    return {
+        "estimator": f"Yosys synth_xilinx -family {board.family} of the RTL core (hwgen_accel)",
+        "used": dict(resources),
+        "budget": budget,
+        "percent": {k: _percent(resources[k], budget[k]) for k in BUDGET_KEYS},
+        "over_budget": over,
+        "forced": bool(over),
     }
 
 
@@ -576,16 +582,21 @@ def render_report(report: dict) -> str:
            _n(layer["macs"]), _n(layer["ideal_cycles"]), _n(layer["cycles"]), f"{100 * layer['utilization']:.1f} %"]
           for layer in report["layers"]),
     ], "lllrrrrr")
-    lines += ["", "## Resources", "", f"{res['estimator']}, against the board's budget:", ""]
-    rows = []
-    for key in BUDGET_KEYS:
-        pct = res["percent"][key]
-        over = res["used"][key] > res["budget"][key]
-        rows.append([key, _n(res["used"][key]), _n(res["budget"][key]),
-                     ("—" if pct is None else f"{pct:.1f} %") + (" **over**" if over else "")])
-    lines += _table(["resource", "estimate", "budget", "use"], rows, "lrrr")
-    extra = ", ".join(f"{k} {_n(v)}" for k, v in res["used"].items() if k not in BUDGET_KEYS)
-    lines += ["", f"Also mapped: {extra}. Vivado's numbers after implementation are in `vivado/<flow>/utilization.rpt`."]
+    lines += ["", "## Resources", ""]
+    if res["used"] is None:
+        lines += [f"No estimate: {res['estimator']}."]
+    else:
+        lines += [f"{res['estimator']}, against the board's budget:", ""]
+        rows = []
+        for key in BUDGET_KEYS:
+            pct = res["percent"][key]
+            over = res["used"][key] > res["budget"][key]
+            rows.append([key, _n(res["used"][key]), _n(res["budget"][key]),
+                         ("—" if pct is None else f"{pct:.1f} %") + (" **over**" if over else "")])
+        lines += _table(["resource", "estimate", "budget", "use"], rows, "lrrr")
+        extra = ", ".join(f"{k} {_n(v)}" for k, v in res["used"].items() if k not in BUDGET_KEYS)
+        lines += ["", f"Also mapped: {extra}. Vivado's numbers after implementation are in "
+                      "`vivado/<flow>/utilization.rpt`."]
     lines += ["", "## Accuracy against float", "",
               "The quantized model (golden, bit-exact with the hardware) against the float64 reference on the "
               f"test inputs (seed {report['test_inputs']['seed']}, never used for calibration):", ""]

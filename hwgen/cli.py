@@ -162,9 +162,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
     print(f"built {report['model']['name']} for {report['board']['name']} in {result.out}")
     print(f"  {best['cycles']:,} cycles ({source}) = {best['latency_us']:,.1f} us, {best['fps']:,.1f} FPS "
           f"at {perf['clock_mhz']:g} MHz")
-    print("  " + ", ".join(
-        f"{k} {res['used'][k]:,}/{res['budget'][k]:,}" + (f" ({res['percent'][k]:.0f} %)" if res["percent"][k] is not None else "")
-        for k in res["budget"]))
+    if res["used"] is None:
+        print(f"  resources: {res['estimator']}")
+    else:
+        print("  " + ", ".join(
+            f"{k} {res['used'][k]:,}/{res['budget'][k]:,}"
+            + (f" ({res['percent'][k]:.0f} %)" if res["percent"][k] is not None else "")
+            for k in res["budget"]))
     if res["over_budget"]:
         print(f"  OVER BUDGET (written because of --force): {', '.join(res['over_budget'])}")
     print(f"  report: {result.out / 'report.md'}")

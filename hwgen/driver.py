@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["REGISTERS", "HwgenDriver", "RunResult", "PynqDevice", "IsaSimDevice", "DriverError"]
+__all__ = ["REGISTERS", "STATUS_NAMES", "HwgenDriver", "RunResult", "PynqDevice", "IsaSimDevice", "DriverError"]
 
 #: Byte offsets of the core's AXI-Lite registers (docs/isa.md §8.1).
 REGISTERS = {
@@ -51,9 +51,10 @@ REGISTERS = {
     "IMAGE_BASE": 0x2C,
 }
 CONTROL_START, CONTROL_DONE, CONTROL_IDLE, CONTROL_ERROR = 0, 1, 2, 3
-#: STATUS bits: why a run stopped.
-STATUS_BITS = ("BAD_MAGIC", "BAD_VERSION", "BAD_FINGERPRINT", "BAD_OPCODE", "READ_ERROR", "WRITE_ERROR",
-               "BAD_DESCRIPTOR")
+#: STATUS codes: why a run stopped (docs/isa.md §3.7; ``hwgen.isa.Status`` in this order — the driver
+#: runs on the board without hwgen, so the names are spelled out here and a test keeps them equal).
+STATUS_NAMES = ("OK", "BAD_MAGIC", "BAD_VERSION", "BAD_FINGERPRINT", "BAD_HEADER", "BAD_OPCODE", "BAD_DESCRIPTOR",
+                "DOES_NOT_FIT", "MISALIGNED", "OUT_OF_BOUNDS", "READ_ERROR", "WRITE_ERROR")
 PROGRAM_MAGIC = 0x50475748
 # The Program header's third word is the hardware fingerprint it was compiled for (docs/isa.md §3.1).
 _FINGERPRINT_WORD = 2
@@ -90,13 +91,14 @@ class RunResult:
         """The run succeeded and every output equals the golden model."""
         return self.status == 0 and all(o.mismatches == 0 for o in self.outputs)
 
-    def status_names(self) -> list[str]:
-        """Names of the STATUS bits set."""
-        return [name for bit, name in enumerate(STATUS_BITS) if self.status >> bit & 1]
+    @property
+    def status_name(self) -> str:
+        """The STATUS code's name (docs/isa.md §3.7)."""
+        return STATUS_NAMES[self.status] if self.status < len(STATUS_NAMES) else f"UNKNOWN_{self.status}"
 
     def summary(self) -> str:
         """A few lines for a person."""
-        lines = [f"status {self.status:#x} {' '.join(self.status_names()) or 'OK'}, {self.cycles} cycles "
+        lines = [f"status {self.status} {self.status_name}, {self.cycles} cycles "
                  f"({self.stalls} without a tile step), {self.descriptors_done} descriptors"]
         for o in self.outputs:
             verdict = "equal to golden" if not o.mismatches else f"{o.mismatches} mismatches, first {o.first}"
@@ -246,8 +248,9 @@ class IsaSimDevice:
     It behaves as docs/isa.md §8.1 says the RTL core does: FINGERPRINT and PARAMS are constants,
     CONTROL bit 0 starts a run of the Program at PROGRAM_ADDR with addresses relative to
     IMAGE_BASE, CONTROL.done and ISR are set when it ends, CYCLES is ``isa_sim``'s analytical
-    estimate and STALLS the part of it without a tile step; a Program for other hardware sets
-    STATUS.BAD_FINGERPRINT. ``flip_byte`` (an image offset) flips the low bit of that byte after each
+    estimate and STALLS the part of it without a tile step. A Program the hardware refuses (docs/isa.md
+    §3.7: a foreign fingerprint, a descriptor that does not fit, an address past the image…) stops with
+    the status code and DESCRIPTORS_DONE the core reports, the earlier descriptors' results in DDR. ``flip_byte`` (an image offset) flips the low bit of that byte after each
     run, so a test can show that the driver notices a wrong output.
     """
 
@@ -306,23 +309,23 @@ class IsaSimDevice:
         raise DriverError(f"address {address:#x} must lie in an allocated buffer, but it does not")
 
     def _run(self) -> None:
-        from hwgen.compiler import Program, isa_sim
+        from hwgen.compiler import Refused, isa_sim
 
         reg = lambda name: self.registers[REGISTERS[name]]  # noqa: E731
         buffer, base_offset = self._buffer_at(reg("IMAGE_BASE"))
-        program_buffer, program_offset = self._buffer_at(reg("PROGRAM_ADDR"))
+        offset = reg("PROGRAM_ADDR") - reg("IMAGE_BASE")
+        image = bytes(buffer[base_offset:])
         status = cycles = stalls = done = 0
-        header = bytes(program_buffer[program_offset: program_offset + 64])
-        count = int.from_bytes(header[12:16], "little")
-        program = Program.from_bytes(bytes(program_buffer[program_offset: program_offset + 64 * (count + 1)]))
-        if program.fingerprint != self.hw.fingerprint():
-            status = 1 << STATUS_BITS.index("BAD_FINGERPRINT")
+        try:
+            result = isa_sim(image[offset:], image, self.hw, program_offset=offset)
+        except Refused as refused:
+            status, done = int(refused.status), refused.executed
+            buffer[base_offset:] = np.frombuffer(refused.data, dtype=np.uint8)
         else:
-            result = isa_sim(program, bytes(buffer[base_offset:]), self.hw)
             buffer[base_offset:] = np.frombuffer(result.data, dtype=np.uint8)
             cycles = result.total_cycles
             stalls = cycles - sum(c.ideal for c in result.cycles)
-            done = len(program.descriptors)
+            done = len(result.cycles)
             if self.flip_byte is not None:
                 buffer[base_offset + self.flip_byte] ^= 1
         self.registers[REGISTERS["STATUS"]] = status

@@ -1,20 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The Program's binary layouts as Amaranth data layouts (docs/isa.md §3), and the read-data tags.
+"""The Program's binary layouts as Amaranth data layouts, generated from :mod:`hwgen.isa.spec`; the read-data tags.
 
-The constants (magic, version, sizes, opcodes) come from :mod:`hwgen.compiler.program`, the one
-place that encodes Programs; the layouts here give the same bits names inside the hardware.
+Every layout here is built from the ISA's field tables (docs/isa.md §3), so the hardware names the
+same bits the Python codec packs and the C++ header decodes.
 """
 
 import enum
 
-from amaranth import unsigned
+from amaranth import signed, unsigned
 from amaranth.lib import data
 
-from hwgen.compiler.program import (
-    DESCRIPTOR_BYTES, HEADER_BYTES, MAGIC, OPCODE_LAYERNORM, OPCODE_LINEAR, OPCODE_SOFTMAX, VERSION,
+from hwgen.isa.spec import (
+    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, OPCODE_LAYERNORM, OPCODE_LINEAR,
+    OPCODE_SOFTMAX, REQUANT_FIELDS, ROW_FIELDS, VERSION, Field, Flag, Status,
 )
-
-from .runtime_requantize import RQ_LAYOUT
 
 __all__ = [
     "MAGIC",
@@ -24,7 +23,9 @@ __all__ = [
     "OPCODE_LINEAR",
     "OPCODE_LAYERNORM",
     "OPCODE_SOFTMAX",
+    "struct_layout",
     "HEADER_LAYOUT",
+    "RQ_LAYOUT",
     "FLAGS_LAYOUT",
     "DESCRIPTOR_LAYOUT",
     "ROW_DESCRIPTOR_LAYOUT",
@@ -33,97 +34,35 @@ __all__ = [
     "Status",
 ]
 
+
+def struct_layout(fields: tuple[Field, ...], shapes: dict | None = None) -> data.StructLayout:
+    """A ``StructLayout`` of ``fields`` in bit order; ``shapes`` replaces a field's plain integer shape."""
+    shapes = shapes or {}
+    return data.StructLayout({
+        f.name: shapes.get(f.name, signed(f.bits) if f.signed else unsigned(f.bits)) for f in fields})
+
+
+def _flags_layout() -> data.StructLayout:
+    """The 24-bit flags field of a LINEAR descriptor: one named bit per :class:`~hwgen.isa.spec.Flag`."""
+    flags = sorted(Flag, key=int)
+    assert [int(f) for f in flags] == [1 << i for i in range(len(flags))], "flags must be consecutive bits"
+    width = next(f.bits for f in LINEAR_FIELDS if f.name == "flags")
+    return data.StructLayout({**{f.name.lower(): unsigned(1) for f in flags}, "reserved": unsigned(width - len(flags))})
+
+
 #: Program header, 16 little-endian words (docs/isa.md §3.1).
-HEADER_LAYOUT = data.StructLayout({
-    "magic": unsigned(32),
-    "version": unsigned(32),
-    "fingerprint": unsigned(32),
-    "count": unsigned(32),
-    "descriptor_bytes": unsigned(32),
-    "image_bytes": unsigned(32),
-    "reserved": unsigned(320),
-})
-
-#: The 24-bit flags field of a LINEAR descriptor (docs/isa.md §3.3).
-FLAGS_LAYOUT = data.StructLayout({
-    "bias": unsigned(1),
-    "relu1": unsigned(1),
-    "residual": unsigned(1),
-    "relu2": unsigned(1),
-    "bypass": unsigned(1),
-    "b_rowmajor": unsigned(1),
-    "x_unsigned": unsigned(1),
-    "w_unsigned": unsigned(1),
-    "r_unsigned": unsigned(1),
-    "gelu": unsigned(1),
-    "b_transposed": unsigned(1),
-    "reserved": unsigned(13),
-})
-
+HEADER_LAYOUT = struct_layout(HEADER_FIELDS)
+#: The requantization word of docs/isa.md §3.5, bit 0 first.
+RQ_LAYOUT = struct_layout(REQUANT_FIELDS)
+#: The flags of a LINEAR descriptor (docs/isa.md §3.3).
+FLAGS_LAYOUT = _flags_layout()
 #: A LINEAR descriptor, 16 little-endian words (docs/isa.md §3.3), bit 0 of word 0 first.
-DESCRIPTOR_LAYOUT = data.StructLayout({
-    "opcode": unsigned(8),
-    "flags": FLAGS_LAYOUT,
-    "m": unsigned(32),
-    "k": unsigned(16),
-    "n": unsigned(16),
-    "k_tiles": unsigned(16),
-    "n_tiles": unsigned(16),
-    "x_addr": unsigned(32),
-    "w_addr": unsigned(32),
-    "bias_addr": unsigned(32),
-    "res_addr": unsigned(32),
-    "out_addr": unsigned(32),
-    "x_stride": unsigned(32),
-    "w_stride": unsigned(32),
-    "res_stride": unsigned(32),
-    "out_stride": unsigned(32),
-    "rq1": RQ_LAYOUT,
-    "rq2": RQ_LAYOUT,
-    "chunk_tiles": unsigned(16),
-    "y_shift": unsigned(8),
-    "r_shift": unsigned(8),
-})
-
-#: A LAYERNORM or SOFTMAX descriptor, 16 little-endian words (docs/isa.md §3.6): the same 512 bits
-#: as a LINEAR descriptor, named differently.
-ROW_DESCRIPTOR_LAYOUT = data.StructLayout({
-    "opcode": unsigned(8),
-    "reserved0": unsigned(24),
-    "m": unsigned(32),
-    "n": unsigned(16),
-    "reserved2": unsigned(16),
-    "reserved3": unsigned(32),
-    "x_addr": unsigned(32),
-    "gamma_addr": unsigned(32),
-    "beta_addr": unsigned(32),
-    "reserved7": unsigned(32),
-    "out_addr": unsigned(32),
-    "x_stride": unsigned(32),
-    "reserved10": unsigned(64),
-    "out_stride": unsigned(32),
-    "d_offset": unsigned(96),
-})
+DESCRIPTOR_LAYOUT = struct_layout(LINEAR_FIELDS, {"flags": FLAGS_LAYOUT, "rq1": RQ_LAYOUT, "rq2": RQ_LAYOUT})
+#: A LAYERNORM or SOFTMAX descriptor (docs/isa.md §3.6): the same 512 bits as a LINEAR descriptor, named differently.
+ROW_DESCRIPTOR_LAYOUT = struct_layout(ROW_FIELDS)
 
 assert ROW_DESCRIPTOR_LAYOUT.size == DESCRIPTOR_LAYOUT.size
 assert HEADER_LAYOUT.size == 8 * HEADER_BYTES and DESCRIPTOR_LAYOUT.size == 8 * DESCRIPTOR_BYTES
-
-
-class Status(enum.IntEnum):
-    """Why a run stopped: the STATUS register's code (0 = success; the first error wins)."""
-
-    OK = 0
-    BAD_MAGIC = 1
-    BAD_VERSION = 2
-    BAD_FINGERPRINT = 3
-    BAD_HEADER = 4
-    BAD_OPCODE = 5
-    BAD_DESCRIPTOR = 6
-    DOES_NOT_FIT = 7
-    MISALIGNED = 8
-    OUT_OF_BOUNDS = 9
-    READ_ERROR = 10
-    WRITE_ERROR = 11
 
 
 class Tag(enum.IntEnum):

@@ -16,6 +16,10 @@ mode).
 from amaranth import Cat, Const, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 
+from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES
+
+from .descriptor import RQ_LAYOUT
+
 __all__ = [
     "RQ_LAYOUT",
     "ROUNDING_CODES",
@@ -26,22 +30,8 @@ __all__ = [
     "requantize_fit",
 ]
 
-#: The requantization word of docs/isa.md §3.5, bit 0 first.
-RQ_LAYOUT = data.StructLayout({
-    "shift": signed(8),
-    "width": unsigned(6),
-    "signed": unsigned(1),
-    "_reserved0": unsigned(1),
-    "round": unsigned(3),
-    "_reserved1": unsigned(1),
-    "overflow": unsigned(3),
-    "_reserved2": unsigned(1),
-    "src_width": unsigned(6),
-    "_reserved3": unsigned(2),
-})
-
-ROUNDING_CODES = {"TRN": 0, "TRN_ZERO": 1, "RND": 2, "RND_ZERO": 3, "RND_INF": 4, "RND_MIN_INF": 5, "RND_CONV": 6}
-OVERFLOW_CODES = {"WRAP": 0, "SAT": 1, "SAT_ZERO": 2, "SAT_SYM": 3, "WRAP_SM": 4}
+ROUNDING_CODES = {mode: code for code, mode in enumerate(ROUNDING_MODES)}
+OVERFLOW_CODES = {mode: code for code, mode in enumerate(OVERFLOW_MODES)}
 
 #: Any destination (≤ 32 bits, signed or unsigned) fits a signed 33-bit value.
 RESULT_SHAPE = signed(33)
@@ -131,7 +121,7 @@ def requantize_fit(m, cut, rq, *, name="rq"):
     rounded = Signal(signed(len(cut.q) + 1), name=f"{name}_rounded")
     m.d.comb += rounded.eq(cut.q + inc)
 
-    width, is_signed = rq.width, rq.signed
+    width, is_signed = rq.width, rq.is_signed
     top = Signal(unsigned(34), name=f"{name}_top")  # 2^W
     m.d.comb += top.eq(Const(1, 34) << width)
     mask = Signal(unsigned(32), name=f"{name}_mask")

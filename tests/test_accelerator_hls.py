@@ -26,7 +26,7 @@ import pytest
 
 from hwgen import golden, zoo
 from hwgen.compiler import Flag, LinearDescriptor, Program, Requant, RowDescriptor, compile_graph, isa_sim
-from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX
+from hwgen.isa import OPCODE_LAYERNORM, OPCODE_SOFTMAX
 from hwgen.compiler.layout import pack_rows, pack_tiles, pack_vector
 from hwgen.frontend import parse_spec
 from hwgen.hls.accelerator import (

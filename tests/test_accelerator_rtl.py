@@ -25,6 +25,7 @@ the right STATUS bit and write nothing; a corrupted expected output makes the be
 
 import dataclasses
 import random
+import struct
 
 import numpy as np
 import pytest
@@ -36,7 +37,7 @@ from hwgen import golden, toolchain, zoo
 from hwgen.board import load_board
 from hwgen.compiler import Flag, LinearDescriptor, Program, Requant, compile_graph, isa_sim
 from hwgen.compiler.layout import MemoryImage, Region
-from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
+from hwgen.isa import DESCRIPTOR_BYTES, HEADER_BYTES, OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
 from hwgen.cosim import tb_accelerator as tb
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
@@ -49,6 +50,8 @@ from hwgen.rtl.controller import Controller
 from hwgen.rtl.descriptor import DESCRIPTOR_LAYOUT, ROW_DESCRIPTOR_LAYOUT, Status, Tag
 from hwgen.rtl.row_unit import RowGeometry, RowUnit
 from hwgen.rtl.runtime_requantize import RESULT_SHAPE, RQ_LAYOUT, requantize_cut, requantize_fit
+
+from refusals import refusal_cases
 
 # The compiler's coverage model (tests/test_isa_sim.py), GELU aside: every flag the compiler emits.
 COVERAGE_SPEC = {
@@ -389,7 +392,7 @@ def test_descriptor_layout_matches_the_compiler_encoding():
             assert field(["flags", flag.name.lower()]) == int(flag in desc.flags), flag
         for name, step in (("rq1", rq[0]), ("rq2", rq[1])):
             assert field([name, "shift"]) == step.shift and field([name, "width"]) == step.width
-            assert field([name, "signed"]) == step.signed and field([name, "src_width"]) == step.src_width
+            assert field([name, "is_signed"]) == step.signed and field([name, "src_width"]) == step.src_width
             assert field([name, "round"]) == ROUNDING_MODES.index(step.rounding)
             assert field([name, "overflow"]) == OVERFLOW_MODES.index(step.overflow)
         assert field(["y_shift"]) == desc.y_shift and field(["r_shift"]) == desc.r_shift
@@ -471,7 +474,7 @@ def _unit_beats(desc, image, hw):
         if desc.flags & Flag.B_ROWMAJOR:  # the chunk's segment of each row of B
             weights = sum((words(desc.w_addr + k * desc.w_stride + first * hw.lanes_out * hw.act_bytes,
                                  -(-cols * hw.act_bytes // word), Tag.WEIGHT) for k in range(desc.k)), [])
-        elif desc.flags & B_TRANSPOSED:  # the chunk's rows of B^T
+        elif desc.flags & Flag.B_TRANSPOSED:  # the chunk's rows of B^T
             weights = sum((words(desc.w_addr + (first * hw.lanes_out + n) * desc.w_stride,
                                  -(-desc.k * hw.act_bytes // word), Tag.WEIGHT) for n in range(cols)), [])
         else:
@@ -528,9 +531,6 @@ def test_compute_unit_bypass_at_any_lane_ratio(lanes):
     assert len(issues) == desc.m * desc.n_tiles * Geometry(hw).bypass_words_per_tile
 
 
-#: Flag bit of B_TRANSPOSED (docs/isa.md §3.3): B given as N rows of K act containers.
-B_TRANSPOSED = 1 << 10
-
 MATMUL_SPEC = {  # activation x activation: the compiler emits B_ROWMAJOR
     "name": "act-matmul",
     "inputs": {"a": {"shape": [7, 21], "distribution": "uniform", "scale": 2.0},
@@ -557,7 +557,7 @@ def _transposed(program, image, hw, index, seed=0):
             at = desc.w_addr + k * desc.w_stride + n * nbytes
             row[k * nbytes:(k + 1) * nbytes] = image.data[at:at + nbytes]
         data += row
-    flags = Flag(int(desc.flags) & ~int(Flag.B_ROWMAJOR) | B_TRANSPOSED)
+    flags = desc.flags & ~Flag.B_ROWMAJOR | Flag.B_TRANSPOSED
     descriptors = list(program.descriptors)
     descriptors[index] = dataclasses.replace(desc, flags=flags, w_addr=offset, w_stride=stride)
     transposed = Program(program.fingerprint, len(data), tuple(descriptors))
@@ -567,7 +567,9 @@ def _transposed(program, image, hw, index, seed=0):
     encoded = transposed.to_bytes()
     data[:len(encoded)] = encoded
     result = MemoryImage(bytes(data), regions)
-    return transposed, result, isa_sim(original, result, hw).data
+    expected = isa_sim(original, result, hw).data
+    assert isa_sim(transposed, result, hw).data == expected  # isa_sim's B_TRANSPOSED agrees
+    return transposed, result, expected
 
 
 @pytest.mark.parametrize("lanes", [(4, 4), (8, 4), (4, 8)], ids=lambda v: f"{v[0]}x{v[1]}")
@@ -766,6 +768,23 @@ def _refusal_runs(hw):
     return runs
 
 
+def _shared_refusal_runs(hw):
+    """The refusal table of tests/refusals.py (the one isa_sim and the HLS core run): its status, the
+    descriptors it completes, and the image those descriptors alone leave."""
+    runs = []
+    for case in refusal_cases(hw):
+        if case.status == Status.OK:
+            expected, done = isa_sim(case.image, case.image, hw).data, len(Program.from_bytes(case.program).descriptors)
+        else:
+            done = case.executed
+            before = bytearray(case.image[:HEADER_BYTES + DESCRIPTOR_BYTES * done])
+            struct.pack_into("<I", before, 12, done)
+            expected = isa_sim(bytes(before), case.image, hw).data if done else case.image
+        runs.append(tb.Run(case.image, expected, (), expect_status=case.status, expect_done=done,
+                           program_offset=case.program_offset, label=case.name))
+    return runs
+
+
 def _run_bench(tmp_path, hw, pairs, extra_runs=(), **bench):
     runs = []
     for index, (program, image) in enumerate(pairs):
@@ -814,7 +833,7 @@ def test_rtl_equals_isa_sim(tmp_path, board):
     programs.append((transposed, transposed_image))
     runs.append(tb.Run(transposed_image.data, transposed_expected, transposed_image.regions, label="B_TRANSPOSED",
                        expect_done=len(transposed.descriptors)))
-    errors = _refusal_runs(hw) + _row_error_runs(hw)
+    errors = _shared_refusal_runs(hw) + _refusal_runs(hw) + _row_error_runs(hw)
     env = tb.prepare(tmp_path, hw, runs + errors, stall_prob=0.3)
     toolchain.run_cocotb(tb.accelerator_verilog(hw), tb.TOPLEVEL, "hwgen.cosim.tb_accelerator",
                          work_dir=tmp_path, extra_env=env)

@@ -22,7 +22,7 @@ from hwgen.compiler import (
     isa_sim,
 )
 from hwgen.compiler.layout import pack_tiles, read_tiles
-from hwgen.compiler.program import MAGIC, VERSION
+from hwgen.isa import MAGIC, VERSION
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
 from hwgen.ir import load_graph
@@ -214,7 +214,7 @@ def _documented_cycles(desc, hw, latency=64, drain=30):
     """docs/isa.md §5, term by term, written from the document rather than from cycles.py."""
     beats = lambda nbytes: -(-nbytes // hw.axi_bytes)  # noqa: E731
     bypass, res = bool(desc.flags & Flag.BYPASS), int(bool(desc.flags & Flag.RESIDUAL))
-    e = hw.act_bytes if desc.flags & Flag.B_ROWMAJOR else hw.weight_bytes
+    e = hw.act_bytes if desc.flags & (Flag.B_ROWMAJOR | Flag.B_TRANSPOSED) else hw.weight_bytes
     n_chunks = -(-desc.n_tiles // desc.chunk_tiles)
     t = [min(desc.chunk_tiles, desc.n_tiles - c * desc.chunk_tiles) for c in range(n_chunks)]
     cols = [min(desc.n - c * desc.chunk_tiles * hw.lanes_out, t[c] * hw.lanes_out) for c in range(n_chunks)]
@@ -274,9 +274,10 @@ def test_cycle_estimates_follow_the_documented_model(qgraphs):
 
 
 def _largest_chunk_that_fits(desc, hw):
-    e = hw.act_bytes if desc.flags & Flag.B_ROWMAJOR else hw.weight_bytes
+    e = hw.act_bytes if desc.flags & (Flag.B_ROWMAJOR | Flag.B_TRANSPOSED) else hw.weight_bytes
     column = desc.k_tiles * hw.tile_stride(e) + (hw.lanes_out * hw.bias_bytes if desc.flags & Flag.BIAS else 0)
-    return min(desc.n_tiles, hw.weight_buffer_bytes // column)
+    max_chunk_tiles = hw.weight_buffer_bytes // (hw.tile_stride(hw.weight_bytes) + hw.lanes_out * hw.bias_bytes)
+    return min(desc.n_tiles, hw.weight_buffer_bytes // column, max_chunk_tiles)
 
 
 def test_compiler_picks_the_chunk_size_of_the_lowest_estimate(qgraphs):

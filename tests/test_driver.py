@@ -6,13 +6,15 @@ from the same functions), without the RTL and vendor files the driver never read
 loaded from the file a build ships (``driver/hwgen_driver.py``) as a standalone module. Checked:
 its register map is the RTL core's; the register writes, their order and the buffer placement; the
 cycles and outputs it reports; that it notices a wrong output code, a corrupted golden.npz, a core
-built for other parameters (before starting it) and a core that never finishes.
+built for other parameters (before starting it), a descriptor the hardware refuses (its status
+code, as docs/isa.md §3.7 defines it for every executor) and a core that never finishes.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import struct
 import sys
 
 import numpy as np
@@ -21,6 +23,7 @@ import pytest
 from hwgen import driver as driver_source
 from hwgen.build import compile_for, golden_npz
 from hwgen.hwparams import HwParams
+from hwgen.isa import Status
 from hwgen.rtl import axi
 
 CASES = {"mlp-tiny 16x16": ("mlp-tiny", HwParams()),
@@ -54,8 +57,8 @@ def test_register_map_is_the_rtl_cores(shipped):
     assert shipped.REGISTERS == axi.REGISTER_MAP
     assert (shipped.CONTROL_START, shipped.CONTROL_DONE, shipped.CONTROL_IDLE, shipped.CONTROL_ERROR) == (
         axi.CONTROL_START, axi.CONTROL_DONE, axi.CONTROL_IDLE, axi.CONTROL_ERROR)
-    # The RTL reports codes now (docs/isa.md §8.1); the driver decodes them once hwgen/driver.py takes hwgen.isa.Status.
-    assert set(shipped.STATUS_BITS) <= set(axi.STATUS_CODES)
+    assert shipped.STATUS_NAMES == tuple(status.name for status in Status)
+    assert {name: code for code, name in enumerate(shipped.STATUS_NAMES)} == axi.STATUS_CODES
     # pynq is imported only on the board path.
     assert "pynq" not in sys.modules
     with pytest.raises(ModuleNotFoundError, match="pynq"):
@@ -112,6 +115,22 @@ def test_a_corrupted_golden_npz_fails_the_run(shipped, folder, tmp_path):
     (tmp_path / "hwgen.yaml").write_text((path / "hwgen.yaml").read_text())
     assert shipped.main(["--isa-sim", "--folder", str(tmp_path)]) == 1
     assert shipped.main(["--isa-sim", "--folder", str(path)]) == 0
+
+
+def test_the_isa_sim_device_refuses_what_the_board_refuses(shipped, folder, tmp_path):
+    """A descriptor the hardware refuses stops the run with its status code, like the cores (docs/isa.md §3.7)."""
+    path, compiled, hw = folder
+    for name in ("memory.json", "golden.npz", "hwgen.yaml"):
+        (tmp_path / name).write_bytes((path / name).read_bytes())
+    image = bytearray(compiled.image.data)
+    last = len(compiled.program.descriptors) - 1
+    word = 64 + 64 * last + 4 * 4  # x_addr of the last descriptor: point it past the image
+    struct.pack_into("<I", image, word, len(image) // 64 * 64)
+    (tmp_path / "memory.bin").write_bytes(bytes(image))
+    result = shipped.HwgenDriver(tmp_path, shipped.IsaSimDevice(hw)).run()
+    assert (result.status, result.status_name, result.descriptors_done) == (
+        int(Status.OUT_OF_BOUNDS), "OUT_OF_BOUNDS", last)
+    assert not result.passed and "status 9 OUT_OF_BOUNDS" in result.summary()
 
 
 def test_a_core_built_for_other_parameters_is_refused_before_start(shipped, folder):

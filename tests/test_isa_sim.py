@@ -17,6 +17,8 @@ import pytest
 
 from hwgen import golden, zoo
 from hwgen.compiler import Flag, Program, Requant, compile_graph, isa_sim, requantize_int
+from hwgen.compiler.isa_sim import Refused
+from hwgen.isa import Status
 from hwgen.compiler.layout import pack_rows, rows_of
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
@@ -80,6 +82,7 @@ COVERAGE_SPEC = {
     "inputs": {
         "a": {"shape": [12, 20], "distribution": "uniform", "scale": 2.0},
         "b": {"shape": [20, 9], "distribution": "uniform", "scale": 1.0},
+        "c": {"shape": [7, 20], "distribution": "uniform", "scale": 1.5},
     },
     "layers": [
         {"name": "mm", "op": "MatMul", "inputs": ["a", "b"]},  # activation x activation (B_ROWMAJOR)
@@ -98,8 +101,10 @@ COVERAGE_SPEC = {
         {"name": "g", "op": "Linear", "input": "a", "features": 6},
         {"name": "g1", "op": "GELU", "input": "g"},  # fused GELU
         {"name": "g2", "op": "GELU", "input": "t"},  # Requantize into the GELU format + GELU on the bypass path
+        {"name": "mt", "op": "MatMul", "inputs": ["a", "c"], "transpose_b": True},  # a · cᵀ (B_TRANSPOSED)
+        {"name": "qt", "op": "MatMul", "input": "z", "features": 4, "transpose_b": True},  # constant (N, K) weight
     ],
-    "outputs": ["q", "s", "s3", "g1", "g2"],
+    "outputs": ["q", "s", "s3", "g1", "g2", "mt", "qt"],
     "formats": {
         "a": "fixed<10,2,RND,SAT>",
         "b": "ufixed<12,1,RND_INF,SAT>",
@@ -183,8 +188,9 @@ def test_isa_sim_refuses_program_for_other_hardware():
     qgraph = run_passes(model.graph, QuantConfig())
     program, image = compile_graph(qgraph, HwParams())
     other = HwParams(lanes_in=8)
-    with pytest.raises(ValueError, match=r"^program hardware fingerprint must be 0x[0-9a-f]{8} \(8x16 lanes.*\), not 0x"):
+    with pytest.raises(Refused, match=r"^program hardware fingerprint must be 0x[0-9a-f]{8} \(8x16 lanes.*\), not 0x") as caught:
         isa_sim(program, image, other)
+    assert caught.value.status == Status.BAD_FINGERPRINT and caught.value.executed == 0
 
 
 def test_comparison_detects_a_corrupted_weight_and_a_corrupted_descriptor():

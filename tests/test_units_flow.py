@@ -13,7 +13,7 @@ import pytest
 
 from hwgen import golden, zoo
 from hwgen.compiler import Flag, compile_graph, isa_sim
-from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
+from hwgen.isa import OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
 from hwgen.frontend import parse_spec
 from hwgen.golden import nonlinear
 from hwgen.golden import nonlinear_float as nf

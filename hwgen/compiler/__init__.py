@@ -6,10 +6,10 @@ The binary format, memory layout and cycle model are documented in ``docs/isa.md
 """
 
 from hwgen.compiler.cycles import CycleEstimate, CycleModel, estimate_cycles
-from hwgen.compiler.isa_sim import IsaResult, isa_sim, requantize_int
+from hwgen.compiler.isa_sim import IsaResult, Refused, isa_sim, requantize_int
 from hwgen.compiler.layout import MemoryImage, Region
 from hwgen.compiler.lower import SUPPORTED_OPS, compile_graph
-from hwgen.compiler.program import Flag, LinearDescriptor, Program, Requant, RowDescriptor
+from hwgen.isa import Flag, LinearDescriptor, Program, Requant, RowDescriptor
 
 #: ``hwgen.compiler.compile(qgraph, hw)``: the name the design uses for :func:`compile_graph`.
 compile = compile_graph  # noqa: A001 - deliberately the flow's name for this step
@@ -19,6 +19,7 @@ __all__ = [
     "compile_graph",
     "isa_sim",
     "IsaResult",
+    "Refused",
     "requantize_int",
     "Program",
     "LinearDescriptor",

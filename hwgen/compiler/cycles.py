@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwgen.compiler.program import DESCRIPTOR_BYTES, HEADER_BYTES, OPCODE_LAYERNORM, Flag, LinearDescriptor, RowDescriptor
+from hwgen.isa import DESCRIPTOR_BYTES, HEADER_BYTES, OPCODE_LAYERNORM, Flag, Limits, LinearDescriptor, RowDescriptor
 from hwgen.hwparams import HwParams
 
 __all__ = ["CycleModel", "CycleEstimate", "estimate_cycles", "estimate_row_cycles"]
@@ -95,7 +95,7 @@ def estimate_cycles(desc: LinearDescriptor | RowDescriptor, hw: HwParams, model:
         return estimate_row_cycles(desc, hw, model)
     bypass = bool(desc.flags & Flag.BYPASS)
     residual = int(bool(desc.flags & Flag.RESIDUAL))
-    element = hw.act_bytes if desc.flags & Flag.B_ROWMAJOR else hw.weight_bytes
+    element = Limits(hw).second_operand_bytes(desc.flags)
     bias_bytes = hw.bias_bytes if desc.flags & Flag.BIAS else 0
     depth = 1 if bypass else desc.k_tiles
     ideal = desc.m * depth * desc.n_tiles

@@ -2,7 +2,9 @@
 """``isa_sim``: execute a Program on a memory image in NumPy, following docs/isa.md literally.
 
 It sees only the Program, the image bytes and the hardware parameters — never the graph or the
-layout — and does what the controller does: read operands at descriptor addresses, accumulate
+layout — and does what the controller does: check the header and each descriptor with the one
+validity rule (:mod:`hwgen.isa.rules`; a refusal raises :class:`Refused` with the status every
+executor reports), read operands at descriptor addresses, accumulate
 exactly in ``acc_bits`` registers, requantize by the integer recipe of docs/isa.md §3.5, write the
 low container bits. ``tests/test_isa_sim.py`` proves it equal to ``golden.run`` bit for bit.
 """
@@ -15,13 +17,28 @@ import numpy as np
 
 from hwgen.compiler.cycles import CycleEstimate, CycleModel, estimate_cycles
 from hwgen.compiler.layout import MemoryImage, read_rows, read_tiles, read_vector, write_rows
-from hwgen.compiler.program import OPCODE_LAYERNORM, Flag, LinearDescriptor, Program, Requant, RowDescriptor
 from hwgen.golden import nonlinear as nl
 from hwgen.golden.exact import exact_matmul
 from hwgen.hwparams import HwParams
-from hwgen.units import ROW_MAX, row_units_problem
+from hwgen.isa import (
+    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, OPCODE_LAYERNORM, Flag, LinearDescriptor, Program, Refusal, Requant,
+    RowDescriptor, Status, check_descriptor, check_header, decode_descriptor, unpack,
+)
 
-__all__ = ["isa_sim", "IsaResult", "requantize_int"]
+__all__ = ["isa_sim", "IsaResult", "Refused", "requantize_int"]
+
+
+class Refused(ValueError):
+    """The run stopped at a refusal: ``status`` as every executor reports it, ``executed`` descriptors done.
+
+    ``data`` is the image as the executors leave it: the results of the descriptors before the refused one.
+    """
+
+    def __init__(self, refusal: Refusal, executed: int, data: bytes, where: str = ""):
+        super().__init__(f"{where}: {refusal.reason}" if where else refusal.reason)
+        self.status: Status = refusal.status
+        self.executed = executed
+        self.data = data
 
 
 @dataclass(frozen=True)
@@ -109,19 +126,15 @@ def requantize_int(v: np.ndarray, rq: Requant) -> np.ndarray:
 
 def _run_linear(desc: LinearDescriptor, memory: np.ndarray, hw: HwParams) -> None:
     flags = desc.flags
-    if desc.k_tiles != -(-desc.k // hw.lanes_in) or desc.n_tiles != -(-desc.n // hw.lanes_out):
-        raise ValueError(f"tile counts must match K={desc.k}, N={desc.n} and the lanes, not {desc.k_tiles}x{desc.n_tiles}")
-    if not 1 <= desc.chunk_tiles <= desc.n_tiles:
-        raise ValueError(f"chunk_tiles must be in 1..{desc.n_tiles}, not {desc.chunk_tiles}")
     x = read_rows(memory, desc.x_addr, desc.m, desc.k, desc.x_stride, hw.act_bytes, not flags & Flag.X_UNSIGNED)
     if flags & Flag.BYPASS:
-        if desc.k != desc.n:
-            raise ValueError(f"a BYPASS descriptor must have K == N, not K={desc.k}, N={desc.n}")
         acc = x
     else:
         w_signed = not flags & Flag.W_UNSIGNED
         if flags & Flag.B_ROWMAJOR:
             w = read_rows(memory, desc.w_addr, desc.k, desc.n, desc.w_stride, hw.act_bytes, w_signed)
+        elif flags & Flag.B_TRANSPOSED:
+            w = read_rows(memory, desc.w_addr, desc.n, desc.k, desc.w_stride, hw.act_bytes, w_signed).T
         else:
             tiles = read_tiles(
                 memory, desc.w_addr, desc.k_tiles, desc.n_tiles, hw.lanes_in, hw.lanes_out,
@@ -149,11 +162,6 @@ def _run_linear(desc: LinearDescriptor, memory: np.ndarray, hw: HwParams) -> Non
 
 
 def _run_rows(desc: RowDescriptor, memory: np.ndarray, hw: HwParams) -> None:
-    problem = row_units_problem(hw)
-    if problem is not None:
-        raise ValueError(f"{desc.name} needs the row unit, which this hardware does not have: {problem}")
-    if not 1 <= desc.n <= ROW_MAX or desc.m < 1:
-        raise ValueError(f"{desc.name} must have M ≥ 1 and 1 ≤ N ≤ {ROW_MAX}, not M={desc.m}, N={desc.n}")
     units = hw.unit_formats()
     x = read_rows(memory, desc.x_addr, desc.m, desc.n, desc.x_stride, hw.act_bytes, True)
     if desc.opcode == OPCODE_LAYERNORM:
@@ -161,32 +169,42 @@ def _run_rows(desc: RowDescriptor, memory: np.ndarray, hw: HwParams) -> None:
         beta = read_vector(memory, desc.beta_addr, desc.n, hw.act_bytes)
         y = nl.layernorm(units.layernorm_config(), x, gamma, beta, d_offset=desc.d_offset)
     else:
-        if desc.d_offset or desc.gamma_addr or desc.beta_addr:
-            raise ValueError("SOFTMAX must have gamma_addr, beta_addr and d_offset 0")
         y = nl.softmax(units.softmax_config(), x)
     write_rows(memory, desc.out_addr, y, desc.out_stride, hw.act_bytes)
 
 
-def isa_sim(program: Program | bytes, image: MemoryImage | bytes, hw: HwParams, model: CycleModel = CycleModel()) -> IsaResult:
-    """Run every descriptor of ``program`` on a copy of ``image``; refuse a Program built for other hardware."""
-    if not isinstance(program, Program):
-        program = Program.from_bytes(bytes(program))
-    if program.fingerprint != hw.fingerprint():
-        raise ValueError(
-            f"program hardware fingerprint must be {hw.fingerprint():#010x} ({hw}), not {program.fingerprint:#010x}"
-        )
+def isa_sim(program: Program | bytes, image: MemoryImage | bytes, hw: HwParams, model: CycleModel = CycleModel(), *,
+            program_offset: int = 0) -> IsaResult:
+    """Run every descriptor of ``program`` on a copy of ``image``, as the controller does.
+
+    The header and each descriptor pass :func:`hwgen.isa.check_header` / :func:`~hwgen.isa.check_descriptor`
+    first; a refusal raises :class:`Refused` (a ``ValueError``) with the status the hardware reports,
+    the number of descriptors completed and the image as they left it. ``program_offset`` is where
+    the Program sits in the image (the controller's ``PROGRAM_ADDR`` minus its image base).
+    """
+    raw = program.to_bytes() if isinstance(program, Program) else bytes(program)
     data = image.data if isinstance(image, MemoryImage) else bytes(image)
-    if len(data) < program.image_bytes:
-        raise ValueError(f"memory image must be at least the program's {program.image_bytes} bytes, not {len(data)}")
     memory = np.frombuffer(data, dtype=np.uint8).copy()
+    refusal = check_header(raw, hw, program_offset)
+    if refusal:
+        raise Refused(refusal, 0, data)
+    header = unpack(HEADER_FIELDS, raw[:HEADER_BYTES])
+    image_bytes, count = header["image_bytes"], header["count"]
+    if len(data) < image_bytes:
+        raise ValueError(f"memory image must be at least the program's {image_bytes} bytes, not {len(data)}")
+    if len(raw) < HEADER_BYTES + count * DESCRIPTOR_BYTES:
+        raise ValueError(f"a Program of {count} descriptors must be {HEADER_BYTES + count * DESCRIPTOR_BYTES} bytes, "
+                         f"not {len(raw)}")
     estimates = []
-    for index, desc in enumerate(program.descriptors):
-        try:
-            if isinstance(desc, RowDescriptor):
-                _run_rows(desc, memory, hw)
-            else:
-                _run_linear(desc, memory, hw)
-        except ValueError as exc:
-            raise ValueError(f"descriptor {index}: {exc}") from None
+    for index in range(count):
+        block = raw[HEADER_BYTES + index * DESCRIPTOR_BYTES : HEADER_BYTES + (index + 1) * DESCRIPTOR_BYTES]
+        refusal = check_descriptor(block, hw, image_bytes)
+        if refusal:
+            raise Refused(refusal, index, memory.tobytes(), f"descriptor {index}")
+        desc = decode_descriptor(block)
+        if isinstance(desc, RowDescriptor):
+            _run_rows(desc, memory, hw)
+        else:
+            _run_linear(desc, memory, hw)
         estimates.append(estimate_cycles(desc, hw, model))
     return IsaResult(memory.tobytes(), tuple(estimates), model.program_overhead(hw))

@@ -8,6 +8,8 @@ zero) and bias vectors lie in DDR; the compiler writes with them and ``isa_sim``
 
 from __future__ import annotations
 
+import enum
+
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ import numpy as np
 from hwgen.qfx import QFmt
 
 __all__ = [
+    "RegionKind",
     "Region",
     "MemoryImage",
     "container_dtype",
@@ -114,18 +117,45 @@ def read_vector(memory: np.ndarray, addr: int, length: int, nbytes: int) -> np.n
     return read_rows(memory, addr, 1, length, length * nbytes, nbytes, True)[0]
 
 
+class RegionKind(str, enum.Enum):
+    """What a region of the image holds (docs/isa.md §4); the value is what ``memory.json`` says."""
+
+    PROGRAM = "program"
+    WEIGHTS = "weights"
+    BIAS = "bias"
+    PARAMS = "params"
+    INPUT = "input"
+    ACTIVATION = "activation"
+    OUTPUT = "output"
+
+    @property
+    def holds_tensor(self) -> bool:
+        """An activation tensor in rows (input, intermediate or output): the host or a descriptor writes it."""
+        return self in (RegionKind.INPUT, RegionKind.ACTIVATION, RegionKind.OUTPUT)
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Region:
     """A named byte range of the image: what it holds and how (docs/isa.md §4)."""
 
     name: str
-    kind: str  # program, weights, bias, params, input, activation, output
+    kind: RegionKind
     offset: int
     size: int
     format: str = ""
     shape: tuple[int, ...] = ()
     row_stride: int = 0
     container_bits: int = 0
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "kind", RegionKind(self.kind))
+        except ValueError:
+            kinds = ", ".join(k.value for k in RegionKind)
+            raise ValueError(f"region kind must be one of {kinds}, not {self.kind!r}") from None
 
     @property
     def fmt(self) -> QFmt:
@@ -162,7 +192,7 @@ class MemoryImage:
     def write(self, name: str, raw: np.ndarray) -> MemoryImage:
         """A copy with activation region ``name`` holding ``raw`` (its tensor shape, int64 codes)."""
         region = self.region(name)
-        if region.kind not in ("input", "activation", "output"):
+        if not region.kind.holds_tensor:
             raise ValueError(f"region {name!r} must be an activation region to write, not {region.kind}")
         fmt = region.fmt
         raw = fmt.check_raw(raw, f"values for {name!r}")
@@ -180,6 +210,11 @@ class MemoryImage:
         for name, raw in values.items():
             image = image.write(name, raw)
         return image
+
+    def with_values(self, values) -> MemoryImage:
+        """A copy with every tensor region (input, activation, output) holding ``values[name]``: the image
+        after a correct run."""
+        return self.write_all({r.name: values[r.name] for r in self.regions if r.kind.holds_tensor})
 
     def read(self, name: str) -> np.ndarray:
         """int64 raw codes of activation region ``name``, in its tensor shape."""

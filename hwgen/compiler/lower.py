@@ -16,8 +16,10 @@ import logging
 from dataclasses import dataclass, field
 
 from hwgen.compiler.cycles import estimate_cycles
-from hwgen.compiler.layout import MemoryImage, Region, pack_tiles, pack_vector, rows_of
-from hwgen.compiler.program import OPCODE_LAYERNORM, OPCODE_SOFTMAX, Flag, LinearDescriptor, Program, Requant, RowDescriptor
+from hwgen.compiler.layout import MemoryImage, Region, RegionKind, pack_tiles, pack_vector, rows_of
+from hwgen.isa import (
+    OPCODE_LAYERNORM, OPCODE_SOFTMAX, Flag, Limits, LinearDescriptor, Program, Requant, RowDescriptor, check_descriptor,
+)
 from hwgen.hwparams import HwParams
 from hwgen.ir import Graph, Node, verify
 from hwgen.ir.ops import OPS
@@ -44,6 +46,12 @@ class _Group:
     weight: str | None = None
     bias: str | None = None
     acc_fmt: QFmt | None = None
+    weight_transposed: bool = False  # MatMul transpose_b with a constant b: the weight tensor is (N, K)
+
+    @property
+    def weight_key(self) -> str | None:
+        """Where the weight tiles are placed: a constant used both ways is packed twice."""
+        return f"{self.weight}.T" if self.weight_transposed else self.weight
     residual: str | None = None
     y_shift: int = 0
     r_shift: int = 0
@@ -139,8 +147,10 @@ class _Fuser:
             b = self.graph.tensor(node.inputs[1])
             group = _Group([], x, Flag(0), Requant.between(self.fmt(acc), self.fmt(requantize.outputs[0])),
                            requantize.outputs[0], weight=b.name, acc_fmt=self.fmt(acc))
+            transposed = node.attr("transpose_b", False)
             if not b.is_constant:
-                group.flags |= Flag.B_ROWMAJOR
+                group.flags |= Flag.B_TRANSPOSED if transposed else Flag.B_ROWMAJOR
+            group.weight_transposed = transposed and b.is_constant
             if len(node.inputs) > 2:
                 group.bias = node.inputs[2]
                 group.flags |= Flag.BIAS
@@ -269,34 +279,35 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         return placed
 
     program_bytes = 64 + 64 * len(groups)
-    program_region = place(Region("program", "program", 0, 0), bytes(program_bytes))
+    program_region = place(Region("program", RegionKind.PROGRAM, 0, 0), bytes(program_bytes))
     placed: dict[str, Region] = {}
     for group in groups:
         if isinstance(group, _RowGroup):
             for name in group.node.inputs[1:]:
                 p = qgraph.tensor(name)
                 placed[name] = place(
-                    Region(name, "params", 0, 0, str(p.fmt), p.shape, 0, hw.act_bits),
+                    Region(name, RegionKind.PARAMS, 0, 0, str(p.fmt), p.shape, 0, hw.act_bits),
                     pack_vector(p.raw, p.shape[-1], hw.act_bytes),
                 )
             continue
-        if group.flags & (Flag.BYPASS | Flag.B_ROWMAJOR):
+        if group.flags & (Flag.BYPASS | Flag.B_ROWMAJOR | Flag.B_TRANSPOSED):
             continue
         w = qgraph.tensor(group.weight)
-        if w.name not in placed:
-            payload = pack_tiles(w.raw, hw.lanes_in, hw.lanes_out, hw.weight_bytes, hw.tile_stride(hw.weight_bytes), w.fmt.signed)
-            placed[w.name] = place(
-                Region(w.name, "weights", 0, 0, str(w.fmt), w.shape, 0, hw.weight_bits), payload
+        if group.weight_key not in placed:
+            w_raw = w.raw.T if group.weight_transposed else w.raw
+            payload = pack_tiles(w_raw, hw.lanes_in, hw.lanes_out, hw.weight_bytes, hw.tile_stride(hw.weight_bytes), w.fmt.signed)
+            placed[group.weight_key] = place(
+                Region(group.weight_key, RegionKind.WEIGHTS, 0, 0, str(w.fmt), w_raw.shape, 0, hw.weight_bits), payload
             )
         if group.bias is not None:
             b = qgraph.tensor(group.bias)
             aligned = b.raw << (group.acc_fmt.frac_bits - b.fmt.frac_bits)
-            n_tiles = -(-w.shape[1] // hw.lanes_out)
+            n_tiles = -(-(w.shape[0] if group.weight_transposed else w.shape[1]) // hw.lanes_out)
             key = f"{b.name}@{group.acc_fmt.frac_bits}"
             if key not in placed:
                 aligned_fmt = QFmt(group.acc_fmt.width, group.acc_fmt.int_bits)
                 placed[key] = place(
-                    Region(b.name, "bias", 0, 0, str(aligned_fmt), b.shape, 0, hw.bias_bytes * 8),
+                    Region(b.name, RegionKind.BIAS, 0, 0, str(aligned_fmt), b.shape, 0, hw.bias_bytes * 8),
                     pack_vector(aligned, n_tiles * hw.lanes_out, hw.bias_bytes),
                 )
     materialized = list(qgraph.inputs) + [g.y for g in groups]
@@ -304,7 +315,8 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         tensor = qgraph.tensor(name)
         rows, cols = rows_of(tensor.shape)
         stride = hw.align(cols * hw.act_bytes)
-        kind = "input" if name in qgraph.inputs else "output" if name in qgraph.outputs else "activation"
+        kind = (RegionKind.INPUT if name in qgraph.inputs else RegionKind.OUTPUT if name in qgraph.outputs
+                else RegionKind.ACTIVATION)
         placed[name] = place(Region(name, kind, 0, 0, str(tensor.fmt), tensor.shape, stride, hw.act_bits), bytes(rows * stride))
 
     descriptors = []
@@ -314,6 +326,12 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         except ValueError as exc:
             raise ValueError(f"layer {group.nodes[0].name!r}: {exc}") from None
     program = Program(hw.fingerprint(), cursor, tuple(descriptors))
+    # The one validity rule: never emit a descriptor an executor would refuse.
+    for group, desc in zip(groups, descriptors):
+        refusal = check_descriptor(desc.encode(), hw, cursor)
+        if refusal:
+            raise ValueError(f"layer {group.nodes[0].name!r}: the {desc.name} descriptor cannot run on {hw}: "
+                             f"{refusal.reason} ({refusal.status.name})")
     encoded = program.to_bytes()
     chunks[0] = encoded + bytes(program_region.size - len(encoded))
     image = MemoryImage(b"".join(chunks), tuple(regions), tuple(g.label for g in groups))
@@ -355,17 +373,17 @@ def _descriptor(qgraph: Graph, group: _Group | _RowGroup, placed: dict[str, Regi
         w_tensor = qgraph.tensor(group.weight)
         if not w_tensor.fmt.signed:
             flags |= Flag.W_UNSIGNED
-        element = hw.act_bytes if flags & Flag.B_ROWMAJOR else hw.weight_bytes
-        column = k_tiles * hw.tile_stride(element) + (hw.lanes_out * hw.bias_bytes if flags & Flag.BIAS else 0)
-        chunk_tiles = min(n_tiles, hw.weight_buffer_bytes // column)
+        limits = Limits(hw)
+        column = limits.chunk_bytes(flags, k_tiles, 1)
+        chunk_tiles = limits.largest_chunk(flags, k_tiles, n_tiles)
         if chunk_tiles == 0:
             raise ValueError(
                 f"one column of weight tiles needs {column} bytes (K={k}, {hw.lanes_in}x{hw.lanes_out} lanes),"
                 f" more than weight_buffer_bytes={hw.weight_buffer_bytes}"
             )
-        w_region = placed[group.weight] if group.weight in placed else None
+        w_region = placed[group.weight_key]
         w_addr = w_region.offset
-        if flags & Flag.B_ROWMAJOR:
+        if flags & (Flag.B_ROWMAJOR | Flag.B_TRANSPOSED):
             w_stride = w_region.row_stride
         if flags & Flag.BIAS:
             bias_addr = placed[f"{group.bias}@{group.acc_fmt.frac_bits}"].offset

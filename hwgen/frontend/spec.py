@@ -106,13 +106,19 @@ def _linear(ctx, layer, name, shapes):
 
 
 def _matmul(ctx, layer, name, shapes):
+    attrs = {}
+    if "transpose_b" in layer:
+        if not isinstance(layer["transpose_b"], bool):
+            ctx.fail(f"transpose_b must be true or false, not {layer['transpose_b']!r}")
+        attrs["transpose_b"] = layer["transpose_b"]
     if len(shapes) == 2:
         if "features" in layer:
             ctx.fail("features must not be given when MatMul has two inputs")
-        return [], {}, [name]
+        return [], attrs, [name]
     k = shapes[0][-1]
     n = _positive_int(ctx, "features", layer.get("features"))
-    return [ctx.constant(f"{name}.weight", (k, n), 1.0 / np.sqrt(k))], {}, [name]
+    shape = (n, k) if attrs.get("transpose_b") else (k, n)
+    return [ctx.constant(f"{name}.weight", shape, 1.0 / np.sqrt(k))], attrs, [name]
 
 
 def _plain(ctx, layer, name, shapes):
@@ -181,7 +187,7 @@ def _expert(ctx, layer, name, shapes):
 _LAYERS: dict[str, tuple[tuple[str, ...], int, _Builder]] = {
     # op: (extra keys, number of activation operands (0 = 1 or 2 for MatMul), builder)
     "Linear": (("features", "bias"), 1, _linear),
-    "MatMul": (("features",), 0, _matmul),
+    "MatMul": (("features", "transpose_b"), 0, _matmul),
     "Add": ((), 2, _plain),
     "ReLU": ((), 1, _plain),
     "Requantize": ((), 1, _plain),

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from hwgen import qfx, units
-from hwgen.golden import nonlinear
+from hwgen import qfx
+from hwgen.golden import nonlinear, unit_configs
 from hwgen.ir import Graph, Node
 from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
@@ -65,7 +65,8 @@ def _linear(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt
 
 
 def _matmul(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
-    return (out[0].check_raw(exact_matmul(args[0], args[1]), f"accumulator of {node.name!r}"),)
+    b = np.swapaxes(args[1], -1, -2) if _attr(node, "transpose_b") else args[1]
+    return (out[0].check_raw(exact_matmul(args[0], b), f"accumulator of {node.name!r}"),)
 
 
 def _add(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
@@ -87,11 +88,11 @@ def _attr(node: Node, key: str):
 
 
 def _gelu(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
-    return (nonlinear.gelu(units.gelu_config(fmts[0], out[0]), args[0]),)
+    return (nonlinear.gelu(unit_configs.gelu_config(fmts[0], out[0]), args[0]),)
 
 
 def _layernorm(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
-    cfg = units.layernorm_config(fmts[0], fmts[1], fmts[2], out[0], _attr(node, "eps"))
+    cfg = unit_configs.layernorm_config(fmts[0], fmts[1], fmts[2], out[0], _attr(node, "eps"))
     return (nonlinear.layernorm(cfg, *args),)
 
 
@@ -100,7 +101,7 @@ def _softmax(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFm
     axis = _attr(node, "axis")
     if axis not in (-1, x.ndim - 1):
         raise ValueError(f"Softmax {node.name!r} must be along the last axis, not axis {axis}")
-    return (nonlinear.softmax(units.softmax_config(fmts[0], out[0]), x),)
+    return (nonlinear.softmax(unit_configs.softmax_config(fmts[0], out[0]), x),)
 
 
 #: The bit-exact definition of each supported op: f(node, raw args, arg formats, output formats).

@@ -110,7 +110,7 @@ def _expert(args, attrs):
 #: The float definition of every op: f(arguments, attributes with defaults) -> outputs.
 FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]] = {
     "Linear": _linear,
-    "MatMul": lambda args, attrs: (matmul(args[0], args[1]),),
+    "MatMul": lambda args, attrs: (matmul(args[0], np.swapaxes(args[1], -1, -2) if attrs["transpose_b"] else args[1]),),
     "Add": lambda args, attrs: (args[0] + args[1],),
     "ReLU": lambda args, attrs: (np.maximum(args[0], 0.0),),
     "Requantize": lambda args, attrs: (args[0],),

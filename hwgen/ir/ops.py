@@ -70,6 +70,8 @@ def _matmul(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ..
     a, b = shapes
     _need_rank("a", a, 1)
     _need_rank("b", b, 2)
+    if attrs.get("transpose_b", False):
+        b = b[:-2] + (b[-1], b[-2])
     if len(b) > 2 and (len(a) != len(b) or a[:-2] != b[:-2]):
         raise ValueError(f"batched b must have the same leading dimensions as a, not {_shape(b)} for a {_shape(a)}")
     if b[-2] != a[-1]:
@@ -193,6 +195,7 @@ def _expert(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ..
 
 
 _INT = (int,)
+_BOOL = (bool,)
 _FLOAT = (int, float)
 _STR = (str,)
 _PAIR = (int, tuple, list)
@@ -203,7 +206,8 @@ OPS: dict[str, OpSpec] = {
     for spec in (
         OpSpec("Linear", ("input", "weight", "bias"), ("output",), _linear, optional=1,
                constant_operands=("weight", "bias"), doc="x · W + b, W of shape (K, N)"),
-        OpSpec("MatMul", ("a", "b"), ("output",), _matmul, doc="a · b; b a constant or an activation"),
+        OpSpec("MatMul", ("a", "b"), ("output",), _matmul, attrs=(("transpose_b", _BOOL, False),),
+               doc="a · b, or a · bᵀ with transpose_b (b of shape (N, K), as K in Q·Kᵀ); b a constant or an activation"),
         OpSpec("Add", ("a", "b"), ("output",), _add, doc="elementwise a + b (residual)"),
         OpSpec("ReLU", ("input",), ("output",), _same_as_first, doc="max(x, 0)"),
         OpSpec("Requantize", ("input",), ("output",), _same_as_first,

@@ -95,7 +95,8 @@ def attr_problem(spec: OpSpec, attrs: dict[str, Any]) -> str | None:
                 return f"attribute {name!r} is required"
             continue
         value = attrs[name]
-        if isinstance(value, bool) or not isinstance(value, types):
+        # bool is an int in Python: only an attribute declared bool takes one.
+        if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
             kinds = " or ".join(t.__name__ for t in types)
             return f"attribute {name!r} must be {kinds}, not {value!r}"
     return None

@@ -271,7 +271,8 @@ def _accumulator_format(graph, node, config, fmts, raws, requested, weight) -> Q
                 )
             fmts[bias.name] = bias_fmt
             raws[bias.name] = bias_raw = bias_fmt.quantize(bias.value)
-        bound = accumulator_bound(x_fmt, raws[b_tensor.name], bias_raw, bias_shift)
+        b_raw = raws[b_tensor.name].T if node.attr("transpose_b", False) else raws[b_tensor.name]
+        bound = accumulator_bound(x_fmt, b_raw, bias_raw, bias_shift)
     else:
         k = graph.tensor(node.inputs[0]).shape[-1]
         bound = k * max(-x_fmt.min_raw, x_fmt.max_raw) * max(-w_fmt.min_raw, w_fmt.max_raw)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The Program: a header and fixed-size binary descriptors, exactly as ``docs/isa.md`` defines them.
+"""Encode and decode Programs: header and descriptors, packed by the field tables of :mod:`hwgen.isa.spec`.
 
 Encoding and decoding live here and nowhere else; :meth:`Program.listing` disassembles a Program
 (from its bytes alone) into readable text.
@@ -7,22 +7,19 @@ Encoding and decoding live here and nowhere else; :meth:`Program.listing` disass
 
 from __future__ import annotations
 
-import enum
-import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from hwgen.isa.spec import (
+    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, ROW_FIELDS, VERSION, Field,
+    Flag, Opcode,
+)
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt
 
 __all__ = [
-    "MAGIC",
-    "VERSION",
-    "HEADER_BYTES",
-    "DESCRIPTOR_BYTES",
-    "OPCODE_LINEAR",
-    "OPCODE_LAYERNORM",
-    "OPCODE_SOFTMAX",
-    "Flag",
+    "pack",
+    "unpack",
     "Requant",
     "LinearDescriptor",
     "RowDescriptor",
@@ -31,39 +28,42 @@ __all__ = [
     "Program",
 ]
 
-MAGIC = 0x50475748  # the bytes "HWGP"
-VERSION = 1
-HEADER_BYTES = 64
-DESCRIPTOR_BYTES = 64
-OPCODE_LINEAR = 1
-OPCODE_LAYERNORM = 5
-OPCODE_SOFTMAX = 8
-_WORDS = struct.Struct("<16I")
-
-
-class Flag(enum.IntFlag):
-    """Flag bits of a LINEAR descriptor (bits 8.. of word 0)."""
-
-    BIAS = 1 << 0
-    RELU1 = 1 << 1
-    RESIDUAL = 1 << 2
-    RELU2 = 1 << 3
-    BYPASS = 1 << 4
-    B_ROWMAJOR = 1 << 5
-    X_UNSIGNED = 1 << 6
-    W_UNSIGNED = 1 << 7
-    R_UNSIGNED = 1 << 8
-    GELU = 1 << 9
-
-
 _ALL_FLAGS = sum(int(f) for f in Flag)
 
 
-def _check_field(name: str, value: int, bits: int, signed: bool = False) -> int:
+def _fits(name: str, value: int, bits: int, signed: bool = False) -> int:
     low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{name} must fit a {'signed ' if signed else ''}{bits}-bit field ({low}..{high}), not {value!r}")
     return value & ((1 << bits) - 1)
+
+
+def pack(fields: tuple[Field, ...], values: Mapping[str, int]) -> bytes:
+    """The little-endian bytes of a block: every field from ``values`` (absent ones 0), each checked to fit."""
+    unknown = set(values) - {f.name for f in fields}
+    if unknown:
+        raise ValueError(f"fields must be among the block's, not {sorted(unknown)}")
+    total = 0
+    for f in fields:
+        total |= _fits(f.name, int(values.get(f.name, 0)), f.bits, f.signed) << f.offset
+    size = sum(f.bits for f in fields)
+    return total.to_bytes(size // 8, "little")
+
+
+def unpack(fields: tuple[Field, ...], data: bytes) -> dict[str, int]:
+    """Every field of a block from its little-endian bytes (signed fields sign-extended)."""
+    total = int.from_bytes(data, "little")
+    values = {}
+    for f in fields:
+        value = (total >> f.offset) & ((1 << f.bits) - 1)
+        if f.signed and value >> (f.bits - 1):
+            value -= 1 << f.bits
+        values[f.name] = value
+    return values
+
+
+def _word(fields: tuple[Field, ...], values: Mapping[str, int]) -> int:
+    return int.from_bytes(pack(fields, values), "little")
 
 
 @dataclass(frozen=True)
@@ -93,30 +93,34 @@ class Requant:
         """The 32-bit requantization word (docs/isa.md §3.5)."""
         if not 1 <= self.width <= 32:
             raise ValueError(f"requantize width must be 1 to 32 bits, not {self.width}")
-        return (
-            _check_field("requantize shift", self.shift, 8, signed=True)
-            | _check_field("requantize width", self.width, 6) << 8
-            | int(self.signed) << 14
-            | ROUNDING_MODES.index(self.rounding) << 16
-            | OVERFLOW_MODES.index(self.overflow) << 20
-            | _check_field("requantize source width", self.src_width, 6) << 24
-        )
+        return _word(REQUANT_FIELDS, {
+            "shift": self.shift, "width": self.width, "is_signed": int(self.signed),
+            "round": ROUNDING_MODES.index(self.rounding), "overflow": OVERFLOW_MODES.index(self.overflow),
+            "src_width": self.src_width,
+        })
+
+    @staticmethod
+    def problem(word: int) -> str | None:
+        """Why ``word`` is not a valid requantization word (docs/isa.md §3.5), or ``None``."""
+        f = unpack(REQUANT_FIELDS, word.to_bytes(4, "little"))
+        if not 1 <= f["width"] <= 32:
+            return f"requantize width must be 1 to 32, not {f['width']}"
+        if f["round"] >= len(ROUNDING_MODES) or f["overflow"] >= len(OVERFLOW_MODES):
+            return f"requantize word must hold valid mode codes, not rounding {f['round']} overflow {f['overflow']}"
+        reserved = [name for name, value in f.items() if name.startswith("reserved") and value]
+        if reserved:
+            return f"requantize word must have its reserved bits 0, not {', '.join(reserved)} set"
+        return None
 
     @classmethod
     def decode(cls, word: int) -> Requant:
-        """Read a requantization word; invalid mode codes are refused."""
-        shift = word & 0xFF
-        rounding, overflow = (word >> 16) & 7, (word >> 20) & 7
-        if rounding >= len(ROUNDING_MODES) or overflow >= len(OVERFLOW_MODES):
-            raise ValueError(f"requantize word must hold valid mode codes, not rounding {rounding} overflow {overflow}")
-        return cls(
-            shift - 256 if shift >= 128 else shift,
-            (word >> 8) & 0x3F,
-            bool(word >> 14 & 1),
-            ROUNDING_MODES[rounding],
-            OVERFLOW_MODES[overflow],
-            (word >> 24) & 0x3F,
-        )
+        """Read a requantization word; an invalid one is refused."""
+        problem = cls.problem(word)
+        if problem:
+            raise ValueError(problem)
+        f = unpack(REQUANT_FIELDS, word.to_bytes(4, "little"))
+        return cls(f["shift"], f["width"], bool(f["is_signed"]), ROUNDING_MODES[f["round"]],
+                   OVERFLOW_MODES[f["overflow"]], f["src_width"])
 
     def __str__(self) -> str:
         move = f">>{self.shift}" if self.shift > 0 else f"<<{-self.shift}"
@@ -149,62 +153,28 @@ class LinearDescriptor:
     y_shift: int = 0
     r_shift: int = 0
 
+    opcode = Opcode.LINEAR
+    name = "LINEAR"
+
     def encode(self) -> bytes:
         """The 64 bytes of the descriptor."""
-        words = [
-            OPCODE_LINEAR | _check_field("flags", int(self.flags), 24) << 8,
-            _check_field("M", self.m, 32),
-            _check_field("K", self.k, 16) | _check_field("N", self.n, 16) << 16,
-            _check_field("k_tiles", self.k_tiles, 16) | _check_field("n_tiles", self.n_tiles, 16) << 16,
-            _check_field("x_addr", self.x_addr, 32),
-            _check_field("w_addr", self.w_addr, 32),
-            _check_field("bias_addr", self.bias_addr, 32),
-            _check_field("res_addr", self.res_addr, 32),
-            _check_field("out_addr", self.out_addr, 32),
-            _check_field("x_stride", self.x_stride, 32),
-            _check_field("w_stride", self.w_stride, 32),
-            _check_field("res_stride", self.res_stride, 32),
-            _check_field("out_stride", self.out_stride, 32),
-            self.rq1.encode(),
-            self.rq2.encode() if self.rq2 is not None else 0,
-            _check_field("chunk_tiles", self.chunk_tiles, 16)
-            | _check_field("y_shift", self.y_shift, 8) << 16
-            | _check_field("r_shift", self.r_shift, 8) << 24,
-        ]
-        return _WORDS.pack(*words)
+        values = {f.name: getattr(self, f.name) for f in LINEAR_FIELDS if f.name not in ("flags", "rq1", "rq2")}
+        values.update(opcode=int(Opcode.LINEAR), flags=int(self.flags), rq1=self.rq1.encode(),
+                      rq2=self.rq2.encode() if self.rq2 is not None else 0)
+        return pack(LINEAR_FIELDS, values)
 
     @classmethod
     def decode(cls, data: bytes) -> LinearDescriptor:
-        """Read 64 descriptor bytes (the opcode must be LINEAR)."""
-        w = _WORDS.unpack(data)
-        if w[0] & 0xFF != OPCODE_LINEAR:
-            raise ValueError(f"descriptor opcode must be {OPCODE_LINEAR} (LINEAR), not {w[0] & 0xFF}")
-        flags = w[0] >> 8
-        if flags & ~_ALL_FLAGS:
-            raise ValueError(f"descriptor flags must use only defined bits, not {flags:#x}")
-        flags = Flag(flags)
-        return cls(
-            flags=flags,
-            m=w[1],
-            k=w[2] & 0xFFFF,
-            n=w[2] >> 16,
-            k_tiles=w[3] & 0xFFFF,
-            n_tiles=w[3] >> 16,
-            x_addr=w[4],
-            w_addr=w[5],
-            bias_addr=w[6],
-            res_addr=w[7],
-            out_addr=w[8],
-            x_stride=w[9],
-            w_stride=w[10],
-            res_stride=w[11],
-            out_stride=w[12],
-            rq1=Requant.decode(w[13]),
-            rq2=Requant.decode(w[14]) if flags & Flag.RESIDUAL else None,
-            chunk_tiles=w[15] & 0xFFFF,
-            y_shift=(w[15] >> 16) & 0xFF,
-            r_shift=w[15] >> 24,
-        )
+        """Read 64 descriptor bytes (the opcode must be LINEAR, the flags and requantization words defined)."""
+        f = unpack(LINEAR_FIELDS, data)
+        if f["opcode"] != Opcode.LINEAR:
+            raise ValueError(f"descriptor opcode must be {int(Opcode.LINEAR)} (LINEAR), not {f['opcode']}")
+        if f["flags"] & ~_ALL_FLAGS:
+            raise ValueError(f"descriptor flags must use only defined bits, not {f['flags']:#x}")
+        flags = Flag(f.pop("flags"))
+        del f["opcode"]
+        rq1, rq2 = Requant.decode(f.pop("rq1")), f.pop("rq2")
+        return cls(flags=flags, rq1=rq1, rq2=Requant.decode(rq2) if flags & Flag.RESIDUAL else None, **f)
 
     def listing(self) -> list[str]:
         """Disassembly: a few indented lines."""
@@ -243,53 +213,34 @@ class RowDescriptor:
     beta_addr: int = 0
     d_offset: int = 0
 
-    NAMES = {OPCODE_LAYERNORM: "LAYERNORM", OPCODE_SOFTMAX: "SOFTMAX"}
+    OPCODES = (Opcode.LAYERNORM, Opcode.SOFTMAX)
 
     @property
     def name(self) -> str:
-        return self.NAMES[self.opcode]
+        return Opcode(self.opcode).name
 
     def encode(self) -> bytes:
         """The 64 bytes of the descriptor."""
-        if self.opcode not in self.NAMES:
-            raise ValueError(f"row descriptor opcode must be one of {', '.join(map(str, self.NAMES))}, not {self.opcode}")
-        offset = _check_field("d_offset", self.d_offset, 96)
-        words = [
-            self.opcode,
-            _check_field("M", self.m, 32),
-            _check_field("N", self.n, 16),
-            0,
-            _check_field("x_addr", self.x_addr, 32),
-            _check_field("gamma_addr", self.gamma_addr, 32),
-            _check_field("beta_addr", self.beta_addr, 32),
-            0,
-            _check_field("out_addr", self.out_addr, 32),
-            _check_field("x_stride", self.x_stride, 32),
-            0,
-            0,
-            _check_field("out_stride", self.out_stride, 32),
-            offset & 0xFFFFFFFF,
-            (offset >> 32) & 0xFFFFFFFF,
-            offset >> 64,
-        ]
-        return _WORDS.pack(*words)
+        if self.opcode not in self.OPCODES:
+            raise ValueError(f"row descriptor opcode must be one of {', '.join(str(int(o)) for o in self.OPCODES)}, "
+                             f"not {self.opcode}")
+        return pack(ROW_FIELDS, {f.name: int(getattr(self, f.name)) for f in ROW_FIELDS if not f.reserved})
 
     @classmethod
     def decode(cls, data: bytes) -> RowDescriptor:
         """Read 64 descriptor bytes of a LAYERNORM or SOFTMAX descriptor; reserved bits must be 0."""
-        w = _WORDS.unpack(data)
-        opcode = w[0] & 0xFF
-        if opcode not in cls.NAMES:
-            raise ValueError(f"descriptor opcode must be one of {', '.join(map(str, cls.NAMES))}, not {opcode}")
-        if w[0] >> 8 or w[2] >> 16 or w[3] or w[7] or w[10] or w[11]:
-            raise ValueError(f"{cls.NAMES[opcode]} descriptor must have its reserved fields 0")
-        return cls(opcode, m=w[1], n=w[2], x_addr=w[4], out_addr=w[8], x_stride=w[9], out_stride=w[12],
-                   gamma_addr=w[5], beta_addr=w[6], d_offset=w[13] | w[14] << 32 | w[15] << 64)
+        f = unpack(ROW_FIELDS, data)
+        if f["opcode"] not in cls.OPCODES:
+            raise ValueError(f"descriptor opcode must be one of {', '.join(str(int(o)) for o in cls.OPCODES)}, "
+                             f"not {f['opcode']}")
+        if any(f.pop(name) for name in [field.name for field in ROW_FIELDS if field.reserved]):
+            raise ValueError(f"{Opcode(f['opcode']).name} descriptor must have its reserved fields 0")
+        return cls(**f)
 
     def listing(self) -> list[str]:
         """Disassembly: a few indented lines."""
         lines = [f"{self.name} M={self.m} N={self.n}", f"  x    @{self.x_addr:#010x} stride {self.x_stride}"]
-        if self.opcode == OPCODE_LAYERNORM:
+        if self.opcode == Opcode.LAYERNORM:
             lines.append(f"  gamma @{self.gamma_addr:#010x} beta @{self.beta_addr:#010x} d_offset {self.d_offset}")
         lines.append(f"  out  @{self.out_addr:#010x} stride {self.out_stride}")
         return lines
@@ -301,11 +252,11 @@ Descriptor = LinearDescriptor | RowDescriptor
 def decode_descriptor(data: bytes) -> Descriptor:
     """Decode 64 descriptor bytes by their opcode."""
     opcode = data[0]
-    if opcode == OPCODE_LINEAR:
+    if opcode == Opcode.LINEAR:
         return LinearDescriptor.decode(data)
-    if opcode in RowDescriptor.NAMES:
+    if opcode in RowDescriptor.OPCODES:
         return RowDescriptor.decode(data)
-    known = ", ".join(map(str, (OPCODE_LINEAR, *RowDescriptor.NAMES)))
+    known = ", ".join(str(int(o)) for o in Opcode)
     raise ValueError(f"descriptor opcode must be one of {known}, not {opcode}")
 
 
@@ -324,10 +275,10 @@ class Program:
 
     def to_bytes(self) -> bytes:
         """The encoded Program: header then descriptors (``program.bin``)."""
-        header = _WORDS.pack(
-            MAGIC, VERSION, _check_field("fingerprint", self.fingerprint, 32), len(self.descriptors),
-            DESCRIPTOR_BYTES, _check_field("image_bytes", self.image_bytes, 32), *([0] * 10),
-        )
+        header = pack(HEADER_FIELDS, {
+            "magic": MAGIC, "version": VERSION, "fingerprint": self.fingerprint, "count": len(self.descriptors),
+            "descriptor_bytes": DESCRIPTOR_BYTES, "image_bytes": self.image_bytes,
+        })
         return header + b"".join(d.encode() for d in self.descriptors)
 
     @classmethod
@@ -335,14 +286,14 @@ class Program:
         """Decode a Program; a bad magic, version or size is refused."""
         if len(data) < HEADER_BYTES:
             raise ValueError(f"a Program must be at least {HEADER_BYTES} bytes, not {len(data)}")
-        w = _WORDS.unpack(data[:HEADER_BYTES])
-        if w[0] != MAGIC:
-            raise ValueError(f"Program magic must be {MAGIC:#010x}, not {w[0]:#010x}")
-        if w[1] != VERSION:
-            raise ValueError(f"Program version must be {VERSION}, not {w[1]}")
-        if w[4] != DESCRIPTOR_BYTES:
-            raise ValueError(f"descriptor size must be {DESCRIPTOR_BYTES}, not {w[4]}")
-        count = w[3]
+        h = unpack(HEADER_FIELDS, data[:HEADER_BYTES])
+        if h["magic"] != MAGIC:
+            raise ValueError(f"Program magic must be {MAGIC:#010x}, not {h['magic']:#010x}")
+        if h["version"] != VERSION:
+            raise ValueError(f"Program version must be {VERSION}, not {h['version']}")
+        if h["descriptor_bytes"] != DESCRIPTOR_BYTES:
+            raise ValueError(f"descriptor size must be {DESCRIPTOR_BYTES}, not {h['descriptor_bytes']}")
+        count = h["count"]
         end = HEADER_BYTES + count * DESCRIPTOR_BYTES
         if len(data) < end:
             raise ValueError(f"a Program of {count} descriptors must be {end} bytes, not {len(data)}")
@@ -350,7 +301,7 @@ class Program:
             decode_descriptor(data[HEADER_BYTES + i * DESCRIPTOR_BYTES : HEADER_BYTES + (i + 1) * DESCRIPTOR_BYTES])
             for i in range(count)
         )
-        return cls(w[2], w[5], descriptors)
+        return cls(h["fingerprint"], h["image_bytes"], descriptors)
 
     def listing(self, labels: tuple[str, ...] = ()) -> str:
         """Human-readable disassembly; ``labels`` (e.g. layer names) annotate descriptors."""

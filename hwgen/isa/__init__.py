@@ -1,0 +1,26 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The accelerator's instruction set, defined once (docs/isa.md §3).
+
+- :mod:`hwgen.isa.spec`: opcodes, flags, status codes and the field tables, as data;
+- :mod:`hwgen.isa.codec`: Python encoder and decoder of Programs, driven by those tables;
+- :mod:`hwgen.isa.rules`: the one validity rule (:func:`check_header`, :func:`check_descriptor`);
+- :mod:`hwgen.isa.cpp` and :mod:`hwgen.isa.doc`: the C++ header of the HLS core and the field tables
+  of ``docs/isa.md``, generated from the same tables (``rtl/descriptor.py`` builds the Amaranth layouts).
+"""
+
+from hwgen.isa.codec import (
+    Descriptor, LinearDescriptor, Program, Requant, RowDescriptor, decode_descriptor, pack, unpack,
+)
+from hwgen.isa.rules import Limits, Refusal, check_descriptor, check_header, rows_end
+from hwgen.isa.spec import (
+    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS,
+    VERSION, Field, Flag, Opcode, Status, OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_SOFTMAX,
+)
+
+__all__ = [
+    "MAGIC", "VERSION", "HEADER_BYTES", "DESCRIPTOR_BYTES",
+    "Opcode", "OPCODE_LINEAR", "OPCODE_LAYERNORM", "OPCODE_SOFTMAX", "RESERVED_OPCODES", "Flag", "Status", "Field",
+    "HEADER_FIELDS", "LINEAR_FIELDS", "ROW_FIELDS", "REQUANT_FIELDS",
+    "pack", "unpack", "Requant", "LinearDescriptor", "RowDescriptor", "Descriptor", "decode_descriptor", "Program",
+    "Refusal", "Limits", "check_header", "check_descriptor", "rows_end",
+]

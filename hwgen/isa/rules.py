@@ -1,0 +1,223 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The one validity rule: why a Program header or a descriptor cannot run on given hardware.
+
+:func:`check_header` and :func:`check_descriptor` take raw bytes, as the controller sees them, and
+answer ``None`` or a :class:`Refusal` with the :class:`~hwgen.isa.spec.Status` every executor
+reports and a sentence saying why. The compiler refuses to emit what they refuse, ``isa_sim`` and
+the driver's ``isa_sim`` device stop where they say, and the RTL and HLS controllers implement the
+same checks in the same order (``docs/isa.md`` §3.7), proven by one table of refused Programs
+(``tests/refusals.py``) run against every executor.
+
+The checks are grouped by status and the groups are tried in this order, so a descriptor with
+several problems gets the same code everywhere: ``BAD_OPCODE``, ``BAD_DESCRIPTOR``,
+``DOES_NOT_FIT``, ``MISALIGNED``, ``OUT_OF_BOUNDS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwgen.hwparams import HwParams
+from hwgen.units import ROW_MAX, row_units_problem
+from hwgen.isa.codec import Requant, unpack
+from hwgen.isa.spec import (
+    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, ROW_FIELDS, VERSION, Flag, Opcode, Status,
+)
+
+__all__ = ["Refusal", "Limits", "check_header", "check_descriptor", "rows_end"]
+
+_DEFINED_FLAGS = sum(int(f) for f in Flag)
+#: Flags that name the second operand; with BYPASS there is none.
+_SECOND_OPERAND_FLAGS = Flag.BIAS | Flag.B_ROWMAJOR | Flag.B_TRANSPOSED | Flag.W_UNSIGNED
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A status other than OK and the reason, in the words of an error message."""
+
+    status: Status
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.status.name}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The on-chip capacities every executor honours exactly (docs/isa.md §3.7)."""
+
+    hw: HwParams
+
+    @property
+    def max_k_tiles(self) -> int:
+        """Most ``lanes_in``-element words one row of ``x`` may have: the row fits one activation bank."""
+        return self.hw.act_buffer_bytes // (self.hw.lanes_in * self.hw.act_bytes)
+
+    @property
+    def max_chunk_tiles(self) -> int:
+        """Most output tiles of one chunk: bounds the bias bank and the residual and output row segments."""
+        hw = self.hw
+        return hw.weight_buffer_bytes // (hw.tile_stride(hw.weight_bytes) + hw.lanes_out * hw.bias_bytes)
+
+    def second_operand_bytes(self, flags: Flag) -> int:
+        """Container bytes of the second operand: activations with ``B_ROWMAJOR``/``B_TRANSPOSED``, else weights."""
+        return self.hw.act_bytes if flags & (Flag.B_ROWMAJOR | Flag.B_TRANSPOSED) else self.hw.weight_bytes
+
+    def chunk_bytes(self, flags: Flag, k_tiles: int, chunk_tiles: int) -> int:
+        """Weight-bank bytes a chunk of ``chunk_tiles`` output tiles takes: its tiles and its bias entries."""
+        hw = self.hw
+        column = k_tiles * hw.tile_stride(self.second_operand_bytes(flags))
+        if flags & Flag.BIAS:
+            column += hw.lanes_out * hw.bias_bytes
+        return chunk_tiles * column
+
+    def largest_chunk(self, flags: Flag, k_tiles: int, n_tiles: int) -> int:
+        """The most output tiles a chunk of this descriptor may have (0: not even one fits)."""
+        if flags & Flag.BYPASS:
+            return min(n_tiles, self.max_chunk_tiles)
+        one = self.chunk_bytes(flags, k_tiles, 1)
+        return min(n_tiles, self.max_chunk_tiles, self.hw.weight_buffer_bytes // one)
+
+
+def rows_end(addr: int, rows: int, stride: int, columns: int, element_bytes: int) -> int:
+    """One past the last byte of ``rows`` rows of ``columns`` containers, ``stride`` bytes apart."""
+    return addr + (rows - 1) * stride + columns * element_bytes
+
+
+def check_header(data: bytes, hw: HwParams, program_offset: int = 0) -> Refusal | None:
+    """Why the controller must refuse the Program header ``data`` (64 bytes) at ``program_offset`` in the image."""
+    if program_offset % hw.axi_bytes:
+        return Refusal(Status.MISALIGNED, f"the Program must start on a multiple of {hw.axi_bytes} bytes, "
+                                          f"not at {program_offset}")
+    h = unpack(HEADER_FIELDS, bytes(data[:HEADER_BYTES]).ljust(HEADER_BYTES, b"\0"))
+    if h["magic"] != MAGIC:
+        return Refusal(Status.BAD_MAGIC, f"Program magic must be {MAGIC:#010x}, not {h['magic']:#010x}")
+    if h["version"] != VERSION:
+        return Refusal(Status.BAD_VERSION, f"Program version must be {VERSION}, not {h['version']}")
+    if h["fingerprint"] != hw.fingerprint():
+        return Refusal(Status.BAD_FINGERPRINT, f"program hardware fingerprint must be {hw.fingerprint():#010x} "
+                                               f"({hw}), not {h['fingerprint']:#010x}")
+    if h["descriptor_bytes"] != DESCRIPTOR_BYTES:
+        return Refusal(Status.BAD_HEADER, f"descriptor size must be {DESCRIPTOR_BYTES}, not {h['descriptor_bytes']}")
+    end = program_offset + HEADER_BYTES + DESCRIPTOR_BYTES * h["count"]
+    if end > h["image_bytes"]:
+        return Refusal(Status.BAD_HEADER, f"a Program of {h['count']} descriptors must end within the image's "
+                                          f"{h['image_bytes']} bytes, not at {end}")
+    return None
+
+
+def check_descriptor(data: bytes, hw: HwParams, image_bytes: int) -> Refusal | None:
+    """Why the controller must refuse descriptor ``data`` (64 bytes) in an image of ``image_bytes``, or ``None``."""
+    data = bytes(data)
+    if len(data) != DESCRIPTOR_BYTES:
+        raise ValueError(f"a descriptor must be {DESCRIPTOR_BYTES} bytes, not {len(data)}")
+    opcode = data[0]
+    if opcode == Opcode.LINEAR:
+        return _check_linear(unpack(LINEAR_FIELDS, data), hw, image_bytes)
+    if opcode in (Opcode.LAYERNORM, Opcode.SOFTMAX):
+        problem = row_units_problem(hw)
+        if problem is not None:
+            return Refusal(Status.BAD_OPCODE, f"{Opcode(opcode).name} needs the row unit, which this hardware "
+                                              f"does not have: {problem}")
+        return _check_rows(unpack(ROW_FIELDS, data), hw, image_bytes)
+    return Refusal(Status.BAD_OPCODE, f"descriptor opcode must be one of {', '.join(str(int(o)) for o in Opcode)}, "
+                                      f"not {opcode}")
+
+
+def _first(checks) -> Refusal | None:
+    """The first failing check of ``(status, failed, reason)`` triples, in order."""
+    for status, failed, reason in checks:
+        if failed:
+            return Refusal(status, reason)
+    return None
+
+
+def _misaligned(hw: HwParams, named: dict[str, int]) -> tuple[Status, bool, str]:
+    bad = [f"{name}={value}" for name, value in named.items() if value % hw.axi_bytes]
+    return Status.MISALIGNED, bool(bad), f"addresses and strides must be multiples of {hw.axi_bytes}, not {', '.join(bad)}"
+
+
+def _beyond(image_bytes: int, named: dict[str, int]) -> tuple[Status, bool, str]:
+    bad = [f"{name} ends at {end}" for name, end in named.items() if end > image_bytes]
+    return Status.OUT_OF_BOUNDS, bool(bad), f"operands must lie within the image's {image_bytes} bytes, not {'; '.join(bad)}"
+
+
+def _check_linear(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal | None:
+    raw_flags = d["flags"]
+    flags = Flag(raw_flags & _DEFINED_FLAGS)
+    bypass, bias, residual = bool(flags & Flag.BYPASS), bool(flags & Flag.BIAS), bool(flags & Flag.RESIDUAL)
+    b_rows, b_cols = bool(flags & Flag.B_ROWMAJOR), bool(flags & Flag.B_TRANSPOSED)
+    m, k, n, k_tiles, n_tiles, chunk = d["m"], d["k"], d["n"], d["k_tiles"], d["n_tiles"], d["chunk_tiles"]
+    rq1, rq2 = Requant.problem(d["rq1"]), Requant.problem(d["rq2"]) if residual else None
+    limits = Limits(hw)
+    refusal = _first([
+        (Status.BAD_DESCRIPTOR, raw_flags & ~_DEFINED_FLAGS, f"flags must use only defined bits, not {raw_flags:#x}"),
+        (Status.BAD_DESCRIPTOR, b_rows and b_cols, "B_ROWMAJOR and B_TRANSPOSED must not both be set"),
+        (Status.BAD_DESCRIPTOR, bypass and flags & _SECOND_OPERAND_FLAGS,
+         f"BYPASS must not be set with {(flags & _SECOND_OPERAND_FLAGS)!r}"),
+        (Status.BAD_DESCRIPTOR, not (m and k and n), f"M, K and N must be at least 1, not M={m}, K={k}, N={n}"),
+        (Status.BAD_DESCRIPTOR, k_tiles != -(-k // hw.lanes_in) or n_tiles != -(-n // hw.lanes_out),
+         f"tile counts must match K={k}, N={n} and the lanes, not {k_tiles}x{n_tiles}"),
+        (Status.BAD_DESCRIPTOR, not 1 <= chunk <= n_tiles, f"chunk_tiles must be in 1..{n_tiles}, not {chunk}"),
+        (Status.BAD_DESCRIPTOR, bypass and (k != n or chunk != n_tiles),
+         f"a BYPASS descriptor must have K == N and one chunk, not K={k}, N={n}, chunk_tiles={chunk}"),
+        (Status.BAD_DESCRIPTOR, rq1 is not None, f"RQ1: {rq1}"),
+        (Status.BAD_DESCRIPTOR, rq2 is not None, f"RQ2: {rq2}"),
+        (Status.DOES_NOT_FIT, k_tiles > limits.max_k_tiles,
+         f"a row of x must fit one activation bank ({limits.max_k_tiles} words of {hw.lanes_in}), not {k_tiles}"),
+        (Status.DOES_NOT_FIT, chunk > limits.max_chunk_tiles,
+         f"chunk_tiles must be at most {limits.max_chunk_tiles} (the bias and output segment buffers), not {chunk}"),
+        (Status.DOES_NOT_FIT, not bypass and limits.chunk_bytes(flags, k_tiles, chunk) > hw.weight_buffer_bytes,
+         f"a weight chunk must fit one weight bank ({hw.weight_buffer_bytes} bytes), "
+         f"not {limits.chunk_bytes(flags, k_tiles, chunk)}"),
+    ])
+    if refusal:
+        return refusal
+    aligned = {"x_addr": d["x_addr"], "x_stride": d["x_stride"], "out_addr": d["out_addr"], "out_stride": d["out_stride"]}
+    if not bypass:
+        aligned["w_addr"] = d["w_addr"]
+    if b_rows or b_cols:
+        aligned["w_stride"] = d["w_stride"]
+    if bias:
+        aligned["bias_addr"] = d["bias_addr"]
+    if residual:
+        aligned.update(res_addr=d["res_addr"], res_stride=d["res_stride"])
+    act = hw.act_bytes
+    ends = {"x": rows_end(d["x_addr"], m, d["x_stride"], k, act), "out": rows_end(d["out_addr"], m, d["out_stride"], n, act)}
+    if residual:
+        ends["r"] = rows_end(d["res_addr"], m, d["res_stride"], n, act)
+    if b_rows:
+        ends["B"] = rows_end(d["w_addr"], k, d["w_stride"], n, act)
+    elif b_cols:
+        ends["B"] = rows_end(d["w_addr"], n, d["w_stride"], k, act)
+    elif not bypass:
+        ends["weights"] = d["w_addr"] + n_tiles * k_tiles * hw.tile_stride(hw.weight_bytes)
+    if bias:
+        ends["bias"] = d["bias_addr"] + n_tiles * hw.lanes_out * hw.bias_bytes
+    return _first([_misaligned(hw, aligned), _beyond(image_bytes, ends)])
+
+
+def _check_rows(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal | None:
+    layernorm = d["opcode"] == Opcode.LAYERNORM
+    name = Opcode(d["opcode"]).name
+    reserved = [f.name for f in ROW_FIELDS if f.reserved and d[f.name]]
+    m, n = d["m"], d["n"]
+    twice_frac = 2 * hw.unit_formats().layernorm_in.frac_bits
+    refusal = _first([
+        (Status.BAD_DESCRIPTOR, reserved, f"{name} descriptor must have its reserved fields 0, not {', '.join(reserved)}"),
+        (Status.BAD_DESCRIPTOR, not (m >= 1 and 1 <= n <= ROW_MAX),
+         f"{name} must have M ≥ 1 and 1 ≤ N ≤ {ROW_MAX}, not M={m}, N={n}"),
+        (Status.BAD_DESCRIPTOR, not layernorm and (d["gamma_addr"] or d["beta_addr"] or d["d_offset"]),
+         "SOFTMAX must have gamma_addr, beta_addr and d_offset 0"),
+        (Status.BAD_DESCRIPTOR, layernorm and d["d_offset"] >= (n * n) << twice_frac,
+         f"LAYERNORM d_offset must be below N²·2^{twice_frac} = {(n * n) << twice_frac} (ε < 1), not {d['d_offset']}"),
+    ])
+    if refusal:
+        return refusal
+    aligned = {"x_addr": d["x_addr"], "x_stride": d["x_stride"], "out_addr": d["out_addr"], "out_stride": d["out_stride"]}
+    act = hw.act_bytes
+    ends = {"x": rows_end(d["x_addr"], m, d["x_stride"], n, act), "out": rows_end(d["out_addr"], m, d["out_stride"], n, act)}
+    if layernorm:
+        aligned.update(gamma_addr=d["gamma_addr"], beta_addr=d["beta_addr"])
+        ends.update(gamma=d["gamma_addr"] + n * act, beta=d["beta_addr"] + n * act)
+    return _first([_misaligned(hw, aligned), _beyond(image_bytes, ends)])

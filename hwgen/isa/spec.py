@@ -1,0 +1,251 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The instruction set as data: opcodes, flags, status codes and every field of every block.
+
+This is the one definition of the ISA. The Python codec (:mod:`hwgen.isa.codec`), the Amaranth
+layouts (``rtl/descriptor.py``), the C++ header of the HLS core (:mod:`hwgen.isa.cpp`) and the
+field tables of ``docs/isa.md`` (:mod:`hwgen.isa.doc`) are all generated from the tables here.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES
+
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "HEADER_BYTES",
+    "DESCRIPTOR_BYTES",
+    "Opcode",
+    "OPCODE_LINEAR",
+    "OPCODE_LAYERNORM",
+    "OPCODE_SOFTMAX",
+    "RESERVED_OPCODES",
+    "OPCODE_MEANINGS",
+    "Flag",
+    "FLAG_MEANINGS",
+    "Status",
+    "STATUS_MEANINGS",
+    "Field",
+    "HEADER_FIELDS",
+    "LINEAR_FIELDS",
+    "ROW_FIELDS",
+    "REQUANT_FIELDS",
+    "ROUNDING_MODES",
+    "OVERFLOW_MODES",
+    "BLOCKS",
+]
+
+MAGIC = 0x50475748  # the bytes "HWGP"
+VERSION = 1
+HEADER_BYTES = 64
+DESCRIPTOR_BYTES = 64
+
+
+class Opcode(enum.IntEnum):
+    """Opcodes the accelerator executes (bits 7:0 of descriptor word 0)."""
+
+    LINEAR = 1
+    LAYERNORM = 5
+    SOFTMAX = 8
+
+
+OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_SOFTMAX = Opcode.LINEAR, Opcode.LAYERNORM, Opcode.SOFTMAX
+
+#: Opcodes kept for later operators; every executor refuses them with ``BAD_OPCODE`` today.
+RESERVED_OPCODES = {2: "CONV", 3: "QK_SOFTMAX_STATS", 4: "AV", 6: "GATE_TOPK", 7: "EXPERT_FFN"}
+
+OPCODE_MEANINGS = {
+    Opcode.LINEAR: "matrix product with bias, requantization, ReLU/GELU and residual add (§3.3)",
+    Opcode.LAYERNORM: "LayerNorm over rows on the row unit (§3.6)",
+    Opcode.SOFTMAX: "softmax over rows on the row unit (§3.6)",
+}
+
+
+class Flag(enum.IntFlag):
+    """Flag bits of a LINEAR descriptor (the 24-bit ``flags`` field, bits 31:8 of word 0)."""
+
+    BIAS = 1 << 0
+    RELU1 = 1 << 1
+    RESIDUAL = 1 << 2
+    RELU2 = 1 << 3
+    BYPASS = 1 << 4
+    B_ROWMAJOR = 1 << 5
+    X_UNSIGNED = 1 << 6
+    W_UNSIGNED = 1 << 7
+    R_UNSIGNED = 1 << 8
+    GELU = 1 << 9
+    B_TRANSPOSED = 1 << 10
+
+
+FLAG_MEANINGS = {
+    Flag.BIAS: "add `bias[n]` to the accumulator before the products",
+    Flag.RELU1: "`y1 = max(y1, 0)`",
+    Flag.RESIDUAL: "add the residual `r` and requantize with `RQ2`",
+    Flag.RELU2: "`y2 = max(y2, 0)` (only meaningful with `RESIDUAL`)",
+    Flag.BYPASS: "no products: `acc[m,n] = x[m,n]`; `K == N`, one chunk; not with `BIAS`, `B_ROWMAJOR`, "
+                 "`B_TRANSPOSED` or `W_UNSIGNED`",
+    Flag.B_ROWMAJOR: "the second operand is an activation tensor `B` of `K` rows of `N` `act_bits` containers "
+                     "(row stride `w_stride`; `V` in A·V) instead of weight tiles",
+    Flag.X_UNSIGNED: "`x` containers hold unsigned values (zero-extend); otherwise sign-extend",
+    Flag.W_UNSIGNED: "weight (or `B`) containers hold unsigned values",
+    Flag.R_UNSIGNED: "residual containers hold unsigned values",
+    Flag.GELU: "`y1 = gelu(sext(y1))`: the low `act_bits` bits of `y1`, sign-extended, are a raw code of the GELU "
+               "format and are replaced by the raw code of its GELU, "
+               "`hwgen.golden.nonlinear.gelu(HwParams.unit_formats().gelu_config(), ·)` (Edge-MoE's table form, or "
+               "quadratics past 13 fraction bits, §1)",
+    Flag.B_TRANSPOSED: "the second operand is an activation tensor given transposed: `N` rows of `K` `act_bits` "
+                       "containers (row stride `w_stride`; `K` in Q·Kᵀ, or a PyTorch weight); not with `B_ROWMAJOR`",
+}
+
+
+class Status(enum.IntEnum):
+    """Why a run stopped: the RTL ``STATUS`` register, the HLS ``status`` output, ``isa_sim`` and the driver."""
+
+    OK = 0
+    BAD_MAGIC = 1
+    BAD_VERSION = 2
+    BAD_FINGERPRINT = 3
+    BAD_HEADER = 4
+    BAD_OPCODE = 5
+    BAD_DESCRIPTOR = 6
+    DOES_NOT_FIT = 7
+    MISALIGNED = 8
+    OUT_OF_BOUNDS = 9
+    READ_ERROR = 10
+    WRITE_ERROR = 11
+
+
+STATUS_MEANINGS = {
+    Status.OK: "the run completed",
+    Status.BAD_MAGIC: "the header's magic is not `0x50475748`",
+    Status.BAD_VERSION: "the header's version is not 1",
+    Status.BAD_FINGERPRINT: "the header's fingerprint is not the hardware's",
+    Status.BAD_HEADER: "`descriptor_bytes ≠ 64`, or the Program extends past `image_bytes`",
+    Status.BAD_OPCODE: "an opcode this hardware does not execute (reserved, or a unit it lacks)",
+    Status.BAD_DESCRIPTOR: "a reserved bit set, a field out of range or inconsistent with another (§3.7)",
+    Status.DOES_NOT_FIT: "an x row, a weight chunk or its output segment exceeds an on-chip buffer (§3.7)",
+    Status.MISALIGNED: "an address or row stride that is not a multiple of `axi_bytes`",
+    Status.OUT_OF_BOUNDS: "an operand extends past `image_bytes`",
+    Status.READ_ERROR: "a read response was SLVERR or DECERR",
+    Status.WRITE_ERROR: "a write response was SLVERR or DECERR",
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """``bits`` bits of a block starting at bit ``lo`` of 32-bit word ``word`` (may span words)."""
+
+    name: str
+    word: int
+    lo: int
+    bits: int
+    meaning: str
+    signed: bool = False
+
+    @property
+    def offset(self) -> int:
+        """First bit within the block."""
+        return 32 * self.word + self.lo
+
+    @property
+    def reserved(self) -> bool:
+        return self.name.startswith("reserved")
+
+
+def _word(name: str, word: int, meaning: str) -> Field:
+    return Field(name, word, 0, 32, meaning)
+
+
+HEADER_FIELDS = (
+    Field("magic", 0, 0, 32, "`0x50475748` (the bytes `H W G P`)"),
+    Field("version", 1, 0, 32, "`1`"),
+    Field("fingerprint", 2, 0, 32, "`HwParams.fingerprint()` of the parameters the Program was compiled for"),
+    Field("count", 3, 0, 32, "number of descriptors that follow"),
+    Field("descriptor_bytes", 4, 0, 32, "`64`"),
+    Field("image_bytes", 5, 0, 32, "total size of the memory image the Program was laid out in"),
+    Field("reserved", 6, 0, 320, "`0`"),
+)
+
+LINEAR_FIELDS = (
+    Field("opcode", 0, 0, 8, "`1`"),
+    Field("flags", 0, 8, 24, "see the flag table"),
+    _word("m", 1, "rows (tokens); ≥ 1"),
+    Field("k", 2, 0, 16, "input columns (reduction length); ≥ 1"),
+    Field("n", 2, 16, 16, "output columns; ≥ 1"),
+    Field("k_tiles", 3, 0, 16, "`ceil(K / lanes_in)`"),
+    Field("n_tiles", 3, 16, 16, "`ceil(N / lanes_out)`"),
+    _word("x_addr", 4, "first byte of `x` (row-major activations)"),
+    _word("w_addr", 5, "first byte of the weight tiles (or of `B` with `B_ROWMAJOR` / `B_TRANSPOSED`); "
+                       "unused with `BYPASS`"),
+    _word("bias_addr", 6, "first byte of the bias vector; unused without `BIAS`"),
+    _word("res_addr", 7, "first byte of the residual `r`; unused without `RESIDUAL`"),
+    _word("out_addr", 8, "first byte of the output"),
+    _word("x_stride", 9, "bytes from one row of `x` to the next"),
+    _word("w_stride", 10, "bytes from one row of `B` to the next (`B_ROWMAJOR` / `B_TRANSPOSED` only, else 0)"),
+    _word("res_stride", 11, "bytes from one row of `r` to the next (else 0)"),
+    _word("out_stride", 12, "bytes from one row of the output to the next"),
+    _word("rq1", 13, "requantization of the accumulator (packing in §3.5)"),
+    _word("rq2", 14, "requantization of the residual sum (`RESIDUAL` only, else 0)"),
+    Field("chunk_tiles", 15, 0, 16, "output tiles per weight chunk (§3.4); `1 ≤ chunk_tiles ≤ n_tiles`"),
+    Field("y_shift", 15, 16, 8, "left shift of `y1` before the residual add (0–255)"),
+    Field("r_shift", 15, 24, 8, "left shift of `r` before the residual add (0–255)"),
+)
+
+ROW_FIELDS = (
+    Field("opcode", 0, 0, 8, "`5` or `8`"),
+    Field("reserved0", 0, 8, 24, "`0`"),
+    _word("m", 1, "rows; ≥ 1"),
+    Field("n", 2, 0, 16, "elements per row; 1 … 1024"),
+    Field("reserved2", 2, 16, 16, "`0`"),
+    _word("reserved3", 3, "`0`"),
+    _word("x_addr", 4, "first byte of `x`"),
+    _word("gamma_addr", 5, "LAYERNORM: first byte of γ (`N` containers of `act_bytes`, the γ/β format); SOFTMAX: `0`"),
+    _word("beta_addr", 6, "LAYERNORM: first byte of β (likewise); SOFTMAX: `0`"),
+    _word("reserved7", 7, "`0`"),
+    _word("out_addr", 8, "first byte of the output"),
+    _word("x_stride", 9, "bytes from one row of `x` to the next"),
+    Field("reserved10", 10, 0, 64, "`0`"),
+    _word("out_stride", 12, "bytes from one row of the output to the next"),
+    Field("d_offset", 13, 0, 96, "LAYERNORM: the 96-bit unsigned `d_offset` (word 13 least significant); SOFTMAX: `0`"),
+)
+
+#: The requantization word (``RQ1``, ``RQ2``), bit 0 first.
+REQUANT_FIELDS = (
+    Field("shift", 0, 0, 8, "`s8`: source fraction bits minus destination fraction bits "
+                            "(> 0 shifts right and rounds; ≤ 0 shifts left)", signed=True),
+    Field("width", 0, 8, 6, "destination width `W`, 1–32"),
+    Field("is_signed", 0, 14, 1, "destination is signed"),
+    Field("reserved15", 0, 15, 1, "0"),
+    Field("round", 0, 16, 3, "rounding mode code"),
+    Field("reserved19", 0, 19, 1, "0"),
+    Field("overflow", 0, 20, 3, "overflow mode code"),
+    Field("reserved23", 0, 23, 1, "0"),
+    Field("src_width", 0, 24, 6, "width of the source format the golden model casts from (read only by `WRAP_SM`)"),
+    Field("reserved30", 0, 30, 2, "0"),
+)
+
+#: Every block and its size in bits, for the generators and the coverage check.
+BLOCKS = {
+    "header": (HEADER_FIELDS, 8 * HEADER_BYTES),
+    "linear": (LINEAR_FIELDS, 8 * DESCRIPTOR_BYTES),
+    "row": (ROW_FIELDS, 8 * DESCRIPTOR_BYTES),
+    "requant": (REQUANT_FIELDS, 32),
+}
+
+
+def _check_blocks() -> None:
+    """Each block's fields tile its bits exactly, in order: a typo in a table fails at import."""
+    for name, (fields, size) in BLOCKS.items():
+        position = 0
+        for f in fields:
+            if f.offset != position:
+                raise AssertionError(f"ISA block {name}: field {f.name} must start at bit {position}, not {f.offset}")
+            position += f.bits
+        if position != size:
+            raise AssertionError(f"ISA block {name} must have {size} bits, not {position}")
+
+
+_check_blocks()

@@ -1,0 +1,260 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One table of Programs the accelerator must refuse (docs/isa.md §3.7), for every executor.
+
+:func:`refusal_cases` builds, for given hardware, a small valid Program (LINEAR, LAYERNORM,
+LINEAR with bias and residual, BYPASS, SOFTMAX) and then one mutated copy per rule of §3.7, each
+with the status the document says every executor reports and the number of descriptors it
+completes before stopping. The expectations are written here from the document, not computed by
+``hwgen.isa.rules``, so the rule itself is under test too. A few cases change fields the
+descriptor does not use and expect ``OK``: an executor must not refuse more than the rule says.
+
+``tests/test_refusals.py`` runs the table against ``isa_sim``; the RTL and HLS tests run the same
+table against their cores and compare status, descriptors completed and the whole image.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from hwgen import golden
+from hwgen.compiler import compile_graph
+from hwgen.frontend import parse_spec
+from hwgen.hwparams import HwParams
+from hwgen.isa import DESCRIPTOR_BYTES, HEADER_BYTES, Flag, Opcode, Status
+from hwgen.pipeline import run_passes
+from hwgen.quant import QuantConfig
+
+__all__ = ["RefusalCase", "refusal_cases", "BASE_SPEC", "ROWLESS_HW"]
+
+#: The valid Program every case starts from: fc1 (LINEAR), ln (LAYERNORM), fc2 with bias and the
+#: residual add of fc1's output (LINEAR), a standalone Add (BYPASS), softmax (SOFTMAX).
+BASE_SPEC = {
+    "name": "refusal-base",
+    "inputs": {"x": {"shape": [6, 40], "distribution": "uniform", "scale": 2.0}},
+    "layers": [
+        {"name": "fc1", "op": "Linear", "input": "x", "features": 40},
+        {"name": "ln", "op": "LayerNorm", "input": "fc1"},
+        {"name": "fc2", "op": "Linear", "input": "ln", "features": 40},
+        {"name": "res", "op": "Add", "inputs": ["fc2", "fc1"]},
+        {"name": "dbl", "op": "Add", "inputs": ["res", "res"]},
+        {"name": "sm", "op": "Softmax", "input": "res"},
+    ],
+    "outputs": ["dbl", "sm"],
+}
+FC1, LN, FC2, BYPASS, SM = range(5)
+
+#: Hardware without row units (32-bit activations): LAYERNORM and SOFTMAX are BAD_OPCODE there.
+ROWLESS_HW = HwParams(lanes_in=4, lanes_out=4, act_bits=32, acc_bits=48, axi_data_width=128)
+
+
+@dataclass(frozen=True)
+class RefusalCase:
+    """A memory image with a Program at ``program_offset``, and what every executor must report."""
+
+    name: str
+    hw: HwParams
+    image: bytes
+    status: Status
+    executed: int
+    program_offset: int = 0
+
+    @property
+    def program(self) -> bytes:
+        """The Program bytes (header and descriptors) as the controller fetches them."""
+        count = struct.unpack_from("<I", self.image, self.program_offset + 12)[0]
+        end = self.program_offset + HEADER_BYTES + DESCRIPTOR_BYTES * min(count, 64)
+        return self.image[self.program_offset : min(end, len(self.image))]
+
+
+def _base(hw: HwParams, seed: int = 1) -> bytes:
+    model = parse_spec(BASE_SPEC)
+    qgraph = run_passes(model.graph, QuantConfig.for_hw(hw))
+    inputs = golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=seed))
+    program, image = compile_graph(qgraph, hw)
+    ops = [d.opcode if hasattr(d, "opcode") else None for d in program.descriptors]
+    flags = [getattr(d, "flags", None) for d in program.descriptors]
+    assert ops == [Opcode.LINEAR, Opcode.LAYERNORM, Opcode.LINEAR, Opcode.LINEAR, Opcode.SOFTMAX], ops
+    assert flags[FC2] & Flag.BIAS and flags[FC2] & Flag.RESIDUAL and flags[BYPASS] & Flag.BYPASS, flags
+    return image.write_all(inputs).data
+
+
+def _words(image: bytes, index: int | None) -> list[int]:
+    start = HEADER_BYTES + DESCRIPTOR_BYTES * index if index is not None else 0
+    return list(struct.unpack_from("<16I", image, start))
+
+
+def _put(image: bytes, index: int | None, words: list[int]) -> bytes:
+    start = HEADER_BYTES + DESCRIPTOR_BYTES * index if index is not None else 0
+    out = bytearray(image)
+    struct.pack_into("<16I", out, start, *words)
+    return bytes(out)
+
+
+def _field(words, word, lo, bits, value):
+    mask = ((1 << bits) - 1) << lo
+    words[word] = (words[word] & ~mask) | ((value << lo) & mask)
+
+
+def refusal_cases(hw: HwParams) -> list[RefusalCase]:
+    """Every case of the table for hardware ``hw`` (which must have row units and ≥ 2 output tiles of 40)."""
+    base = _base(hw)
+    image_bytes = struct.unpack_from("<I", base, 20)[0]
+    a, act = hw.axi_bytes, hw.act_bytes
+    cases: list[RefusalCase] = []
+
+    def case(name, index, status, edit, executed=None):
+        words = _words(base, index)
+        edit(words)
+        cases.append(RefusalCase(name, hw, _put(base, index, words), status,
+                                 index if executed is None and index is not None else executed or 0))
+
+    def field(word, lo, bits, value):
+        return lambda w: _field(w, word, lo, bits, value)
+
+    def set_flags(*flags):
+        return lambda w: _field(w, 0, 8, 24, (w[0] >> 8) | sum(int(f) for f in flags))
+
+    def both(*edits):
+        def apply(w):
+            for e in edits:
+                e(w)
+        return apply
+
+    fc2 = _words(base, FC2)
+    k_tiles2, n_tiles2 = fc2[3] & 0xFFFF, fc2[3] >> 16
+
+    # ------------------------------------------------------------------ header (nothing runs)
+    case("header: magic", None, Status.BAD_MAGIC, lambda w: w.__setitem__(0, w[0] ^ 1), 0)
+    case("header: version 2", None, Status.BAD_VERSION, field(1, 0, 32, 2), 0)
+    case("header: fingerprint", None, Status.BAD_FINGERPRINT, lambda w: w.__setitem__(2, w[2] ^ 0x100), 0)
+    case("header: descriptor_bytes 32", None, Status.BAD_HEADER, field(4, 0, 32, 32), 0)
+    case("header: count past the image", None, Status.BAD_HEADER, field(3, 0, 32, image_bytes // 64), 0)
+    # The first check: a misaligned Program address reads nothing, whatever is there.
+    shifted = bytearray(base)
+    cases.append(RefusalCase("header: misaligned program address", hw, bytes(shifted), Status.MISALIGNED, 0,
+                             program_offset=a // 2))
+
+    # ------------------------------------------------------------------ opcodes
+    for opcode in (0, 2, 3, 4, 6, 7, 9, 255):
+        case(f"opcode {opcode}", FC2, Status.BAD_OPCODE, field(0, 0, 8, opcode))
+
+    # ------------------------------------------------------------------ LINEAR: BAD_DESCRIPTOR
+    case("LINEAR: reserved flag bit 11", FC2, Status.BAD_DESCRIPTOR, field(0, 19, 1, 1))
+    case("LINEAR: reserved flag bit 23", FC2, Status.BAD_DESCRIPTOR, field(0, 31, 1, 1))
+    case("LINEAR: B_ROWMAJOR with B_TRANSPOSED", FC2, Status.BAD_DESCRIPTOR, set_flags(Flag.B_ROWMAJOR, Flag.B_TRANSPOSED))
+    case("LINEAR: M = 0", FC2, Status.BAD_DESCRIPTOR, field(1, 0, 32, 0))
+    case("LINEAR: K = 0", FC2, Status.BAD_DESCRIPTOR, both(field(2, 0, 16, 0), field(3, 0, 16, 0)))
+    case("LINEAR: N = 0", FC2, Status.BAD_DESCRIPTOR, both(field(2, 16, 16, 0), field(3, 16, 16, 0)))
+    case("LINEAR: k_tiles one too many", FC2, Status.BAD_DESCRIPTOR, field(3, 0, 16, k_tiles2 + 1))
+    case("LINEAR: n_tiles one too few", FC2, Status.BAD_DESCRIPTOR, field(3, 16, 16, n_tiles2 - 1))
+    case("LINEAR: chunk_tiles 0", FC2, Status.BAD_DESCRIPTOR, field(15, 0, 16, 0))
+    case("LINEAR: chunk_tiles > n_tiles", FC2, Status.BAD_DESCRIPTOR, field(15, 0, 16, n_tiles2 + 1))
+    case("LINEAR: RQ1 width 0", FC2, Status.BAD_DESCRIPTOR, field(13, 8, 6, 0))
+    case("LINEAR: RQ1 width 33", FC2, Status.BAD_DESCRIPTOR, field(13, 8, 6, 33))
+    case("LINEAR: RQ1 rounding code 7", FC2, Status.BAD_DESCRIPTOR, field(13, 16, 3, 7))
+    case("LINEAR: RQ1 overflow code 5", FC2, Status.BAD_DESCRIPTOR, field(13, 20, 3, 5))
+    for bit in (15, 19, 23, 30, 31):
+        case(f"LINEAR: RQ1 reserved bit {bit}", FC2, Status.BAD_DESCRIPTOR, field(13, bit, 1, 1))
+    case("LINEAR: RQ2 overflow code 7 with RESIDUAL", FC2, Status.BAD_DESCRIPTOR, field(14, 20, 3, 7))
+    # BYPASS: one chunk, K == N, and no second operand.
+    case("BYPASS: with BIAS", BYPASS, Status.BAD_DESCRIPTOR, set_flags(Flag.BIAS))
+    case("BYPASS: with W_UNSIGNED", BYPASS, Status.BAD_DESCRIPTOR, set_flags(Flag.W_UNSIGNED))
+    case("BYPASS: with B_ROWMAJOR", BYPASS, Status.BAD_DESCRIPTOR, set_flags(Flag.B_ROWMAJOR))
+    case("BYPASS: with B_TRANSPOSED", BYPASS, Status.BAD_DESCRIPTOR, set_flags(Flag.B_TRANSPOSED))
+    case("BYPASS: K != N", BYPASS, Status.BAD_DESCRIPTOR,
+         both(field(2, 0, 16, 39), field(3, 0, 16, -(-39 // hw.lanes_in))))
+    case("BYPASS: two chunks", BYPASS, Status.BAD_DESCRIPTOR, field(15, 0, 16, 1))
+
+    # ------------------------------------------------------------------ LINEAR: DOES_NOT_FIT
+    max_k_tiles = hw.act_buffer_bytes // (hw.lanes_in * act)
+    big_k = (max_k_tiles + 1) * hw.lanes_in
+    case("LINEAR: a row of x larger than an activation bank", FC2, Status.DOES_NOT_FIT,
+         both(field(2, 0, 16, big_k), field(3, 0, 16, max_k_tiles + 1)))
+    tile = hw.tile_stride(hw.weight_bytes)
+    max_chunk = hw.weight_buffer_bytes // (tile + hw.lanes_out * hw.bias_bytes)
+    wide_n = (max_chunk + 1) * hw.lanes_out
+    case("LINEAR: chunk_tiles over the bias bank", FC2, Status.DOES_NOT_FIT,
+         both(field(2, 16, 16, wide_n), field(3, 16, 16, max_chunk + 1), field(15, 0, 16, max_chunk + 1)))
+    # k_tiles within the activation bank, but one output tile's weights over the weight bank.
+    column = hw.weight_buffer_bytes // tile + 1
+    if column <= max_k_tiles:
+        case("LINEAR: one chunk's weights over the weight bank", FC2, Status.DOES_NOT_FIT,
+             both(field(2, 0, 16, column * hw.lanes_in), field(3, 0, 16, column)))
+    fits_as_weights = hw.weight_buffer_bytes // (k_tiles2 * tile + hw.lanes_out * hw.bias_bytes)
+    if fits_as_weights + 1 <= max_chunk:
+        chunk = fits_as_weights + 1
+        case("LINEAR: a chunk's weights and bias over the weight bank", FC2, Status.DOES_NOT_FIT,
+             both(field(2, 16, 16, chunk * hw.lanes_out), field(3, 16, 16, chunk), field(15, 0, 16, chunk)))
+    # B from activations: the same chunk in act_bytes tiles needs act_bytes/weight_bytes times the room.
+    act_tile = hw.tile_stride(act)
+    too_many_as_b = hw.weight_buffer_bytes // (k_tiles2 * act_tile + hw.lanes_out * hw.bias_bytes) + 1
+    if act > hw.weight_bytes and too_many_as_b <= min(fits_as_weights, max_chunk):
+        n_b = too_many_as_b * hw.lanes_out
+        case("LINEAR: B_TRANSPOSED chunk over the weight bank", FC2, Status.DOES_NOT_FIT,
+             both(set_flags(Flag.B_TRANSPOSED), field(2, 16, 16, n_b), field(3, 16, 16, too_many_as_b),
+                  field(15, 0, 16, too_many_as_b)))
+
+    # ------------------------------------------------------------------ LINEAR: MISALIGNED
+    for name, word in (("x_addr", 4), ("w_addr", 5), ("bias_addr", 6), ("res_addr", 7), ("out_addr", 8),
+                       ("x_stride", 9), ("res_stride", 11), ("out_stride", 12)):
+        case(f"LINEAR: {name} misaligned", FC2, Status.MISALIGNED, lambda w, word=word: w.__setitem__(word, w[word] + act))
+    case("B_ROWMAJOR: w_stride misaligned", FC2, Status.MISALIGNED,
+         both(set_flags(Flag.B_ROWMAJOR), field(10, 0, 32, a + act)))
+
+    # ------------------------------------------------------------------ LINEAR: OUT_OF_BOUNDS
+    case("LINEAR: out past the image", FC2, Status.OUT_OF_BOUNDS, field(8, 0, 32, image_bytes - a))
+    case("LINEAR: x stride past the image", FC2, Status.OUT_OF_BOUNDS, field(9, 0, 32, image_bytes // a * a))
+    case("LINEAR: r past the image", FC2, Status.OUT_OF_BOUNDS, field(7, 0, 32, image_bytes - a))
+    case("LINEAR: weights past the image", FC2, Status.OUT_OF_BOUNDS, field(5, 0, 32, image_bytes - a))
+    case("LINEAR: bias past the image", FC2, Status.OUT_OF_BOUNDS, field(6, 0, 32, image_bytes - a))
+    case("B_TRANSPOSED: N rows of B past the image", FC2, Status.OUT_OF_BOUNDS,
+         both(set_flags(Flag.B_TRANSPOSED), field(10, 0, 32, image_bytes // a * a)))
+    case("B_ROWMAJOR: K rows of B past the image", FC2, Status.OUT_OF_BOUNDS,
+         both(set_flags(Flag.B_ROWMAJOR), field(10, 0, 32, image_bytes // a * a)))
+
+    # ------------------------------------------------------------------ row descriptors
+    case("LAYERNORM: reserved word 0 bits", LN, Status.BAD_DESCRIPTOR, field(0, 8, 24, 1))
+    case("LAYERNORM: reserved word 2 bits", LN, Status.BAD_DESCRIPTOR, field(2, 16, 16, 1))
+    for word in (3, 7, 10, 11):
+        case(f"LAYERNORM: reserved word {word}", LN, Status.BAD_DESCRIPTOR, field(word, 0, 32, 1 << 31))
+    case("LAYERNORM: M = 0", LN, Status.BAD_DESCRIPTOR, field(1, 0, 32, 0))
+    case("LAYERNORM: N = 0", LN, Status.BAD_DESCRIPTOR, field(2, 0, 16, 0))
+    case("LAYERNORM: N = 1025", LN, Status.BAD_DESCRIPTOR, field(2, 0, 16, 1025))
+    f = hw.unit_formats().layernorm_in.frac_bits
+    n_ln = _words(base, LN)[2] & 0xFFFF
+    limit = (n_ln * n_ln) << (2 * f)
+    case("LAYERNORM: d_offset = N²·2^2F (ε = 1)", LN, Status.BAD_DESCRIPTOR,
+         both(field(13, 0, 32, limit & 0xFFFFFFFF), field(14, 0, 32, (limit >> 32) & 0xFFFFFFFF),
+              field(15, 0, 32, limit >> 64)))
+    case("LAYERNORM: gamma misaligned", LN, Status.MISALIGNED, lambda w: w.__setitem__(5, w[5] + act))
+    case("LAYERNORM: beta misaligned", LN, Status.MISALIGNED, lambda w: w.__setitem__(6, w[6] + act))
+    case("LAYERNORM: x stride misaligned", LN, Status.MISALIGNED, lambda w: w.__setitem__(9, w[9] + act))
+    case("LAYERNORM: beta past the image", LN, Status.OUT_OF_BOUNDS, field(6, 0, 32, image_bytes - a))
+    case("LAYERNORM: out past the image", LN, Status.OUT_OF_BOUNDS, field(8, 0, 32, image_bytes - a))
+    case("SOFTMAX: gamma_addr set", SM, Status.BAD_DESCRIPTOR, field(5, 0, 32, a))
+    case("SOFTMAX: d_offset set", SM, Status.BAD_DESCRIPTOR, field(15, 0, 32, 1))
+    case("SOFTMAX: N = 1025", SM, Status.BAD_DESCRIPTOR, field(2, 0, 16, 1025))
+    case("SOFTMAX: x past the image", SM, Status.OUT_OF_BOUNDS, field(4, 0, 32, image_bytes - a))
+
+    # ------------------------------------------------------------------ accepted: fields a descriptor does not use
+    case("accepted: BYPASS ignores a misaligned w_addr", BYPASS, Status.OK, field(5, 0, 32, act), 5)
+    case("accepted: RQ2 garbage without RESIDUAL", FC1, Status.OK, field(14, 0, 32, 0xFFFFFFFF), 5)
+    case("accepted: BIAS cleared, bias_addr past the image", FC1, Status.OK,
+         both(field(0, 8, 1, 0), field(6, 0, 32, image_bytes + act)), 5)
+    return cases
+
+
+def rowless_case() -> RefusalCase:
+    """A LAYERNORM on hardware without row units (32-bit activations): BAD_OPCODE after one LINEAR."""
+    spec = {"name": "rowless", "inputs": {"x": {"shape": [3, 8]}},
+            "layers": [{"name": "fc", "op": "Linear", "input": "x", "features": 8},
+                       {"name": "fc2", "op": "Linear", "input": "fc", "features": 8}], "outputs": ["fc2"]}
+    qgraph = run_passes(parse_spec(spec).graph, QuantConfig.for_hw(ROWLESS_HW))
+    inputs = golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=2))
+    _, image = compile_graph(qgraph, ROWLESS_HW)
+    base = image.write_all(inputs).data
+    words = _words(base, 1)
+    layernorm = [int(Opcode.LAYERNORM), 3, 8, 0, words[4], 0, 0, 0, words[8], words[9], 0, 0, words[12], 0, 0, 0]
+    return RefusalCase("LAYERNORM without a row unit", ROWLESS_HW, _put(base, 1, layernorm), Status.BAD_OPCODE, 1)
+
