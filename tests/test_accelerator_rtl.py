@@ -3,24 +3,27 @@
 
 Fast tier (Amaranth only): signatures follow HwParams, unsupported parameters are refused, the
 descriptor layouts (LINEAR, row) match the compiler's encoding, the row unit is left out where its
-units cannot be built, the run-time requantizer equals ``QFmt.cast``,
-and the compute unit alone (4x4 lanes, Amaranth simulator) computes a two-chunk LINEAR with bias and
-residual exactly, issuing a tile every cycle once its data is in.
+units cannot be built, the run-time requantizer equals ``QFmt.cast``, and the compute unit alone
+(Amaranth simulator) computes exactly: a two-chunk LINEAR with bias and residual at 4x4 (16- and
+32-bit activations, a tile every cycle once its data is in), BYPASS at 4x4, 8x4, 16x4, 4x8 and 4x16
+lanes, and activation x activation with B row-major and transposed at 4x4, 8x4, 4x8 and 4x4/act32.
 
-Cosim tier (Verilator through cocotb, AXI memory with 64-cycle read latency): the whole image after
-the run equals isa_sim's, byte for byte, on mlp-odd and on a coverage model (BYPASS Add/ReLU/
+Cosim tier (Verilator through cocotb, AXI memory with 64-cycle read latency, random stalls 0.3 on
+every AXI channel): at every shipped geometry (pynq-z2 16x8/AXI64, ultra96 16x16/AXI128, kv260
+32x16/AXI128, zcu102 32x32/AXI128, buffers as in boards/*.yaml) the whole image after the run equals
+isa_sim's, byte for byte, on mlp-odd, the coverage model (B_ROWMAJOR MatMul, BYPASS Add/ReLU/
 Requantize, unsigned operands and residual, every rounding and overflow mode the compiler emits
-there) at 8x8 lanes / AXI 64 with random stalls on every AXI channel and at 16x16 / AXI 128
-without; mlp-tiny runs once at 16x16 / AXI 128 (full_model). The array issues exactly the ideal
-number of tile-cycles. GELU: the coverage model with the flag on every other descriptor, and mlp-odd
-with it on fc1. Row units: one Program mixing mlp-odd (GELU) with LAYERNORM over its output, SOFTMAX
-over its hidden layer and the edge cases of ROW_CASES (N = 1, 7, 192 / 1, 129, 1024, odd strides,
-random padding, γ/β and ε including 0 with constant rows; ties, all-equal and very negative rows),
-and the zoo's softmax-rows, at both configurations; 13 refused row descriptors (stall
-configuration) leave the image untouched; vit-mlp-block (full_model) at 16x16; one element per cycle
-on long rows and the §5 row estimate within 10 % on five LAYERNORM/SOFTMAX shapes. The 129x192 -> 192 Linear at 16x16, chunked as the compiler chooses, reaches
->= 90 % MAC utilization and the analytical cycle model is within 5 % of the measured cycles. Bad Programs (magic, fingerprint, opcode, unsupported descriptor) stop with
-the right STATUS bit and write nothing; a corrupted expected output makes the bench fail.
+there), the same with its MatMul reading B^T (B_TRANSPOSED), GELU on every other descriptor, a 21x40
+model with standalone Add, ReLU and Requantize before a Linear, mlp-odd with LAYERNORM and SOFTMAX
+over its tensors and the edge cases of ROW_CASES, and the zoo's softmax-rows; the array issues
+exactly the ideal number of tile-cycles. The shared refusal table (tests/refusals.py), this file's
+LINEAR/header table (check priorities, 64-bit extents) and the row table give the expected STATUS
+code and DESCRIPTORS_DONE with the image holding exactly the earlier descriptors' results; the
+row-less core (32-bit activations) refuses LAYERNORM with BAD_OPCODE after running a LINEAR.
+mlp-tiny and vit-mlp-block (full_model) at 16x16; one element per cycle on long rows and the §5 row
+estimate within 10 % on five LAYERNORM/SOFTMAX shapes; the 129x192 -> 192 Linear at 16x16, chunked
+as the compiler chooses, reaches >= 90 % MAC utilization and the analytical cycle model is within
+5 % of the measured cycles; a corrupted expected output makes the bench fail.
 """
 
 import dataclasses
@@ -51,7 +54,7 @@ from hwgen.rtl.descriptor import DESCRIPTOR_LAYOUT, ROW_DESCRIPTOR_LAYOUT, Statu
 from hwgen.rtl.row_unit import RowGeometry, RowUnit
 from hwgen.rtl.runtime_requantize import RESULT_SHAPE, RQ_LAYOUT, requantize_cut, requantize_fit
 
-from refusals import refusal_cases
+from refusals import refusal_cases, rowless_case
 
 # The compiler's coverage model (tests/test_isa_sim.py), GELU aside: every flag the compiler emits.
 COVERAGE_SPEC = {
@@ -492,10 +495,13 @@ def _unit_beats(desc, image, hw):
     return chunks, beats
 
 
-@pytest.mark.parametrize("backpressure", [0.0, 0.4], ids=["full-rate", "backpressure"])
-def test_compute_unit_alone(backpressure):
-    """A two-chunk Linear with bias and residual on a 4x4 unit: isa_sim's bytes, a tile every cycle."""
-    hw = HwParams(lanes_in=4, lanes_out=4, axi_data_width=64)
+@pytest.mark.parametrize("backpressure, act_bits", [(0.0, 16), (0.4, 16), (0.4, 32)],
+                         ids=["full-rate", "backpressure", "backpressure-act32"])
+def test_compute_unit_alone(backpressure, act_bits):
+    """A two-chunk Linear with bias and residual on a 4x4 unit: isa_sim's bytes, a tile every cycle (at 32-bit
+    activations four weight tiles share a bank row)."""
+    hw = HwParams(lanes_in=4, lanes_out=4, act_bits=act_bits, acc_bits=32 if act_bits == 16 else 48,
+                  axi_data_width=64 if act_bits == 16 else 128)
     spec = {
         "name": "unit",
         "inputs": {"x": {"shape": [6, 10], "distribution": "normal", "scale": 2.0},
@@ -572,11 +578,14 @@ def _transposed(program, image, hw, index, seed=0):
     return transposed, result, expected
 
 
-@pytest.mark.parametrize("lanes", [(4, 4), (8, 4), (4, 8)], ids=lambda v: f"{v[0]}x{v[1]}")
+@pytest.mark.parametrize("lanes", [(4, 4, 16, 64), (8, 4, 16, 64), (4, 8, 16, 64), (4, 4, 32, 128)],
+                         ids=lambda v: f"{v[0]}x{v[1]}-act{v[2]}-axi{v[3]}")
 @pytest.mark.parametrize("layout", ["rowmajor", "transposed"])
 def test_compute_unit_activation_operand(lanes, layout):
-    """activation x activation in two chunks, B row-major (K rows of N) or transposed (N rows of K): isa_sim's bytes."""
-    hw = HwParams(lanes_in=lanes[0], lanes_out=lanes[1], axi_data_width=64)
+    """activation x activation in two chunks, B row-major (K rows of N) or transposed (N rows of K): isa_sim's bytes.
+    At 32-bit activations a bank row holds four weight tiles (weight tiles in byte slots)."""
+    hw = HwParams(lanes_in=lanes[0], lanes_out=lanes[1], act_bits=lanes[2], acc_bits=32 if lanes[2] == 16 else 48,
+                  axi_data_width=lanes[3])
     program, image = _compiled(parse_spec(MATMUL_SPEC), hw, seed=5)
     (desc,) = program.descriptors
     assert desc.flags & Flag.B_ROWMAJOR and desc.flags & Flag.W_UNSIGNED and desc.n_tiles >= 2
@@ -768,11 +777,11 @@ def _refusal_runs(hw):
     return runs
 
 
-def _shared_refusal_runs(hw):
+def _shared_refusal_runs(hw, cases=None):
     """The refusal table of tests/refusals.py (the one isa_sim and the HLS core run): its status, the
     descriptors it completes, and the image those descriptors alone leave."""
     runs = []
-    for case in refusal_cases(hw):
+    for case in refusal_cases(hw) if cases is None else cases:
         if case.status == Status.OK:
             expected, done = isa_sim(case.image, case.image, hw).data, len(Program.from_bytes(case.program).descriptors)
         else:
@@ -783,6 +792,19 @@ def _shared_refusal_runs(hw):
         runs.append(tb.Run(case.image, expected, (), expect_status=case.status, expect_done=done,
                            program_offset=case.program_offset, label=case.name))
     return runs
+
+
+@pytest.mark.cosim
+def test_rtl_without_row_units_refuses_their_opcodes(tmp_path):
+    """The table's row-less case (32-bit activations, 4x4): one LINEAR runs (four weight tiles per bank row),
+    then LAYERNORM is BAD_OPCODE with DESCRIPTORS_DONE 1 and nothing else written."""
+    case = rowless_case()
+    runs = _shared_refusal_runs(case.hw, [case])
+    env = tb.prepare(tmp_path, case.hw, runs, stall_prob=0.3)
+    toolchain.run_cocotb(tb.accelerator_verilog(case.hw), tb.TOPLEVEL, "hwgen.cosim.tb_accelerator",
+                         work_dir=tmp_path, extra_env=env)
+    (result,) = tb.read_results(tmp_path)
+    assert (result["status"], result["descriptors_done"]) == (Status.BAD_OPCODE, 1)
 
 
 def _run_bench(tmp_path, hw, pairs, extra_runs=(), **bench):
