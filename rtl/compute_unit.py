@@ -40,6 +40,7 @@ from hwgen.hwparams import HwParams
 from ._errors import refuse
 from .descriptor import DESCRIPTOR_LAYOUT, TAG_WIDTH, Tag
 from .gelu import GeluTable, gelu_lane, gelu_latency
+from .mac_array import MacArray
 from .pipeline import Pipeline
 from .runtime_requantize import RESULT_SHAPE, cut_layout, requantize_cut, requantize_fit
 
@@ -574,45 +575,15 @@ class ComputeUnit(wiring.Component):
             # BYPASS multiplies x by a shifted identity tile: acc[n] = x[n] exactly.
             return Mux(bypass, identity(i, o), w)
 
-        # Cycle 2: products.
-        product_shape = signed(2 * act_bits + 2)  # act × act operands too (weight_bits <= act_bits)
-        products = [[Signal(product_shape, name=f"p_{i}_{o}") for o in range(lanes_out)] for i in range(lanes_in)]
+        # Cycles 2…: the MAC array (products, adder tree, accumulators).
+        m.submodules.mac = mac = MacArray(lanes_in=lanes_in, lanes_out=lanes_out, operand_bits=act_bits + 1,
+                                          acc_bits=acc_bits)
+        m.d.comb += [mac.valid.eq(valid1), mac.first.eq(first1), mac.last.eq(last1)]
         for i in range(lanes_in):
+            m.d.comb += mac.x[i].eq(x[i])
             for o in range(lanes_out):
-                m.d.sync += products[i][o].eq(x[i] * weight(i, o))
-        valid2, first2, last2 = Signal(), Signal(), Signal()
-        m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1)]
-
-        # Adder tree over lanes_in, a register every two levels; sums wrap in acc_bits (exact).
-        sum_width = min(product_shape.width + (lanes_in - 1).bit_length(), acc_bits)
-        ctrl = (valid2, first2, last2)
-        partial = [[products[i][o] for i in range(lanes_in)] for o in range(lanes_out)]
-        level = 0
-        while len(partial[0]) > 1:
-            partial = [[(terms[j] + terms[j + 1])[:sum_width].as_signed() if j + 1 < len(terms) else terms[j]
-                        for j in range(0, len(terms), 2)] for terms in partial]
-            level += 1
-            if level % 2 == 0 or len(partial[0]) == 1:
-                registered = []
-                for o, terms in enumerate(partial):
-                    regs = [Signal(signed(sum_width), name=f"sum{level}_{o}_{j}") for j in range(len(terms))]
-                    m.d.sync += [reg.eq(term) for reg, term in zip(regs, terms)]
-                    registered.append(regs)
-                partial = registered
-                delayed = tuple(Signal(name=f"{n}_sum{level}") for n in ("valid", "first", "last"))
-                m.d.sync += [a.eq(b) for a, b in zip(delayed, ctrl)]
-                ctrl = delayed
-        tree_out = [partial[o][0] for o in range(lanes_out)]
-        valid_t, first_t, last_t = ctrl
-
-        # Accumulate; the tile leaves for the FIFO the cycle after its last k-tile.
-        acc = [Signal(signed(acc_bits), name=f"acc_{o}") for o in range(lanes_out)]
-        for o in range(lanes_out):
-            with m.If(valid_t):
-                m.d.sync += acc[o].eq(Mux(first_t, 0, acc[o]) + tree_out[o])
-        tile_done = Signal()
-        m.d.sync += tile_done.eq(valid_t & last_t)
-        m.d.comb += [tiles.w_data.eq(Cat(*acc)), tiles.w_en.eq(tile_done)]
+                m.d.comb += mac.w[i * lanes_out + o].eq(weight(i, o))
+        m.d.comb += [tiles.w_data.eq(mac.acc.as_value()), tiles.w_en.eq(mac.tile_done)]
 
         # ------------------------------------------------------------------ post-processing lanes
         post_lanes, out_beats_per_tile = geo.post_lanes, geo.tile_out_beats
