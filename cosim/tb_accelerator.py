@@ -44,8 +44,10 @@ class Run:
     image: bytes
     expected: bytes | None  # None: the bench keeps the image after the run (after<i>.bin) but compares nothing
     regions: tuple = ()  # hwgen.compiler.Region of the image, to name mismatching elements
-    expect_status: int = 0
+    expect_status: int = 0  # hwgen.rtl.descriptor.Status code the run must end with
     label: str = "run"
+    expect_done: int | None = None  # DESCRIPTORS_DONE the run must end with (None: not checked)
+    program_offset: int = 0  # PROGRAM_ADDR - IMAGE_BASE: where the Program header sits in the image
 
 
 def prepare(work_dir, hw, runs, *, image_base=0x1000, read_latency=64, stall_prob=0.0, seed=1,
@@ -72,6 +74,8 @@ def prepare(work_dir, hw, runs, *, image_base=0x1000, read_latency=64, stall_pro
         described.append({
             "label": run.label,
             "expect_status": run.expect_status,
+            "expect_done": run.expect_done,
+            "program_offset": run.program_offset,
             "regions": [
                 {"name": r.name, "offset": r.offset, "size": r.size, "row_stride": r.row_stride,
                  "container_bits": r.container_bits, "signed": r.fmt.signed}
@@ -257,7 +261,7 @@ if cocotb is not None:
             fingerprint = await lite.read(reg["FINGERPRINT"])
             assert fingerprint == hw.fingerprint(), f"FINGERPRINT {fingerprint:#x}, want {hw.fingerprint():#x}"
             assert await lite.read(reg["PARAMS"]) == params_word(hw)
-            await lite.write(reg["PROGRAM_ADDR"], base)
+            await lite.write(reg["PROGRAM_ADDR"], base + run["program_offset"])
             await lite.write(reg["IMAGE_BASE"], base)
             await lite.write(reg["GIE"], 1)
             await lite.write(reg["IER"], 1)
@@ -294,6 +298,9 @@ if cocotb is not None:
             assert control >> CONTROL_DONE & 1, f"{run['label']}: CONTROL {control:#x} does not show done"
             assert result["status"] == run["expect_status"], (
                 f"{run['label']}: STATUS {result['status']:#x}, expected {run['expect_status']:#x}")
+            if run["expect_done"] is not None:
+                assert result["descriptors_done"] == run["expect_done"], (
+                    f"{run['label']}: DESCRIPTORS_DONE {result['descriptors_done']}, expected {run['expect_done']}")
             assert memory.errors == 0, f"{run['label']}: the AXI memory model saw protocol errors"
             if expected is not None and got != expected:
                 raise AssertionError(f"{run['label']}: " + _describe_mismatch(got, expected, run["regions"], base))

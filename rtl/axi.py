@@ -12,6 +12,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ._errors import refuse
+from .descriptor import Status
 
 __all__ = [
     "AXI_DATA_WIDTHS",
@@ -26,7 +27,7 @@ __all__ = [
     "AXI4Writer",
     "AXILiteRegisters",
     "REGISTER_MAP",
-    "STATUS_BITS",
+    "STATUS_CODES",
 ]
 
 AXI_DATA_WIDTHS = (32, 64, 128, 256)
@@ -408,16 +409,9 @@ REGISTER_MAP = {
     "IMAGE_BASE": 0x2C,
 }
 
-# Bits of the STATUS register (the controller's error causes; any set bit means the run stopped).
-STATUS_BITS = {
-    "BAD_MAGIC": 0,
-    "BAD_VERSION": 1,
-    "BAD_FINGERPRINT": 2,
-    "BAD_OPCODE": 3,
-    "READ_ERROR": 4,
-    "WRITE_ERROR": 5,
-    "BAD_DESCRIPTOR": 6,
-}
+# Codes of the STATUS register: why the last run stopped (0 = it completed), one encoding for the RTL,
+# the HLS core, isa_sim and the driver (docs/isa.md §8.1).
+STATUS_CODES = {status.name: int(status) for status in Status}
 
 CONTROL_START, CONTROL_DONE, CONTROL_IDLE, CONTROL_ERROR = 0, 1, 2, 3
 
@@ -447,7 +441,7 @@ class AXILiteRegisters(wiring.Component):
     stall : In(1)
         The core is waiting on memory this cycle.
     status : In(32)
-        The core's error bits (``STATUS_BITS``), shown in STATUS.
+        The core's status code (``STATUS_CODES``: 0, or why the run stopped), shown in STATUS.
     descriptors_done : In(32)
         Number of descriptors the core has completed in this run.
     """

@@ -40,6 +40,7 @@ from hwgen.hwparams import HwParams
 from ._errors import refuse
 from .descriptor import DESCRIPTOR_LAYOUT, TAG_WIDTH, Tag
 from .gelu import GeluTable, gelu_lane, gelu_latency
+from .mac_array import MacArray
 from .pipeline import Pipeline
 from .runtime_requantize import RESULT_SHAPE, cut_layout, requantize_cut, requantize_fit
 
@@ -82,6 +83,15 @@ class Geometry:
         if hw.lanes_out * hw.act_bits % axi:
             return (f"lanes_out × act_bits must be a multiple of the AXI data width ({axi}) for the RTL core, "
                     f"not {hw.lanes_out * hw.act_bits}")
+        if max(hw.lanes_in, hw.lanes_out) % min(hw.lanes_in, hw.lanes_out):
+            return (f"lanes_in and lanes_out must be multiples of one another for the RTL core (BYPASS maps output "
+                    f"tiles onto activation words), not {hw.lanes_in} and {hw.lanes_out}")
+        if hw.weight_bits > hw.act_bits:
+            return (f"weight_bits must not exceed act_bits for the RTL core (activation operands share the weight "
+                    f"banks), not {hw.weight_bits} > {hw.act_bits}")
+        if hw.lanes_in * hw.lanes_out * hw.weight_bytes % hw.axi_bytes:
+            return (f"a weight tile (lanes_in × lanes_out × weight_bits = {hw.lanes_in * hw.lanes_out * hw.weight_bits}"
+                    f" bits) must be whole AXI words ({axi} bits) for the RTL core")
         need = hw.tile_stride(hw.weight_bytes) + hw.lanes_out * hw.bias_bytes
         if hw.weight_buffer_bytes < need:
             return f"weight_buffer_bytes must hold one tile and its bias ({need} bytes), not {hw.weight_buffer_bytes}"
@@ -125,11 +135,41 @@ class Geometry:
         """AXI words per bias word (the bias entries of one output word)."""
         return self.post_lanes * self.hw.bias_bytes // self.axi_bytes
 
+    # BYPASS (acc = x): output tile t, column o is activation column t·lanes_out + o.
+    @property
+    def bypass_tiles_per_word(self) -> int:
+        """Output tiles per activation word with BYPASS (lanes_in = r·lanes_out: r, else 1)."""
+        return max(1, self.hw.lanes_in // self.hw.lanes_out)
+
+    @property
+    def bypass_words_per_tile(self) -> int:
+        """Activation words (array steps) per output tile with BYPASS (lanes_out = r·lanes_in: r, else 1)."""
+        return max(1, self.hw.lanes_out // self.hw.lanes_in)
+
     # Buffer depths.
     @property
     def bank_tiles(self) -> int:
         """Weight tiles one bank holds."""
         return self.hw.weight_buffer_bytes // self.hw.tile_stride(self.hw.weight_bytes)
+
+    # The weight banks hold weight tiles and tiles of an activation operand (B_ROWMAJOR/B_TRANSPOSED).
+    # A bank row is one tile of act_bytes containers (``tile_words`` AXI words side by side, read in
+    # one cycle); a weight tile, ``slots_per_row`` times smaller, takes one byte slot of every container.
+    @property
+    def slots_per_row(self) -> int:
+        """Weight tiles per bank row (act_bytes / weight_bytes)."""
+        return self.hw.act_bytes // self.hw.weight_bytes
+
+    @property
+    def tile_words(self) -> int:
+        """AXI words per bank row: one tile of act_bytes elements (the weight memories side by side)."""
+        return self.hw.lanes_in * self.hw.lanes_out * self.hw.act_bytes // self.axi_bytes
+
+    @property
+    def bank_rows(self) -> int:
+        """Rows of one bank: room for ``bank_tiles`` weight tiles, hence for every activation-operand chunk
+        the capacity rule admits (``weight_buffer_bytes // tile_stride(act_bytes)`` tiles)."""
+        return -(-self.bank_tiles // self.slots_per_row)
 
     @property
     def max_chunk_tiles(self) -> int:
@@ -141,6 +181,11 @@ class Geometry:
     def bias_words(self) -> int:
         """Bias words one bank holds."""
         return self.max_chunk_tiles * self.tile_out_beats
+
+    @property
+    def max_k_tiles(self) -> int:
+        """Most k-tiles a row of ``x`` may have: one activation bank (docs/isa.md, DOES_NOT_FIT)."""
+        return self.hw.act_buffer_bytes // (self.hw.lanes_in * self.hw.act_bytes)
 
     @property
     def ring_words(self) -> int:
@@ -274,10 +319,12 @@ class ComputeUnit(wiring.Component):
                 mems.append(mem)
             return mems
 
-        weight_mems = memories("weights", geo.tile_beats, 2 * geo.bank_tiles)
+        slots, rows_per_bank = geo.slots_per_row, geo.bank_rows
+        slot_shift = slots.bit_length() - 1
+        weight_mems = memories("weights", geo.tile_words, 2 * rows_per_bank)
         bias_mems = memories("bias", geo.bias_slots, 2 * geo.bias_words)
         act_mems = memories("act", geo.act_slots, geo.ring_words)
-        weight_w = [mem.write_port() for mem in weight_mems]
+        weight_w = [mem.write_port(granularity=weight_bits) for mem in weight_mems]
         bias_w = [mem.write_port() for mem in bias_mems]
         act_w = [mem.write_port() for mem in act_mems]
         weight_r = [mem.read_port() for mem in weight_mems]
@@ -310,33 +357,99 @@ class ComputeUnit(wiring.Component):
 
         fill_bank = Signal()
         loaded = Signal(2)  # a bank holds a complete chunk the array has not finished with
-        weight_slot = Signal(range(geo.tile_beats))
-        weight_word = Signal(range(2 * geo.bank_tiles))
         bias_slot = Signal(range(geo.bias_slots))
         bias_word = Signal(range(2 * geo.bias_words))
         is_weight = arriving & ((beat.tag == Tag.WEIGHT) | (beat.tag == Tag.WEIGHT_END))
         is_bias = arriving & (beat.tag == Tag.BIAS)
-        for i, port in enumerate(weight_w):
-            m.d.comb += [port.addr.eq(weight_word), port.data.eq(beat.data),
-                         port.en.eq(is_weight & (weight_slot == i))]
+        b_rowmajor, b_transposed = flags.b_rowmajor, flags.b_transposed
+        b_operand = b_rowmajor | b_transposed
+        # Weight tiles: beat w_beat of tile w_tile (slot w_tile mod slots of bank row w_tile / slots).
+        w_beat = Signal(range(geo.tile_beats))
+        w_tile = Signal(16)
+        # B_ROWMAJOR: beat b_col of row k = b_kt·lanes_in + b_i's chunk segment: tile row b_i of the tiles
+        # (b_tile_row / k_tiles, b_kt); each segment is one read command (its last beat ends it).
+        b_i = Signal(range(lanes_in))
+        b_kt = Signal(16)
+        b_col = Signal(range(geo.tile_out_beats))
+        b_tile_row = Signal(32)
+        # B_TRANSPOSED: beat (c_kt, c_block) of row n = tile column c_o of the tiles (c_tile_row / k_tiles, ·):
+        # its act elements are tile rows c_block·P … of column c_o.
+        c_o = Signal(range(lanes_out))
+        c_kt = Signal(16)
+        c_block = Signal(range(geo.act_slots))
+        c_tile_row = Signal(32)
+        per_word = geo.axi_bytes // hw.act_bytes  # act containers per AXI word (P)
+        lanes_w = geo.axi_bytes // hw.weight_bytes  # weight-sized byte lanes per AXI word (write enables)
+        fill_row = Signal(range(2 * rows_per_bank))
+        m.d.comb += fill_row.eq(Mux(fill_bank, rows_per_bank, 0) + Mux(
+            b_rowmajor, b_tile_row + b_kt, Mux(b_transposed, c_tile_row + c_kt, w_tile >> slot_shift)))
+        tile_slot = w_tile[:slot_shift] if slot_shift else Const(0)
+        row_mem = b_i * geo.tile_out_beats + b_col  # the one memory a B_ROWMAJOR beat fills
+        col_onehot = Signal(lanes_out)
+        m.d.comb += col_onehot.eq(1 << c_o)
+        elem_bits = act_bits
+        for mi, port in enumerate(weight_w):
+            # Weight tiles: beat j fills memories j·slots … j·slots + slots − 1, its lanes spread to one slot
+            # of every container (the other slots keep their tiles).
+            r_part, j = mi % slots, mi // slots
+            spread = Cat(*(beat.data[(r_part * (lanes_w // slots) + lane // slots) * weight_bits:][:weight_bits]
+                           for lane in range(lanes_w)))
+            tile_en = Cat(*((w_beat == j) & (tile_slot == lane % slots) for lane in range(lanes_w)))
+            # B_ROWMAJOR: the beat is one word of a tile row, as is.
+            row_en = Mux(row_mem == mi, (1 << lanes_w) - 1, 0)
+            # B_TRANSPOSED: memory mi holds tile row i = mi / tile_out_beats, columns (mi mod tile_out_beats)·P …;
+            # the beat's element i mod P lands in container c_o mod P when c_o is one of those columns.
+            i_row, word_in_row = divmod(mi, geo.tile_out_beats)
+            element = beat.data[(i_row % per_word) * elem_bits:][:elem_bits]
+            replicated = Cat(*([element] * per_word))
+            col_en = Cat(*(col_onehot[word_in_row * per_word + lane // slots] & (c_block == i_row // per_word)
+                           for lane in range(lanes_w)))
+            m.d.comb += [
+                port.addr.eq(fill_row),
+                port.data.eq(Mux(b_rowmajor, beat.data, Mux(b_transposed, replicated, spread))),
+                port.en.eq(Mux(is_weight, Mux(b_rowmajor, row_en, Mux(b_transposed, col_en, tile_en)), 0)),
+            ]
         for i, port in enumerate(bias_w):
             m.d.comb += [port.addr.eq(bias_word), port.data.eq(beat.data),
                          port.en.eq(is_bias & (bias_slot == i))]
         chunk_loaded = Signal()
         m.d.comb += chunk_loaded.eq(is_weight & (beat.tag == Tag.WEIGHT_END) & beat.last)
+        fill_reset = [w_beat.eq(0), w_tile.eq(0), b_i.eq(0), b_kt.eq(0), b_col.eq(0), b_tile_row.eq(0),
+                      c_o.eq(0), c_kt.eq(0), c_block.eq(0), c_tile_row.eq(0)]
         with m.If(chunk_loaded):
             m.d.sync += [
                 fill_bank.eq(~fill_bank),
-                weight_slot.eq(0),
-                weight_word.eq(Mux(fill_bank, 0, geo.bank_tiles)),
+                *fill_reset,
                 bias_slot.eq(0),
                 bias_word.eq(Mux(fill_bank, 0, geo.bias_words)),
             ]
-        with m.Elif(is_weight):
-            with m.If(weight_slot == geo.tile_beats - 1):
-                m.d.sync += [weight_slot.eq(0), weight_word.eq(weight_word + 1)]
+        with m.Elif(is_weight & b_rowmajor):
+            with m.If(beat.last):
+                m.d.sync += [b_col.eq(0), b_tile_row.eq(0)]
+                with m.If(b_i == lanes_in - 1):
+                    m.d.sync += [b_i.eq(0), b_kt.eq(b_kt + 1)]
+                with m.Else():
+                    m.d.sync += b_i.eq(b_i + 1)
+            with m.Elif(b_col == geo.tile_out_beats - 1):
+                m.d.sync += [b_col.eq(0), b_tile_row.eq(b_tile_row + desc.k_tiles)]
             with m.Else():
-                m.d.sync += weight_slot.eq(weight_slot + 1)
+                m.d.sync += b_col.eq(b_col + 1)
+        with m.Elif(is_weight & b_transposed):
+            with m.If(beat.last):
+                m.d.sync += [c_kt.eq(0), c_block.eq(0)]
+                with m.If(c_o == lanes_out - 1):
+                    m.d.sync += [c_o.eq(0), c_tile_row.eq(c_tile_row + desc.k_tiles)]
+                with m.Else():
+                    m.d.sync += c_o.eq(c_o + 1)
+            with m.Elif(c_block == geo.act_slots - 1):
+                m.d.sync += [c_block.eq(0), c_kt.eq(c_kt + 1)]
+            with m.Else():
+                m.d.sync += c_block.eq(c_block + 1)
+        with m.Elif(is_weight):
+            with m.If(w_beat == geo.tile_beats - 1):
+                m.d.sync += [w_beat.eq(0), w_tile.eq(w_tile + 1)]
+            with m.Else():
+                m.d.sync += w_beat.eq(w_beat + 1)
         with m.If(is_bias):
             with m.If(bias_slot == geo.bias_slots - 1):
                 m.d.sync += [bias_slot.eq(0), bias_word.eq(bias_word + 1)]
@@ -353,12 +466,18 @@ class ComputeUnit(wiring.Component):
         tile = Signal(16)
         ktile = Signal(16)
         row_base = Signal(range(geo.ring_words))
-        weight_addr = Signal(range(2 * geo.bank_tiles))
+        weight_addr = Signal(16)  # tile of the chunk the array reads (bank row, and slot for weight tiles)
         rows_ready = Signal(range(geo.ring_words + 1))
         tiles_owed = Signal(range(geo.tile_fifo_depth + 1))  # issued tiles not yet out of the tile FIFO
         bypass = flags.bypass
         k_last = Signal(16)
-        m.d.comb += k_last.eq(Mux(bypass, 0, desc.k_tiles - 1))
+        m.d.comb += k_last.eq(Mux(bypass, geo.bypass_words_per_tile - 1, desc.k_tiles - 1))
+        # BYPASS walks the row's activation words: word bypass_word holds output tile t's columns at
+        # lane offset bypass_sel·lanes_out (lanes_in = r·lanes_out), or its ktile-th lanes_in columns
+        # (lanes_out = r·lanes_in); the array multiplies by the matching shifted identity tile.
+        per_word = geo.bypass_tiles_per_word
+        bypass_word = Signal(16)
+        bypass_sel = Signal(range(max(per_word, geo.bypass_words_per_tile)))
 
         first = ktile == 0
         last = ktile == k_last
@@ -368,30 +487,37 @@ class ComputeUnit(wiring.Component):
                              & (~first | (tiles_owed < geo.tile_fifo_depth)))
         m.d.comb += self.issuing.eq(issue)
 
-        act_index = Mux(bypass, tile, ktile)
+        act_index = Mux(bypass, bypass_word, ktile)
         for port in act_r:
             m.d.comb += port.addr.eq(_wrap(row_base + act_index, geo.ring_words))
         for port in weight_r:
-            m.d.comb += port.addr.eq(weight_addr)
+            m.d.comb += port.addr.eq(Mux(bank, rows_per_bank, 0)
+                                     + Mux(b_operand, weight_addr, weight_addr >> slot_shift))
 
         row_done = Signal()
         tile_popped = Signal()
         chunk_issued = Signal()
-        bank_base = Mux(bank, geo.bank_tiles, 0)
         with m.If(issue):
+            if per_word > 1:
+                with m.If(bypass_sel == per_word - 1):
+                    m.d.sync += [bypass_sel.eq(0), bypass_word.eq(bypass_word + 1)]
+                with m.Else():
+                    m.d.sync += bypass_sel.eq(bypass_sel + 1)
+            else:
+                m.d.sync += bypass_word.eq(bypass_word + 1)
             with m.If(~last):
                 m.d.sync += [ktile.eq(ktile + 1), weight_addr.eq(weight_addr + 1)]
             with m.Elif(~tile_last):
                 m.d.sync += [ktile.eq(0), tile.eq(tile + 1), weight_addr.eq(weight_addr + 1)]
             with m.Else():
                 m.d.comb += row_done.eq(1)
-                m.d.sync += [ktile.eq(0), tile.eq(0),
+                m.d.sync += [ktile.eq(0), tile.eq(0), bypass_word.eq(0), bypass_sel.eq(0),
                              row_base.eq(_wrap(row_base + desc.k_tiles, geo.ring_words)),
-                             weight_addr.eq(bank_base)]
+                             weight_addr.eq(0)]
                 with m.If(row == desc.m - 1):
                     m.d.comb += chunk_issued.eq(1)
                     m.d.sync += [row.eq(0), bank.eq(~bank), issue_chunk.advance(),
-                                 weight_addr.eq(Mux(bank, 0, geo.bank_tiles))]
+                                 weight_addr.eq(0)]
                     with m.If(issue_chunk.last):
                         m.d.sync += issue_running.eq(0)
                 with m.Else():
@@ -409,55 +535,55 @@ class ComputeUnit(wiring.Component):
         # Cycle 1: buffer words out of the memories, with the control of the cycle-0 issue.
         valid1, first1, last1 = Signal(), Signal(), Signal()
         m.d.sync += [valid1.eq(issue), first1.eq(first), last1.eq(last)]
+        # Slot of the weight tile in its bank row; lanes of x past K (last k-tile) read as 0, so tile rows
+        # an activation operand never filled (k >= K) add nothing.
+        slot1 = Signal(max(1, slot_shift))
+        if slot_shift:
+            m.d.sync += slot1.eq(weight_addr[:slot_shift])
+        k_rem = Signal(range(lanes_in + 1))
+        m.d.comb += k_rem.eq(desc.k - (desc.k_tiles - 1) * lanes_in)
+        x_mask1 = Signal(lanes_in)
+        m.d.sync += x_mask1.eq(Mux(last & ~bypass, (Const(1, lanes_in + 1) << k_rem) - 1, (1 << lanes_in) - 1))
+        # BYPASS identity: one-hot of the lane offset (bypass_sel, or the k-step when lanes_out > lanes_in).
+        offsets = max(per_word, geo.bypass_words_per_tile)
+        offset1 = Signal(offsets)
+        m.d.sync += offset1.eq(1 << (bypass_sel if per_word > 1 else ktile[:max(1, (offsets - 1).bit_length())]))
         act_word_out = Cat(*(port.data for port in act_r))
         tile_word = Cat(*(port.data for port in weight_r))
-        x = [_extend(act_word_out[i * act_bits:(i + 1) * act_bits], flags.x_unsigned) for i in range(lanes_in)]
+        x = [Mux(x_mask1[i], _extend(act_word_out[i * act_bits:(i + 1) * act_bits], flags.x_unsigned), 0)
+             for i in range(lanes_in)]
+
+        def identity(i, o):
+            """Element (i, o) of the BYPASS tile: 1 where lane i of the word is output column o."""
+            if lanes_in >= lanes_out:
+                step, delta = lanes_out, i - o  # i = offset·lanes_out + o
+            else:
+                step, delta = lanes_in, o - i   # o = offset·lanes_in + i
+            if delta < 0 or delta % step or delta // step >= offsets:
+                return Const(0)
+            return offset1[delta // step]
 
         def weight(i, o):
-            w = _extend(tile_word[(i * lanes_out + o) * weight_bits:(i * lanes_out + o + 1) * weight_bits],
-                        flags.w_unsigned)
-            # BYPASS multiplies x by the identity tile: acc[n] = x[n] exactly.
-            return Mux(bypass, int(i == o), w)
+            container = tile_word[(i * lanes_out + o) * act_bits:][:act_bits]
+            if slots == 1:
+                w = _extend(container, flags.w_unsigned)
+            else:
+                w_slot = container[:weight_bits]
+                for s_ in range(1, slots):
+                    w_slot = Mux(slot1 == s_, container[s_ * weight_bits:][:weight_bits], w_slot)
+                w = Mux(b_operand, _extend(container, flags.w_unsigned), _extend(w_slot, flags.w_unsigned))
+            # BYPASS multiplies x by a shifted identity tile: acc[n] = x[n] exactly.
+            return Mux(bypass, identity(i, o), w)
 
-        # Cycle 2: products.
-        product_shape = signed(act_bits + weight_bits + 2)
-        products = [[Signal(product_shape, name=f"p_{i}_{o}") for o in range(lanes_out)] for i in range(lanes_in)]
+        # Cycles 2…: the MAC array (products, adder tree, accumulators).
+        m.submodules.mac = mac = MacArray(lanes_in=lanes_in, lanes_out=lanes_out, operand_bits=act_bits + 1,
+                                          acc_bits=acc_bits)
+        m.d.comb += [mac.valid.eq(valid1), mac.first.eq(first1), mac.last.eq(last1)]
         for i in range(lanes_in):
+            m.d.comb += mac.x[i].eq(x[i])
             for o in range(lanes_out):
-                m.d.sync += products[i][o].eq(x[i] * weight(i, o))
-        valid2, first2, last2 = Signal(), Signal(), Signal()
-        m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1)]
-
-        # Adder tree over lanes_in, a register every two levels; sums wrap in acc_bits (exact).
-        sum_width = min(product_shape.width + (lanes_in - 1).bit_length(), acc_bits)
-        ctrl = (valid2, first2, last2)
-        partial = [[products[i][o] for i in range(lanes_in)] for o in range(lanes_out)]
-        level = 0
-        while len(partial[0]) > 1:
-            partial = [[(terms[j] + terms[j + 1])[:sum_width].as_signed() if j + 1 < len(terms) else terms[j]
-                        for j in range(0, len(terms), 2)] for terms in partial]
-            level += 1
-            if level % 2 == 0 or len(partial[0]) == 1:
-                registered = []
-                for o, terms in enumerate(partial):
-                    regs = [Signal(signed(sum_width), name=f"sum{level}_{o}_{j}") for j in range(len(terms))]
-                    m.d.sync += [reg.eq(term) for reg, term in zip(regs, terms)]
-                    registered.append(regs)
-                partial = registered
-                delayed = tuple(Signal(name=f"{n}_sum{level}") for n in ("valid", "first", "last"))
-                m.d.sync += [a.eq(b) for a, b in zip(delayed, ctrl)]
-                ctrl = delayed
-        tree_out = [partial[o][0] for o in range(lanes_out)]
-        valid_t, first_t, last_t = ctrl
-
-        # Accumulate; the tile leaves for the FIFO the cycle after its last k-tile.
-        acc = [Signal(signed(acc_bits), name=f"acc_{o}") for o in range(lanes_out)]
-        for o in range(lanes_out):
-            with m.If(valid_t):
-                m.d.sync += acc[o].eq(Mux(first_t, 0, acc[o]) + tree_out[o])
-        tile_done = Signal()
-        m.d.sync += tile_done.eq(valid_t & last_t)
-        m.d.comb += [tiles.w_data.eq(Cat(*acc)), tiles.w_en.eq(tile_done)]
+                m.d.comb += mac.w[i * lanes_out + o].eq(weight(i, o))
+        m.d.comb += [tiles.w_data.eq(mac.acc.as_value()), tiles.w_en.eq(mac.tile_done)]
 
         # ------------------------------------------------------------------ post-processing lanes
         post_lanes, out_beats_per_tile = geo.post_lanes, geo.tile_out_beats
@@ -610,9 +736,10 @@ class ComputeUnit(wiring.Component):
         with m.If(self.start):
             m.d.sync += [
                 act_slot.eq(0), act_word.eq(0), act_row_base.eq(0),
-                fill_bank.eq(0), loaded.eq(0), weight_slot.eq(0), weight_word.eq(0),
+                fill_bank.eq(0), loaded.eq(0), *fill_reset,
                 bias_slot.eq(0), bias_word.eq(0),
                 issue_running.eq(1), bank.eq(0), row.eq(0), tile.eq(0), ktile.eq(0), row_base.eq(0),
+                bypass_word.eq(0), bypass_sel.eq(0),
                 weight_addr.eq(0), rows_ready.eq(0), tiles_owed.eq(0), *issue_chunk.reset(),
                 post_running.eq(1), post_bank.eq(0), post_row.eq(0), post_tile.eq(0), post_part.eq(0),
                 post_beat.eq(0), bias_addr.eq(0), *post_chunk.reset(),

@@ -34,17 +34,22 @@ from hwgen.hwparams import HwParams
 from hwgen.units import ROW_MAX
 
 from ._errors import refuse
-from .axi import STATUS_BITS
+from .checker import BoundsChecker
 from .compute_unit import PIECE_BEATS, ChunkWalker, Geometry
 from .descriptor import (
     DESCRIPTOR_BYTES, DESCRIPTOR_LAYOUT, HEADER_BYTES, HEADER_LAYOUT, MAGIC, OPCODE_LAYERNORM, OPCODE_LINEAR,
-    OPCODE_SOFTMAX, ROW_DESCRIPTOR_LAYOUT, TAG_WIDTH, VERSION, Tag,
+    OPCODE_SOFTMAX, ROW_DESCRIPTOR_LAYOUT, TAG_WIDTH, VERSION, Status, Tag,
 )
 from .row_unit import RowGeometry
 
 __all__ = ["Controller"]
 
 BEATS_WIDTH = 20
+
+#: Operand extents the bounds checker walks per descriptor (LINEAR: x, out, r, B or weight tiles, bias).
+CHECK_SLOTS = 5
+#: Cycles the checks add to every descriptor: the bounds checker's walk (docs/isa.md §5 ``fetch``).
+CHECK_CYCLES = CHECK_SLOTS + 1
 
 
 class Controller(wiring.Component):
@@ -61,7 +66,7 @@ class Controller(wiring.Component):
     done : Out(1)
         Pulse: the run ended (all descriptors done, or stopped by an error in ``status``).
     status : Out(32)
-        Error bits (``STATUS_BITS``), cleared by ``start``.
+        Status code (:class:`Status`: 0, or why the run stopped; the first error wins), cleared by ``start``.
     descriptors_done : Out(32)
         Descriptors completed in this run.
     read_cmd : Out(stream)
@@ -162,26 +167,67 @@ class Controller(wiring.Component):
         header = data.View(HEADER_LAYOUT, words)
         fetched_desc = data.View(DESCRIPTOR_LAYOUT, words)
 
-        # ------------------------------------------------------------------ descriptor checks
+        # ------------------------------------------------------------------ checks (docs/isa.md §8.3)
+        # One status code per run; the first failing check (in the order below) wins.
         status = self.status
         count = Signal(32)
         index = Signal(32)
         desc_addr = Signal(32)
-        bad = Signal()
+        image_bytes = Signal(32)
+
+        def misaligned(*values):
+            return Cat(*(v[:shift] for v in values)).any() if shift else Const(0)
+
+        def fail(code):
+            """Set STATUS to ``code`` unless an earlier error already set it."""
+            return status.eq(Mux(status != 0, status, code))
+
+        # Header: magic, version, fingerprint, then its size fields against the image.
+        program_offset = Signal(32)
+        m.d.comb += program_offset.eq(self.program_addr - self.image_base)
+        header_code = Signal(8)
+        with m.If(header.magic != MAGIC):
+            m.d.comb += header_code.eq(Status.BAD_MAGIC)
+        with m.Elif(header.version != VERSION):
+            m.d.comb += header_code.eq(Status.BAD_VERSION)
+        with m.Elif(header.fingerprint != hw.fingerprint()):
+            m.d.comb += header_code.eq(Status.BAD_FINGERPRINT)
+        with m.Elif((header.descriptor_bytes != DESCRIPTOR_BYTES)
+                    | (program_offset + ((header.count + 1) << 6) > header.image_bytes)):
+            m.d.comb += header_code.eq(Status.BAD_HEADER)
+
+        # LINEAR descriptors.
         d = fetched_desc
-        k_tiles_ok = (d.k_tiles * hw.lanes_in >= d.k) & (d.k_tiles * hw.lanes_in < d.k + hw.lanes_in)
-        n_tiles_ok = (d.n_tiles * hw.lanes_out >= d.n) & (d.n_tiles * hw.lanes_out < d.n + hw.lanes_out)
-        sizes_ok = ((d.m != 0) & (d.k != 0) & (d.n != 0) & k_tiles_ok & n_tiles_ok
-                    & (d.chunk_tiles != 0) & (d.chunk_tiles <= d.n_tiles) & (d.k_tiles <= geo.ring_words))
-        if hw.lanes_in == hw.lanes_out:
-            bypass_ok = ~d.flags.bypass | ((d.k == d.n) & (d.chunk_tiles == d.n_tiles))
-        else:
-            bypass_ok = ~d.flags.bypass
-        weights_fit = d.flags.bypass | ((d.chunk_tiles * d.k_tiles <= geo.bank_tiles)
-                                        & (d.chunk_tiles <= geo.max_chunk_tiles))
-        residual_fit = ~d.flags.residual | (d.chunk_tiles * geo.tile_out_beats <= geo.residual_beats // 2)
-        m.d.comb += bad.eq(~(sizes_ok & bypass_ok & weights_fit & residual_fit)
-                           | d.flags.b_rowmajor | (d.flags.reserved != 0))
+        f = d.flags
+        li, lo, ab = hw.lanes_in, hw.lanes_out, hw.act_bytes
+        b_operand = f.b_rowmajor | f.b_transposed
+
+        def requant_ok(rq):
+            raw = rq.as_value()
+            return ((rq.width >= 1) & (rq.width <= 32) & (rq.round <= 6) & (rq.overflow <= 4)
+                    & ~raw[15] & ~raw[19] & ~raw[23] & (raw[30:32] == 0))
+
+        k_tiles_ok = (d.k_tiles * li >= d.k) & (d.k_tiles * li < d.k + li)
+        n_tiles_ok = (d.n_tiles * lo >= d.n) & (d.n_tiles * lo < d.n + lo)
+        linear_bad = ((f.reserved != 0) | (f.b_rowmajor & f.b_transposed)
+                      | (f.bypass & (f.bias | b_operand | f.w_unsigned))
+                      | (d.m == 0) | (d.k == 0) | (d.n == 0) | ~k_tiles_ok | ~n_tiles_ok
+                      | (d.chunk_tiles == 0) | (d.chunk_tiles > d.n_tiles)
+                      | (f.bypass & ((d.k != d.n) | (d.chunk_tiles != d.n_tiles)))
+                      | ~requant_ok(d.rq1) | (f.residual & ~requant_ok(d.rq2)))
+        # Capacities (hwgen.isa.rules.Limits): a row of x in one activation bank, a chunk's tiles and
+        # bias entries in one weight bank (tiles of act_bytes elements for an activation operand).
+        max_k_tiles = geo.max_k_tiles
+        max_chunk_tiles = geo.max_chunk_tiles
+        small_chunk = d.chunk_tiles[:max(1, max_chunk_tiles.bit_length())]
+        small_k = d.k_tiles[:max(1, max_k_tiles.bit_length())]
+        column_bytes = (small_k * Mux(b_operand, hw.tile_stride(hw.act_bytes), hw.tile_stride(hw.weight_bytes))
+                        + Mux(f.bias, lo * hw.bias_bytes, 0))
+        linear_too_big = ((d.k_tiles > max_k_tiles) | (d.chunk_tiles > max_chunk_tiles)
+                          | (~f.bypass & (small_chunk * column_bytes > hw.weight_buffer_bytes)))
+        linear_misaligned = (misaligned(d.x_addr, d.x_stride, d.out_addr, d.out_stride)
+                             | (~f.bypass & misaligned(d.w_addr)) | (b_operand & misaligned(d.w_stride))
+                             | (f.bias & misaligned(d.bias_addr)) | (f.residual & misaligned(d.res_addr, d.res_stride)))
 
         # Row descriptors (docs/isa.md §3.6): sizes, reserved fields, SOFTMAX without γ/β/d_offset,
         # LAYERNORM's d_offset = N²·eps_raw for an ε < 1 (so D fits the unit).
@@ -196,6 +242,50 @@ class Controller(wiring.Component):
             | (r.reserved0 != 0) | (r.reserved2 != 0) | (r.reserved3 != 0) | (r.reserved7 != 0) | (r.reserved10 != 0)
             | (~is_layernorm & ((r.gamma_addr != 0) | (r.beta_addr != 0) | (r.d_offset != 0)))
             | (is_layernorm & (r.d_offset >= ((r.n * r.n) << twice_frac))))
+        row_misaligned = (misaligned(r.x_addr, r.x_stride, r.out_addr, r.out_stride)
+                          | (is_layernorm & misaligned(r.gamma_addr, r.beta_addr)))
+
+        is_linear = d.opcode == OPCODE_LINEAR
+        static_code = Signal(8)
+        with m.If(~is_linear & ~row_opcode):
+            m.d.comb += static_code.eq(Status.BAD_OPCODE)
+        with m.Elif(Mux(is_linear, linear_bad, row_bad)):
+            m.d.comb += static_code.eq(Status.BAD_DESCRIPTOR)
+        with m.Elif(is_linear & linear_too_big):
+            m.d.comb += static_code.eq(Status.DOES_NOT_FIT)
+        with m.Elif(Mux(is_linear, linear_misaligned, row_misaligned)):
+            m.d.comb += static_code.eq(Status.MISALIGNED)
+
+        # Operand extents, through the sequential bounds checker (one multiplier for all of them).
+        m.submodules.checker = checker = BoundsChecker(CHECK_SLOTS)
+        m.d.comb += checker.image_bytes.eq(image_bytes)
+
+        def term(slot, enable, addr, rows, stride, tail):
+            t = checker.terms[slot]
+            return [t.enable.eq(enable), t.addr.eq(addr), t.rows.eq(rows), t.stride.eq(stride), t.tail.eq(tail)]
+
+        with m.If(is_linear):
+            tiles = ~f.bypass & ~b_operand
+            m.d.comb += [
+                *term(0, 1, d.x_addr, d.m - 1, d.x_stride, d.k * ab),
+                *term(1, 1, d.out_addr, d.m - 1, d.out_stride, d.n * ab),
+                *term(2, f.residual, d.res_addr, d.m - 1, d.res_stride, d.n * ab),
+                *term(3, ~f.bypass, d.w_addr,
+                      Mux(tiles, d.n_tiles, Mux(f.b_rowmajor, d.k - 1, d.n - 1)),
+                      Mux(tiles, d.k_tiles * hw.tile_stride(hw.weight_bytes), d.w_stride),
+                      Mux(tiles, 0, Mux(f.b_rowmajor, d.n, d.k) * ab)),
+                *term(4, f.bias, d.bias_addr, d.n_tiles, lo * hw.bias_bytes, 0),
+            ]
+        with m.Else():
+            m.d.comb += [
+                *term(0, 1, r.x_addr, r.m - 1, r.x_stride, r.n * ab),
+                *term(1, 1, r.out_addr, r.m - 1, r.out_stride, r.n * ab),
+                *term(2, is_layernorm, r.gamma_addr, 0, 0, r.n * ab),
+                *term(3, is_layernorm, r.beta_addr, 0, 0, r.n * ab),
+            ]
+        desc_code = Signal(8)
+        m.d.comb += desc_code.eq(Mux(static_code != 0, static_code,
+                                     Mux(checker.out_of_bounds, Status.OUT_OF_BOUNDS, Status.OK)))
 
         # ------------------------------------------------------------------ descriptor streams
         base = self.image_base
@@ -203,19 +293,28 @@ class Controller(wiring.Component):
         x_row_beats = Signal(BEATS_WIDTH)
         chunk_bytes = Signal(32)         # bytes of output columns per full chunk (same for r)
 
-        # Weight stream: bias pieces then weight pieces, per chunk.
+        # Weight stream: bias pieces then weight pieces, per chunk. An activation operand (B_ROWMAJOR,
+        # B_TRANSPOSED) comes instead of the tiles as one read command per row of B in the chunk: the
+        # chunk's column segment of each of the K rows, or each of the chunk's rows of K elements.
         w_chunk = ChunkWalker(m, desc, geo, "wload")
         w_active = Signal()              # chunks remain to be loaded
-        w_phase = Signal(2)              # 0: wait for a bank, 1: bias pieces, 2: weight pieces
+        w_phase = Signal(2)              # 0: wait for a bank, 1: bias pieces, 2: weight pieces (or B rows)
         w_bias_addr = Signal(32)
         w_weight_addr = Signal(32)
-        w_left = Signal(32)              # words left in the current phase
+        w_b_chunk_addr = Signal(32)      # B_ROWMAJOR: the current chunk's column segment in row 0 of B
+        w_left = Signal(32)              # words (B: rows) left in the current phase
         w_weight_words = Signal(32)
         banks_free = Signal(range(3))
         w_chunk_tiles_k = Signal(32)
         m.d.comb += w_chunk_tiles_k.eq(w_chunk.tiles * desc.k_tiles)
         bias_words = w_chunk.tiles * (hw.lanes_out * hw.bias_bytes // axi_bytes)
-        piece = Mux(w_left > PIECE_BEATS, PIECE_BEATS, w_left)
+        b_operand = flags.b_rowmajor | flags.b_transposed
+        b_rows = Mux(flags.b_rowmajor, desc.k, w_chunk.cols)
+        b_row_beats = Signal(BEATS_WIDTH)
+        m.d.comb += b_row_beats.eq(Mux(flags.b_rowmajor, w_chunk.out_beats, x_row_beats))
+        b_phase = b_operand & (w_phase == 2)
+        piece = Mux(b_phase, b_row_beats, Mux(w_left > PIECE_BEATS, PIECE_BEATS, w_left))
+        last_piece = Mux(b_phase, w_left == 1, w_left <= PIECE_BEATS)
         w_wants = w_active & (w_phase != 0) & (w_left != 0)
 
         # Activation stream: x row then r segment, per chunk and row.
@@ -264,27 +363,30 @@ class Controller(wiring.Component):
             ]
 
         with m.If(pick_weights):
-            m.d.sync += w_left.eq(w_left - piece)
+            m.d.sync += w_left.eq(w_left - Mux(b_phase, 1, piece))
             with m.If(w_phase == 1):
                 m.d.sync += [*read(w_bias_addr, piece, Tag.BIAS), w_bias_addr.eq(w_bias_addr + (piece << shift))]
             with m.Else():
-                last_piece = w_left <= PIECE_BEATS
                 m.d.sync += [*read(w_weight_addr, piece, Mux(last_piece, Tag.WEIGHT_END, Tag.WEIGHT)),
-                             w_weight_addr.eq(w_weight_addr + (piece << shift))]
+                             w_weight_addr.eq(w_weight_addr + Mux(b_operand, desc.w_stride, piece << shift))]
         # Phase changes of the weight stream (a phase ends when its last piece is issued).
         with m.If(running & w_active):
             with m.If(w_phase == 0):
                 with m.If(banks_free != 0):
                     m.d.comb += take_bank.eq(1)
-                    m.d.sync += [w_weight_words.eq(w_chunk_tiles_k * geo.tile_beats)]
+                    weight_words = Mux(b_operand, b_rows, w_chunk_tiles_k * geo.tile_beats)
+                    m.d.sync += [w_weight_words.eq(weight_words)]
                     with m.If(flags.bias):
                         m.d.sync += [w_phase.eq(1), w_left.eq(bias_words)]
                     with m.Else():
-                        m.d.sync += [w_phase.eq(2), w_left.eq(w_chunk_tiles_k * geo.tile_beats)]
-            with m.Elif((w_phase == 1) & pick_weights & (w_left <= PIECE_BEATS)):
+                        m.d.sync += [w_phase.eq(2), w_left.eq(weight_words)]
+            with m.Elif((w_phase == 1) & pick_weights & last_piece):
                 m.d.sync += [w_phase.eq(2), w_left.eq(w_weight_words)]
-            with m.Elif((w_phase == 2) & pick_weights & (w_left <= PIECE_BEATS)):
+            with m.Elif((w_phase == 2) & pick_weights & last_piece):
                 m.d.sync += [w_phase.eq(0), w_chunk.advance()]
+                with m.If(flags.b_rowmajor):  # the next chunk's segments start chunk_bytes further along row 0
+                    m.d.sync += [w_weight_addr.eq(w_b_chunk_addr + chunk_bytes),
+                                 w_b_chunk_addr.eq(w_b_chunk_addr + chunk_bytes)]
                 with m.If(w_chunk.last):
                     m.d.sync += w_active.eq(0)
 
@@ -353,19 +455,21 @@ class Controller(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [status.eq(0), self.descriptors_done.eq(0), beats_seen.eq(0),
-                                 *read(self.program_addr, HEADER_BYTES // axi_bytes, Tag.DESC)]
-                    m.next = "HEADER"
+                    m.d.sync += [status.eq(0), self.descriptors_done.eq(0), beats_seen.eq(0)]
+                    with m.If(misaligned(self.program_addr)):
+                        m.d.sync += status.eq(Status.MISALIGNED)  # nothing is read
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.d.sync += read(self.program_addr, HEADER_BYTES // axi_bytes, Tag.DESC)
+                        m.next = "HEADER"
             with m.State("HEADER"):
                 with m.If(fetched):
                     m.d.sync += [
-                        status[STATUS_BITS["BAD_MAGIC"]].eq(header.magic != MAGIC),
-                        status[STATUS_BITS["BAD_VERSION"]].eq((header.version != VERSION)
-                                                               | (header.descriptor_bytes != DESCRIPTOR_BYTES)),
-                        status[STATUS_BITS["BAD_FINGERPRINT"]].eq(header.fingerprint != hw.fingerprint()),
-                        count.eq(header.count), index.eq(0),
+                        count.eq(header.count), index.eq(0), image_bytes.eq(header.image_bytes),
                         desc_addr.eq(self.program_addr + HEADER_BYTES),
                     ]
+                    with m.If(header_code != 0):
+                        m.d.sync += fail(header_code)
                     m.next = "CHECK_HEADER"
             with m.State("CHECK_HEADER"):
                 with m.If((status != 0) | (count == 0)):
@@ -375,23 +479,20 @@ class Controller(wiring.Component):
                     m.next = "FETCH"
             with m.State("FETCH"):
                 with m.If(fetched):
-                    with m.If(d.opcode == OPCODE_LINEAR):
-                        with m.If(bad):
-                            m.d.sync += status[STATUS_BITS["BAD_DESCRIPTOR"]].eq(1)
-                            m.next = "FINISH"
-                        with m.Else():
-                            m.d.sync += desc.eq(d)
-                            m.next = "SETUP"
-                    with m.Elif(row_opcode):
-                        with m.If(row_bad):
-                            m.d.sync += status[STATUS_BITS["BAD_DESCRIPTOR"]].eq(1)
-                            m.next = "FINISH"
-                        with m.Else():
-                            m.d.sync += desc.eq(d)
-                            m.next = "ROW_SETUP"
-                    with m.Else():
-                        m.d.sync += status[STATUS_BITS["BAD_OPCODE"]].eq(1)
+                    m.d.comb += checker.start.eq(1)
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                # The words stay put (no descriptor read is in flight) while the checker walks the terms.
+                with m.If(checker.done):
+                    with m.If(desc_code != 0):
+                        m.d.sync += fail(desc_code)
                         m.next = "FINISH"
+                    with m.Elif(is_linear):
+                        m.d.sync += desc.eq(d)
+                        m.next = "SETUP"
+                    with m.Else():
+                        m.d.sync += desc.eq(d)
+                        m.next = "ROW_SETUP"
             with m.State("SETUP"):
                 m.d.comb += self.unit_start.eq(1)
                 m.d.sync += [
@@ -401,6 +502,7 @@ class Controller(wiring.Component):
                     running.eq(1),
                     w_active.eq(~flags.bypass), w_phase.eq(0), w_left.eq(0), *w_chunk.reset(),
                     w_bias_addr.eq(base + desc.bias_addr), w_weight_addr.eq(base + desc.w_addr),
+                    w_b_chunk_addr.eq(base + desc.w_addr),
                     a_active.eq(1), a_on_residual.eq(0), a_row.eq(0), *a_chunk.reset(),
                     a_x_addr.eq(base + desc.x_addr), a_r_addr.eq(base + desc.res_addr),
                     a_r_row_addr.eq(base + desc.res_addr),
@@ -438,8 +540,9 @@ class Controller(wiring.Component):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
 
+        # Response errors: the first error of the run wins (READ_ERROR before WRITE_ERROR in one cycle).
         with m.If(self.read_error):
-            m.d.sync += status[STATUS_BITS["READ_ERROR"]].eq(1)
-        with m.If(self.write_error):
-            m.d.sync += status[STATUS_BITS["WRITE_ERROR"]].eq(1)
+            m.d.sync += fail(Status.READ_ERROR)
+        with m.Elif(self.write_error):
+            m.d.sync += fail(Status.WRITE_ERROR)
         return m

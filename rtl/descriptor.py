@@ -12,7 +12,7 @@ from amaranth.lib import data
 
 from hwgen.isa.spec import (
     DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, OPCODE_LAYERNORM, OPCODE_LINEAR,
-    OPCODE_SOFTMAX, REQUANT_FIELDS, ROW_FIELDS, VERSION, Field, Flag,
+    OPCODE_SOFTMAX, REQUANT_FIELDS, ROW_FIELDS, VERSION, Field, Flag, Status,
 )
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "ROW_DESCRIPTOR_LAYOUT",
     "Tag",
     "TAG_WIDTH",
+    "Status",
 ]
 
 

@@ -3,29 +3,33 @@
 
 Fast tier (Amaranth only): signatures follow HwParams, unsupported parameters are refused, the
 descriptor layouts (LINEAR, row) match the compiler's encoding, the row unit is left out where its
-units cannot be built, the run-time requantizer equals ``QFmt.cast``,
-and the compute unit alone (4x4 lanes, Amaranth simulator) computes a two-chunk LINEAR with bias and
-residual exactly, issuing a tile every cycle once its data is in.
+units cannot be built, the run-time requantizer equals ``QFmt.cast``, and the compute unit alone
+(Amaranth simulator) computes exactly: a two-chunk LINEAR with bias and residual at 4x4 (16- and
+32-bit activations, a tile every cycle once its data is in), BYPASS at 4x4, 8x4, 16x4, 4x8 and 4x16
+lanes, and activation x activation with B row-major and transposed at 4x4, 8x4, 4x8 and 4x4/act32.
 
-Cosim tier (Verilator through cocotb, the Verilog AXI memory of cosim/axi_memory.v beside the core, 64-cycle
-read latency; tests/test_fast_memory.py shows it equals the cocotb model): the whole image after
-the run equals isa_sim's, byte for byte, on mlp-odd and on a coverage model (BYPASS Add/ReLU/
+Cosim tier (Verilator through cocotb, the Verilog AXI memory of cosim/axi_memory.v beside the core
+(tests/test_fast_memory.py shows it equals the cocotb model), 64-cycle read latency, random stalls
+0.3 on every AXI channel): at every shipped geometry (pynq-z2 16x8/AXI64, ultra96 16x16/AXI128, kv260
+32x16/AXI128, zcu102 32x32/AXI128, buffers as in boards/*.yaml) the whole image after the run equals
+isa_sim's, byte for byte, on mlp-odd, the coverage model (B_ROWMAJOR MatMul, BYPASS Add/ReLU/
 Requantize, unsigned operands and residual, every rounding and overflow mode the compiler emits
-there) at 8x8 lanes / AXI 64 with random stalls on every AXI channel and at 16x16 / AXI 128
-without; mlp-tiny runs once at 16x16 / AXI 128 (full_model). The array issues exactly the ideal
-number of tile-cycles. GELU: the coverage model with the flag on every other descriptor, and mlp-odd
-with it on fc1. Row units: one Program mixing mlp-odd (GELU) with LAYERNORM over its output, SOFTMAX
-over its hidden layer and the edge cases of ROW_CASES (N = 1, 7, 192 / 1, 129, 1024, odd strides,
-random padding, γ/β and ε including 0 with constant rows; ties, all-equal and very negative rows),
-and the zoo's softmax-rows, at both configurations; 13 refused row descriptors (stall
-configuration) leave the image untouched; vit-mlp-block (full_model) at 16x16; one element per cycle
-on long rows and the §5 row estimate within 10 % on five LAYERNORM/SOFTMAX shapes. The 129x192 -> 192 Linear at 16x16, chunked as the compiler chooses, reaches
->= 90 % MAC utilization and the analytical cycle model is within 5 % of the measured cycles. Bad Programs (magic, fingerprint, opcode, unsupported descriptor) stop with
-the right STATUS bit and write nothing; a corrupted expected output makes the bench fail.
+there), the same with its MatMul reading B^T (B_TRANSPOSED), GELU on every other descriptor, a 21x40
+model with standalone Add, ReLU and Requantize before a Linear, mlp-odd with LAYERNORM and SOFTMAX
+over its tensors and the edge cases of ROW_CASES, and the zoo's softmax-rows; the array issues
+exactly the ideal number of tile-cycles. The shared refusal table (tests/refusals.py), this file's
+LINEAR/header table (check priorities, 64-bit extents) and the row table give the expected STATUS
+code and DESCRIPTORS_DONE with the image holding exactly the earlier descriptors' results; the
+row-less core (32-bit activations) refuses LAYERNORM with BAD_OPCODE after running a LINEAR.
+mlp-tiny and vit-mlp-block (full_model) at 16x16; one element per cycle on long rows and the §5 row
+estimate within 10 % on five LAYERNORM/SOFTMAX shapes; the 129x192 -> 192 Linear at 16x16, chunked
+as the compiler chooses, reaches >= 90 % MAC utilization and the analytical cycle model is within
+5 % of the measured cycles; a corrupted expected output makes the bench fail.
 """
 
 import dataclasses
 import random
+import struct
 
 import numpy as np
 import pytest
@@ -34,9 +38,10 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from hwgen import golden, toolchain, zoo
+from hwgen.board import load_board
 from hwgen.compiler import Flag, LinearDescriptor, Program, Requant, compile_graph, isa_sim
 from hwgen.compiler.layout import MemoryImage, Region
-from hwgen.isa import OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
+from hwgen.isa import DESCRIPTOR_BYTES, HEADER_BYTES, OPCODE_LAYERNORM, OPCODE_SOFTMAX, RowDescriptor
 from hwgen.cosim import tb_accelerator as tb
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
@@ -44,20 +49,21 @@ from hwgen.pipeline import build, run_passes
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt
 from hwgen.quant import QuantConfig
 from hwgen.rtl.accelerator import Accelerator
-from hwgen.rtl.axi import STATUS_BITS
 from hwgen.rtl.compute_unit import ComputeUnit, Geometry
 from hwgen.rtl.controller import Controller
-from hwgen.rtl.descriptor import DESCRIPTOR_LAYOUT, ROW_DESCRIPTOR_LAYOUT, Tag
+from hwgen.rtl.descriptor import DESCRIPTOR_LAYOUT, ROW_DESCRIPTOR_LAYOUT, Status, Tag
 from hwgen.rtl.row_unit import RowGeometry, RowUnit
 from hwgen.rtl.runtime_requantize import RESULT_SHAPE, RQ_LAYOUT, requantize_cut, requantize_fit
 
-# The compiler's coverage model without the activation-times-activation MatMul (B_ROWMAJOR), which
-# this RTL core does not implement yet and refuses (tested below).
+from refusals import refusal_cases, rowless_case
+
+# The compiler's coverage model (tests/test_isa_sim.py), GELU aside: every flag the compiler emits.
 COVERAGE_SPEC = {
     "name": "rtl-coverage",
-    "inputs": {"a": {"shape": [12, 20], "distribution": "uniform", "scale": 2.0}},
+    "inputs": {"a": {"shape": [12, 20], "distribution": "uniform", "scale": 2.0},
+               "b": {"shape": [20, 9], "distribution": "uniform", "scale": 1.0}},
     "layers": [
-        {"name": "mm", "op": "Linear", "input": "a", "features": 9},
+        {"name": "mm", "op": "MatMul", "inputs": ["a", "b"]},  # activation x activation (B_ROWMAJOR)
         {"name": "r1", "op": "ReLU", "input": "mm"},  # fused RELU1
         {"name": "p", "op": "Linear", "input": "a", "features": 9, "bias": False},
         {"name": "s", "op": "Add", "inputs": ["r1", "p"]},  # fused residual
@@ -74,6 +80,7 @@ COVERAGE_SPEC = {
     "outputs": ["q", "s", "s3"],
     "formats": {
         "a": "fixed<10,2,RND,SAT>",
+        "b": "ufixed<12,1,RND_INF,SAT>",
         "mm": "fixed<12,3,TRN,WRAP>",
         "p": "fixed<10,2,RND_INF,SAT_SYM>",
         "s": "fixed<14,4,TRN_ZERO,SAT_ZERO>",
@@ -87,6 +94,24 @@ COVERAGE_SPEC = {
 
 HW_SMALL = HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)
 HW_LARGE = HwParams(lanes_in=16, lanes_out=16, axi_data_width=128)
+#: Every shipped board's geometry (boards/*.yaml): 16x8/AXI64, 16x16/AXI128, 32x16/AXI128, 32x32/AXI128.
+SHIPPED = {name: load_board(name).hw_params() for name in ("pynq-z2", "ultra96", "kv260", "zcu102")}
+assert SHIPPED["ultra96"] == HW_LARGE
+
+# A standalone Add, ReLU and Requantize (BYPASS descriptors, K = N) before a Linear: the issue's 21x40 model.
+BYPASS_SPEC = {
+    "name": "rtl-bypass",
+    "inputs": {"x": {"shape": [21, 40], "distribution": "normal", "scale": 2.0},
+               "y": {"shape": [21, 40], "distribution": "normal", "scale": 2.0}},
+    "layers": [
+        {"name": "s", "op": "Add", "inputs": ["x", "y"]},
+        {"name": "r", "op": "ReLU", "input": "s"},
+        {"name": "q", "op": "Requantize", "input": "r"},
+        {"name": "fc", "op": "Linear", "input": "q", "features": 19},
+    ],
+    "outputs": ["s", "fc"],
+    "formats": {"s": "fixed<14,4,RND,SAT>", "q": "fixed<9,3,RND_CONV,SAT_SYM>"},
+}
 
 
 def _compiled(model, hw, *, seed=1, scale=1.0):
@@ -243,6 +268,12 @@ def _row_error_runs(hw):
         ("N=0", good_ln, lambda w: w.__setitem__(2, 0), "BAD_DESCRIPTOR"),
         ("N=1025", good_sm, lambda w: w.__setitem__(2, 1025), "BAD_DESCRIPTOR"),
         ("reserved flags", good_ln, lambda w: w.__setitem__(0, w[0] | 1 << 12), "BAD_DESCRIPTOR"),
+        ("x misaligned", good_ln, lambda w: w.__setitem__(4, w[4] + hw.axi_bytes // 2), "MISALIGNED"),
+        ("beta misaligned", good_ln, lambda w: w.__setitem__(6, w[6] + 2), "MISALIGNED"),
+        ("out stride misaligned", good_sm, lambda w: w.__setitem__(12, w[12] + 2), "MISALIGNED"),
+        ("x past the image", good_sm, lambda w: w.__setitem__(1, 1 << 20), "OUT_OF_BOUNDS"),
+        ("gamma past the image", good_ln, lambda w: w.__setitem__(5, hw.align(len(builder.data))), "OUT_OF_BOUNDS"),
+        ("out past the image", good_ln, lambda w: w.__setitem__(12, 1 << 31), "OUT_OF_BOUNDS"),
         ("reserved N high", good_sm, lambda w: w.__setitem__(2, w[2] | 1 << 20), "BAD_DESCRIPTOR"),
         ("reserved word 3", good_ln, lambda w: w.__setitem__(3, 1), "BAD_DESCRIPTOR"),
         ("reserved word 7", good_sm, lambda w: w.__setitem__(7, 16), "BAD_DESCRIPTOR"),
@@ -262,7 +293,7 @@ def _row_error_runs(hw):
         mutate(words)
         image[64:128] = b"".join(w.to_bytes(4, "little") for w in words)
         runs.append(tb.Run(bytes(image), bytes(image), tuple(builder.regions),
-                           expect_status=1 << STATUS_BITS[bit], label=label))
+                           expect_status=Status[bit], expect_done=0, label=label))
     # The unmutated descriptors are valid: isa_sim runs them (so each refusal above is the mutation's).
     for desc in (good_ln, good_sm):
         program = Program(hw.fingerprint(), len(builder.data), (desc,))
@@ -438,24 +469,40 @@ def _unit_beats(desc, image, hw):
     beats = []
     for c, tiles in enumerate(chunks):
         first = c * desc.chunk_tiles
-        beats += words(desc.bias_addr + first * hw.lanes_out * hw.bias_bytes,
-                       tiles * hw.lanes_out * hw.bias_bytes // word, Tag.BIAS)
-        weights = words(desc.w_addr + first * desc.k_tiles * hw.tile_stride(hw.weight_bytes), tiles * desc.k_tiles * geo.tile_beats,
-                        Tag.WEIGHT)
+        if desc.flags & Flag.BYPASS:
+            break
+        if desc.flags & Flag.BIAS:
+            beats += words(desc.bias_addr + first * hw.lanes_out * hw.bias_bytes,
+                           tiles * hw.lanes_out * hw.bias_bytes // word, Tag.BIAS)
+        cols = min(desc.n - first * hw.lanes_out, tiles * hw.lanes_out)
+        if desc.flags & Flag.B_ROWMAJOR:  # the chunk's segment of each row of B
+            weights = sum((words(desc.w_addr + k * desc.w_stride + first * hw.lanes_out * hw.act_bytes,
+                                 -(-cols * hw.act_bytes // word), Tag.WEIGHT) for k in range(desc.k)), [])
+        elif desc.flags & Flag.B_TRANSPOSED:  # the chunk's rows of B^T
+            weights = sum((words(desc.w_addr + (first * hw.lanes_out + n) * desc.w_stride,
+                                 -(-desc.k * hw.act_bytes // word), Tag.WEIGHT) for n in range(cols)), [])
+        else:
+            weights = words(desc.w_addr + first * desc.k_tiles * hw.tile_stride(hw.weight_bytes),
+                            tiles * desc.k_tiles * geo.tile_beats, Tag.WEIGHT)
         beats += weights[:-1] + [(weights[-1][0], Tag.WEIGHT_END, 1)]
     for c, tiles in enumerate(chunks):
         cols = min(desc.n - c * desc.chunk_tiles * hw.lanes_out, tiles * hw.lanes_out)
         for row in range(desc.m):
             beats += words(desc.x_addr + row * desc.x_stride, -(-desc.k * hw.act_bytes // word), Tag.ACT)
-            beats += words(desc.res_addr + row * desc.res_stride + c * desc.chunk_tiles * hw.lanes_out * hw.act_bytes,
-                           -(-cols * hw.act_bytes // word), Tag.RES)
+            if desc.flags & Flag.RESIDUAL:
+                beats += words(desc.res_addr + row * desc.res_stride
+                               + c * desc.chunk_tiles * hw.lanes_out * hw.act_bytes, -(-cols * hw.act_bytes // word),
+                               Tag.RES)
     return chunks, beats
 
 
-@pytest.mark.parametrize("backpressure", [0.0, 0.4], ids=["full-rate", "backpressure"])
-def test_compute_unit_alone(backpressure):
-    """A two-chunk Linear with bias and residual on a 4x4 unit: isa_sim's bytes, a tile every cycle."""
-    hw = HwParams(lanes_in=4, lanes_out=4, axi_data_width=64)
+@pytest.mark.parametrize("backpressure, act_bits", [(0.0, 16), (0.4, 16), (0.4, 32)],
+                         ids=["full-rate", "backpressure", "backpressure-act32"])
+def test_compute_unit_alone(backpressure, act_bits):
+    """A two-chunk Linear with bias and residual on a 4x4 unit: isa_sim's bytes, a tile every cycle (at 32-bit
+    activations four weight tiles share a bank row)."""
+    hw = HwParams(lanes_in=4, lanes_out=4, act_bits=act_bits, acc_bits=32 if act_bits == 16 else 48,
+                  axi_data_width=64 if act_bits == 16 else 128)
     spec = {
         "name": "unit",
         "inputs": {"x": {"shape": [6, 10], "distribution": "normal", "scale": 2.0},
@@ -468,9 +515,99 @@ def test_compute_unit_alone(backpressure):
     (desc,) = program.descriptors
     assert desc.flags & Flag.BIAS and desc.flags & Flag.RESIDUAL and desc.n_tiles == 3
     desc = dataclasses.replace(desc, chunk_tiles=2)  # chunks of 2 and 1 output tiles
-    program = Program(program.fingerprint, program.image_bytes, (desc,))
+    _run_unit(hw, desc, image, backpressure)
+
+
+BYPASS_UNIT_SPEC = {
+    "name": "unit-bypass",
+    "inputs": {"x": {"shape": [5, 21], "distribution": "normal", "scale": 2.0},
+               "r": {"shape": [5, 21], "distribution": "normal", "scale": 2.0}},
+    "layers": [{"name": "s", "op": "Add", "inputs": ["x", "r"]}, {"name": "t", "op": "ReLU", "input": "s"}],
+    "outputs": ["t"],
+}
+
+
+@pytest.mark.parametrize("lanes", [(4, 4), (8, 4), (16, 4), (4, 8), (4, 16)], ids=lambda v: f"{v[0]}x{v[1]}")
+def test_compute_unit_bypass_at_any_lane_ratio(lanes):
+    """BYPASS (a standalone Add and ReLU) with lanes_in = r·lanes_out and lanes_out = r·lanes_in: isa_sim's bytes."""
+    hw = HwParams(lanes_in=lanes[0], lanes_out=lanes[1], axi_data_width=64)
+    program, image = _compiled(parse_spec(BYPASS_UNIT_SPEC), hw, seed=4)
+    (desc,) = program.descriptors
+    assert desc.flags & Flag.BYPASS and desc.flags & Flag.RESIDUAL
+    issues = _run_unit(hw, desc, image, 0.2)
+    assert len(issues) == desc.m * desc.n_tiles * Geometry(hw).bypass_words_per_tile
+
+
+MATMUL_SPEC = {  # activation x activation: the compiler emits B_ROWMAJOR
+    "name": "act-matmul",
+    "inputs": {"a": {"shape": [7, 21], "distribution": "uniform", "scale": 2.0},
+               "b": {"shape": [21, 11], "distribution": "uniform", "scale": 1.0}},
+    "layers": [{"name": "mm", "op": "MatMul", "inputs": ["a", "b"]}],
+    "outputs": ["mm"],
+    "formats": {"a": "fixed<10,2,RND,SAT>", "b": "ufixed<12,1,RND_INF,SAT>", "mm": "fixed<16,4,RND,SAT>"},
+}
+
+
+def _transposed(program, image, hw, index, seed=0):
+    """``program`` with its B_ROWMAJOR descriptor ``index`` reading B^T (B_TRANSPOSED) from a region
+    appended to ``image`` (rows padded with random bytes); returns that Program, its image and the
+    image isa_sim leaves after the B_ROWMAJOR original over the same bytes (the same products)."""
+    desc = program.descriptors[index]
+    assert desc.flags & Flag.B_ROWMAJOR
+    nbytes, rng = hw.act_bytes, np.random.default_rng(seed)
+    stride = hw.align(desc.k * nbytes) + hw.axi_bytes
+    offset = hw.align(len(image.data))
+    data = bytearray(image.data) + bytearray(offset - len(image.data))
+    for n in range(desc.n):
+        row = bytearray(rng.integers(0, 256, size=stride, dtype=np.uint8).tobytes())
+        for k in range(desc.k):
+            at = desc.w_addr + k * desc.w_stride + n * nbytes
+            row[k * nbytes:(k + 1) * nbytes] = image.data[at:at + nbytes]
+        data += row
+    flags = desc.flags & ~Flag.B_ROWMAJOR | Flag.B_TRANSPOSED
+    descriptors = list(program.descriptors)
+    descriptors[index] = dataclasses.replace(desc, flags=flags, w_addr=offset, w_stride=stride)
+    transposed = Program(program.fingerprint, len(data), tuple(descriptors))
+    original = Program(program.fingerprint, len(data), program.descriptors)
+    regions = image.regions + (Region("B^T", "input", offset, desc.n * stride, "fixed<16,4>", (desc.n, desc.k), stride,
+                                      8 * nbytes),)
+    encoded = transposed.to_bytes()
+    data[:len(encoded)] = encoded
+    result = MemoryImage(bytes(data), regions)
+    expected = isa_sim(original, result, hw).data
+    assert isa_sim(transposed, result, hw).data == expected  # isa_sim's B_TRANSPOSED agrees
+    return transposed, result, expected
+
+
+@pytest.mark.parametrize("lanes", [(4, 4, 16, 64), (8, 4, 16, 64), (4, 8, 16, 64), (4, 4, 32, 128)],
+                         ids=lambda v: f"{v[0]}x{v[1]}-act{v[2]}-axi{v[3]}")
+@pytest.mark.parametrize("layout", ["rowmajor", "transposed"])
+def test_compute_unit_activation_operand(lanes, layout):
+    """activation x activation in two chunks, B row-major (K rows of N) or transposed (N rows of K): isa_sim's bytes.
+    At 32-bit activations a bank row holds four weight tiles (weight tiles in byte slots)."""
+    hw = HwParams(lanes_in=lanes[0], lanes_out=lanes[1], act_bits=lanes[2], acc_bits=32 if lanes[2] == 16 else 48,
+                  axi_data_width=lanes[3])
+    program, image = _compiled(parse_spec(MATMUL_SPEC), hw, seed=5)
+    (desc,) = program.descriptors
+    assert desc.flags & Flag.B_ROWMAJOR and desc.flags & Flag.W_UNSIGNED and desc.n_tiles >= 2
+    program = Program(program.fingerprint, program.image_bytes,
+                      (dataclasses.replace(desc, chunk_tiles=desc.n_tiles - 1),))
     image = _with_program(image, program)
-    expected = isa_sim(program, image, hw).data
+    expected = None
+    if layout == "transposed":
+        program, image, expected = _transposed(program, image, hw, 0, seed=6)
+    (desc,) = program.descriptors
+    issues = _run_unit(hw, desc, image, 0.2, expected=expected, image_bytes=program.image_bytes)
+    assert len(issues) == desc.m * desc.k_tiles * desc.n_tiles
+
+
+def _run_unit(hw, desc, image, backpressure, *, expected=None, image_bytes=None):
+    """Run ``desc`` on a ComputeUnit fed as the controller would; check isa_sim's bytes (or ``expected``);
+    returns the issue cycles."""
+    program = Program(hw.fingerprint(), image_bytes or len(image.data), (desc,))
+    image = _with_program(image, program)
+    if expected is None:
+        expected = isa_sim(program, image, hw).data
     assert expected != image.data
     chunks, beats = _unit_beats(desc, image, hw)
 
@@ -486,7 +623,7 @@ def test_compute_unit_alone(backpressure):
         ctx.set(unit.start, 0)
         segments = [(c, row) for c in range(len(chunks)) for row in range(desc.m)]
         segment, beat = 0, 0
-        for cycle in range(2000):
+        for cycle in range(5000):
             if cycle < len(beats):
                 raw, tag, last = beats[cycle]
                 ctx.set(unit.fill.payload.data, raw)
@@ -525,35 +662,147 @@ def test_compute_unit_alone(backpressure):
     assert trace["done"], "the unit never signalled done"
     assert bytes(written) == expected, "compute unit output differs from isa_sim"
     issues = trace["issue_cycles"]
+    if desc.flags & Flag.BYPASS:
+        return issues
     assert len(issues) == desc.m * desc.k_tiles * desc.n_tiles
     if backpressure == 0.0:
         # Once every fill word is in (the rows of chunk 1 arrive last), nothing holds the array
         # back: it issues a tile on every cycle until its last one.
         tail = [cycle for cycle in issues if cycle >= trace["fed"]]
         assert len(tail) >= desc.k_tiles and tail == list(range(trace["fed"], issues[-1] + 1))
+    return issues
 
 
 # ------------------------------------------------------------------------------ cosim
 
 
-def _error_runs(program, image):
-    """Programs the controller must refuse: the STATUS bit and an untouched image."""
-    def corrupt(offset, mutate):
+def _refusal_runs(hw):
+    """LINEAR and header refusals, one per check of docs/isa.md §8.3 and in the priority order there,
+    on mlp-odd's Program: the status code, DESCRIPTORS_DONE (the refused descriptor's index) and an
+    image holding exactly the earlier descriptors' results."""
+    program, image = _compiled("mlp-odd", hw, seed=1)
+    geo = Geometry(hw)
+    size = len(image.data)
+    first_only = Program(program.fingerprint, program.image_bytes, program.descriptors[:1])
+    after = {0: image.data, 1: isa_sim(first_only, image, hw).data}
+    li, lo, ts = hw.lanes_in, hw.lanes_out, hw.tile_stride(hw.weight_bytes)
+    top = size // hw.axi_bytes * hw.axi_bytes  # an aligned address at (or past) the image's end
+    half = hw.axi_bytes // 2
+
+    def put(w, **fields):
+        for index, value in fields.items():
+            w[int(index[1:])] = value & 0xFFFFFFFF
+
+    def flags(bits):
+        return lambda w: put(w, w0=w[0] | bits << 8)
+
+    max_k, max_c = geo.max_k_tiles, geo.max_chunk_tiles
+    # A chunk within both limits whose tiles and bias exceed the bank together.
+    tight = hw.weight_buffer_bytes // (max_k * ts + lo * hw.bias_bytes) + 1
+    assert tight <= max_c
+    header = [
+        ("bad magic", "BAD_MAGIC", lambda w: put(w, w0=w[0] ^ 1)),
+        ("bad magic and version", "BAD_MAGIC", lambda w: put(w, w0=w[0] ^ 1, w1=2)),
+        ("bad version", "BAD_VERSION", lambda w: put(w, w1=2)),
+        ("bad fingerprint", "BAD_FINGERPRINT", lambda w: put(w, w2=w[2] ^ 0x100)),
+        ("bad fingerprint and descriptor_bytes", "BAD_FINGERPRINT", lambda w: put(w, w2=w[2] ^ 1, w4=32)),
+        ("descriptor_bytes 32", "BAD_HEADER", lambda w: put(w, w4=32)),
+        ("count past the image", "BAD_HEADER", lambda w: put(w, w3=size // 64)),
+        ("image_bytes short of the Program", "BAD_HEADER", lambda w: put(w, w5=64 * 3 - 1)),
+    ]
+    linear = [
+        (0, "opcode 0", "BAD_OPCODE", lambda w: put(w, w0=w[0] & ~0xFF)),
+        (1, "opcode 2", "BAD_OPCODE", lambda w: put(w, w0=w[0] & ~0xFF | 2)),
+        (0, "opcode 5 bad too", "BAD_OPCODE", lambda w: put(w, w0=w[0] & ~0xFF | 3, w1=0)),
+        (0, "reserved flag 11", "BAD_DESCRIPTOR", flags(1 << 11)),
+        (0, "reserved flag 23", "BAD_DESCRIPTOR", flags(1 << 23)),
+        (0, "B_ROWMAJOR and B_TRANSPOSED", "BAD_DESCRIPTOR", flags(1 << 5 | 1 << 10)),
+        (0, "BYPASS with BIAS", "BAD_DESCRIPTOR", flags(int(Flag.BYPASS))),
+        (0, "M = 0", "BAD_DESCRIPTOR", lambda w: put(w, w1=0)),
+        (1, "K = 0", "BAD_DESCRIPTOR", lambda w: put(w, w2=w[2] & ~0xFFFF)),
+        (0, "k_tiles + 1", "BAD_DESCRIPTOR", lambda w: put(w, w3=w[3] + 1)),
+        (0, "n_tiles - 1", "BAD_DESCRIPTOR", lambda w: put(w, w3=w[3] - (1 << 16))),
+        (0, "chunk_tiles 0", "BAD_DESCRIPTOR", lambda w: put(w, w15=w[15] & ~0xFFFF)),
+        (0, "chunk_tiles > n_tiles", "BAD_DESCRIPTOR", lambda w: put(w, w15=w[15] + 0xFF)),
+        (0, "RQ1 width 0", "BAD_DESCRIPTOR", lambda w: put(w, w13=w[13] & ~(0x3F << 8))),
+        (0, "RQ1 width 33", "BAD_DESCRIPTOR", lambda w: put(w, w13=w[13] & ~(0x3F << 8) | 33 << 8)),
+        (0, "RQ1 round 7", "BAD_DESCRIPTOR", lambda w: put(w, w13=w[13] | 7 << 16)),
+        (0, "RQ1 overflow 5", "BAD_DESCRIPTOR", lambda w: put(w, w13=w[13] & ~(7 << 20) | 5 << 20)),
+        (0, "RQ1 reserved bit 31", "BAD_DESCRIPTOR", lambda w: put(w, w13=w[13] | 1 << 31)),
+        (1, "RQ2 width 0 with RESIDUAL", "BAD_DESCRIPTOR", lambda w: put(w, w14=w[14] & ~(0x3F << 8))),
+        (0, "bad descriptor before does-not-fit", "BAD_DESCRIPTOR",
+         lambda w: put(w, w1=0, w2=(w[2] & ~0xFFFF) | li * (max_k + 1), w3=(w[3] & ~0xFFFF) | (max_k + 1))),
+        (0, "x row past the activation bank", "DOES_NOT_FIT",
+         lambda w: put(w, w2=(w[2] & ~0xFFFF) | li * (max_k + 1), w3=(w[3] & ~0xFFFF) | (max_k + 1))),
+        (0, "chunk past the bias budget", "DOES_NOT_FIT",
+         lambda w: put(w, w2=(w[2] & 0xFFFF) | lo * (max_c + 1) << 16, w3=(w[3] & 0xFFFF) | (max_c + 1) << 16,
+                       w15=(w[15] & ~0xFFFF) | (max_c + 1))),
+        (0, "chunk tiles and bias past the bank", "DOES_NOT_FIT",
+         lambda w: put(w, w2=li * max_k | lo * tight << 16, w3=max_k | tight << 16, w15=(w[15] & ~0xFFFF) | tight)),
+        (0, "does-not-fit before misaligned", "DOES_NOT_FIT",
+         lambda w: put(w, w2=(w[2] & ~0xFFFF) | li * (max_k + 1), w3=(w[3] & ~0xFFFF) | (max_k + 1), w4=w[4] + 2)),
+        (0, "x misaligned", "MISALIGNED", lambda w: put(w, w4=w[4] + half)),
+        (0, "x_stride misaligned", "MISALIGNED", lambda w: put(w, w9=w[9] + 2)),
+        (1, "out misaligned", "MISALIGNED", lambda w: put(w, w8=w[8] + half)),
+        (0, "out_stride misaligned", "MISALIGNED", lambda w: put(w, w12=w[12] + 2)),
+        (0, "weight tiles misaligned", "MISALIGNED", lambda w: put(w, w5=w[5] + half)),
+        (1, "bias misaligned", "MISALIGNED", lambda w: put(w, w6=w[6] + 2)),
+        (1, "residual misaligned", "MISALIGNED", lambda w: put(w, w7=w[7] + half)),
+        (1, "res_stride misaligned", "MISALIGNED", lambda w: put(w, w11=w[11] + 2)),
+        (0, "misaligned before out of bounds", "MISALIGNED", lambda w: put(w, w4=w[4] + 2, w1=1 << 20)),
+        (0, "x past the image", "OUT_OF_BOUNDS", lambda w: put(w, w1=1 << 20)),
+        (0, "x stride product past 32 bits", "OUT_OF_BOUNDS", lambda w: put(w, w1=3, w9=1 << 31)),
+        (1, "out past the image", "OUT_OF_BOUNDS", lambda w: put(w, w8=top)),
+        (0, "weight tiles past the image", "OUT_OF_BOUNDS", lambda w: put(w, w5=top - hw.axi_bytes)),
+        (1, "bias past the image", "OUT_OF_BOUNDS", lambda w: put(w, w6=top - hw.axi_bytes)),
+        (1, "residual past the image", "OUT_OF_BOUNDS", lambda w: put(w, w11=1 << 24)),
+    ]
+
+    def mutated(offset, mutate):
         data = bytearray(image.data)
-        word = int.from_bytes(data[offset:offset + 4], "little")
-        data[offset:offset + 4] = (mutate(word) & 0xFFFFFFFF).to_bytes(4, "little")
+        words = [int.from_bytes(data[offset + 4 * i:offset + 4 * i + 4], "little") for i in range(16)]
+        mutate(words)
+        data[offset:offset + 64] = b"".join(w.to_bytes(4, "little") for w in words)
         return bytes(data)
 
-    runs = []
-    for label, offset, mutate, bit in (
-        ("bad magic", 0, lambda w: w ^ 1, "BAD_MAGIC"),
-        ("bad fingerprint", 8, lambda w: w ^ 0x100, "BAD_FINGERPRINT"),
-        ("bad opcode", 64, lambda w: (w & ~0xFF) | 2, "BAD_OPCODE"),
-        ("B_ROWMAJOR", 64, lambda w: w | int(Flag.B_ROWMAJOR) << 8, "BAD_DESCRIPTOR"),
-    ):
-        data = corrupt(offset, mutate)
-        runs.append(tb.Run(data, data, image.regions, expect_status=1 << STATUS_BITS[bit], label=label))
+    runs = [tb.Run(image.data, image.data, image.regions, expect_status=Status.MISALIGNED, expect_done=0,
+                   program_offset=half, label="Program misaligned")]
+    for label, status, mutate in header:
+        data = mutated(0, mutate)
+        runs.append(tb.Run(data, data, image.regions, expect_status=Status[status], expect_done=0, label=label))
+    for index, label, status, mutate in linear:
+        data = mutated(64 * (1 + index), mutate)
+        expected = data[:64 * 3] + after[index][64 * 3:]
+        runs.append(tb.Run(data, expected, image.regions, expect_status=Status[status], expect_done=index,
+                           label=label))
     return runs
+
+
+def _shared_refusal_runs(hw, cases=None):
+    """The refusal table of tests/refusals.py (the one isa_sim and the HLS core run): its status, the
+    descriptors it completes, and the image those descriptors alone leave."""
+    runs = []
+    for case in refusal_cases(hw) if cases is None else cases:
+        if case.status == Status.OK:
+            expected, done = isa_sim(case.image, case.image, hw).data, len(Program.from_bytes(case.program).descriptors)
+        else:
+            done = case.executed
+            before = bytearray(case.image[:HEADER_BYTES + DESCRIPTOR_BYTES * done])
+            struct.pack_into("<I", before, 12, done)
+            expected = isa_sim(bytes(before), case.image, hw).data if done else case.image
+        runs.append(tb.Run(case.image, expected, (), expect_status=case.status, expect_done=done,
+                           program_offset=case.program_offset, label=case.name))
+    return runs
+
+
+@pytest.mark.cosim
+def test_rtl_without_row_units_refuses_their_opcodes(tmp_path):
+    """The table's row-less case (32-bit activations, 4x4): one LINEAR runs (four weight tiles per bank row),
+    then LAYERNORM is BAD_OPCODE with DESCRIPTORS_DONE 1 and nothing else written."""
+    case = rowless_case()
+    runs = _shared_refusal_runs(case.hw, [case])
+    (result,) = tb.run_bench(tmp_path, case.hw, runs, stall_prob=0.3)
+    assert (result["status"], result["descriptors_done"]) == (Status.BAD_OPCODE, 1)
 
 
 def _run_bench(tmp_path, hw, pairs, extra_runs=(), **bench):
@@ -563,38 +812,55 @@ def _run_bench(tmp_path, hw, pairs, extra_runs=(), **bench):
     return tb.run_bench(tmp_path, hw, runs + list(extra_runs), **bench)  # the HDL AXI memory
 
 
-def _ideal(program):
-    return sum(d.m * (1 if d.flags & Flag.BYPASS else d.k_tiles) * d.n_tiles
+def _ideal(program, hw=None):
+    """Array steps: M·k_tiles·n_tiles per LINEAR descriptor (BYPASS: M·n_tiles, times lanes_out/lanes_in if wider)."""
+    per_tile = Geometry(hw).bypass_words_per_tile if hw is not None else 1
+    return sum(d.m * (per_tile if d.flags & Flag.BYPASS else d.k_tiles) * d.n_tiles
                for d in program.descriptors if isinstance(d, LinearDescriptor))
 
 
 @pytest.mark.cosim
-@pytest.mark.parametrize("hw, stall_prob", [(HW_SMALL, 0.3), (HW_LARGE, 0.0)],
-                         ids=["8x8-axi64-stalls", "16x16-axi128"])
-def test_rtl_equals_isa_sim(tmp_path, hw, stall_prob):
+@pytest.mark.parametrize("board", list(SHIPPED))
+def test_rtl_equals_isa_sim(tmp_path, board):
+    """Every shipped geometry, random stalls (0.3) on every AXI channel: the whole image equals isa_sim's
+    after mlp-odd, the coverage model (B_ROWMAJOR, and its MatMul again with B_TRANSPOSED), standalone
+    Add/ReLU/Requantize (BYPASS), GELU, row units; then the refusal table."""
+    hw = SHIPPED[board]
     odd = _compiled("mlp-odd", hw, seed=1, scale=3.0)  # 3x the calibrated scale: saturation paths
     coverage = _compiled(parse_spec(COVERAGE_SPEC), hw, seed=2, scale=2.0)
     flags = Flag(0)
     for desc in coverage[0].descriptors:
         flags |= desc.flags
-    assert Flag.BYPASS in flags and Flag.W_UNSIGNED in flags and Flag.R_UNSIGNED in flags and Flag.RELU2 in flags
+    assert {Flag.BYPASS, Flag.B_ROWMAJOR, Flag.W_UNSIGNED, Flag.R_UNSIGNED, Flag.RELU2} <= set(flags)
     # GELU after RQ1 (and after ReLU1 on mlp-odd's fc1), before the residual sum (mlp-odd's fc2, coverage's s, s2).
     coverage_gelu = _with_gelu(*coverage, every=2)
     assert isa_sim(*coverage_gelu, hw).data[64:] != isa_sim(*coverage, hw).data[64:]
+    bypass = _compiled(parse_spec(BYPASS_SPEC), hw, seed=3, scale=2.0)
+    assert sum(bool(d.flags & Flag.BYPASS) for d in bypass[0].descriptors) >= 2
     # mlp-odd with GELU, LAYERNORM and SOFTMAX descriptors over its tensors and over ROW_CASES.
     mixed = _mixed_program(hw, seed=3)
     softmax_rows = _zoo_build("softmax-rows", hw, seed=2, scale=3.0)  # 3x the calibrated range: saturation
     assert {type(d).__name__ for d in softmax_rows[0].descriptors} == {"LinearDescriptor", "RowDescriptor"}
-    programs = [odd, coverage, coverage_gelu, mixed, softmax_rows]
-    errors = _error_runs(*odd) + _row_error_runs(hw) if stall_prob else []
-    results = _run_bench(tmp_path, hw, programs, errors, stall_prob=stall_prob)
-    assert len(results) == len(programs) + len(errors)
+    programs = [odd, coverage, coverage_gelu, bypass, mixed, softmax_rows]
+    runs = [tb.Run(image.data, isa_sim(program, image, hw).data, image.regions, label=f"program {index}",
+                   expect_done=len(program.descriptors)) for index, (program, image) in enumerate(programs)]
+    # The coverage model with its activation MatMul reading B^T (B_TRANSPOSED).
+    matmul = next(i for i, d in enumerate(coverage[0].descriptors) if d.flags & Flag.B_ROWMAJOR)
+    transposed, transposed_image, transposed_expected = _transposed(*coverage, hw, matmul, seed=4)
+    programs.append((transposed, transposed_image))
+    runs.append(tb.Run(transposed_image.data, transposed_expected, transposed_image.regions, label="B_TRANSPOSED",
+                       expect_done=len(transposed.descriptors)))
+    errors = _shared_refusal_runs(hw) + _refusal_runs(hw) + _row_error_runs(hw)
+    results = tb.run_bench(tmp_path, hw, runs + errors, stall_prob=0.3)
+    assert len(results) == len(runs) + len(errors)
     for result, (program, _) in zip(results, programs):
         assert result["status"] == 0 and result["descriptors_done"] == len(program.descriptors)
         # Every tile of every descriptor is issued exactly once.
-        assert result["cycles"] - result["stalls"] == _ideal(program)
-    for result in results[len(programs):]:
-        assert result["descriptors_done"] == 0 and result["write_beats"] == 0
+        assert result["cycles"] - result["stalls"] == _ideal(program, hw)
+    for result, run in zip(results[len(runs):], errors):
+        assert result["status"] == run.expect_status and result["descriptors_done"] == run.expect_done
+        if run.expect_done == 0:
+            assert result["write_beats"] == 0, run.label
 
 
 @pytest.mark.cosim
@@ -648,7 +914,7 @@ def test_row_descriptors_stream_an_element_per_cycle_and_match_the_model(tmp_pat
 
 @pytest.mark.cosim
 def test_bench_reports_a_corrupted_expected_output(tmp_path):
-    hw = HW_SMALL
+    hw = SHIPPED["pynq-z2"]
     program, image = _compiled("mlp-odd", hw, seed=5)
     expected = bytearray(isa_sim(program, image, hw).data)
     out = image.region("out")

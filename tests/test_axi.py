@@ -198,7 +198,7 @@ def test_register_slave():
             ctx.set(regs.stall, i % 3 == 0)
             await ctx.tick()
         ctx.set(regs.stall, 0)
-        ctx.set(regs.status, 1 << axi.STATUS_BITS["BAD_OPCODE"])
+        ctx.set(regs.status, axi.STATUS_CODES["BAD_OPCODE"])
         ctx.set(regs.descriptors_done, 7)
         ctx.set(regs.done, 1)
         await ctx.tick()
@@ -208,7 +208,7 @@ def test_register_slave():
         seen["stalls"] = await _lite_read(ctx, bus, r["STALLS"])
         control = await _lite_read(ctx, bus, r["CONTROL"])
         assert control == (1 << axi.CONTROL_DONE | 1 << axi.CONTROL_IDLE | 1 << axi.CONTROL_ERROR)
-        assert await _lite_read(ctx, bus, r["STATUS"]) == 1 << axi.STATUS_BITS["BAD_OPCODE"]
+        assert await _lite_read(ctx, bus, r["STATUS"]) == axi.STATUS_CODES["BAD_OPCODE"]
         assert await _lite_read(ctx, bus, r["DESCRIPTORS_DONE"]) == 7
         assert await _lite_read(ctx, bus, r["ISR"]) == 1
         await _lite_write(ctx, bus, r["ISR"], 1)

@@ -58,6 +58,7 @@ def test_register_map_is_the_rtl_cores(shipped):
     assert (shipped.CONTROL_START, shipped.CONTROL_DONE, shipped.CONTROL_IDLE, shipped.CONTROL_ERROR) == (
         axi.CONTROL_START, axi.CONTROL_DONE, axi.CONTROL_IDLE, axi.CONTROL_ERROR)
     assert shipped.STATUS_NAMES == tuple(status.name for status in Status)
+    assert {name: code for code, name in enumerate(shipped.STATUS_NAMES)} == axi.STATUS_CODES
     # pynq is imported only on the board path.
     assert "pynq" not in sys.modules
     with pytest.raises(ModuleNotFoundError, match="pynq"):
