@@ -50,7 +50,8 @@ from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt
 from hwgen.quant import QuantConfig
 from hwgen.rtl.accelerator import Accelerator
 from hwgen.rtl.compute_unit import ComputeUnit, Geometry
-from hwgen.rtl.controller import Controller
+from hwgen.compiler import CycleModel
+from hwgen.rtl.controller import CHECK_CYCLES, Controller
 from hwgen.rtl.descriptor import DESCRIPTOR_LAYOUT, ROW_DESCRIPTOR_LAYOUT, Status, Tag
 from hwgen.rtl.row_unit import RowGeometry, RowUnit
 from hwgen.rtl.runtime_requantize import RESULT_SHAPE, RQ_LAYOUT, requantize_cut, requantize_fit
@@ -308,6 +309,11 @@ def _signature_only(component):
     """Mark a component built only to inspect its signature, so Amaranth does not warn it was never elaborated."""
     component._MustUse__silence = True
     return component
+
+
+def test_the_cycle_model_counts_the_controllers_checks():
+    """docs/isa.md §5's ``check`` term is the RTL controller's, so the model follows the hardware it predicts."""
+    assert CycleModel().check == CHECK_CYCLES
 
 
 @pytest.mark.parametrize("hw", [HW_SMALL, HW_LARGE], ids=["8x8-axi64", "16x16-axi128"])

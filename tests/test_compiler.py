@@ -230,7 +230,7 @@ def _documented_cycles(desc, hw, latency=64, drain=30):
              for c in range(n_chunks)]
     writes = [desc.m * beats(cols[c] * hw.act_bytes) for c in range(n_chunks)]
     body = sum(max(compute[c], reads[c], writes[c]) for c in range(n_chunks))
-    fetch = latency + beats(64)
+    fetch = latency + beats(64) + 6  # the descriptor, then the controller's 6 cycles of checks
     return fetch + latency + wload[0] + beats(desc.k * hw.act_bytes) + body + drain
 
 

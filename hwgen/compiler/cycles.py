@@ -37,6 +37,14 @@ class CycleModel:
     #: 17 for LayerNorm, 23 for softmax at 16x16 / AXI 128).
     row_latency: int = 20
 
+    #: Cycles the controller spends checking a descriptor against the validity rule (docs/isa.md §3.7)
+    #: before it starts it: the RTL checker's ``CHECK_CYCLES`` (its bounds multiplier, one extent a cycle).
+    check: int = 6
+
+    def descriptor_fetch(self, hw: HwParams) -> int:
+        """Cycles from a descriptor's read to its start: the 64-byte burst, then the checks."""
+        return self.fetch(DESCRIPTOR_BYTES, hw) + self.check
+
     def fetch(self, nbytes: int, hw: HwParams) -> int:
         """Cycles to read ``nbytes`` with one burst whose result is waited for (header, descriptor)."""
         return self.latency + _beats(nbytes, hw)
@@ -81,7 +89,7 @@ def estimate_row_cycles(desc: RowDescriptor, hw: HwParams, model: CycleModel = C
     params = 2 * row if layernorm else 0
     bursts = desc.m + (2 if layernorm else 0)
     turnaround = 3  # cycles a read slot stays taken beyond latency + length (measured in Verilator)
-    fetch = model.fetch(DESCRIPTOR_BYTES, hw)
+    fetch = model.descriptor_fetch(hw)
     first_load = model.latency + params + desc.n
     read_bound = -(-bursts // model.reads_in_flight) * (model.latency + row + turnaround) + desc.n
     body = max(desc.m * desc.n, read_bound - first_load)
@@ -122,6 +130,6 @@ def estimate_cycles(desc: LinearDescriptor | RowDescriptor, hw: HwParams, model:
         writes = desc.m * out_row
         body += max(compute, reads, writes)
 
-    fetch = model.fetch(DESCRIPTOR_BYTES, hw)
+    fetch = model.descriptor_fetch(hw)
     first_load = model.latency + wload[0] + x_row
     return CycleEstimate(ideal, fetch + first_load + body + model.drain, fetch, first_load, body, model.drain)
