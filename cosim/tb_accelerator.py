@@ -267,7 +267,10 @@ if cocotb is not None:
             await lite.write(reg["IER"], 1)
             await lite.write(reg["CONTROL"], 1)
             started, started_cpu = time.perf_counter(), time.process_time()
-            await with_timeout(RisingEdge(dut.irq), cfg["timeout_cycles"] * 10, "ns")
+            # irq is sticky (ISR): a run refused at once (a misaligned PROGRAM_ADDR reads nothing) may have
+            # raised it before the CONTROL write's response came back, so wait only while it is low.
+            if not dut.irq.value:
+                await with_timeout(RisingEdge(dut.irq), cfg["timeout_cycles"] * 10, "ns")
             run_wall, run_cpu = time.perf_counter() - started, time.process_time() - started_cpu
 
             control = await lite.read(reg["CONTROL"])
