@@ -5,7 +5,7 @@ isa_sim (NumPy, docs/isa.md read literally) is the reference: the image after a 
 equal isa_sim's byte for byte, every region (program, constants, inputs, intermediates, outputs,
 padding). Covered: the compiler's output for mlp-tiny and mlp-odd at lanes 8×8 and 16×16 with
 AXI 64 and 128, and for softmax-rows and vit-mlp-block (LAYERNORM, GELU, SOFTMAX) at two of them;
-every shipped board's geometry (16×8/AXI64, 16×16/AXI128, 32×16/AXI128, 32×32/AXI128) on mlp-odd,
+every shipped board's geometry (16×8/AXI64, 16×16/AXI128 with two buffer sizes, 32×32/AXI128) on mlp-odd,
 on a coverage model (standalone Add/ReLU/Requantize as BYPASS, activation × activation MatMuls
 as B_ROWMAJOR and B_TRANSPOSED) and on hand-assembled descriptors; GELU set on compiled
 descriptors; a descriptor-level Program exercising every flag (multi-chunk, remainders, row

@@ -11,7 +11,7 @@ lanes, and activation x activation with B row-major and transposed at 4x4, 8x4, 
 Cosim tier (Verilator through cocotb, the Verilog AXI memory of cosim/axi_memory.v beside the core
 (tests/test_fast_memory.py shows it equals the cocotb model), 64-cycle read latency, random stalls
 0.3 on every AXI channel): at every shipped geometry (pynq-z2 16x8/AXI64, ultra96 16x16/AXI128, kv260
-32x16/AXI128, zcu102 32x32/AXI128, buffers as in boards/*.yaml) the whole image after the run equals
+16x16/AXI128 with 8 KiB/64 KiB buffers, zcu102 32x32/AXI128, buffers as in boards/*.yaml) the whole image after the run equals
 isa_sim's, byte for byte, on mlp-odd, the coverage model (B_ROWMAJOR MatMul, BYPASS Add/ReLU/
 Requantize, unsigned operands and residual, every rounding and overflow mode the compiler emits
 there), the same with its MatMul reading B^T (B_TRANSPOSED), GELU on every other descriptor, a 21x40
@@ -95,7 +95,8 @@ COVERAGE_SPEC = {
 
 HW_SMALL = HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)
 HW_LARGE = HwParams(lanes_in=16, lanes_out=16, axi_data_width=128)
-#: Every shipped board's geometry (boards/*.yaml): 16x8/AXI64, 16x16/AXI128, 32x16/AXI128, 32x32/AXI128.
+#: Every shipped board's geometry (boards/*.yaml): 16x8/AXI64, 16x16/AXI128 (ultra96 and kv260's larger
+#: buffers), 32x32/AXI128. lanes_in = 2·lanes_out is pynq-z2's; lanes_out = r·lanes_in runs in the unit tests.
 SHIPPED = {name: load_board(name).hw_params() for name in ("pynq-z2", "ultra96", "kv260", "zcu102")}
 assert SHIPPED["ultra96"] == HW_LARGE
 
