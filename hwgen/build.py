@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import json
 import logging
 import math
 import os
 import re
 import tempfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
 from hwgen.hls.emit import render as render_hls
 from hwgen.hls.emit import stamp
 from hwgen.hwparams import HwParams
+from hwgen.ir.serialize import npz_bytes
 from hwgen.project import RTL_PATH, BuildPlan, HlsDesign, add_board_project
 from hwgen.quant import QuantConfig
 
@@ -122,20 +121,8 @@ def accelerator_verilog(hw: HwParams) -> str:
 
 
 def golden_npz(arrays: dict[str, np.ndarray]) -> bytes:
-    """An ``.npz`` of int64 arrays that is byte-identical for the same arrays.
-
-    ``np.savez`` stamps each member with the current time; here every member carries a fixed date
-    and is stored uncompressed, so the bytes depend only on the arrays.
-    """
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name in sorted(arrays):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name], dtype="<i8"), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, member.getvalue())
-    return buffer.getvalue()
+    """An ``.npz`` of int64 arrays, sorted by name, that is byte-identical for the same arrays."""
+    return npz_bytes({name: np.asarray(arrays[name], dtype="<i8") for name in sorted(arrays)})
 
 
 def _check_out(out: Path, force: bool) -> None:

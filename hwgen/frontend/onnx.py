@@ -29,6 +29,7 @@ import numpy as np
 
 from hwgen.frontend.spec import Model
 from hwgen.ir import Graph, InputDistribution, Node, Tensor, verify
+from hwgen.ir.serialize import npz_bytes
 from hwgen.qfx import QFmt
 
 __all__ = [
@@ -1320,19 +1321,8 @@ def to_spec(model: Model, weights_file: str = "model.npz") -> tuple[dict, dict[s
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An ``.npz`` of float64 arrays that is byte-identical for the same arrays (fixed dates, stored)."""
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name in sorted(arrays):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name], dtype="<f8"), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, member.getvalue())
-    return buffer.getvalue()
+    """An ``.npz`` of float64 arrays, sorted by name, byte-identical for the same arrays."""
+    return npz_bytes({name: np.asarray(arrays[name], dtype="<f8") for name in sorted(arrays)})
 
 
 def spec_files(model: Model, source: str) -> dict[str, bytes]:

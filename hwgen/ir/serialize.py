@@ -19,22 +19,33 @@ import yaml
 from hwgen.ir.graph import Graph, InputDistribution, Node, Tensor
 from hwgen.qfx import QFmt
 
-__all__ = ["save_graph", "load_graph", "graph_to_dict", "graph_from_dict", "write_npz", "read_npz", "FORMAT_VERSION"]
+__all__ = ["save_graph", "load_graph", "graph_to_dict", "graph_from_dict", "npz_bytes", "write_npz", "read_npz",
+           "FORMAT_VERSION"]
 
 #: Version of the saved graph layout; a file with another version is refused.
 FORMAT_VERSION = 1
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as an uncompressed ``.npz`` that ``np.load`` reads, byte-identical per content."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An uncompressed ``.npz`` of ``arrays`` (in their order) that ``np.load`` reads, byte-identical per content.
+
+    ``np.savez`` stamps each member with the current time; here every member carries a fixed date.
+    """
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
         for key, array in arrays.items():
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
             info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
             info.external_attr = 0o644 << 16
             archive.writestr(info, buffer.getvalue())
+    return out.getvalue()
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as :func:`npz_bytes` does."""
+    Path(path).write_bytes(npz_bytes(arrays))
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
