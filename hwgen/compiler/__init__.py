@@ -5,7 +5,8 @@
 The binary format, memory layout and cycle model are documented in ``docs/isa.md``.
 """
 
-from hwgen.compiler.cycles import CycleEstimate, CycleModel, estimate_cycles
+from hwgen.compiler.cycles import CycleEstimate, CycleModel
+from hwgen.compiler.engines import estimate_cycles
 from hwgen.compiler.isa_sim import IsaResult, Refused, isa_sim, requantize_int
 from hwgen.compiler.layout import MemoryImage, Region
 from hwgen.compiler.lower import SUPPORTED_OPS, compile_graph

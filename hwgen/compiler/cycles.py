@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The analytical cycle model of one descriptor on the ``lanes_in × lanes_out`` array (docs/isa.md §5).
+"""The analytical cycle model (docs/isa.md §5): its constants and the terms of an estimate.
 
-It reads only a descriptor and the hardware parameters, like the controller. Its structure follows
+Each engine's estimate of one descriptor lives beside its semantics in :mod:`hwgen.compiler.engines`;
+:func:`hwgen.compiler.engines.estimate_cycles` picks it by opcode. An estimate reads only a
+descriptor and the hardware parameters, like the controller. Its structure follows
 the RTL core (docs/isa.md §8.2): one AXI read channel shared by rows of ``x``, residual segments
 and the next chunk's weights; one write channel; an array issuing one tile per cycle. The
 constants were calibrated against Verilator at 16×16 lanes, AXI 128, 64-cycle read latency.
@@ -11,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwgen.isa import DESCRIPTOR_BYTES, HEADER_BYTES, OPCODE_LAYERNORM, Flag, Limits, LinearDescriptor, RowDescriptor
+from hwgen.isa import DESCRIPTOR_BYTES, HEADER_BYTES
 from hwgen.hwparams import HwParams
 
-__all__ = ["CycleModel", "CycleEstimate", "estimate_cycles", "estimate_row_cycles"]
+__all__ = ["CycleModel", "CycleEstimate", "beats"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class CycleModel:
 
     def fetch(self, nbytes: int, hw: HwParams) -> int:
         """Cycles to read ``nbytes`` with one burst whose result is waited for (header, descriptor)."""
-        return self.latency + _beats(nbytes, hw)
+        return self.latency + beats(nbytes, hw)
 
     def program_overhead(self, hw: HwParams) -> int:
         """Cycles a Program costs once, before its first descriptor: reading the header."""
@@ -71,65 +73,5 @@ class CycleEstimate:
         return self.ideal / self.cycles if self.cycles else 0.0
 
 
-def _beats(nbytes: int, hw: HwParams) -> int:
+def beats(nbytes: int, hw: HwParams) -> int:
     return -(-nbytes // hw.axi_bytes)
-
-
-def estimate_row_cycles(desc: RowDescriptor, hw: HwParams, model: CycleModel = CycleModel()) -> CycleEstimate:
-    """The docs/isa.md §5 estimate for one LAYERNORM or SOFTMAX descriptor: one element per cycle.
-
-    The row unit takes one element per cycle, and a row's first result waits for the whole row
-    (its statistics pass), so the first row costs its read latency and its length before the
-    stream starts; LAYERNORM's γ and β are read ahead of the rows. Short rows are bound by the
-    read channel instead: each row is one burst, ``reads_in_flight`` at a time, each holding its
-    slot for ``latency`` plus its length plus the reader's turnaround.
-    """
-    layernorm = desc.opcode == OPCODE_LAYERNORM
-    row = _beats(desc.n * hw.act_bytes, hw)
-    params = 2 * row if layernorm else 0
-    bursts = desc.m + (2 if layernorm else 0)
-    turnaround = 3  # cycles a read slot stays taken beyond latency + length (measured in Verilator)
-    fetch = model.descriptor_fetch(hw)
-    first_load = model.latency + params + desc.n
-    read_bound = -(-bursts // model.reads_in_flight) * (model.latency + row + turnaround) + desc.n
-    body = max(desc.m * desc.n, read_bound - first_load)
-    drain = model.row_latency + model.drain
-    return CycleEstimate(0, fetch + first_load + body + drain, fetch, first_load, body, drain)
-
-
-def estimate_cycles(desc: LinearDescriptor | RowDescriptor, hw: HwParams, model: CycleModel = CycleModel()) -> CycleEstimate:
-    """The docs/isa.md §5 estimate for one descriptor."""
-    if isinstance(desc, RowDescriptor):
-        return estimate_row_cycles(desc, hw, model)
-    bypass = bool(desc.flags & Flag.BYPASS)
-    residual = int(bool(desc.flags & Flag.RESIDUAL))
-    element = Limits(hw).second_operand_bytes(desc.flags)
-    bias_bytes = hw.bias_bytes if desc.flags & Flag.BIAS else 0
-    depth = 1 if bypass else desc.k_tiles
-    ideal = desc.m * depth * desc.n_tiles
-    x_row = _beats(desc.k * hw.act_bytes, hw)
-
-    chunk_sizes = [min(desc.chunk_tiles, desc.n_tiles - start) for start in range(0, desc.n_tiles, desc.chunk_tiles)]
-    # Per chunk, the read commands of its weights: bias then tiles, each in pieces.
-    pieces = [[] if bypass else [_beats(t * hw.lanes_out * bias_bytes, hw), _beats(t * desc.k_tiles * hw.tile_stride(element), hw)]
-              for t in chunk_sizes]
-    wload = [sum(p) for p in pieces]
-    body = 0
-    for index, tiles in enumerate(chunk_sizes):
-        cols = min(desc.n - index * desc.chunk_tiles * hw.lanes_out, tiles * hw.lanes_out)
-        out_row = _beats(cols * hw.act_bytes, hw)
-        compute = desc.m * tiles * depth
-        # The read channel carries this chunk's rows of x and r and, in the gaps, the next chunk's weights:
-        # one beat per cycle at best, and no faster than reads_in_flight bursts per burst lifetime.
-        next_pieces = pieces[index + 1] if index + 1 < len(chunk_sizes) else []
-        next_weights = sum(next_pieces)
-        reads = desc.m * (x_row + residual * out_row) + next_weights
-        next_bursts = sum(-(-b // model.weight_piece_beats) for b in next_pieces)
-        lifetimes = desc.m * (1 + residual) * model.latency + next_bursts * model.latency + reads
-        reads = max(reads, -(-lifetimes // model.reads_in_flight))
-        writes = desc.m * out_row
-        body += max(compute, reads, writes)
-
-    fetch = model.descriptor_fetch(hw)
-    first_load = model.latency + wload[0] + x_row
-    return CycleEstimate(ideal, fetch + first_load + body + model.drain, fetch, first_load, body, model.drain)

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
-from hwgen.compiler.cycles import estimate_cycles
+from hwgen.compiler.engines import estimate_cycles
 from hwgen.compiler.layout import MemoryImage, Region, RegionKind, pack_tiles, pack_vector, rows_of
 from hwgen.isa import (
     OPCODE_LAYERNORM, OPCODE_SOFTMAX, Flag, Limits, LinearDescriptor, Program, Requant, RowDescriptor, check_descriptor,

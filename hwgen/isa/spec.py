@@ -24,6 +24,7 @@ __all__ = [
     "OPCODE_SOFTMAX",
     "RESERVED_OPCODES",
     "OPCODE_MEANINGS",
+    "OPCODE_ENGINES",
     "Flag",
     "FLAG_MEANINGS",
     "Status",
@@ -56,6 +57,10 @@ OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_SOFTMAX = Opcode.LINEAR, Opcode.LAYERNOR
 
 #: Opcodes kept for later operators; every executor refuses them with ``BAD_OPCODE`` today.
 RESERVED_OPCODES = {2: "CONV", 3: "QK_SOFTMAX_STATS", 4: "AV", 6: "GATE_TOPK", 7: "EXPERT_FFN"}
+
+#: The engine that runs each opcode, by the name of its module in every executor:
+#: ``hwgen/compiler/engines/<name>.py`` (isa_sim and the cycle model), and the RTL and HLS engines.
+OPCODE_ENGINES = {Opcode.LINEAR: "linear", Opcode.LAYERNORM: "rows", Opcode.SOFTMAX: "rows"}
 
 OPCODE_MEANINGS = {
     Opcode.LINEAR: "matrix product with bias, requantization, ReLU/GELU and residual add (§3.3)",

@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The LINEAR engine in Python: what one descriptor computes (docs/isa.md §3.3) and its cycle estimate (§5)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwgen.compiler.cycles import CycleEstimate, CycleModel, beats
+from hwgen.compiler.engines.integer import requantize_int, wrap
+from hwgen.compiler.layout import read_rows, read_tiles, read_vector, write_rows
+from hwgen.golden import nonlinear as nl
+from hwgen.golden.exact import exact_matmul
+from hwgen.hwparams import HwParams
+from hwgen.isa import Flag, Limits, LinearDescriptor
+
+__all__ = ["run", "estimate"]
+
+
+def run(desc: LinearDescriptor, memory: np.ndarray, hw: HwParams) -> None:
+    """Execute one LINEAR descriptor on ``memory`` (the image as a uint8 array), as docs/isa.md §3.3 says."""
+    flags = desc.flags
+    x = read_rows(memory, desc.x_addr, desc.m, desc.k, desc.x_stride, hw.act_bytes, not flags & Flag.X_UNSIGNED)
+    if flags & Flag.BYPASS:
+        acc = x
+    else:
+        w_signed = not flags & Flag.W_UNSIGNED
+        if flags & Flag.B_ROWMAJOR:
+            w = read_rows(memory, desc.w_addr, desc.k, desc.n, desc.w_stride, hw.act_bytes, w_signed)
+        elif flags & Flag.B_TRANSPOSED:
+            w = read_rows(memory, desc.w_addr, desc.n, desc.k, desc.w_stride, hw.act_bytes, w_signed).T
+        else:
+            tiles = read_tiles(
+                memory, desc.w_addr, desc.k_tiles, desc.n_tiles, hw.lanes_in, hw.lanes_out,
+                hw.weight_bytes, hw.tile_stride(hw.weight_bytes), w_signed,
+            )
+            w = tiles[: desc.k, : desc.n]
+        acc = exact_matmul(x, w)
+        if flags & Flag.BIAS:
+            acc = acc + read_vector(memory, desc.bias_addr, desc.n, hw.bias_bytes)
+        # The accumulator registers are acc_bits wide: an overflowing sum would wrap there too.
+        acc = wrap(acc, hw.acc_bits, True)
+    y = requantize_int(acc, desc.rq1)
+    if flags & Flag.RELU1:
+        y = np.maximum(y, 0)
+    if flags & Flag.GELU:
+        # The GELU lanes read the low act_bits of y1 as their signed input format.
+        y = nl.gelu(hw.unit_formats().gelu_config(), wrap(y, hw.act_bits, True))
+    if flags & Flag.RESIDUAL:
+        r = read_rows(memory, desc.res_addr, desc.m, desc.n, desc.res_stride, hw.act_bytes, not flags & Flag.R_UNSIGNED)
+        total = wrap((y << desc.y_shift) + (r << desc.r_shift), hw.acc_bits, True)
+        y = requantize_int(total, desc.rq2)
+        if flags & Flag.RELU2:
+            y = np.maximum(y, 0)
+    write_rows(memory, desc.out_addr, y, desc.out_stride, hw.act_bytes)
+
+
+def estimate(desc: LinearDescriptor, hw: HwParams, model: CycleModel) -> CycleEstimate:
+    """The docs/isa.md §5 estimate for one LINEAR descriptor."""
+    bypass = bool(desc.flags & Flag.BYPASS)
+    residual = int(bool(desc.flags & Flag.RESIDUAL))
+    element = Limits(hw).second_operand_bytes(desc.flags)
+    bias_bytes = hw.bias_bytes if desc.flags & Flag.BIAS else 0
+    depth = 1 if bypass else desc.k_tiles
+    ideal = desc.m * depth * desc.n_tiles
+    x_row = beats(desc.k * hw.act_bytes, hw)
+
+    chunk_sizes = [min(desc.chunk_tiles, desc.n_tiles - start) for start in range(0, desc.n_tiles, desc.chunk_tiles)]
+    # Per chunk, the read commands of its weights: bias then tiles, each in pieces.
+    pieces = [[] if bypass else [beats(t * hw.lanes_out * bias_bytes, hw), beats(t * desc.k_tiles * hw.tile_stride(element), hw)]
+              for t in chunk_sizes]
+    wload = [sum(p) for p in pieces]
+    body = 0
+    for index, tiles in enumerate(chunk_sizes):
+        cols = min(desc.n - index * desc.chunk_tiles * hw.lanes_out, tiles * hw.lanes_out)
+        out_row = beats(cols * hw.act_bytes, hw)
+        compute = desc.m * tiles * depth
+        # The read channel carries this chunk's rows of x and r and, in the gaps, the next chunk's weights:
+        # one beat per cycle at best, and no faster than reads_in_flight bursts per burst lifetime.
+        next_pieces = pieces[index + 1] if index + 1 < len(chunk_sizes) else []
+        next_weights = sum(next_pieces)
+        reads = desc.m * (x_row + residual * out_row) + next_weights
+        next_bursts = sum(-(-b // model.weight_piece_beats) for b in next_pieces)
+        lifetimes = desc.m * (1 + residual) * model.latency + next_bursts * model.latency + reads
+        reads = max(reads, -(-lifetimes // model.reads_in_flight))
+        writes = desc.m * out_row
+        body += max(compute, reads, writes)
+
+    fetch = model.descriptor_fetch(hw)
+    first_load = model.latency + wload[0] + x_row
+    return CycleEstimate(ideal, fetch + first_load + body + model.drain, fetch, first_load, body, model.drain)
