@@ -31,7 +31,7 @@ from pathlib import Path
 __all__ = ["Run", "prepare", "read_results", "accelerator_verilog", "bench_verilog", "run_bench", "simulate",
            "row_program", "TOPLEVEL", "MEMORIES"]
 
-TOPLEVEL = "accelerator"
+TOPLEVEL = "hwgen_accel"  # hwgen.rtl.accelerator.CORE_NAME
 #: The AXI memory models a bench can run against: ``hdl`` (Verilog beside the core, the fast path
 #: of whole-Program runs) and ``python`` (the cocotb model, called on every clock edge).
 MEMORIES = ("hdl", "python")
@@ -95,21 +95,18 @@ def read_results(work_dir) -> list[dict]:
     return json.loads((Path(work_dir) / "result.json").read_text())
 
 
-@functools.lru_cache(maxsize=8)
 def accelerator_verilog(hw) -> str:
-    """Verilog of ``Accelerator(hw)`` (converted once per parameter set and process)."""
-    from amaranth.back import verilog
+    """Verilog of ``Accelerator(hw)``: the text ``hwgen build`` writes, so benches and ``hwgen sim`` share a Verilator build."""
+    from hwgen.rtl.accelerator import core_verilog
 
-    from hwgen.rtl.accelerator import Accelerator
-
-    return verilog.convert(Accelerator(hw), name=TOPLEVEL)
+    return core_verilog(hw)
 
 
 def bench_verilog(hw, memory="hdl", core_verilog=None, core_name=TOPLEVEL) -> tuple[str, str, tuple[str, ...]]:
     """``(verilog, toplevel, build_args)`` the bench runs on: the core wrapped with the HDL memory in
     ``hwgen_sim_top`` (:mod:`hwgen.cosim.hdl_memory`), whichever ``memory`` the runs use.
 
-    ``core_verilog`` defaults to :func:`accelerator_verilog` of ``hw`` (module ``accelerator``).
+    ``core_verilog`` defaults to :func:`accelerator_verilog` of ``hw`` (module ``hwgen_accel``).
     """
     if memory not in MEMORIES:
         raise ValueError(f"memory must be one of {', '.join(MEMORIES)}, not {memory!r}")

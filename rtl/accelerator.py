@@ -11,10 +11,13 @@ LINEAR descriptor's read traffic per chunk stays below its compute time whenever
 is reused over enough rows (see docs/isa.md "Register map and RTL core").
 """
 
+import functools
+
 from amaranth import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hwgen import stamp
 from hwgen.hwparams import HwParams
 
 from ._errors import refuse
@@ -24,7 +27,7 @@ from .controller import BEATS_WIDTH, Controller
 from .descriptor import OPCODE_LINEAR, TAG_WIDTH, VERSION, Tag
 from .row_unit import RowUnit
 
-__all__ = ["Accelerator", "params_word"]
+__all__ = ["Accelerator", "CORE_NAME", "core_verilog", "params_word"]
 
 REGISTER_ADDR_WIDTH = 8
 
@@ -138,3 +141,22 @@ class Accelerator(wiring.Component):
                                      Mux(is_row, rows.fill.ready, unit.fill.ready))),
         ]
         return m
+
+
+#: Module name of the core in every Verilog hwgen writes or simulates (``hwgen build``, ``hwgen sim``, the benches).
+CORE_NAME = "hwgen_accel"
+
+
+@functools.lru_cache(maxsize=8)
+def core_verilog(hw: HwParams) -> str:
+    """Verilog of ``Accelerator(hw)`` as module ``hwgen_accel``, stamped, without source paths.
+
+    The same text for ``hwgen build`` and every bench, so Verilator builds each core once (its cache
+    is keyed by the text); ``emit_src=False`` because source paths would differ between checkouts.
+    """
+    from amaranth.back import verilog
+
+    text = verilog.convert(Accelerator(hw), name=CORE_NAME, emit_src=False)
+    header = (f"// {stamp()}\n// hwgen accelerator core: {hw}; hardware fingerprint {hw.fingerprint():#010x}.\n"
+              "// Register map and run sequence: docs/isa.md section 8.\n")
+    return header + text

@@ -1,6 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """The toolchain helpers find and run Verilator + cocotb, g++ with ap_types, and Yosys."""
 
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import pytest
 from amaranth import Module, Signal, unsigned
 from amaranth.back import verilog
@@ -71,3 +77,24 @@ def test_yosys_counts_a_multiplier():
     assert counts["FF"] <= 32
     with pytest.raises(ValueError, match="family must be one of"):
         toolchain.yosys_resources(source, "mul", family="ice40")
+
+
+@pytest.mark.cosim
+def test_yosys_module_by_module_equals_the_whole_design():
+    """Counts summed over separately synthesized modules equal one synth_xilinx run of the whole hierarchy."""
+    from hwgen.rtl.mac_array import MacArray
+
+    text = verilog.convert(MacArray(lanes_in=4, lanes_out=3, operand_bits=8, acc_bits=24), name="macs", emit_src=False)
+    modules = toolchain.hierarchy(text, "macs")
+    assert len(modules) == 2 and modules["macs"].instances.count(next(iter(modules))) == 3
+    by_module = toolchain.yosys_resources(text, "macs", family="xcup")
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "design.v").write_text(text)
+        script = ("read_verilog -sv design.v; proc; opt_clean -purge; synth_xilinx -family xcup -noiopad -top macs; "
+                  "tee -q -o stat.json stat -json")
+        subprocess.run([sys.executable, "-c", toolchain._YOSYS_MAIN, "-q", "-p", script], cwd=tmp, check=True)
+        cells = json.loads(Path(tmp, "stat.json").read_text())["design"]["num_cells_by_type"]
+    whole = {name: sum(cells.get(c, 0) for c in kinds) for name, kinds in toolchain._RESOURCE_CELLS.items()}
+    whole["BRAM36"] += (whole.pop("BRAM18") + 1) // 2
+    assert by_module == whole
+    assert by_module["DSP"] == 12

@@ -18,7 +18,7 @@ import jinja2
 
 from hwgen.boards import BOARD_DIR
 from hwgen.hls.emit import environment as hls_environment
-from hwgen.hls.emit import stamp
+from hwgen import stamp
 
 __all__ = ["TEMPLATE_DIR", "environment", "render", "tcl_word", "tcl_braced", "stamp"]
 
