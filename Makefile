@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.hwgen-installed
 # Two workers: CI and the developers' machines have 2 cores.
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-full bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything CI runs, plus the whole-model tests on every shipped board instead of one (tests/conftest.py).
+test-full: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS) --full
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -126,15 +126,15 @@ def test_without_onnxruntime_the_sqnr_against_it_is_not_computed(monkeypatch):
 @pytest.mark.cosim
 @pytest.mark.full_model
 @pytest.mark.parametrize("name", ["mlp_block_legacy17", "mlp_block_tanh_dynamo18", "brevitas_qmlp"])
-def test_exports_build_for_ultra96_and_run_bit_exactly_on_isa_rtl_and_hls(name, tmp_path):
-    """``hwgen build --model x.onnx --board ultra96`` then ``hwgen sim --backend isa|rtl|hls``, as a user does:
-    a legacy and a dynamo float export and the Brevitas QONNX MLP. The RTL core is the board's default
-    geometry, the same Verilog as tests/test_build.py's ultra96 build, so its Yosys estimate and Verilator
-    model come from the content-keyed cache after the first build; the HLS core is compiled by g++."""
+def test_exports_build_and_run_bit_exactly_on_isa_rtl_and_hls(name, full_board, tmp_path):
+    """``hwgen build --model x.onnx --board B`` then ``hwgen sim --backend isa|rtl|hls``, as a user does:
+    a legacy and a dynamo float export and the Brevitas QONNX MLP, on ultra96 (every board with ``--full``).
+    The RTL core is the board's default geometry, the same Verilog as tests/test_build.py's build, so
+    its Yosys estimate and Verilator model come from the content-keyed cache; the HLS core is compiled by g++."""
     from hwgen.build import build_project
     from hwgen.sim import simulate
 
-    result = build_project(DATA / f"{name}.onnx", "ultra96", tmp_path / "out", flow="both")
+    result = build_project(DATA / f"{name}.onnx", full_board, tmp_path / "out", flow="both")
     report = json.loads((result.out / "report.json").read_text())
     ort, markdown = report["accuracy_onnxruntime"], (result.out / "report.md").read_text()
     if name.startswith("brevitas"):  # onnxruntime has no QONNX Quant
