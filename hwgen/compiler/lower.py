@@ -29,7 +29,7 @@ from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
 from hwgen.units import ROW_MAX, UnitFormats, attention_problem, layernorm_config, row_units_problem
 
-__all__ = ["compile_graph", "SUPPORTED_OPS"]
+__all__ = ["compile_graph", "hardware_problem", "SUPPORTED_OPS"]
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +295,17 @@ def _check_containers(graph: Graph, groups: list[_Group], hw: HwParams) -> None:
                 f"accumulator of {group.nodes[0].name!r} needs {group.acc_fmt.width} bits, more than the hardware's"
                 f" acc_bits={hw.acc_bits}"
             )
+
+
+def hardware_problem(graph: Graph, hw: HwParams) -> str | None:
+    """Why hardware ``hw`` lacks an engine a layer of ``graph`` needs (one line naming the layer), or ``None``.
+
+    Float and quantized graphs alike, so a build refuses before quantizing.
+    """
+    for node in graph.nodes:
+        if node.op == "Attention" and attention_problem(hw) is not None:
+            return f"Attention {node.name!r} needs the attention engine: {attention_problem(hw)}"
+    return None
 
 
 def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
