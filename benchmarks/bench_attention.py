@@ -12,7 +12,8 @@ written once). No core implements the engine yet: the cycles are the analytical 
 from __future__ import annotations
 
 import math
-import time
+
+from bench_compiler import best_of  # the script's folder is on sys.path
 
 from hwgen import golden, zoo
 from hwgen.compiler import CycleModel, compile_graph, isa_sim
@@ -23,18 +24,6 @@ from hwgen.pipeline import run_passes
 from hwgen.quant import QuantConfig
 
 LANES = ((8, 8), (16, 8), (16, 16), (32, 16), (32, 32))
-REPEATS = 5
-
-
-def best_of(fn, repeats: int = REPEATS) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times)
-
-
 def sqnr(reference, approx) -> float:
     return 10 * math.log10(float((reference**2).sum()) / float(((reference - approx) ** 2).sum()))
 
@@ -48,8 +37,8 @@ def main() -> None:
     reference = golden.run_float(qgraph, floats)
     program, image = compile_graph(qgraph, hw)
     start = image.write_all(raw)
-    print(f"vit-block: golden {best_of(lambda: golden.run(qgraph, raw)):.0f} ms, "
-          f"isa_sim {best_of(lambda: isa_sim(program, start, hw)):.0f} ms (16x16)")
+    print(f"vit-block: golden {best_of(lambda: golden.run(qgraph, raw), 5):.0f} ms, "
+          f"isa_sim {best_of(lambda: isa_sim(program, start, hw), 5):.0f} ms (16x16)")
     for name in ("attn", "out"):
         print(f"  SQNR {name} vs float: {sqnr(reference[name], values[name] * qgraph.tensor(name).fmt.lsb):.1f} dB")
     print("lanes   opcode             cycles  ideal  util(tiles)  util(MACs)  DDR read/written  minimum read/written")

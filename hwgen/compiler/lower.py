@@ -67,8 +67,8 @@ class _Group:
 
 
 @dataclass
-class _RowGroup:
-    """One LayerNorm or Softmax node: a LAYERNORM or SOFTMAX descriptor."""
+class _NodeGroup:
+    """One node alone: its descriptor(s) read ``x`` and write ``y``."""
 
     node: Node
     x: str
@@ -84,20 +84,13 @@ class _RowGroup:
 
 
 @dataclass
-class _AttentionGroup:
-    """One Attention node: a QK_SOFTMAX_STATS and an AV descriptor over all its heads."""
+class _RowGroup(_NodeGroup):
+    """One LayerNorm or Softmax node: a LAYERNORM or SOFTMAX descriptor."""
 
-    node: Node
-    x: str  # q
-    y: str
 
-    @property
-    def nodes(self) -> list[Node]:
-        return [self.node]
-
-    @property
-    def label(self) -> str:
-        return self.node.name
+@dataclass
+class _AttentionGroup(_NodeGroup):
+    """One Attention node (``x`` is q): a QK_SOFTMAX_STATS and an AV descriptor over all its heads."""
 
     @property
     def scores(self) -> str:
