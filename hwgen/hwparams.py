@@ -63,6 +63,12 @@ class HwParams:
         Integer bits of LayerNorm's γ and β, stored in ``act_bits`` containers.
     softmax_int_bits : int
         Integer bits of the softmax unit's input format; its output is ``ufixed<act_bits, 1>``.
+    has_attention : bool
+        The core has the attention engine (opcodes ``QK_SOFTMAX_STATS`` and ``AV``, docs/isa.md §3.8).
+        ``False`` for every core hwgen ships today: the RTL and HLS cores do not implement them, so
+        the validity rule refuses them (``BAD_OPCODE``) and the compiler refuses Attention layers.
+        ``True`` runs them on ``isa_sim`` and the golden model. It enters the fingerprint only when set,
+        so the fingerprints of the shipped cores are unchanged.
     """
 
     lanes_in: int = 16
@@ -78,6 +84,7 @@ class HwParams:
     layernorm_out_int_bits: int = 5
     layernorm_param_int_bits: int = 4
     softmax_int_bits: int = 6
+    has_attention: bool = False
 
     def __post_init__(self) -> None:
         _check_int("lanes_in", self.lanes_in, 1, MAX_LANES)
@@ -99,6 +106,8 @@ class HwParams:
         for name in ("gelu_int_bits", "layernorm_int_bits", "layernorm_out_int_bits", "layernorm_param_int_bits",
                      "softmax_int_bits"):
             _check_int(name, getattr(self, name), 1, self.act_bits - 1)
+        if not isinstance(self.has_attention, bool):
+            raise ValueError(f"has_attention must be true or false, not {self.has_attention!r}")
 
     # Derived sizes: the single place that defines them for the compiler, isa_sim, RTL and HLS.
 
@@ -159,8 +168,15 @@ class HwParams:
         return cls(**data)
 
     def canonical(self) -> str:
-        """The text the fingerprint hashes: ``hwgen-hw-1;lanes_in=16;lanes_out=16;…`` in field order."""
-        return "hwgen-hw-1;" + ";".join(f"{k}={v}" for k, v in self.to_dict().items())
+        """The text the fingerprint hashes: ``hwgen-hw-1;lanes_in=16;lanes_out=16;…`` in field order.
+
+        ``has_attention`` appears (as ``has_attention=1``) only when set, so hardware without the
+        attention engine keeps the fingerprint it had before the field existed.
+        """
+        fields = {k: v for k, v in self.to_dict().items() if k != "has_attention"}
+        if self.has_attention:
+            fields["has_attention"] = 1
+        return "hwgen-hw-1;" + ";".join(f"{k}={v}" for k, v in fields.items())
 
     def fingerprint(self) -> int:
         """CRC-32 (zlib polynomial) of :meth:`canonical` as ASCII: a 32-bit parameter identity."""
@@ -170,5 +186,5 @@ class HwParams:
         return (
             f"{self.lanes_in}x{self.lanes_out} lanes, acc {self.acc_bits} b, act/weight {self.act_bits}/"
             f"{self.weight_bits} b, buffers {self.act_buffer_bytes}/{self.weight_buffer_bytes} B, "
-            f"AXI {self.axi_data_width} b"
+            f"AXI {self.axi_data_width} b" + (", attention engine" if self.has_attention else "")
         )

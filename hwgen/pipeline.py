@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwgen.compiler import MemoryImage, Program, compile_graph
+from hwgen.compiler import MemoryImage, Program, compile_graph, hardware_problem
 from hwgen.frontend import Model
 from hwgen.hwparams import HwParams
 from hwgen.ir import Graph, save_graph, verify
@@ -65,6 +65,9 @@ class Build:
 
 def build(model: Model, hw: HwParams, config: QuantConfig | None = None, *, save_dir: str | Path | None = None) -> Build:
     """Quantize ``model`` for ``hw`` (containers and accumulator from ``hw`` unless ``config`` says) and compile it."""
+    problem = hardware_problem(model.graph, hw)
+    if problem is not None:
+        raise ValueError(problem)
     if config is None:
         config = QuantConfig.for_hw(hw, formats=model.formats)
     qgraph = run_passes(model.graph, config, save_dir=None if save_dir is None else Path(save_dir) / "passes")

@@ -17,7 +17,8 @@ from hwgen.golden import nonlinear as nl
 from hwgen.golden.unit_configs import ROW_MAX, gelu_config, layernorm_config, softmax_config
 from hwgen.qfx import QFmt
 
-__all__ = ["ROW_MAX", "UnitFormats", "gelu_config", "layernorm_config", "softmax_config", "row_units_problem"]
+__all__ = ["ROW_MAX", "UnitFormats", "gelu_config", "layernorm_config", "softmax_config", "row_units_problem",
+           "attention_problem"]
 
 _ROUNDING, _OVERFLOW = "RND_CONV", "SAT"
 
@@ -76,4 +77,20 @@ def row_units_problem(hw) -> str | None:
     largest = ROW_MAX * ROW_MAX * ((1 << 2 * (cfg.in_fmt.width - 1)) + (1 << 2 * cfg.in_fmt.frac_bits))
     if largest >> cfg.d_bits:
         return f"LayerNorm's D must fit {cfg.d_bits} bits for every d_offset, not need {largest.bit_length()}"
+    return None
+
+
+def attention_problem(hw) -> str | None:
+    """Why hardware ``hw`` cannot run the attention opcodes (``QK_SOFTMAX_STATS``, ``AV``), or ``None``.
+
+    The attention engine is a capability of the core (``HwParams.has_attention``); no RTL or HLS
+    core implements it yet, so every shipped core has it off and refuses the opcodes with
+    ``BAD_OPCODE``. Its softmax statistics use the softmax unit's numerics, so it also needs them.
+    """
+    if not hw.has_attention:
+        return ("this hardware has no attention engine (HwParams.has_attention is false; the RTL and HLS "
+                "cores do not implement QK_SOFTMAX_STATS and AV yet)")
+    problem = row_units_problem(hw)
+    if problem is not None:
+        return f"the attention engine needs the softmax unit's numerics: {problem}"
     return None

@@ -174,6 +174,12 @@ def test_every_zoo_model_builds_and_runs_on_the_boards_core(built, backend, tmp_
     results are the same for every model of a board, so only the first build pays for them)."""
     board, folder, _ = built
     for model in zoo.names():
+        if any(node.op == "Attention" for node in zoo.load_model(model).graph.nodes):
+            # No shipped core has the attention engine yet (HwParams.has_attention): the build refuses
+            # with one line naming the layer, before writing anything (tests/test_attention.py runs it in isa_sim).
+            with pytest.raises(ValueError, match=r"^Attention '\w+' needs the attention engine"):
+                build_project(model, board.name, tmp_path / model, flow="both")
+            continue
         out = folder if model == DEFAULT_MODEL else build_project(model, board.name, tmp_path / model, flow="both").out
         result = simulate(out, backend)
         assert result.equal, f"{model} on {board.name} ({backend}): {result.mismatches}"

@@ -9,7 +9,7 @@ from hwgen.compiler.cycles import CycleEstimate, CycleModel
 from hwgen.compiler.engines import estimate_cycles
 from hwgen.compiler.isa_sim import IsaResult, Refused, isa_sim, requantize_int
 from hwgen.compiler.layout import MemoryImage, Region
-from hwgen.compiler.lower import SUPPORTED_OPS, compile_graph
+from hwgen.compiler.lower import SUPPORTED_OPS, compile_graph, hardware_problem
 from hwgen.isa import Flag, LinearDescriptor, Program, Requant, RowDescriptor
 
 #: ``hwgen.compiler.compile(qgraph, hw)``: the name the design uses for :func:`compile_graph`.
@@ -18,6 +18,7 @@ compile = compile_graph  # noqa: A001 - deliberately the flow's name for this st
 __all__ = [
     "compile",
     "compile_graph",
+    "hardware_problem",
     "isa_sim",
     "IsaResult",
     "Refused",

@@ -127,6 +127,8 @@ class RegionKind(str, enum.Enum):
     INPUT = "input"
     ACTIVATION = "activation"
     OUTPUT = "output"
+    #: Written and read by the Program itself (attention scores and row statistics): no tensor of the graph.
+    SCRATCH = "scratch"
 
     @property
     def holds_tensor(self) -> bool:

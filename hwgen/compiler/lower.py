@@ -3,8 +3,9 @@
 
 Three steps, in order: fuse nodes into descriptor-sized groups (a Linear or MatMul with its
 requantize, ReLU or GELU and residual Add; a standalone Add / ReLU / GELU / Requantize on the bypass
-path; a LayerNorm or a Softmax alone), place every buffer in the image, then encode one LINEAR,
-LAYERNORM or SOFTMAX descriptor per group. Layers that cannot
+path; a LayerNorm or a Softmax alone; an Attention alone), place every buffer in the image, then
+encode one LINEAR, LAYERNORM or SOFTMAX descriptor per group, or the QK_SOFTMAX_STATS and AV pair
+of an Attention (its Q, K and V projections are ordinary LINEAR groups before it). Layers that cannot
 fit the hardware (formats wider than the containers or the accumulator, rows or weight columns
 larger than the on-chip buffers, fields out of range) are refused with a message naming them.
 """
@@ -17,21 +18,23 @@ from dataclasses import dataclass, field
 
 from hwgen.compiler.engines import estimate_cycles
 from hwgen.compiler.layout import MemoryImage, Region, RegionKind, pack_tiles, pack_vector, rows_of
+from hwgen.golden.exact import attention_formats
 from hwgen.isa import (
-    OPCODE_LAYERNORM, OPCODE_SOFTMAX, Flag, Limits, LinearDescriptor, Program, Requant, RowDescriptor, check_descriptor,
+    OPCODE_AV, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX, STATS_ENTRY_BYTES, AttentionDescriptor, Flag,
+    Limits, LinearDescriptor, Program, Requant, RowDescriptor, check_descriptor,
 )
 from hwgen.hwparams import HwParams
 from hwgen.ir import Graph, Node, verify
 from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
-from hwgen.units import ROW_MAX, UnitFormats, layernorm_config, row_units_problem
+from hwgen.units import ROW_MAX, UnitFormats, attention_problem, layernorm_config, row_units_problem
 
-__all__ = ["compile_graph", "SUPPORTED_OPS"]
+__all__ = ["compile_graph", "hardware_problem", "SUPPORTED_OPS"]
 
 log = logging.getLogger(__name__)
 
 #: Ops the compiler lowers; every other IR op is refused as not supported yet.
-SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax"})
+SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention"})
 
 
 @dataclass
@@ -64,8 +67,8 @@ class _Group:
 
 
 @dataclass
-class _RowGroup:
-    """One LayerNorm or Softmax node: a LAYERNORM or SOFTMAX descriptor."""
+class _NodeGroup:
+    """One node alone: its descriptor(s) read ``x`` and write ``y``."""
 
     node: Node
     x: str
@@ -78,6 +81,28 @@ class _RowGroup:
     @property
     def label(self) -> str:
         return self.node.name
+
+
+@dataclass
+class _RowGroup(_NodeGroup):
+    """One LayerNorm or Softmax node: a LAYERNORM or SOFTMAX descriptor."""
+
+
+@dataclass
+class _AttentionGroup(_NodeGroup):
+    """One Attention node (``x`` is q): a QK_SOFTMAX_STATS and an AV descriptor over all its heads."""
+
+    @property
+    def scores(self) -> str:
+        return f"{self.node.name}.scores"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.node.name}.stats"
+
+
+def _descriptor_count(group) -> int:
+    return 2 if isinstance(group, _AttentionGroup) else 1
 
 
 class _Fuser:
@@ -122,8 +147,18 @@ class _Fuser:
                 f" (HwParams.{field_name}), not {self.fmt(name)}"
             )
 
-    def start(self, node: Node) -> _Group | _RowGroup:
+    def start(self, node: Node) -> _Group | _RowGroup | _AttentionGroup:
         x = node.inputs[0]
+        if node.op == "Attention":
+            problem = attention_problem(self.hw)
+            if problem is not None:
+                raise ValueError(f"Attention {node.name!r} needs the attention engine: {problem}")
+            for key, fmt in (("score_format", self.units.softmax_in), ("prob_format", self.units.softmax_out)):
+                if node.attr(key) != str(fmt):
+                    raise ValueError(f"{key} of Attention {node.name!r} must be the softmax unit's {fmt}, "
+                                     f"not {node.attr(key)!r}")
+            self.grouped.add(node.name)
+            return _AttentionGroup(node, x, node.outputs[0])
         if node.op in ("LayerNorm", "Softmax"):
             problem = row_units_problem(self.hw)
             if problem is not None:
@@ -171,8 +206,8 @@ class _Fuser:
             self.add_residual(group, node, other=node.inputs[1])
         return group
 
-    def extend(self, group: _Group | _RowGroup) -> None:
-        if isinstance(group, _RowGroup):
+    def extend(self, group: _Group | _RowGroup | _AttentionGroup) -> None:
+        if isinstance(group, (_RowGroup, _AttentionGroup)):
             return
         if group.flags & Flag.RESIDUAL:
             self.maybe_relu(group, Flag.RELU2)
@@ -233,6 +268,12 @@ def _check_containers(graph: Graph, groups: list[_Group], hw: HwParams) -> None:
         if fmt.width > hw.act_bits:
             raise ValueError(f"format of {name!r} must fit the {hw.act_bits}-bit activation container, not {fmt}")
     for group in groups:
+        if isinstance(group, _AttentionGroup):
+            f = _attention_formats(graph, group.node)
+            if f.acc_bits > hw.acc_bits:
+                raise ValueError(f"accumulators of Attention {group.node.name!r} need {f.acc_bits} bits, more than the "
+                                 f"hardware's acc_bits={hw.acc_bits}")
+            continue
         if isinstance(group, _RowGroup):
             n = graph.tensor(group.x).shape[-1]
             if n > ROW_MAX:
@@ -247,6 +288,17 @@ def _check_containers(graph: Graph, groups: list[_Group], hw: HwParams) -> None:
                 f"accumulator of {group.nodes[0].name!r} needs {group.acc_fmt.width} bits, more than the hardware's"
                 f" acc_bits={hw.acc_bits}"
             )
+
+
+def hardware_problem(graph: Graph, hw: HwParams) -> str | None:
+    """Why hardware ``hw`` lacks an engine a layer of ``graph`` needs (one line naming the layer), or ``None``.
+
+    Float and quantized graphs alike, so a build refuses before quantizing.
+    """
+    for node in graph.nodes:
+        if node.op == "Attention" and attention_problem(hw) is not None:
+            return f"Attention {node.name!r} needs the attention engine: {attention_problem(hw)}"
+    return None
 
 
 def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
@@ -278,10 +330,20 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         cursor += placed.size
         return placed
 
-    program_bytes = 64 + 64 * len(groups)
+    program_bytes = 64 + 64 * sum(_descriptor_count(g) for g in groups)
     program_region = place(Region("program", RegionKind.PROGRAM, 0, 0), bytes(program_bytes))
     placed: dict[str, Region] = {}
     for group in groups:
+        if isinstance(group, _AttentionGroup):
+            # The scores of every head (heads·M rows of S) and their row statistics: scratch the pair shares.
+            heads = group.node.attr("heads")
+            m, s = qgraph.tensor(group.x).shape[0], qgraph.tensor(group.node.inputs[1]).shape[0]
+            stride = hw.align(s * hw.act_bytes)
+            placed[group.scores] = place(Region(group.scores, RegionKind.SCRATCH, 0, 0, group.node.attr("score_format"),
+                                                (heads * m, s), stride, hw.act_bits), bytes(heads * m * stride))
+            placed[group.stats] = place(Region(group.stats, RegionKind.SCRATCH, 0, 0, "", (heads * m, 2),
+                                               STATS_ENTRY_BYTES, 32), bytes(heads * m * STATS_ENTRY_BYTES))
+            continue
         if isinstance(group, _RowGroup):
             for name in group.node.inputs[1:]:
                 p = qgraph.tensor(name)
@@ -319,24 +381,54 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
                 else RegionKind.ACTIVATION)
         placed[name] = place(Region(name, kind, 0, 0, str(tensor.fmt), tensor.shape, stride, hw.act_bits), bytes(rows * stride))
 
-    descriptors = []
+    descriptors, owners = [], []
     for group in groups:
         try:
-            descriptors.append(_descriptor(qgraph, group, placed, hw))
+            made = _attention_descriptors(qgraph, group, placed, hw) if isinstance(group, _AttentionGroup) \
+                else [_descriptor(qgraph, group, placed, hw)]
         except ValueError as exc:
             raise ValueError(f"layer {group.nodes[0].name!r}: {exc}") from None
+        descriptors += made
+        owners += [group] * len(made)
     program = Program(hw.fingerprint(), cursor, tuple(descriptors))
     # The one validity rule: never emit a descriptor an executor would refuse.
-    for group, desc in zip(groups, descriptors):
+    for group, desc in zip(owners, descriptors):
         refusal = check_descriptor(desc.encode(), hw, cursor)
         if refusal:
             raise ValueError(f"layer {group.nodes[0].name!r}: the {desc.name} descriptor cannot run on {hw}: "
                              f"{refusal.reason} ({refusal.status.name})")
     encoded = program.to_bytes()
     chunks[0] = encoded + bytes(program_region.size - len(encoded))
-    image = MemoryImage(b"".join(chunks), tuple(regions), tuple(g.label for g in groups))
+    image = MemoryImage(b"".join(chunks), tuple(regions), tuple(g.label for g in owners))
     log.info("compiled %s: %d descriptors, %d-byte image", qgraph.name, len(descriptors), len(image.data))
     return program, image
+
+
+def _attention_formats(qgraph: Graph, node: Node):
+    q, k, v, out = (qgraph.tensor(name) for name in (*node.inputs, node.outputs[0]))
+    return attention_formats(node, [q.fmt, k.fmt, v.fmt], out.fmt, q.shape[1], k.shape[0])
+
+
+def _attention_descriptors(qgraph: Graph, group: _AttentionGroup, placed: dict[str, Region],
+                           hw: HwParams) -> list[AttentionDescriptor]:
+    """QK_SOFTMAX_STATS then AV: all heads by strided addressing into Q, K, V, the scores and the output."""
+    node = group.node
+    f = _attention_formats(qgraph, node)
+    for name in node.inputs:
+        if not qgraph.tensor(name).fmt.signed:
+            raise ValueError(f"operand {name!r} of Attention {node.name!r} must be signed, not {qgraph.tensor(name).fmt}")
+    q, k, v, out = (placed[name] for name in (*node.inputs, node.outputs[0]))
+    scores, stats = placed[group.scores], placed[group.stats]
+    m, s = qgraph.tensor(node.inputs[0]).shape[0], f.keys
+    common = dict(m=m, s=s, heads=f.heads, d_head=f.d_head, scores_addr=scores.offset, scores_stride=scores.row_stride,
+                  stats_addr=stats.offset)
+    mul, _ = f.scale
+    return [
+        AttentionDescriptor(OPCODE_QK_SOFTMAX_STATS, rq=Requant.between(f.scaled, f.score), q_addr=q.offset,
+                            k_addr=k.offset, q_stride=q.row_stride, k_stride=k.row_stride, scale=mul, **common),
+        AttentionDescriptor(OPCODE_AV, rq=Requant.between(f.av_acc, f.out), v_addr=v.offset, out_addr=out.offset,
+                            v_stride=v.row_stride, out_stride=out.row_stride, **common),
+    ]
 
 
 def _row_descriptor(qgraph: Graph, group: _RowGroup, placed: dict[str, Region]) -> RowDescriptor:

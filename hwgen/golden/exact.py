@@ -14,30 +14,13 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from hwgen import qfx
-from hwgen.golden import nonlinear, unit_configs
+from hwgen.golden import attention, nonlinear, unit_configs
+from hwgen.golden.products import exact_matmul, matmul
 from hwgen.ir import Graph, Node
 from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
 
-__all__ = ["run", "quantize_inputs", "exact_matmul", "matmul", "EXACT_OPS"]
-
-#: Largest magnitude every integer below which a float64 holds exactly.
-_FLOAT_EXACT = 2**53
-
-
-def _max_abs(raw: np.ndarray) -> int:
-    return int(np.abs(raw).max(initial=0))
-
-
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` (b 2-D, or batched like a) without BLAS.
-
-    NumPy's einsum loops run in the calling thread: on a loaded machine multithreaded BLAS is
-    10x slower for these small products, and its summation order varies with the thread count.
-    """
-    if b.ndim == 2:
-        return np.einsum("...k,kn->...n", a, b)
-    return np.einsum("...mk,...kn->...mn", a, b)
+__all__ = ["run", "quantize_inputs", "exact_matmul", "matmul", "pool2d", "attention_formats", "EXACT_OPS"]
 
 
 def _pair(value) -> tuple[int, int]:
@@ -50,22 +33,6 @@ def pool2d(x: np.ndarray, attrs: dict, fill, reduce) -> np.ndarray:
     padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw)), constant_values=fill)
     windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
     return reduce(windows, axis=(3, 4))
-
-
-def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact integer ``a @ b`` of int64 arrays (the sum of the ``qfx.mul`` products along K).
-
-    When ``K · max|a| · max|b| < 2**53`` every product and every partial sum, in any order, is an
-    integer a float64 holds exactly, so the float64 product *is* the integer product (and
-    faster); otherwise the product is summed in int64, which is exact below 2**63.
-    """
-    k = a.shape[-1]
-    bound = k * _max_abs(a) * _max_abs(b)
-    if bound < _FLOAT_EXACT:
-        return matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.int64)
-    if bound < 2**63:
-        return matmul(a.astype(np.int64), b.astype(np.int64))
-    raise ValueError(f"matrix product must stay below 2**63 in magnitude, not reach {bound}")
 
 
 def _linear(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
@@ -116,6 +83,25 @@ def _softmax(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFm
     return (nonlinear.softmax(unit_configs.softmax_config(fmts[0], out[0]), x),)
 
 
+def attention_formats(node: Node, fmts: list[QFmt], out: QFmt, width: int, keys: int) -> attention.AttentionFormats:
+    """The formats of a quantized Attention node whose q has ``width`` columns and k ``keys`` rows.
+
+    Its score and probability formats are attributes the quantizer sets (the softmax unit's formats).
+    """
+    score, prob = _attr(node, "score_format"), _attr(node, "prob_format")
+    if not score or not prob:
+        raise ValueError(f"Attention {node.name!r} must have score_format and prob_format (set by the quantizer)")
+    heads = _attr(node, "heads")
+    return attention.AttentionFormats(fmts[0], fmts[1], fmts[2], out, QFmt.parse(score), QFmt.parse(prob), heads,
+                                      width // heads, keys)
+
+
+def _attention(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+    q, k, v = args
+    f = attention_formats(node, fmts, out[0], q.shape[1], k.shape[0])
+    return (attention.attention(f, q, k, v),)
+
+
 def _maxpool2d(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
     if out[0] != fmts[0]:
         raise ValueError(f"MaxPool2d {node.name!r} must keep its input format {fmts[0]}, not {out[0]}")
@@ -144,6 +130,7 @@ EXACT_OPS: dict[str, Callable[[Node, list[np.ndarray], list[QFmt], list[QFmt]], 
     "GELU": _gelu,
     "LayerNorm": _layernorm,
     "Softmax": _softmax,
+    "Attention": _attention,
     "MaxPool2d": _maxpool2d,
     "Flatten": _moved(lambda x, node: x.reshape(-1)),
     "Tokens": _moved(lambda x, node: x.reshape(x.shape[0], -1).T),

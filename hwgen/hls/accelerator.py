@@ -77,6 +77,9 @@ _TRAILER = np.dtype([("status", "<u4"), ("executed", "<u4"), ("array_steps", "<u
 def _check_hw(hw: object) -> HwParams:
     if not isinstance(hw, HwParams):
         raise ValueError(f"hw must be a HwParams, not {type(hw).__name__}")
+    if hw.has_attention:
+        raise ValueError("the HLS core must be generated with has_attention false: its attention engine "
+                         "(QK_SOFTMAX_STATS, AV) does not exist yet")
     return hw
 
 

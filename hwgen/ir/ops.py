@@ -288,8 +288,10 @@ OPS: dict[str, OpSpec] = {
                constant_operands=("weight", "bias"),
                attrs=(("stride", _PAIR, 1), ("padding", _PAIR, 0), ("groups", _INT, 1)),
                doc="2-D convolution of a (C, H, W) input with an (O, C/groups, kh, kw) kernel"),
-        OpSpec("Attention", ("q", "k", "v"), ("output",), _attention, attrs=(("heads", _INT, REQUIRED),),
-               doc="multi-head softmax(q·kᵀ / sqrt(d_head)) · v on projected q, k, v"),
+        OpSpec("Attention", ("q", "k", "v"), ("output",), _attention,
+               attrs=(("heads", _INT, REQUIRED), ("score_format", _STR, ""), ("prob_format", _STR, "")),
+               doc="multi-head softmax(q·kᵀ / sqrt(d_head)) · v on projected q, k, v; a quantized graph names "
+                   "the formats of its scores and probabilities (the softmax unit's, set by the quantizer)"),
         OpSpec("MoEGate", ("input", "weight"), ("logits",), _moe_gate, constant_operands=("weight",),
                doc="gate logits x · W_g (no bias), W_g of shape (D, E)"),
         OpSpec("TopK", ("input",), ("values", "indices"), _topk, attrs=(("k", _INT, REQUIRED),),

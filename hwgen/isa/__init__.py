@@ -9,18 +9,21 @@
 """
 
 from hwgen.isa.codec import (
-    Descriptor, LinearDescriptor, Program, Requant, RowDescriptor, decode_descriptor, pack, unpack,
+    AttentionDescriptor, Descriptor, LinearDescriptor, Program, Requant, RowDescriptor, decode_descriptor, pack, unpack,
 )
 from hwgen.isa.rules import Limits, Refusal, check_descriptor, check_header, rows_end
 from hwgen.isa.spec import (
-    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS,
-    VERSION, Field, Flag, Opcode, Status, OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_SOFTMAX,
+    ATTENTION_FIELDS, ATTENTION_OPCODES, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC,
+    REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS, STATS_ENTRY_BYTES, VERSION, Field, Flag, Opcode, Status, OPCODE_AV,
+    OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX,
 )
 
 __all__ = [
     "MAGIC", "VERSION", "HEADER_BYTES", "DESCRIPTOR_BYTES",
-    "Opcode", "OPCODE_LINEAR", "OPCODE_LAYERNORM", "OPCODE_SOFTMAX", "RESERVED_OPCODES", "Flag", "Status", "Field",
-    "HEADER_FIELDS", "LINEAR_FIELDS", "ROW_FIELDS", "REQUANT_FIELDS",
-    "pack", "unpack", "Requant", "LinearDescriptor", "RowDescriptor", "Descriptor", "decode_descriptor", "Program",
+    "Opcode", "OPCODE_LINEAR", "OPCODE_LAYERNORM", "OPCODE_SOFTMAX", "OPCODE_QK_SOFTMAX_STATS", "OPCODE_AV",
+    "ATTENTION_OPCODES", "STATS_ENTRY_BYTES", "RESERVED_OPCODES", "Flag", "Status", "Field",
+    "HEADER_FIELDS", "LINEAR_FIELDS", "ROW_FIELDS", "ATTENTION_FIELDS", "REQUANT_FIELDS",
+    "pack", "unpack", "Requant", "LinearDescriptor", "RowDescriptor", "AttentionDescriptor", "Descriptor",
+    "decode_descriptor", "Program",
     "Refusal", "Limits", "check_header", "check_descriptor", "rows_end",
 ]

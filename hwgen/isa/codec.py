@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hwgen.isa.spec import (
-    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, ROW_FIELDS, VERSION, Field,
-    Flag, Opcode,
+    ATTENTION_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, ROW_FIELDS,
+    VERSION, Field, Flag, Opcode,
 )
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt
 
@@ -23,6 +23,7 @@ __all__ = [
     "Requant",
     "LinearDescriptor",
     "RowDescriptor",
+    "AttentionDescriptor",
     "Descriptor",
     "decode_descriptor",
     "Program",
@@ -246,7 +247,73 @@ class RowDescriptor:
         return lines
 
 
-Descriptor = LinearDescriptor | RowDescriptor
+@dataclass(frozen=True)
+class AttentionDescriptor:
+    """A QK_SOFTMAX_STATS (opcode 3) or AV (opcode 4) descriptor: every head of an attention layer (docs/isa.md §3.8).
+
+    Fields the opcode does not use are 0 (QK: ``v_*``, ``out_*``; AV: ``q_*``, ``k_*``, ``scale``).
+    """
+
+    opcode: int
+    m: int
+    s: int
+    heads: int
+    d_head: int
+    scores_addr: int
+    scores_stride: int
+    stats_addr: int
+    rq: Requant
+    q_addr: int = 0
+    k_addr: int = 0
+    v_addr: int = 0
+    out_addr: int = 0
+    q_stride: int = 0
+    k_stride: int = 0
+    v_stride: int = 0
+    out_stride: int = 0
+    scale: int = 0
+
+    OPCODES = (Opcode.QK_SOFTMAX_STATS, Opcode.AV)
+
+    @property
+    def name(self) -> str:
+        return Opcode(self.opcode).name
+
+    def encode(self) -> bytes:
+        """The 64 bytes of the descriptor."""
+        if self.opcode not in self.OPCODES:
+            raise ValueError(f"attention descriptor opcode must be one of {', '.join(str(int(o)) for o in self.OPCODES)}, "
+                             f"not {self.opcode}")
+        values = {f.name: getattr(self, f.name) for f in ATTENTION_FIELDS if not f.reserved and f.name != "rq"}
+        values.update(opcode=int(self.opcode), rq=self.rq.encode())
+        return pack(ATTENTION_FIELDS, values)
+
+    @classmethod
+    def decode(cls, data: bytes) -> AttentionDescriptor:
+        """Read 64 descriptor bytes of a QK_SOFTMAX_STATS or AV descriptor; reserved bits must be 0."""
+        f = unpack(ATTENTION_FIELDS, data)
+        if f["opcode"] not in cls.OPCODES:
+            raise ValueError(f"descriptor opcode must be one of {', '.join(str(int(o)) for o in cls.OPCODES)}, "
+                             f"not {f['opcode']}")
+        if any(f.pop(name) for name in [field.name for field in ATTENTION_FIELDS if field.reserved]):
+            raise ValueError(f"{Opcode(f['opcode']).name} descriptor must have its reserved fields 0")
+        return cls(rq=Requant.decode(f.pop("rq")), **f)
+
+    def listing(self) -> list[str]:
+        """Disassembly: a few indented lines."""
+        qk = self.opcode == Opcode.QK_SOFTMAX_STATS
+        lines = [f"{self.name} M={self.m} S={self.s} heads {self.heads}x{self.d_head}"]
+        if qk:
+            lines += [f"  q    @{self.q_addr:#010x} stride {self.q_stride}", f"  k    @{self.k_addr:#010x} stride {self.k_stride}",
+                      f"  scale {self.scale}  rq {self.rq}"]
+        lines += [f"  scores @{self.scores_addr:#010x} stride {self.scores_stride}", f"  stats  @{self.stats_addr:#010x}"]
+        if not qk:
+            lines += [f"  v    @{self.v_addr:#010x} stride {self.v_stride}", f"  rq   {self.rq}",
+                      f"  out  @{self.out_addr:#010x} stride {self.out_stride}"]
+        return lines
+
+
+Descriptor = LinearDescriptor | RowDescriptor | AttentionDescriptor
 
 
 def decode_descriptor(data: bytes) -> Descriptor:
@@ -256,6 +323,8 @@ def decode_descriptor(data: bytes) -> Descriptor:
         return LinearDescriptor.decode(data)
     if opcode in RowDescriptor.OPCODES:
         return RowDescriptor.decode(data)
+    if opcode in AttentionDescriptor.OPCODES:
+        return AttentionDescriptor.decode(data)
     known = ", ".join(str(int(o)) for o in Opcode)
     raise ValueError(f"descriptor opcode must be one of {known}, not {opcode}")
 

@@ -9,7 +9,7 @@ spec's fields: the HLS controller never writes a bit position by hand.
 from __future__ import annotations
 
 from hwgen.isa.spec import (
-    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS,
+    ATTENTION_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS,
     VERSION, Field, Flag, Opcode, Status,
 )
 
@@ -96,6 +96,8 @@ def isa_header() -> str:
     lines += _block("linear_descriptor", "decode_linear", LINEAR_FIELDS, 16, "A LINEAR descriptor (docs/isa.md §3.3).")
     lines += _block("row_descriptor", "decode_rows", ROW_FIELDS, 16,
                     "A LAYERNORM or SOFTMAX descriptor (docs/isa.md §3.6).")
+    lines += _block("attention_descriptor", "decode_attention", ATTENTION_FIELDS, 16,
+                    "A QK_SOFTMAX_STATS or AV descriptor (docs/isa.md §3.8); the HLS core has no attention engine yet.")
     lines += _block("requant_fields", "decode_requant_fields", REQUANT_FIELDS, 1,
                     "A requantization word, RQ1 or RQ2 (docs/isa.md §3.5).")
     lines += ["} // namespace hwgen", "", "#endif", ""]

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from hwgen.isa.spec import (
-    FLAG_MEANINGS, HEADER_FIELDS, LINEAR_FIELDS, OPCODE_MEANINGS, REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS,
+    ATTENTION_FIELDS, FLAG_MEANINGS, HEADER_FIELDS, LINEAR_FIELDS, OPCODE_MEANINGS, REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS,
     STATUS_MEANINGS, Field, Flag, Opcode, Status,
 )
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES
@@ -78,6 +78,7 @@ TABLES = {
     "requant": lambda: _field_table(REQUANT_FIELDS, word_column=False),
     "modes": _modes,
     "row": lambda: _field_table(ROW_FIELDS),
+    "attention": lambda: _field_table(ATTENTION_FIELDS),
     "status": _status,
 }
 

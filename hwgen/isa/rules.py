@@ -18,10 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwgen.hwparams import HwParams
-from hwgen.units import ROW_MAX, row_units_problem
+from hwgen.units import ROW_MAX, attention_problem, row_units_problem
 from hwgen.isa.codec import Requant, unpack
 from hwgen.isa.spec import (
-    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, ROW_FIELDS, VERSION, Flag, Opcode, Status,
+    ATTENTION_FIELDS, ATTENTION_OPCODES, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC,
+    ROW_FIELDS, STATS_ENTRY_BYTES, VERSION, Flag, Opcode, Status,
 )
 
 __all__ = ["Refusal", "Limits", "check_header", "check_descriptor", "rows_end"]
@@ -70,6 +71,16 @@ class Limits:
         if flags & Flag.BIAS:
             column += hw.lanes_out * hw.bias_bytes
         return chunk_tiles * column
+
+    def attention_product(self, opcode: int, s: int, d_head: int) -> tuple[int, int]:
+        """``(k_tiles, n_tiles)`` of one head's product: Q·Kᵀ reduces ``d_head`` into ``S`` scores, A·V ``S`` into ``d_head``."""
+        k, n = (d_head, s) if opcode == Opcode.QK_SOFTMAX_STATS else (s, d_head)
+        return -(-k // self.hw.lanes_in), -(-n // self.hw.lanes_out)
+
+    def head_operand_bytes(self, opcode: int, s: int, d_head: int) -> int:
+        """Weight-bank bytes one head's second operand (K, or V) takes as ``act_bytes`` tiles."""
+        k_tiles, n_tiles = self.attention_product(opcode, s, d_head)
+        return k_tiles * n_tiles * self.hw.tile_stride(self.hw.act_bytes)
 
     def largest_chunk(self, flags: Flag, k_tiles: int, n_tiles: int) -> int:
         """The most output tiles a chunk of this descriptor may have (0: not even one fits)."""
@@ -120,8 +131,20 @@ def check_descriptor(data: bytes, hw: HwParams, image_bytes: int) -> Refusal | N
             return Refusal(Status.BAD_OPCODE, f"{Opcode(opcode).name} needs the row unit, which this hardware "
                                               f"does not have: {problem}")
         return _check_rows(unpack(ROW_FIELDS, data), hw, image_bytes)
+    if opcode in ATTENTION_OPCODES:
+        problem = attention_problem(hw)
+        if problem is not None:
+            return Refusal(Status.BAD_OPCODE, f"{Opcode(opcode).name} needs the attention engine: {problem}")
+        return _check_attention(unpack(ATTENTION_FIELDS, data), hw, image_bytes)
     return Refusal(Status.BAD_OPCODE, f"descriptor opcode must be one of {', '.join(str(int(o)) for o in Opcode)}, "
                                       f"not {opcode}")
+
+
+#: The operands each attention opcode leaves 0: the other opcode's.
+_ATTENTION_UNUSED = {
+    Opcode.QK_SOFTMAX_STATS: ("v_addr", "out_addr", "v_stride", "out_stride"),
+    Opcode.AV: ("q_addr", "k_addr", "q_stride", "k_stride", "scale"),
+}
 
 
 def _first(checks) -> Refusal | None:
@@ -220,4 +243,51 @@ def _check_rows(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal | 
     if layernorm:
         aligned.update(gamma_addr=d["gamma_addr"], beta_addr=d["beta_addr"])
         ends.update(gamma=d["gamma_addr"] + n * act, beta=d["beta_addr"] + n * act)
+    return _first([_misaligned(hw, aligned), _beyond(image_bytes, ends)])
+
+
+def _check_attention(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal | None:
+    opcode = Opcode(d["opcode"])
+    qk = opcode == Opcode.QK_SOFTMAX_STATS
+    name = opcode.name
+    reserved = [f.name for f in ATTENTION_FIELDS if f.reserved and d[f.name]]
+    unused = [field for field in _ATTENTION_UNUSED[opcode] if d[field]]
+    m, s, heads, d_head = d["m"], d["s"], d["heads"], d["d_head"]
+    rq = Requant.problem(d["rq"])
+    score_rq = None if rq is not None or not qk else Requant.decode(d["rq"])
+    limits = Limits(hw)
+    k_tiles, n_tiles = limits.attention_product(opcode, s, d_head) if m and s and heads and d_head else (0, 0)
+    operand = limits.head_operand_bytes(opcode, s, d_head)
+    refusal = _first([
+        (Status.BAD_DESCRIPTOR, reserved, f"{name} descriptor must have its reserved fields 0, not {', '.join(reserved)}"),
+        (Status.BAD_DESCRIPTOR, not (m and heads and d_head and 1 <= s <= ROW_MAX),
+         f"{name} must have M, heads, d_head ≥ 1 and 1 ≤ S ≤ {ROW_MAX}, not M={m}, S={s}, heads={heads}, d_head={d_head}"),
+        (Status.BAD_DESCRIPTOR, unused, f"{name} must have {', '.join(_ATTENTION_UNUSED[opcode])} 0, not {', '.join(unused)}"),
+        (Status.BAD_DESCRIPTOR, qk and d["scale"] == 0, "QK_SOFTMAX_STATS must have scale ≥ 1, not 0"),
+        (Status.BAD_DESCRIPTOR, rq is not None, f"rq: {rq}"),
+        (Status.BAD_DESCRIPTOR, score_rq is not None and (score_rq.width != hw.act_bits or not score_rq.signed),
+         f"QK_SOFTMAX_STATS must requantize into the signed {hw.act_bits}-bit score format, not {score_rq}"),
+        (Status.DOES_NOT_FIT, k_tiles > limits.max_k_tiles,
+         f"a row of {'Q' if qk else 'scores'} must fit one activation bank ({limits.max_k_tiles} words of "
+         f"{hw.lanes_in}), not {k_tiles}"),
+        (Status.DOES_NOT_FIT, n_tiles > limits.max_chunk_tiles,
+         f"a {'score' if qk else 'output'} row segment must be at most {limits.max_chunk_tiles} tiles, not {n_tiles}"),
+        (Status.DOES_NOT_FIT, operand > hw.weight_buffer_bytes,
+         f"one head's {'K' if qk else 'V'} must fit one weight bank ({hw.weight_buffer_bytes} bytes), not {operand}"),
+    ])
+    if refusal:
+        return refusal
+    act = hw.act_bytes
+    width = heads * d_head
+    aligned = {"scores_addr": d["scores_addr"], "scores_stride": d["scores_stride"], "stats_addr": d["stats_addr"],
+               "d_head·act_bytes": d_head * act}
+    ends = {"scores": rows_end(d["scores_addr"], heads * m, d["scores_stride"], s, act),
+            "stats": d["stats_addr"] + heads * m * STATS_ENTRY_BYTES}
+    if qk:
+        aligned.update(q_addr=d["q_addr"], q_stride=d["q_stride"], k_addr=d["k_addr"], k_stride=d["k_stride"])
+        ends.update(Q=rows_end(d["q_addr"], m, d["q_stride"], width, act), K=rows_end(d["k_addr"], s, d["k_stride"], width, act))
+    else:
+        aligned.update(v_addr=d["v_addr"], v_stride=d["v_stride"], out_addr=d["out_addr"], out_stride=d["out_stride"])
+        ends.update(V=rows_end(d["v_addr"], s, d["v_stride"], width, act),
+                    out=rows_end(d["out_addr"], m, d["out_stride"], width, act))
     return _first([_misaligned(hw, aligned), _beyond(image_bytes, ends)])

@@ -22,6 +22,10 @@ __all__ = [
     "OPCODE_LINEAR",
     "OPCODE_LAYERNORM",
     "OPCODE_SOFTMAX",
+    "OPCODE_QK_SOFTMAX_STATS",
+    "OPCODE_AV",
+    "ATTENTION_OPCODES",
+    "STATS_ENTRY_BYTES",
     "RESERVED_OPCODES",
     "OPCODE_MEANINGS",
     "OPCODE_ENGINES",
@@ -33,6 +37,7 @@ __all__ = [
     "HEADER_FIELDS",
     "LINEAR_FIELDS",
     "ROW_FIELDS",
+    "ATTENTION_FIELDS",
     "REQUANT_FIELDS",
     "ROUNDING_MODES",
     "OVERFLOW_MODES",
@@ -49,21 +54,33 @@ class Opcode(enum.IntEnum):
     """Opcodes the accelerator executes (bits 7:0 of descriptor word 0)."""
 
     LINEAR = 1
+    QK_SOFTMAX_STATS = 3
+    AV = 4
     LAYERNORM = 5
     SOFTMAX = 8
 
 
 OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_SOFTMAX = Opcode.LINEAR, Opcode.LAYERNORM, Opcode.SOFTMAX
+OPCODE_QK_SOFTMAX_STATS, OPCODE_AV = Opcode.QK_SOFTMAX_STATS, Opcode.AV
+#: The attention engine's pair: only on hardware with ``HwParams.has_attention`` (else ``BAD_OPCODE``).
+ATTENTION_OPCODES = (Opcode.QK_SOFTMAX_STATS, Opcode.AV)
+#: Bytes of one row's statistics: the max (a sign-extended 32-bit word), then 1/sum (an unsigned 32-bit word).
+STATS_ENTRY_BYTES = 8
 
 #: Opcodes kept for later operators; every executor refuses them with ``BAD_OPCODE`` today.
-RESERVED_OPCODES = {2: "CONV", 3: "QK_SOFTMAX_STATS", 4: "AV", 6: "GATE_TOPK", 7: "EXPERT_FFN"}
+RESERVED_OPCODES = {2: "CONV", 6: "GATE_TOPK", 7: "EXPERT_FFN"}
 
 #: The engine that runs each opcode, by the name of its module in every executor:
 #: ``hwgen/compiler/engines/<name>.py`` (isa_sim and the cycle model), and the RTL and HLS engines.
-OPCODE_ENGINES = {Opcode.LINEAR: "linear", Opcode.LAYERNORM: "rows", Opcode.SOFTMAX: "rows"}
+OPCODE_ENGINES = {Opcode.LINEAR: "linear", Opcode.LAYERNORM: "rows", Opcode.SOFTMAX: "rows",
+                  Opcode.QK_SOFTMAX_STATS: "attention", Opcode.AV: "attention"}
 
 OPCODE_MEANINGS = {
     Opcode.LINEAR: "matrix product with bias, requantization, ReLU/GELU and residual add (§3.3)",
+    Opcode.QK_SOFTMAX_STATS: "attention scores Q·Kᵀ/√d of every head, and each score row's softmax statistics "
+                             "(§3.8); only with the attention engine (`has_attention`), else `BAD_OPCODE`",
+    Opcode.AV: "attention output Σ softmax(s)·V of every head, the normalization fused (§3.8); only with the "
+               "attention engine, else `BAD_OPCODE`",
     Opcode.LAYERNORM: "LayerNorm over rows on the row unit (§3.6)",
     Opcode.SOFTMAX: "softmax over rows on the row unit (§3.6)",
 }
@@ -129,7 +146,7 @@ STATUS_MEANINGS = {
     Status.BAD_VERSION: "the header's version is not 1",
     Status.BAD_FINGERPRINT: "the header's fingerprint is not the hardware's",
     Status.BAD_HEADER: "`descriptor_bytes ≠ 64`, or the Program extends past `image_bytes`",
-    Status.BAD_OPCODE: "an opcode this hardware does not execute (reserved, or a unit it lacks)",
+    Status.BAD_OPCODE: "an opcode this hardware does not execute (reserved, or a unit or engine it lacks)",
     Status.BAD_DESCRIPTOR: "a reserved bit set, a field out of range or inconsistent with another (§3.7)",
     Status.DOES_NOT_FIT: "an x row, a weight chunk or its output segment exceeds an on-chip buffer (§3.7)",
     Status.MISALIGNED: "an address or row stride that is not a multiple of `axi_bytes`",
@@ -217,6 +234,36 @@ ROW_FIELDS = (
     Field("d_offset", 13, 0, 96, "LAYERNORM: the 96-bit unsigned `d_offset` (word 13 least significant); SOFTMAX: `0`"),
 )
 
+#: QK_SOFTMAX_STATS (3) and AV (4): one block for the pair; each opcode leaves the other's operands 0.
+#: Head ``h`` is columns ``h·d_head … h·d_head + d_head − 1`` of Q, K, V and the output.
+ATTENTION_FIELDS = (
+    Field("opcode", 0, 0, 8, "`3` or `4`"),
+    Field("reserved0", 0, 8, 24, "`0` (no flags are defined)"),
+    Field("m", 1, 0, 16, "query rows (tokens of Q and of the output); ≥ 1"),
+    Field("s", 1, 16, 16, "key rows (tokens of K and V; the length of a score row); 1 … 1024"),
+    Field("heads", 2, 0, 8, "heads; ≥ 1"),
+    Field("reserved2", 2, 8, 8, "`0`"),
+    Field("d_head", 2, 16, 16, "columns per head; ≥ 1"),
+    _word("q_addr", 3, "QK: first byte of Q (`M` rows of `heads·d_head`); AV: `0`"),
+    _word("k_addr", 4, "QK: first byte of K (`S` rows of `heads·d_head`); AV: `0`"),
+    _word("v_addr", 5, "AV: first byte of V (`S` rows of `heads·d_head`); QK: `0`"),
+    _word("out_addr", 6, "AV: first byte of the output (`M` rows of `heads·d_head`); QK: `0`"),
+    _word("q_stride", 7, "QK: bytes from one row of Q to the next; AV: `0`"),
+    _word("k_stride", 8, "QK: bytes from one row of K to the next; AV: `0`"),
+    _word("v_stride", 9, "AV: bytes from one row of V to the next; QK: `0`"),
+    _word("out_stride", 10, "AV: bytes from one row of the output to the next; QK: `0`"),
+    _word("scores_addr", 11, "first byte of the scores: `heads·M` rows of `S` `act_bytes` containers, head-major "
+                             "(QK writes them, AV reads them)"),
+    _word("scores_stride", 12, "bytes from one score row to the next"),
+    _word("stats_addr", 13, "first byte of the row statistics: `heads·M` entries of 8 bytes, head-major "
+                            "(QK writes them, AV reads them)"),
+    _word("rq", 14, "QK: requantization of `acc·scale` into the score format; AV: of the A·V accumulator into "
+                    "the output format (packing in §3.5)"),
+    Field("scale", 15, 0, 16, "QK: unsigned multiplier of the Q·Kᵀ accumulator (`1/√d_head = scale·2^-f`, `f` "
+                              "folded into `rq`'s shift); ≥ 1. AV: `0`"),
+    Field("reserved15", 15, 16, 16, "`0`"),
+)
+
 #: The requantization word (``RQ1``, ``RQ2``), bit 0 first.
 REQUANT_FIELDS = (
     Field("shift", 0, 0, 8, "`s8`: source fraction bits minus destination fraction bits "
@@ -237,6 +284,7 @@ BLOCKS = {
     "header": (HEADER_FIELDS, 8 * HEADER_BYTES),
     "linear": (LINEAR_FIELDS, 8 * DESCRIPTOR_BYTES),
     "row": (ROW_FIELDS, 8 * DESCRIPTOR_BYTES),
+    "attention": (ATTENTION_FIELDS, 8 * DESCRIPTOR_BYTES),
     "requant": (REQUANT_FIELDS, 32),
 }
 

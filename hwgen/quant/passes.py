@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hwgen.golden.exact import attention_formats
 from hwgen.golden.reference import run_float, sample_inputs
 from hwgen.ir import Graph, Node, Tensor, accumulator_bound
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt, result_fmt_add
@@ -24,7 +25,7 @@ __all__ = ["QuantConfig", "SUPPORTED_OPS", "check_supported", "insert_requantize
            "range_format"]
 
 #: Ops the fixed-point flow implements end to end (quantizer, golden model, compiler).
-SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax"})
+SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention"})
 #: Ops whose exact result is wider than an activation: a Requantize follows each of them.
 _WIDENING_OPS = ("Linear", "MatMul", "Add")
 #: Ops computed by a unit generated for fixed formats (``UnitFormats``): their input must be a
@@ -237,6 +238,7 @@ def quantize(graph: Graph, config: QuantConfig) -> Graph:
 
     for name in graph.inputs:
         fmts[name] = activation(name)
+    nodes = []
     for node in graph.nodes:
         in_fmts = [fmts.get(n) for n in node.inputs]
         out = node.outputs[0]
@@ -256,12 +258,27 @@ def quantize(graph: Graph, config: QuantConfig) -> Graph:
             for name in node.inputs[1:]:
                 unit_constant(node, graph.tensor(name), units.layernorm_param)
             fmts[out] = units.layernorm_out
+        elif node.op == "Attention":
+            fmts[out] = activation(out)
+            node = _quantize_attention(graph, node, config, units, fmts)
+        nodes.append(node)
     tensors = []
     for tensor in graph.tensors:
         if tensor.name not in fmts:
             raise ValueError(f"tensor {tensor.name!r} is not read by any node, so no format can be chosen for it")
         tensors.append(tensor.replace(fmt=fmts[tensor.name], raw=raws.get(tensor.name)))
-    return graph.replace(tensors=tuple(tensors))
+    return graph.replace(tensors=tuple(tensors), nodes=tuple(nodes))
+
+
+def _quantize_attention(graph: Graph, node: Node, config: QuantConfig, units: UnitFormats, fmts: dict[str, QFmt]) -> Node:
+    """An Attention node with its score and probability formats (the softmax unit's), its accumulators checked."""
+    node = node.replace(attrs={**dict(node.attrs), "score_format": str(units.softmax_in),
+                               "prob_format": str(units.softmax_out)})
+    q, k = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
+    f = attention_formats(node, [fmts[name] for name in node.inputs], fmts[node.outputs[0]], q.shape[1], k.shape[0])
+    if f.acc_bits > config.acc_bits:
+        raise _accumulator_error(node, config, f.acc_bits)
+    return node
 
 
 def _unit_input_formats(graph: Graph, units: UnitFormats) -> dict[str, QFmt]:
