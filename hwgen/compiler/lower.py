@@ -293,9 +293,13 @@ def _check_containers(graph: Graph, groups: list[_Group], hw: HwParams) -> None:
 def hardware_problem(graph: Graph, hw: HwParams) -> str | None:
     """Why hardware ``hw`` lacks an engine a layer of ``graph`` needs (one line naming the layer), or ``None``.
 
-    Float and quantized graphs alike, so a build refuses before quantizing.
+    Float and quantized graphs alike, so a build refuses before quantizing. Layers are taken in graph
+    order, so the first layer the hardware cannot run is the one named, whether its op has no
+    engine anywhere yet or only not on this core.
     """
     for node in graph.nodes:
+        if node.op not in SUPPORTED_OPS:
+            return f"op {node.op} is not supported yet"
         if node.op == "Attention" and attention_problem(hw) is not None:
             return f"Attention {node.name!r} needs the attention engine: {attention_problem(hw)}"
     return None
