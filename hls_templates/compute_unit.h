@@ -5,8 +5,9 @@
 // output-stationary, one lanes_in x lanes_out tile per cycle, the (output tile, reduction step)
 // loops flattened into one II=1 pipeline) and the post-processing lanes (`post_lanes`: bias,
 // requantize, ReLU, GELU, residual add, requantize, ReLU). They meet at a stream of accumulator
-// vectors, one per output tile, so every engine that drives the array (LINEAR today; attention and
-// convolution next) consumes its results the same way.
+// vectors, one per output tile, so every engine that drives the array (LINEAR, attention; convolution
+// next) consumes its results the same way; the attention engine's Q·Kᵀ uses `score_lanes` instead
+// of `post_lanes` (a scale multiplier before the requantizer).
 #ifndef HWGEN_COMPUTE_UNIT_H_
 #define HWGEN_COMPUTE_UNIT_H_
 
@@ -205,6 +206,35 @@ PostTiles:
             typename T::acc_t sum = v.lane[o];
             if (use_bias) sum += typename T::acc_t(ap_int<CONFIG_T::bias_bits>(bias_bank[w_sel][column]));
             out_row[sel][column] = post_process<CONFIG_T>(sum, res_row[sel][column], ops);
+        }
+    }
+}
+
+// The score lanes of the attention engine's Q·Kᵀ (docs/isa.md §3.8): per output tile, lanes_out
+// lanes of acc·scale (exact in acc_bits + 16 bits: scale is a 16-bit unsigned field) requantized
+// by rq (the requantizer of post_process, for the wider source) into the row's score containers.
+template <class CONFIG_T>
+struct scaled_source {
+    static const unsigned acc_bits = CONFIG_T::acc_bits + 16;
+};
+
+template <class CONFIG_T>
+void score_lanes(hls::stream<acc_vector<CONFIG_T> >& in,
+                 typename accel_types<CONFIG_T>::act_raw_t out_row[2][accel_types<CONFIG_T>::row_elements], unsigned sel,
+                 unsigned tiles, ap_uint<16> scale, const requant_word& rq) {
+    typedef accel_types<CONFIG_T> T;
+    static const unsigned max_tiles = CONFIG_T::max_chunk_tiles;
+ScoreTiles:
+    for (unsigned tile = 0; tile < tiles; tile++) {
+        #pragma HLS PIPELINE II=1
+        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_tiles
+        const acc_vector<CONFIG_T> v = in.read();
+    ScoreLanes:
+        for (unsigned o = 0; o < CONFIG_T::lanes_out; o++) {
+            #pragma HLS UNROLL
+            const ap_int<scaled_source<CONFIG_T>::acc_bits> scaled = v.lane[o] * scale;
+            const requant_value_t y = requantize_rt<scaled_source<CONFIG_T> >(scaled, rq);
+            out_row[sel][tile * CONFIG_T::lanes_out + o] = typename T::act_raw_t(y.range(CONFIG_T::act_bits - 1, 0));
         }
     }
 }

@@ -5,7 +5,7 @@ The kernel itself is the hand-written headers ``hls_templates/accelerator.h`` (t
 fetch, decode, check, dispatch; and one function per engine), ``compute_unit.h`` (the MAC array
 and the post-processing lanes) and ``requantize_rt.h``; from one :class:`~hwgen.hwparams.HwParams`
 Python fills only ``hwgen_accel_config.h`` (lanes, containers, the validity rule's capacities and
-the bank depths they imply, AXI width, fingerprint, and the config structs of the GELU lanes, the
+the bank depths they imply, AXI width, fingerprint, whether the attention engine exists, and the config structs of the GELU lanes, the
 LayerNorm unit and the softmax unit from ``hw.unit_formats()``) and ``hwgen_accel.cpp`` (the
 ``hwgen_accel`` top with its interface pragmas), beside the generated ISA header ``hwgen_isa.h``
 (opcodes, flags, status codes and field positions from the one ISA definition).
@@ -31,7 +31,7 @@ from hwgen.hls_templates import TEMPLATE_DIR
 from hwgen.hwparams import HwParams
 from hwgen.isa import Flag, Limits, Status
 from hwgen.isa.cpp import ISA_HEADER_NAME, isa_header
-from hwgen.units import ROW_MAX, row_units_problem
+from hwgen.units import ROW_MAX, attention_problem, row_units_problem
 
 __all__ = [
     "TOP_NAME",
@@ -77,19 +77,19 @@ _TRAILER = np.dtype([("status", "<u4"), ("executed", "<u4"), ("array_steps", "<u
 def _check_hw(hw: object) -> HwParams:
     if not isinstance(hw, HwParams):
         raise ValueError(f"hw must be a HwParams, not {type(hw).__name__}")
-    if hw.has_attention:
-        raise ValueError("the HLS core must be generated with has_attention false: its attention engine "
-                         "(QK_SOFTMAX_STATS, AV) does not exist yet")
     return hw
 
 
 def _unit_configs(hw: HwParams) -> dict[str, object]:
-    """The config structs of the GELU lanes, the LayerNorm unit and the softmax unit for ``hw``.
+    """The config structs of the GELU lanes, the LayerNorm unit and the softmax unit for ``hw``, and which units exist.
 
     They come from the same ``hw.unit_formats()`` configs as ``isa_sim`` and the RTL; LayerNorm's
     is built for ε = 0, since each LAYERNORM descriptor brings its own ``d_offset``. Hardware
     without row units (:func:`hwgen.units.row_units_problem`: 32-bit activations) gets neither,
     and the controller refuses opcodes 5 and 8 with ``BAD_OPCODE``, as ``isa_sim`` and the RTL do.
+    The attention engine exists when :func:`hwgen.units.attention_problem` finds none
+    (``HwParams.has_attention`` and the softmax unit, whose numerics it uses); without it the
+    controller refuses opcodes 3 and 4 with ``BAD_OPCODE``.
     """
     units = hw.unit_formats()
     parts = [nonlinear.gelu_config(UNIT_CONFIG_NAMES["gelu"], units.gelu_config(), lanes=hw.lanes_out)]
@@ -103,6 +103,7 @@ def _unit_configs(hw: HwParams) -> dict[str, object]:
         "unit_configs": "\n".join(parts),
         "has_layernorm": problem is None,
         "has_softmax": problem is None,
+        "has_attention": attention_problem(hw) is None,
         "layernorm_frac_bits": units.layernorm_in.frac_bits,
     }
 

@@ -2,7 +2,7 @@
 """The C++ header of the ISA (``hwgen_isa.h``), generated from :mod:`hwgen.isa.spec` for the HLS core.
 
 It holds the magic, version and block sizes, the opcode, flag and status enums, and one struct plus
-one decoder per block (header, LINEAR, LAYERNORM/SOFTMAX, requantization word) whose members are the
+one decoder per block (header, LINEAR, LAYERNORM/SOFTMAX, QK_SOFTMAX_STATS/AV, requantization word) whose members are the
 spec's fields: the HLS controller never writes a bit position by hand.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from hwgen.isa.spec import (
     ATTENTION_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS,
-    VERSION, Field, Flag, Opcode, Status,
+    STATS_ENTRY_BYTES, VERSION, Field, Flag, Opcode, Status,
 )
 
 __all__ = ["ISA_HEADER_NAME", "isa_header"]
@@ -73,6 +73,8 @@ def isa_header() -> str:
         f"static const uint32_t PROGRAM_VERSION = {VERSION};",
         f"static const unsigned HEADER_BYTES = {HEADER_BYTES};",
         f"static const unsigned DESCRIPTOR_BYTES = {DESCRIPTOR_BYTES};",
+        "// Bytes of one score row's statistics (max, then 1/sum, one 32-bit word each; docs/isa.md §3.8).",
+        f"static const unsigned STATS_ENTRY_BYTES = {STATS_ENTRY_BYTES};",
         "",
         "// Opcodes (bits 7:0 of word 0); reserved for later operators: "
         + ", ".join(f"{code} {name}" for code, name in sorted(RESERVED_OPCODES.items())) + ".",
@@ -97,7 +99,7 @@ def isa_header() -> str:
     lines += _block("row_descriptor", "decode_rows", ROW_FIELDS, 16,
                     "A LAYERNORM or SOFTMAX descriptor (docs/isa.md §3.6).")
     lines += _block("attention_descriptor", "decode_attention", ATTENTION_FIELDS, 16,
-                    "A QK_SOFTMAX_STATS or AV descriptor (docs/isa.md §3.8); the HLS core has no attention engine yet.")
+                    "A QK_SOFTMAX_STATS or AV descriptor (docs/isa.md §3.8).")
     lines += _block("requant_fields", "decode_requant_fields", REQUANT_FIELDS, 1,
                     "A requantization word, RQ1 or RQ2 (docs/isa.md §3.5).")
     lines += ["} // namespace hwgen", "", "#endif", ""]
