@@ -10,10 +10,15 @@ descriptor does not use and expect ``OK``: an executor must not refuse more than
 
 ``tests/test_refusals.py`` runs the table against ``isa_sim``; the RTL and HLS tests run the same
 table against their cores and compare status, descriptors completed and the whole image.
+
+:func:`attention_refusal_cases` is the same kind of table for the attention pair (docs/isa.md §3.8)
+on hardware with the attention engine (``HwParams.has_attention``): only the executors that have
+the engine run it (isa_sim and the HLS core; the RTL core has none yet, and refuses such hardware).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 
@@ -25,7 +30,7 @@ from hwgen.isa import DESCRIPTOR_BYTES, HEADER_BYTES, Flag, Opcode, Status
 from hwgen.pipeline import run_passes
 from hwgen.quant import QuantConfig
 
-__all__ = ["RefusalCase", "refusal_cases", "BASE_SPEC", "ROWLESS_HW"]
+__all__ = ["RefusalCase", "refusal_cases", "attention_refusal_cases", "BASE_SPEC", "ATTENTION_SPEC", "ROWLESS_HW"]
 
 #: The valid Program every case starts from: fc1 (LINEAR), ln (LAYERNORM), fc2 with bias and the
 #: residual add of fc1's output (LINEAR), a standalone Add (BYPASS), softmax (SOFTMAX).
@@ -43,6 +48,21 @@ BASE_SPEC = {
     "outputs": ["dbl", "sm"],
 }
 FC1, LN, FC2, BYPASS, SM = range(5)
+
+#: The valid Program of the attention table: the Q, K and V projections (LINEAR), then the QK_SOFTMAX_STATS
+#: and AV pair of a 2-head attention over 7 tokens (an odd key count: score rows end inside an AXI word).
+ATTENTION_SPEC = {
+    "name": "refusal-attention",
+    "inputs": {"x": {"shape": [7, 32], "distribution": "normal", "scale": 1.0}},
+    "layers": [
+        {"name": "q", "op": "Linear", "input": "x", "features": 32},
+        {"name": "k", "op": "Linear", "input": "x", "features": 32},
+        {"name": "v", "op": "Linear", "input": "x", "features": 32},
+        {"name": "attn", "op": "Attention", "inputs": ["q", "k", "v"], "heads": 2},
+    ],
+    "outputs": ["attn"],
+}
+Q, QK, AV = 0, 3, 4
 
 #: Hardware without row units (32-bit activations): LAYERNORM and SOFTMAX are BAD_OPCODE there.
 ROWLESS_HW = HwParams(lanes_in=4, lanes_out=4, act_bits=32, acc_bits=48, axi_data_width=128)
@@ -67,16 +87,20 @@ class RefusalCase:
         return self.image[self.program_offset : min(end, len(self.image))]
 
 
-def _base(hw: HwParams, seed: int = 1) -> bytes:
-    model = parse_spec(BASE_SPEC)
-    qgraph = run_passes(model.graph, QuantConfig.for_hw(hw))
+def _compiled(spec: dict, hw: HwParams, seed: int = 1):
+    qgraph = run_passes(parse_spec(spec).graph, QuantConfig.for_hw(hw))
     inputs = golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=seed))
     program, image = compile_graph(qgraph, hw)
+    return program, image.write_all(inputs).data
+
+
+def _base(hw: HwParams, seed: int = 1) -> bytes:
+    program, data = _compiled(BASE_SPEC, hw, seed)
     ops = [d.opcode if hasattr(d, "opcode") else None for d in program.descriptors]
     flags = [getattr(d, "flags", None) for d in program.descriptors]
     assert ops == [Opcode.LINEAR, Opcode.LAYERNORM, Opcode.LINEAR, Opcode.LINEAR, Opcode.SOFTMAX], ops
     assert flags[FC2] & Flag.BIAS and flags[FC2] & Flag.RESIDUAL and flags[BYPASS] & Flag.BYPASS, flags
-    return image.write_all(inputs).data
+    return data
 
 
 def _words(image: bytes, index: int | None) -> list[int]:
@@ -242,6 +266,105 @@ def refusal_cases(hw: HwParams) -> list[RefusalCase]:
     case("accepted: RQ2 garbage without RESIDUAL", FC1, Status.OK, field(14, 0, 32, 0xFFFFFFFF), 5)
     case("accepted: BIAS cleared, bias_addr past the image", FC1, Status.OK,
          both(field(0, 8, 1, 0), field(6, 0, 32, image_bytes + act)), 5)
+    return cases
+
+
+def attention_refusal_cases(hw: HwParams) -> list[RefusalCase]:
+    """The attention table for hardware ``hw`` with the attention engine: one case per rule of
+    docs/isa.md §3.8's checks (§3.7's order), on the QK_SOFTMAX_STATS or the AV descriptor of
+    :data:`ATTENTION_SPEC`, opcodes 3 and 4 on other blocks, the Program on a core without the
+    engine, and changes the rule accepts."""
+    if not hw.has_attention:
+        raise ValueError(f"the attention table needs hardware with the attention engine, not {hw}")
+    program, base = _compiled(ATTENTION_SPEC, hw)
+    ops = [d.opcode for d in program.descriptors]
+    assert ops == [Opcode.LINEAR] * 3 + [Opcode.QK_SOFTMAX_STATS, Opcode.AV], ops
+    assert program.descriptors[Q].flags & Flag.BIAS, program.descriptors[Q]
+    image_bytes = struct.unpack_from("<I", base, 20)[0]
+    a, act = hw.axi_bytes, hw.act_bytes
+    qk = program.descriptors[QK]
+    m, s, heads, d_head = qk.m, qk.s, qk.heads, qk.d_head
+    assert (m, s, heads, d_head) == (7, 7, 2, 16), (m, s, heads, d_head)
+    cases: list[RefusalCase] = []
+
+    def case(name, index, status, *edits, executed=None):
+        words = _words(base, index)
+        for word, lo, bits, value in edits:
+            _field(words, word, lo, bits, value)
+        cases.append(RefusalCase(name, hw, _put(base, index, words), status, index if executed is None else executed))
+
+    # Opcodes 3 and 4 on blocks of the other layout or the other opcode: the unused operands are not 0.
+    case("opcode 3 on a LINEAR with BIAS (flags are reserved bits)", Q, Status.BAD_DESCRIPTOR, (0, 0, 8, 3))
+    case("opcode 4 on a LINEAR with BIAS (flags are reserved bits)", Q, Status.BAD_DESCRIPTOR, (0, 0, 8, 4))
+    case("QK: opcode 4 (Q, K and scale set)", QK, Status.BAD_DESCRIPTOR, (0, 0, 8, 4))
+    case("AV: opcode 3 (V and out set, scale 0)", AV, Status.BAD_DESCRIPTOR, (0, 0, 8, 3))
+    for opcode in (5, 8):
+        case(f"QK: opcode {opcode} (a row descriptor)", QK, Status.BAD_DESCRIPTOR, (0, 0, 8, opcode))
+
+    # BAD_DESCRIPTOR
+    case("QK: reserved word 0 bits", QK, Status.BAD_DESCRIPTOR, (0, 8, 24, 1 << 23))
+    case("AV: reserved word 2 bits", AV, Status.BAD_DESCRIPTOR, (2, 8, 8, 1))
+    case("QK: reserved word 15 bits", QK, Status.BAD_DESCRIPTOR, (15, 16, 16, 1))
+    case("QK: M = 0", QK, Status.BAD_DESCRIPTOR, (1, 0, 16, 0))
+    case("AV: S = 0", AV, Status.BAD_DESCRIPTOR, (1, 16, 16, 0))
+    case("QK: S = 1025", QK, Status.BAD_DESCRIPTOR, (1, 16, 16, 1025))
+    case("AV: heads = 0", AV, Status.BAD_DESCRIPTOR, (2, 0, 8, 0))
+    case("QK: d_head = 0", QK, Status.BAD_DESCRIPTOR, (2, 16, 16, 0))
+    case("QK: v_addr set", QK, Status.BAD_DESCRIPTOR, (5, 0, 32, a))
+    case("QK: out_stride set", QK, Status.BAD_DESCRIPTOR, (10, 0, 32, a))
+    case("AV: q_stride set", AV, Status.BAD_DESCRIPTOR, (7, 0, 32, a))
+    case("AV: scale set", AV, Status.BAD_DESCRIPTOR, (15, 0, 16, 1))
+    case("QK: scale = 0", QK, Status.BAD_DESCRIPTOR, (15, 0, 16, 0))
+    case("QK: rq width 0", QK, Status.BAD_DESCRIPTOR, (14, 8, 6, 0))
+    case("AV: rq overflow code 5", AV, Status.BAD_DESCRIPTOR, (14, 20, 3, 5))
+    case("AV: rq reserved bit 30", AV, Status.BAD_DESCRIPTOR, (14, 30, 1, 1))
+    case("QK: rq into an unsigned score format", QK, Status.BAD_DESCRIPTOR, (14, 14, 1, 0))
+    case(f"QK: rq into {hw.act_bits - 1}-bit scores", QK, Status.BAD_DESCRIPTOR, (14, 8, 6, hw.act_bits - 1))
+
+    # DOES_NOT_FIT: the activation bank, the row buffers, one head's operand in the weight bank.
+    max_k_tiles = hw.act_buffer_bytes // (hw.lanes_in * act)
+    max_chunk = hw.weight_buffer_bytes // (hw.tile_stride(hw.weight_bytes) + hw.lanes_out * hw.bias_bytes)
+    act_tile = hw.tile_stride(act)
+    case("QK: a row of Q over the activation bank", QK, Status.DOES_NOT_FIT,
+         (2, 16, 16, (max_k_tiles + 1) * hw.lanes_in))
+    if (max_chunk + 1) * hw.lanes_out < 1 << 16:
+        case("AV: an output row segment over the row buffers", AV, Status.DOES_NOT_FIT,
+             (2, 16, 16, (max_chunk + 1) * hw.lanes_out))
+    # S = 1024 keys: one head's K is k_tiles·1024/lanes_out tiles; the fewest k_tiles that overflow the bank.
+    k_over = hw.weight_buffer_bytes // (-(-1024 // hw.lanes_out) * act_tile) + 1
+    if k_over <= max_k_tiles:
+        case("QK: one head's K over the weight bank", QK, Status.DOES_NOT_FIT,
+             (1, 16, 16, 1024), (2, 16, 16, k_over * hw.lanes_in))
+
+    # MISALIGNED
+    for name, word in (("q_addr", 3), ("k_stride", 8), ("scores_addr", 11), ("stats_addr", 13)):
+        case(f"QK: {name} misaligned", QK, Status.MISALIGNED, (word, 0, 32, _words(base, QK)[word] + act))
+    for name, word in (("v_addr", 5), ("out_addr", 6), ("v_stride", 9), ("out_stride", 10), ("scores_stride", 12)):
+        case(f"AV: {name} misaligned", AV, Status.MISALIGNED, (word, 0, 32, _words(base, AV)[word] + act))
+    case("QK: a head's columns start inside an AXI word", QK, Status.MISALIGNED, (2, 16, 16, d_head - 1))
+
+    # OUT_OF_BOUNDS
+    end = image_bytes // a * a
+    case("QK: scores past the image", QK, Status.OUT_OF_BOUNDS, (11, 0, 32, end - a))
+    case("AV: scores stride past the image", AV, Status.OUT_OF_BOUNDS, (12, 0, 32, end))
+    case("QK: statistics past the image", QK, Status.OUT_OF_BOUNDS, (13, 0, 32, end - a))
+    case("QK: K past the image", QK, Status.OUT_OF_BOUNDS, (4, 0, 32, end - a))
+    case("QK: Q stride past the image", QK, Status.OUT_OF_BOUNDS, (7, 0, 32, end))
+    case("AV: V past the image", AV, Status.OUT_OF_BOUNDS, (5, 0, 32, end - a))
+    case("AV: out past the image", AV, Status.OUT_OF_BOUNDS, (6, 0, 32, end - a))
+
+    # Accepted: what the rule does not ask for.
+    case("accepted: AV requantizes into an 8-bit unsigned output", AV, Status.OK, (14, 8, 6, 8), (14, 14, 1, 0),
+         executed=5)
+    case("accepted: QK over fewer query rows", QK, Status.OK, (1, 0, 16, m - 2), executed=5)
+    case("accepted: one head of 32 columns", QK, Status.OK, (2, 0, 8, 1), (2, 16, 16, 2 * d_head), executed=5)
+
+    # The same Program on the same core without the engine: BAD_OPCODE at the QK descriptor.
+    plain = dataclasses.replace(hw, has_attention=False)
+    words = _words(base, None)
+    words[2] = plain.fingerprint()
+    cases.append(RefusalCase("QK_SOFTMAX_STATS on a core without the engine", plain, _put(base, None, words),
+                             Status.BAD_OPCODE, QK))
     return cases
 
 

@@ -6,6 +6,7 @@ stop with the documented status after the documented number of descriptors, leav
 those descriptors alone leave it; each accepted case must run to the end.
 """
 
+import dataclasses
 import struct
 
 import pytest
@@ -15,11 +16,13 @@ from hwgen.compiler import Refused, isa_sim
 from hwgen.hwparams import HwParams
 from hwgen.isa import DESCRIPTOR_BYTES, HEADER_BYTES, Status, check_descriptor
 
-from refusals import FC2, refusal_cases, rowless_case
+from refusals import FC2, attention_refusal_cases, refusal_cases, rowless_case
 
 #: Every shipped board's geometry, and the 8x8 / AXI 64 bench configuration.
 GEOMETRIES = {name: load_board(name).hw_params() for name in board_names()}
 GEOMETRIES["8x8-axi64"] = HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)
+#: The same geometries with the attention engine (and the 48-bit accumulators attention needs).
+ATTENTION_GEOMETRIES = {name: dataclasses.replace(hw, acc_bits=48, has_attention=True) for name, hw in GEOMETRIES.items()}
 
 
 def _truncated(case):
@@ -34,6 +37,18 @@ def test_isa_sim_refuses_each_case_with_its_status(hw):
     cases = refusal_cases(hw) + [rowless_case()]
     statuses = {case.status for case in cases}
     assert statuses >= set(Status) - {Status.READ_ERROR, Status.WRITE_ERROR}, "every refusal status is covered"
+    _run_on_isa_sim(cases)
+
+
+@pytest.mark.parametrize("hw", ATTENTION_GEOMETRIES.values(), ids=ATTENTION_GEOMETRIES.keys())
+def test_isa_sim_refuses_each_attention_case_with_its_status(hw):
+    cases = attention_refusal_cases(hw)
+    assert {case.status for case in cases} == {Status.OK, Status.BAD_OPCODE, Status.BAD_DESCRIPTOR, Status.DOES_NOT_FIT,
+                                               Status.MISALIGNED, Status.OUT_OF_BOUNDS}
+    _run_on_isa_sim(cases)
+
+
+def _run_on_isa_sim(cases):
     for case in cases:
         where = case.program_offset
         if case.status == Status.OK:

@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The HLS attention engine (QK_SOFTMAX_STATS, AV; docs/isa.md §3.8), C-simulated with g++, equals isa_sim.
+
+vit-block (one DeiT-tiny encoder block: LayerNorm, Q/K/V projections, 3-head attention over 197
+tokens, projection, residual, LayerNorm, GELU MLP, residual) compiled for hardware with the attention
+engine runs in the HLS C-simulation and leaves the image isa_sim leaves, byte for byte, every region
+(the scores and the row statistics scratch included), at 16×16/AXI128, 8×8/AXI64, 16×8/AXI64 and
+32×32/AXI128 (the shipped boards' geometries with the engine and 48-bit accumulators); a corrupted
+expected score, statistics or output byte fails the comparison; the attention refusal table of
+``tests/refusals.py`` gives isa_sim's status, descriptors completed and image. The RTL core still
+refuses hardware with the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import pytest
+
+from hwgen import golden, zoo
+from hwgen.board import load_board
+from hwgen.compiler import Refused, isa_sim
+from hwgen.hls.accelerator import CONFIG_HEADER, accelerator_context, accelerator_sources
+from hwgen.hwparams import HwParams
+from hwgen.isa import OPCODE_AV, OPCODE_QK_SOFTMAX_STATS, Status
+from hwgen.pipeline import build
+from hwgen.rtl.accelerator import Accelerator
+
+from refusals import attention_refusal_cases
+from test_accelerator_hls import assert_same_image, csim, image_regions, run_and_compare
+
+
+def with_attention(hw: HwParams) -> HwParams:
+    return dataclasses.replace(hw, acc_bits=48, has_attention=True)
+
+
+#: The shipped boards' three geometries (ultra96: 16×16/AXI128, pynq-z2: 16×8/AXI64, zcu102:
+#: 32×32/AXI128) and 8×8/AXI64, each with the attention engine.
+GEOMETRIES = {
+    "16x16-axi128": with_attention(load_board("ultra96").hw_params()),
+    "8x8-axi64": with_attention(HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)),
+    "16x8-axi64": with_attention(load_board("pynq-z2").hw_params()),
+    "32x32-axi128": with_attention(load_board("zcu102").hw_params()),
+}
+
+
+@functools.cache
+def vit_block(name: str):
+    """vit-block's Program and seeded image for geometry ``name``, C-simulated and compared with isa_sim."""
+    hw = GEOMETRIES[name]
+    result = build(zoo.load_model("vit-block", seed=1), hw)
+    inputs = golden.quantize_inputs(result.qgraph, golden.sample_inputs(result.qgraph, seed=1))
+    image = result.image.write_all(inputs)
+    opcodes = [d.opcode for d in result.program.descriptors]
+    assert opcodes.count(OPCODE_QK_SOFTMAX_STATS) == opcodes.count(OPCODE_AV) == 1
+    after = run_and_compare(hw, result.program, image.data, image_regions(image))
+    return result.program, image, after
+
+
+@pytest.mark.cosim
+@pytest.mark.full_model
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_vit_block_csim_equals_isa_sim(name):
+    # run_and_compare: status OK after every descriptor, one array step per ideal cycle (attention's
+    # heads·M·k_tiles·n_tiles included), and the whole image equal to isa_sim's.
+    _, image, after = vit_block(name)
+    for region in ("attn.scores", "attn.stats", "attn", "out"):
+        r = image.region(region)
+        assert after[r.offset : r.offset + r.size] != image.data[r.offset : r.offset + r.size], region  # written
+
+
+@pytest.mark.cosim
+@pytest.mark.full_model
+def test_corrupted_expected_score_statistics_or_output_fails_the_comparison():
+    program, image, after = vit_block("8x8-axi64")
+    for region in ("attn.scores", "attn.stats", "attn", "out"):
+        r = image.region(region)
+        want = bytearray(after)
+        want[r.offset + r.size // 2 - 1] ^= 0x04
+        with pytest.raises(AssertionError, match=rf"^region {region}: 1 byte\(s\) differ"):
+            assert_same_image(after, bytes(want), image_regions(image))
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_attention_refusal_table(name):
+    # tests/refusals.py's attention table: the HLS core reports the table's status after the table's
+    # number of descriptors, leaving the image isa_sim leaves. The case on the same geometry without
+    # the engine (another g++ build) runs at 8x8-axi64 only.
+    cases = [c for c in attention_refusal_cases(GEOMETRIES[name]) if c.hw.has_attention or name == "8x8-axi64"]
+    assert {c.status for c in cases} >= {Status.OK, Status.BAD_DESCRIPTOR, Status.DOES_NOT_FIT, Status.MISALIGNED,
+                                         Status.OUT_OF_BOUNDS}
+    for case in cases:
+        run = csim(case.hw).run(case.image)
+        assert (run.status, run.executed) == (case.status, case.executed), case.name
+        if case.status == Status.OK:
+            want = isa_sim(case.image, case.image, case.hw).data
+        else:
+            with pytest.raises(Refused) as caught:
+                isa_sim(case.image, case.image, case.hw)
+            want = caught.value.data
+        assert run.data == want, case.name
+
+
+def test_the_config_says_whether_the_engine_exists_and_the_rtl_still_refuses_it():
+    hw = GEOMETRIES["16x16-axi128"]
+    assert accelerator_context(hw)["has_attention"]
+    assert "static const bool has_attention = true;" in accelerator_sources(hw)[CONFIG_HEADER]
+    for without in (dataclasses.replace(hw, has_attention=False), HwParams()):
+        assert "static const bool has_attention = false;" in accelerator_sources(without)[CONFIG_HEADER]
+    # 32-bit activations: no softmax unit, so no attention engine either (hwgen.units.attention_problem).
+    rowless = HwParams(lanes_in=4, lanes_out=4, act_bits=32, acc_bits=48, has_attention=True)
+    assert not accelerator_context(rowless)["has_attention"]
+    with pytest.raises(ValueError, match="has_attention must be false"):
+        Accelerator(hw)
