@@ -13,8 +13,8 @@
 //   softmax_engine    SOFTMAX on the row unit of softmax.h
 //   attention_engine  QK_SOFTMAX_STATS and AV, every head of a layer per descriptor: the head's K
 //                     (B_TRANSPOSED) or V (B_ROWMAJOR) loaded by the LINEAR engine's loaders into
-//                     the ping-pong weight bank, the same MAC array, the score lanes (QK) or the
-//                     post-processing lanes (AV), and the softmax unit's statistics (QK) and
+//                     the ping-pong weight bank, the same MAC array and post-processing lanes
+//                     (QK: SCALED, acc·scale into RQ1), and the softmax unit's statistics (QK) and
 //                     normalization (AV, into the activation bank) from softmax.h
 //
 // Opcodes, flags, status codes and the descriptor structs with their decoders (decode_header,
@@ -573,7 +573,8 @@ void load_x(const typename accel_types<CONFIG_T>::word_t* mem, const linear_desc
 
 // Array and post-processing parts for one row of one chunk: the MAC array (or BYPASS) and the
 // post-processing lanes as two processes joined by a short stream of accumulator vectors, so
-// the lanes take one output tile per cycle while the array works on the next.
+// the lanes take one output tile per cycle while the array works on the next. SCALED: the
+// attention engine's Q·Kᵀ (post_process).
 template <class CONFIG_T>
 void array_source(typename array_banks<CONFIG_T>::x_bank_t x_bank,
                   typename accel_types<CONFIG_T>::act_raw_t x_row[2][accel_types<CONFIG_T>::row_elements], unsigned x_sel,
@@ -583,7 +584,7 @@ void array_source(typename array_banks<CONFIG_T>::x_bank_t x_bank,
     else mac_array<CONFIG_T>(x_bank, x_sel, w_bank, w_sel, tiles, k_tiles, acc);
 }
 
-template <class CONFIG_T>
+template <class CONFIG_T, bool SCALED = false>
 void compute_row(typename array_banks<CONFIG_T>::x_bank_t x_bank,
                  typename accel_types<CONFIG_T>::act_raw_t x_row[2][accel_types<CONFIG_T>::row_elements], unsigned x_sel,
                  typename array_banks<CONFIG_T>::w_bank_t w_bank,
@@ -598,7 +599,7 @@ void compute_row(typename array_banks<CONFIG_T>::x_bank_t x_bank,
     #pragma HLS STREAM variable=acc depth=2
     array_source<CONFIG_T>(x_bank, x_row, x_sel, w_bank, w_sel, c.tiles, d.k_tiles, d.flags & FLAG_BYPASS,
                            d.flags & FLAG_X_UNSIGNED, acc);
-    post_lanes<CONFIG_T>(acc, bias_bank, w_sel, d.flags & FLAG_BIAS, res_row, out_row, x_sel, c.tiles, ops);
+    post_lanes<CONFIG_T, SCALED>(acc, bias_bank, w_sel, d.flags & FLAG_BIAS, res_row, out_row, x_sel, c.tiles, ops);
 }
 
 // One LINEAR descriptor in the loop order of docs/isa.md §3.4: chunk c+1's weights (row m+1 of
@@ -754,33 +755,17 @@ linear_descriptor head_operand(const attention_descriptor& d, unsigned head) {
     return b;
 }
 
-// Q·Kᵀ of one query row: the MAC array and the score lanes, joined like compute_row's.
-template <class CONFIG_T>
-void compute_scores(typename array_banks<CONFIG_T>::x_bank_t x_bank, unsigned sel, typename array_banks<CONFIG_T>::w_bank_t w_bank,
-                    unsigned w_sel, typename accel_types<CONFIG_T>::act_raw_t out_row[2][accel_types<CONFIG_T>::row_elements],
-                    const linear_descriptor& b, ap_uint<16> scale, const requant_word& rq) {
-    #pragma HLS DATAFLOW
-    hls::stream<acc_vector<CONFIG_T> > acc("acc");
-    #pragma HLS STREAM variable=acc depth=2
-    mac_array<CONFIG_T>(x_bank, sel, w_bank, w_sel, b.n_tiles, b.k_tiles, acc);
-    score_lanes<CONFIG_T>(acc, out_row, sel, b.n_tiles, scale, rq);
-}
-
 // Hardware without the engine: an empty specialization (check_attention refuses the opcodes first).
 template <class CONFIG_T, bool PRESENT = CONFIG_T::has_attention>
 struct attention_unit {
-    static void run(typename accel_types<CONFIG_T>::word_t*, const attention_descriptor&, typename array_banks<CONFIG_T>::x_bank_t,
-                    typename array_banks<CONFIG_T>::w_bank_t,
-                    typename accel_types<CONFIG_T>::bias_raw_t[2][accel_types<CONFIG_T>::bias_elements],
-                    typename accel_types<CONFIG_T>::act_raw_t[2][accel_types<CONFIG_T>::row_elements],
-                    typename accel_types<CONFIG_T>::act_raw_t[2][accel_types<CONFIG_T>::row_elements],
-                    typename accel_types<CONFIG_T>::act_raw_t[2][accel_types<CONFIG_T>::row_elements], uint64_t&) {}
+    template <class... Args>
+    static void run(const Args&...) {}
 };
 
 // One QK_SOFTMAX_STATS or AV descriptor, head by head (hwgen.compiler.engines.attention): head h+1's
 // K or V loads into the other half of the weight bank before head h's rows run, as LINEAR's chunks.
 //   QK, per query row m: Q's row segment of the head into the activation bank; the array and the
-//     score lanes give the score row, written to row h·M + m of the scores; the softmax unit's
+//     SCALED post-processing lanes (rq of acc·scale) give the score row, written to row h·M + m of the scores; the softmax unit's
 //     statistics pass over it gives (max, 1/sum), written as entry h·M + m (max sign-extended).
 //   AV, per query row m: entry h·M + m and score row h·M + m read back, each score normalized by
 //     the softmax unit (p = e2(s − max)·(1/sum)) into the activation bank; the array and the
@@ -804,6 +789,7 @@ struct attention_unit<CONFIG_T, true> {
         #pragma HLS ARRAY_PARTITION variable=stats complete
         const bool qk = d.opcode == OPCODE_QK_SOFTMAX_STATS;
         post_ops ops = post_ops();
+        ops.scale = d.scale;
         ops.rq1 = decode_requant(d.rq);
         const uint32_t head_bytes = d.d_head * T::act_bytes;
         load_chunk<CONFIG_T>(mem, head_operand<CONFIG_T>(d, 0), 0, w_bank, bias_bank, 0);
@@ -822,7 +808,7 @@ struct attention_unit<CONFIG_T, true> {
                 const uint32_t stats_addr = d.stats_addr + row * STATS_ENTRY_BYTES;
                 if (qk) {
                     load_x_row<CONFIG_T>(mem, d.q_addr + m * d.q_stride + head * head_bytes, b.k, b.k_tiles, false, x_bank, sel);
-                    compute_scores<CONFIG_T>(x_bank, sel, w_bank, w_sel, out_row, b, d.scale, ops.rq1);
+                    compute_row<CONFIG_T, true>(x_bank, x_row, sel, w_bank, bias_bank, w_sel, res_row, out_row, b, c, ops);
                     write_containers<CONFIG_T>(mem, d.scores_addr + row * d.scores_stride, d.s, out_row, sel);
                 ScoresIn:
                     for (unsigned j = 0; j < d.s; j++) {

@@ -6,8 +6,8 @@
 // loops flattened into one II=1 pipeline) and the post-processing lanes (`post_lanes`: bias,
 // requantize, ReLU, GELU, residual add, requantize, ReLU). They meet at a stream of accumulator
 // vectors, one per output tile, so every engine that drives the array (LINEAR, attention; convolution
-// next) consumes its results the same way; the attention engine's Q·Kᵀ uses `score_lanes` instead
-// of `post_lanes` (a scale multiplier before the requantizer).
+// next) consumes its results the same way (the attention engine's Q·Kᵀ through the SCALED lanes:
+// a scale multiplier before the first requantizer).
 #ifndef HWGEN_COMPUTE_UNIT_H_
 #define HWGEN_COMPUTE_UNIT_H_
 
@@ -62,8 +62,9 @@ struct acc_vector {
     typename accel_types<CONFIG_T>::acc_t lane[CONFIG_T::lanes_out];
 };
 
-// The post-processing of one LINEAR descriptor, decoded once per descriptor.
+// The post-processing of one LINEAR descriptor (or of an attention product), decoded once per descriptor.
 struct post_ops {
+    ap_uint<16> scale;  // SCALED lanes only (QK_SOFTMAX_STATS): RQ1 reads acc·scale
     requant_word rq1;
     requant_word rq2;
     bool relu1;
@@ -100,14 +101,22 @@ requant_value_t gelu_post(const requant_value_t& y) {
     return raw_of(gelu_lane<gelu_config>(from_raw<typename gelu_config::in_t>(code)));
 }
 
-// RQ1, RELU1, GELU, and with RESIDUAL the aligned add, RQ2, RELU2 (docs/isa.md §3.3); the low
-// act_bits bits of the result are what DDR receives.
+// The source of the SCALED lanes' RQ1: acc·scale, exact in acc_bits + 16 bits (scale is 16-bit unsigned).
 template <class CONFIG_T>
+struct scaled_source {
+    static const unsigned acc_bits = CONFIG_T::acc_bits + 16;
+};
+
+// RQ1, RELU1, GELU, and with RESIDUAL the aligned add, RQ2, RELU2 (docs/isa.md §3.3); the low
+// act_bits bits of the result are what DDR receives. SCALED (the attention engine's Q·Kᵀ,
+// docs/isa.md §3.8): RQ1 of acc·ops.scale, the only step its descriptor asks for.
+template <class CONFIG_T, bool SCALED>
 typename accel_types<CONFIG_T>::act_raw_t post_process(
     typename accel_types<CONFIG_T>::acc_t acc, typename accel_types<CONFIG_T>::act_raw_t residual_raw, const post_ops& ops) {
     #pragma HLS INLINE
     typedef accel_types<CONFIG_T> T;
-    requant_value_t y = requantize_rt<CONFIG_T>(acc, ops.rq1);
+    requant_value_t y = SCALED ? requantize_rt<scaled_source<CONFIG_T> >(acc * ops.scale, ops.rq1)
+                               : requantize_rt<CONFIG_T>(acc, ops.rq1);
     if (ops.relu1 && y < 0) y = 0;
     if (ops.gelu) y = gelu_post<CONFIG_T>(y);
     if (ops.residual) {
@@ -184,8 +193,8 @@ BypassSteps:
 
 // The post-processing lanes: per output tile, lanes_out lanes of bias (BIAS: added modulo
 // 2^acc_bits, as the accumulator would have), RQ1, RELU1, GELU and with RESIDUAL the aligned add,
-// RQ2, RELU2 (docs/isa.md §3.3), into the chunk's output row segment.
-template <class CONFIG_T>
+// RQ2, RELU2 (docs/isa.md §3.3), into the chunk's output row segment (SCALED: see post_process).
+template <class CONFIG_T, bool SCALED = false>
 void post_lanes(hls::stream<acc_vector<CONFIG_T> >& in,
                 typename accel_types<CONFIG_T>::bias_raw_t bias_bank[2][accel_types<CONFIG_T>::bias_elements], unsigned w_sel,
                 bool use_bias, typename accel_types<CONFIG_T>::act_raw_t res_row[2][accel_types<CONFIG_T>::row_elements],
@@ -205,36 +214,7 @@ PostTiles:
             const unsigned column = tile * CONFIG_T::lanes_out + o;
             typename T::acc_t sum = v.lane[o];
             if (use_bias) sum += typename T::acc_t(ap_int<CONFIG_T::bias_bits>(bias_bank[w_sel][column]));
-            out_row[sel][column] = post_process<CONFIG_T>(sum, res_row[sel][column], ops);
-        }
-    }
-}
-
-// The score lanes of the attention engine's Q·Kᵀ (docs/isa.md §3.8): per output tile, lanes_out
-// lanes of acc·scale (exact in acc_bits + 16 bits: scale is a 16-bit unsigned field) requantized
-// by rq (the requantizer of post_process, for the wider source) into the row's score containers.
-template <class CONFIG_T>
-struct scaled_source {
-    static const unsigned acc_bits = CONFIG_T::acc_bits + 16;
-};
-
-template <class CONFIG_T>
-void score_lanes(hls::stream<acc_vector<CONFIG_T> >& in,
-                 typename accel_types<CONFIG_T>::act_raw_t out_row[2][accel_types<CONFIG_T>::row_elements], unsigned sel,
-                 unsigned tiles, ap_uint<16> scale, const requant_word& rq) {
-    typedef accel_types<CONFIG_T> T;
-    static const unsigned max_tiles = CONFIG_T::max_chunk_tiles;
-ScoreTiles:
-    for (unsigned tile = 0; tile < tiles; tile++) {
-        #pragma HLS PIPELINE II=1
-        #pragma HLS LOOP_TRIPCOUNT min=1 max=max_tiles
-        const acc_vector<CONFIG_T> v = in.read();
-    ScoreLanes:
-        for (unsigned o = 0; o < CONFIG_T::lanes_out; o++) {
-            #pragma HLS UNROLL
-            const ap_int<scaled_source<CONFIG_T>::acc_bits> scaled = v.lane[o] * scale;
-            const requant_value_t y = requantize_rt<scaled_source<CONFIG_T> >(scaled, rq);
-            out_row[sel][tile * CONFIG_T::lanes_out + o] = typename T::act_raw_t(y.range(CONFIG_T::act_bits - 1, 0));
+            out_row[sel][column] = post_process<CONFIG_T, SCALED>(sum, res_row[sel][column], ops);
         }
     }
 }
