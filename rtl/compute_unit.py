@@ -21,7 +21,7 @@ so fill beats always find room and the read channel never stalls on this unit.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,7 +52,7 @@ class ComputeUnit(wiring.Component):
         One-cycle pulse: every output word of the descriptor has left on ``out``.
     fill : In(stream)
         Read data from DDR: ``data`` (one AXI word), ``tag`` (:class:`Tag`), ``last`` (final word
-        of its read command). Always ready: the controller only reads into free space.
+        of its read command). Always ready: the LINEAR engine only reads into free space.
     out : Out(stream)
         Output words for the write engine: ``data`` and byte strobes ``strb``.
     row_released : Out(1)

@@ -71,7 +71,8 @@ class RowEngine(wiring.Component):
         base = self.base
 
         m.submodules.unit = unit = RowUnit(hw)
-        m.d.comb += [unit.desc.eq(desc), unit.start.eq(self.start), self.done.eq(unit.done), self.status.eq(0)]
+        m.d.comb += [unit.desc.eq(desc), unit.start.eq(self.start), self.done.eq(unit.done), self.status.eq(0),
+                     self.issuing.eq(0)]  # no MAC array
         wiring.connect(m, wiring.flipped(self.read_data), unit.fill)
         wiring.connect(m, unit.out, wiring.flipped(self.write_data))
 
