@@ -332,7 +332,7 @@ def plan_build(
         raise ValueError(f"--sim measures the RTL core in Verilator, so flow must be rtl or both, not {flow}")
     if rtl:
         # Only the RTL core has this geometry limit; an HLS-only build does not depend on it.
-        from hwgen.rtl.compute_unit import Geometry
+        from hwgen.rtl.geometry import Geometry
 
         problem = Geometry.problem(hw)
         if problem:

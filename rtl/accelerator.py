@@ -13,7 +13,7 @@ is reused over enough rows (see docs/isa.md "Register map and RTL core").
 
 import functools
 
-from amaranth import Module, Mux
+from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,10 +22,10 @@ from hwgen.hwparams import HwParams
 
 from ._errors import refuse
 from .axi import AXI4LiteSignature, AXI4Reader, AXI4Signature, AXI4Writer, AXILiteRegisters, connect_axi4
-from .compute_unit import ComputeUnit, Geometry
-from .controller import BEATS_WIDTH, Controller
-from .descriptor import OPCODE_LINEAR, TAG_WIDTH, VERSION, Tag
-from .row_unit import RowUnit
+from .controller import Controller
+from .descriptor import TAG_WIDTH, VERSION
+from .engine import BEATS_WIDTH
+from .geometry import Geometry
 
 __all__ = ["Accelerator", "CORE_NAME", "core_verilog", "params_word"]
 
@@ -38,7 +38,7 @@ def params_word(hw: HwParams) -> int:
 
 
 class Accelerator(wiring.Component):
-    """The whole core: registers, controller, AXI read/write engines, the compute unit and the row unit.
+    """The whole core: registers, the controller (with its engines) and the AXI read/write engines.
 
     Ports
     -----
@@ -69,11 +69,6 @@ class Accelerator(wiring.Component):
         m.submodules.registers = registers = AXILiteRegisters(
             fingerprint=hw.fingerprint(), params=params_word(hw), addr_width=REGISTER_ADDR_WIDTH)
         m.submodules.controller = controller = Controller(hw)
-        m.submodules.unit = unit = ComputeUnit(hw)
-        # Without a row unit (RowGeometry.problem) the controller refuses LAYERNORM/SOFTMAX as BAD_OPCODE.
-        has_rows = controller.has_rows
-        if has_rows:
-            m.submodules.rows = rows = RowUnit(hw)
         m.submodules.reader = reader = AXI4Reader(
             data_width=hw.axi_data_width, beats_width=BEATS_WIDTH, tag_width=TAG_WIDTH)
         m.submodules.writer = writer = AXI4Writer(data_width=hw.axi_data_width, beats_width=BEATS_WIDTH)
@@ -89,59 +84,15 @@ class Accelerator(wiring.Component):
             registers.done.eq(controller.done),
             registers.status.eq(controller.status),
             registers.descriptors_done.eq(controller.descriptors_done),
-            registers.stall.eq(~unit.issuing),
+            registers.stall.eq(~controller.issuing),
             controller.writer_busy.eq(writer.busy),
             controller.read_error.eq(reader.error),
             controller.write_error.eq(writer.error),
-            unit.desc.eq(controller.desc),
-            unit.start.eq(controller.unit_start),
-            controller.unit_done.eq(unit.done),
-            controller.row_released.eq(unit.row_released),
-            controller.chunk_released.eq(unit.chunk_released),
-            controller.residual_released.eq(unit.residual_released),
         ]
         wiring.connect(m, controller.read_cmd, reader.cmd)
+        wiring.connect(m, reader.data, controller.read_data)
         wiring.connect(m, controller.write_cmd, writer.cmd)
-
-        # Read data by tag: descriptor words to the controller, γ/β and rows to the row unit,
-        # everything else into the compute unit.
-        tag = reader.data.payload.tag
-        is_desc = tag == Tag.DESC
-        m.d.comb += [
-            controller.desc_data.payload.eq(reader.data.payload.data),
-            controller.desc_data.valid.eq(reader.data.valid & is_desc),
-            unit.fill.payload.eq(reader.data.payload),
-        ]
-        if not has_rows:
-            wiring.connect(m, unit.out, writer.data)
-            m.d.comb += [
-                unit.fill.valid.eq(reader.data.valid & ~is_desc),
-                reader.data.ready.eq(Mux(is_desc, controller.desc_data.ready, unit.fill.ready)),
-            ]
-            return m
-
-        m.d.comb += [
-            rows.desc.eq(controller.desc.as_value()),
-            rows.start.eq(controller.row_start),
-            controller.row_done.eq(rows.done),
-            controller.row_beat_released.eq(rows.beat_released),
-        ]
-        # Write data: from the unit the current descriptor runs on.
-        row_mode = controller.desc.opcode != OPCODE_LINEAR
-        m.d.comb += [
-            writer.data.payload.eq(Mux(row_mode, rows.out.payload.as_value(), unit.out.payload.as_value())),
-            writer.data.valid.eq(Mux(row_mode, rows.out.valid, unit.out.valid)),
-            unit.out.ready.eq(writer.data.ready & ~row_mode),
-            rows.out.ready.eq(writer.data.ready & row_mode),
-        ]
-        is_row = (tag == Tag.ROW) | (tag == Tag.ROW_PARAM)
-        m.d.comb += [
-            unit.fill.valid.eq(reader.data.valid & ~is_desc & ~is_row),
-            rows.fill.payload.eq(reader.data.payload),
-            rows.fill.valid.eq(reader.data.valid & is_row),
-            reader.data.ready.eq(Mux(is_desc, controller.desc_data.ready,
-                                     Mux(is_row, rows.fill.ready, unit.fill.ready))),
-        ]
+        wiring.connect(m, controller.write_data, writer.data)
         return m
 
 

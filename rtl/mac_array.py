@@ -4,9 +4,9 @@
 It takes one tile step per cycle — a ``lanes_in``-vector ``x`` and a ``lanes_in × lanes_out`` tile
 ``w`` of signed operands — and accumulates ``acc[o] += Σ_i x[i]·w[i][o]`` exactly (sums wrap in
 ``acc_bits``, which the compiler guarantees the true sum fits). Products are registered, the adder
-tree registered every two levels. Whoever sequences tile steps (the LINEAR engine today, attention
-and convolution sequencers later) marks the first and last step of each output tile; ``tile_done``
-pulses when ``acc`` holds the finished tile.
+tree registered every two levels. Whoever sequences tile steps (the LINEAR sequencer of
+``rtl/compute_unit.py`` today, attention and convolution sequencers later) marks the first and last
+step of each output tile; ``tile_done`` pulses when ``acc`` holds the finished tile.
 """
 
 from amaranth import Module, Mux, Signal, signed

@@ -6,22 +6,22 @@ Read data arrives as tagged AXI beats on :attr:`RowUnit.fill`:
 - ``ROW_PARAM``: LAYERNORM's γ then β, each one read command (its ``last`` beat ends it), kept
   for the whole descriptor in two ``ROW_MAX``-element buffers and replayed to LayerNorm's
   ``affine`` stream for every row;
-- ``ROW``: one row of ``x`` per read command, into an input FIFO of two whole rows. The
-  controller issues a row only when the FIFO has room for it (``beat_released`` returns a beat of
-  credit), so fill beats always find room.
+- ``ROW``: one row of ``x`` per read command, into an input FIFO of two whole rows. The row
+  engine (``rtl/row_engine.py``) issues a row only when the FIFO has room for it
+  (``beat_released`` returns a beat of credit), so fill beats always find room.
 
 An unpacker takes ``axi_bytes / act_bytes`` elements out of each beat, one per cycle, marks
 ``last`` at column ``N − 1`` (the rest of the row's last beat is padding) and feeds the
 :class:`~hwgen.rtl.layernorm.LayerNorm` or :class:`~hwgen.rtl.softmax.Softmax` unit (``lanes=1``,
 configs from ``hw.unit_formats()``; LayerNorm takes the descriptor's ``d_offset`` at run time).
 A packer puts the results back into write beats, one beat per row segment of ``axi_bytes``,
-with byte strobes that stop at column ``N``; the controller issues one write command per row.
+with byte strobes that stop at column ``N``; the row engine issues one write command per row.
 """
 
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -29,7 +29,8 @@ from hwgen.hwparams import HwParams
 from hwgen.units import ROW_MAX, row_units_problem
 
 from ._errors import refuse
-from .descriptor import OPCODE_LAYERNORM, ROW_DESCRIPTOR_LAYOUT, TAG_WIDTH, Tag
+from .descriptor import OPCODE_LAYERNORM, ROW_DESCRIPTOR_LAYOUT, Tag
+from .engine import fill_layout, out_layout
 from .layernorm import LayerNorm
 from .softmax import Softmax
 
@@ -86,10 +87,8 @@ class RowUnit(wiring.Component):
         units = hw.unit_formats()
         self.layernorm_config = units.layernorm_config()
         self.softmax_config = units.softmax_config()
-        axi_bits = hw.axi_data_width
-        self.fill_layout = data.StructLayout({
-            "data": unsigned(axi_bits), "tag": unsigned(TAG_WIDTH), "last": unsigned(1)})
-        self.out_layout = data.StructLayout({"data": unsigned(axi_bits), "strb": unsigned(hw.axi_bytes)})
+        self.fill_layout = fill_layout(hw.axi_data_width)
+        self.out_layout = out_layout(hw.axi_data_width)
         super().__init__({
             "desc": In(ROW_DESCRIPTOR_LAYOUT),
             "start": In(1),

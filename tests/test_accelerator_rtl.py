@@ -354,8 +354,8 @@ def test_row_unit_follows_hw_params_and_is_left_out_where_its_units_cannot_be_bu
     wide = HwParams(lanes_in=8, lanes_out=8, act_bits=32, axi_data_width=128)
     assert RowGeometry.problem(wide).startswith("32-bit activations leave no room for their internal precision")
     assert not _signature_only(Controller(wide)).has_rows  # opcodes 5 and 8 become BAD_OPCODE
-    names = {name for _, name, _ in Fragment.get(Accelerator(wide), None).subfragments}
-    assert "controller" in names and "unit" in names and "rows" not in names
+    engines = {name for _, name, _ in Fragment.get(Controller(wide), None).subfragments}
+    assert "LinearEngine" in engines and "RowEngine" not in engines
 
 
 def test_row_descriptor_layout_matches_the_compiler_encoding():

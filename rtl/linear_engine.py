@@ -1,0 +1,266 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The LINEAR engine: the compute unit and every memory transfer a LINEAR descriptor needs, in the
+order the compute unit consumes them (docs/isa.md §3.4):
+
+- a **weight stream**: for each chunk, its bias entries then its weight tiles, in pieces of at
+  most ``PIECE_BEATS`` words, the last piece tagged ``WEIGHT_END``; a chunk starts loading as
+  soon as a weight bank is free (two banks: the next chunk loads while the current one computes).
+  An activation operand (B_ROWMAJOR, B_TRANSPOSED) comes instead of the tiles as one read command
+  per row of B in the chunk: the chunk's column segment of each of the K rows, or each of the
+  chunk's rows of K elements;
+- an **activation stream**: for each chunk and row, the row of ``x`` and (with ``RESIDUAL``) the
+  row's segment of ``r``, each as soon as the activation ring / residual FIFO has room;
+- a **write stream**: for each chunk and row, the output segment's write command.
+
+The two read streams share the engine's read commands. Weights win when the activation stream is
+already waiting on that chunk (nothing else can run); otherwise rows of ``x`` win and the next
+chunk's weights fill the gaps, so its load hides behind the current chunk's compute. Credits (ring
+words, residual words, weight banks) are taken when a read is issued and returned by the compute
+unit's release pulses, so read data always finds room and the read channel never stalls.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, wiring
+
+from hwgen.hwparams import HwParams
+
+from ._errors import refuse
+from .compute_unit import ComputeUnit
+from .descriptor import DESCRIPTOR_LAYOUT, OPCODE_LINEAR, Tag
+from .engine import BEATS_WIDTH, Checks, engine_signature, hold, issue, misaligned
+from .geometry import PIECE_BEATS, ChunkWalker, Geometry
+
+__all__ = ["LinearEngine"]
+
+
+def _requant_ok(rq):
+    raw = rq.as_value()
+    return ((rq.width >= 1) & (rq.width <= 32) & (rq.round <= 6) & (rq.overflow <= 4)
+            & ~raw[15] & ~raw[19] & ~raw[23] & (raw[30:32] == 0))
+
+
+class LinearEngine(wiring.Component):
+    """LINEAR descriptors: the compute unit behind its weight, activation and write streams.
+
+    Its members are :func:`~hwgen.rtl.engine.engine_signature`'s.
+    """
+
+    OPCODES = (OPCODE_LINEAR,)
+    TAGS = (Tag.BIAS, Tag.WEIGHT, Tag.WEIGHT_END, Tag.ACT, Tag.RES)
+
+    @staticmethod
+    def problem(hw: HwParams) -> str | None:
+        """Why the engine cannot be built for ``hw``, or ``None``."""
+        return Geometry.problem(hw)
+
+    @staticmethod
+    def checks(hw: HwParams, words) -> Checks:
+        """docs/isa.md §8.3 for a LINEAR descriptor in the 512 bits ``words``."""
+        geo = Geometry(hw)
+        d = data.View(DESCRIPTOR_LAYOUT, words)
+        f = d.flags
+        li, lo, ab = hw.lanes_in, hw.lanes_out, hw.act_bytes
+        b_operand = f.b_rowmajor | f.b_transposed
+        k_tiles_ok = (d.k_tiles * li >= d.k) & (d.k_tiles * li < d.k + li)
+        n_tiles_ok = (d.n_tiles * lo >= d.n) & (d.n_tiles * lo < d.n + lo)
+        bad = ((f.reserved != 0) | (f.b_rowmajor & f.b_transposed)
+               | (f.bypass & (f.bias | b_operand | f.w_unsigned))
+               | (d.m == 0) | (d.k == 0) | (d.n == 0) | ~k_tiles_ok | ~n_tiles_ok
+               | (d.chunk_tiles == 0) | (d.chunk_tiles > d.n_tiles)
+               | (f.bypass & ((d.k != d.n) | (d.chunk_tiles != d.n_tiles)))
+               | ~_requant_ok(d.rq1) | (f.residual & ~_requant_ok(d.rq2)))
+        # Capacities (hwgen.isa.rules.Limits): a row of x in one activation bank, a chunk's tiles and
+        # bias entries in one weight bank (tiles of act_bytes elements for an activation operand).
+        max_k_tiles, max_chunk_tiles = geo.max_k_tiles, geo.max_chunk_tiles
+        small_chunk = d.chunk_tiles[:max(1, max_chunk_tiles.bit_length())]
+        small_k = d.k_tiles[:max(1, max_k_tiles.bit_length())]
+        column_bytes = (small_k * Mux(b_operand, hw.tile_stride(hw.act_bytes), hw.tile_stride(hw.weight_bytes))
+                        + Mux(f.bias, lo * hw.bias_bytes, 0))
+        too_big = ((d.k_tiles > max_k_tiles) | (d.chunk_tiles > max_chunk_tiles)
+                   | (~f.bypass & (small_chunk * column_bytes > hw.weight_buffer_bytes)))
+        axi = hw.axi_bytes
+        unaligned = (misaligned(axi, d.x_addr, d.x_stride, d.out_addr, d.out_stride)
+                     | (~f.bypass & misaligned(axi, d.w_addr)) | (b_operand & misaligned(axi, d.w_stride))
+                     | (f.bias & misaligned(axi, d.bias_addr))
+                     | (f.residual & misaligned(axi, d.res_addr, d.res_stride)))
+        tiles = ~f.bypass & ~b_operand
+        terms = [
+            (1, d.x_addr, d.m - 1, d.x_stride, d.k * ab),
+            (1, d.out_addr, d.m - 1, d.out_stride, d.n * ab),
+            (f.residual, d.res_addr, d.m - 1, d.res_stride, d.n * ab),
+            (~f.bypass, d.w_addr,
+             Mux(tiles, d.n_tiles, Mux(f.b_rowmajor, d.k - 1, d.n - 1)),
+             Mux(tiles, d.k_tiles * hw.tile_stride(hw.weight_bytes), d.w_stride),
+             Mux(tiles, 0, Mux(f.b_rowmajor, d.n, d.k) * ab)),
+            (f.bias, d.bias_addr, d.n_tiles, lo * hw.bias_bytes, 0),
+        ]
+        return Checks(bad, too_big, unaligned, terms)
+
+    def __init__(self, hw: HwParams):
+        problem = Geometry.problem(hw)
+        if problem:
+            refuse(self, problem)
+        self.hw = hw
+        self.geometry = Geometry(hw)
+        super().__init__(engine_signature(hw.axi_data_width))
+
+    def elaborate(self, platform):
+        m = Module()
+        hw, geo = self.hw, self.geometry
+        desc = data.View(DESCRIPTOR_LAYOUT, self.desc.as_value())
+        flags = desc.flags
+        axi_bytes = geo.axi_bytes
+        shift = axi_bytes.bit_length() - 1
+        base = self.base
+
+        m.submodules.unit = unit = ComputeUnit(hw)
+        m.d.comb += [
+            unit.desc.eq(desc), unit.start.eq(self.start),
+            self.done.eq(unit.done), self.status.eq(0), self.issuing.eq(unit.issuing),
+        ]
+        wiring.connect(m, wiring.flipped(self.read_data), unit.fill)
+        wiring.connect(m, unit.out, wiring.flipped(self.write_data))
+
+        read_free = hold(m, self.read_cmd)
+        write_free = hold(m, self.write_cmd)
+        x_row_beats = Signal(BEATS_WIDTH)
+        chunk_bytes = Signal(32)         # bytes of output columns per full chunk (same for r)
+
+        # Weight stream: bias pieces then weight pieces (or rows of B), per chunk.
+        w_chunk = ChunkWalker(m, desc, geo, "wload")
+        w_active = Signal()              # chunks remain to be loaded
+        w_phase = Signal(2)              # 0: wait for a bank, 1: bias pieces, 2: weight pieces (or B rows)
+        w_bias_addr = Signal(32)
+        w_weight_addr = Signal(32)
+        w_b_chunk_addr = Signal(32)      # B_ROWMAJOR: the current chunk's column segment in row 0 of B
+        w_left = Signal(32)              # words (B: rows) left in the current phase
+        w_weight_words = Signal(32)
+        banks_free = Signal(range(3))
+        w_chunk_tiles_k = Signal(32)
+        m.d.comb += w_chunk_tiles_k.eq(w_chunk.tiles * desc.k_tiles)
+        bias_words = w_chunk.tiles * (hw.lanes_out * hw.bias_bytes // axi_bytes)
+        b_operand = flags.b_rowmajor | flags.b_transposed
+        b_rows = Mux(flags.b_rowmajor, desc.k, w_chunk.cols)
+        b_row_beats = Signal(BEATS_WIDTH)
+        m.d.comb += b_row_beats.eq(Mux(flags.b_rowmajor, w_chunk.out_beats, x_row_beats))
+        b_phase = b_operand & (w_phase == 2)
+        piece = Mux(b_phase, b_row_beats, Mux(w_left > PIECE_BEATS, PIECE_BEATS, w_left))
+        last_piece = Mux(b_phase, w_left == 1, w_left <= PIECE_BEATS)
+        w_wants = w_active & (w_phase != 0) & (w_left != 0)
+
+        # Activation stream: x row then r segment, per chunk and row.
+        a_chunk = ChunkWalker(m, desc, geo, "aload")
+        a_active = Signal()
+        a_on_residual = Signal()
+        a_row = Signal(32)
+        a_x_addr = Signal(32)
+        a_r_addr = Signal(32)
+        a_r_row_addr = Signal(32)        # r segment start of row 0 in the current chunk
+        ring_free = Signal(range(geo.ring_words + 1))
+        residual_free = Signal(range(geo.residual_beats + 1))
+        a_wants_x = a_active & ~a_on_residual & (ring_free >= desc.k_tiles)
+        a_wants_r = a_active & a_on_residual & (residual_free >= a_chunk.out_beats)
+        a_wants = a_wants_x | a_wants_r
+
+        # Write stream: one command per chunk and row.
+        o_chunk = ChunkWalker(m, desc, geo, "store")
+        o_active = Signal()
+        o_row = Signal(32)
+        o_addr = Signal(32)
+        o_row_addr = Signal(32)
+
+        # Arbitration of the read commands.
+        weights_urgent = w_chunk.index <= a_chunk.index
+        pick_weights = Signal()
+        pick_act = Signal()
+        m.d.comb += [
+            pick_weights.eq(read_free & w_wants & (weights_urgent | ~a_wants)),
+            pick_act.eq(read_free & a_wants & ~pick_weights),
+        ]
+
+        # Credits, returned by the compute unit's release pulses.
+        take_ring = pick_act & ~a_on_residual
+        take_residual = pick_act & a_on_residual
+        take_bank = Signal()
+        m.d.sync += [
+            ring_free.eq(ring_free + Mux(unit.row_released, desc.k_tiles, 0) - Mux(take_ring, desc.k_tiles, 0)),
+            residual_free.eq(residual_free + unit.residual_released - Mux(take_residual, a_chunk.out_beats, 0)),
+            banks_free.eq(banks_free + unit.chunk_released - take_bank),
+        ]
+
+        with m.If(pick_weights):
+            m.d.sync += w_left.eq(w_left - Mux(b_phase, 1, piece))
+            with m.If(w_phase == 1):
+                m.d.sync += [*issue(self.read_cmd, addr=w_bias_addr, beats=piece, tag=Tag.BIAS),
+                             w_bias_addr.eq(w_bias_addr + (piece << shift))]
+            with m.Else():
+                m.d.sync += [*issue(self.read_cmd, addr=w_weight_addr, beats=piece,
+                                    tag=Mux(last_piece, Tag.WEIGHT_END, Tag.WEIGHT)),
+                             w_weight_addr.eq(w_weight_addr + Mux(b_operand, desc.w_stride, piece << shift))]
+        # Phase changes of the weight stream (a phase ends when its last piece is issued).
+        with m.If(w_active):
+            with m.If(w_phase == 0):
+                with m.If(banks_free != 0):
+                    m.d.comb += take_bank.eq(1)
+                    weight_words = Mux(b_operand, b_rows, w_chunk_tiles_k * geo.tile_beats)
+                    m.d.sync += [w_weight_words.eq(weight_words)]
+                    with m.If(flags.bias):
+                        m.d.sync += [w_phase.eq(1), w_left.eq(bias_words)]
+                    with m.Else():
+                        m.d.sync += [w_phase.eq(2), w_left.eq(weight_words)]
+            with m.Elif((w_phase == 1) & pick_weights & last_piece):
+                m.d.sync += [w_phase.eq(2), w_left.eq(w_weight_words)]
+            with m.Elif((w_phase == 2) & pick_weights & last_piece):
+                m.d.sync += [w_phase.eq(0), w_chunk.advance()]
+                with m.If(flags.b_rowmajor):  # the next chunk's segments start chunk_bytes further along row 0
+                    m.d.sync += [w_weight_addr.eq(w_b_chunk_addr + chunk_bytes),
+                                 w_b_chunk_addr.eq(w_b_chunk_addr + chunk_bytes)]
+                with m.If(w_chunk.last):
+                    m.d.sync += w_active.eq(0)
+
+        with m.If(pick_act):
+            with m.If(~a_on_residual):
+                m.d.sync += issue(self.read_cmd, addr=a_x_addr, beats=x_row_beats, tag=Tag.ACT)
+                with m.If(flags.residual):
+                    m.d.sync += a_on_residual.eq(1)
+            with m.Else():
+                m.d.sync += [*issue(self.read_cmd, addr=a_r_addr, beats=a_chunk.out_beats, tag=Tag.RES),
+                             a_on_residual.eq(0)]
+            row_end = ~flags.residual | a_on_residual
+            with m.If(row_end):
+                with m.If(a_row == desc.m - 1):
+                    m.d.sync += [a_row.eq(0), a_chunk.advance(), a_x_addr.eq(base + desc.x_addr),
+                                 a_r_addr.eq(a_r_row_addr + chunk_bytes), a_r_row_addr.eq(a_r_row_addr + chunk_bytes)]
+                    with m.If(a_chunk.last):
+                        m.d.sync += a_active.eq(0)
+                with m.Else():
+                    m.d.sync += [a_row.eq(a_row + 1), a_x_addr.eq(a_x_addr + desc.x_stride),
+                                 a_r_addr.eq(a_r_addr + desc.res_stride)]
+
+        with m.If(o_active & write_free):
+            m.d.sync += issue(self.write_cmd, addr=o_addr, beats=o_chunk.out_beats)
+            with m.If(o_row == desc.m - 1):
+                m.d.sync += [o_row.eq(0), o_chunk.advance(), o_addr.eq(o_row_addr + chunk_bytes),
+                             o_row_addr.eq(o_row_addr + chunk_bytes)]
+                with m.If(o_chunk.last):
+                    m.d.sync += o_active.eq(0)
+            with m.Else():
+                m.d.sync += [o_row.eq(o_row + 1), o_addr.eq(o_addr + desc.out_stride)]
+
+        with m.If(self.start):
+            m.d.sync += [
+                x_row_beats.eq((desc.k * hw.act_bytes + axi_bytes - 1) >> shift),
+                chunk_bytes.eq(desc.chunk_tiles * (hw.lanes_out * hw.act_bytes)),
+                ring_free.eq(geo.ring_words), residual_free.eq(geo.residual_beats), banks_free.eq(2),
+                w_active.eq(~flags.bypass), w_phase.eq(0), w_left.eq(0), *w_chunk.reset(),
+                w_bias_addr.eq(base + desc.bias_addr), w_weight_addr.eq(base + desc.w_addr),
+                w_b_chunk_addr.eq(base + desc.w_addr),
+                a_active.eq(1), a_on_residual.eq(0), a_row.eq(0), *a_chunk.reset(),
+                a_x_addr.eq(base + desc.x_addr), a_r_addr.eq(base + desc.res_addr),
+                a_r_row_addr.eq(base + desc.res_addr),
+                o_active.eq(1), o_row.eq(0), *o_chunk.reset(),
+                o_addr.eq(base + desc.out_addr), o_row_addr.eq(base + desc.out_addr),
+            ]
+        return m
