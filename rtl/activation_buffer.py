@@ -10,11 +10,11 @@ one word is read per cycle. ``RES`` beats (rows of the residual operand) queue i
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal, unsigned
+from amaranth import Cat, Module, Signal
 from amaranth.lib import fifo, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .bank import Bank
 from .descriptor import Tag
 from .engine import fill_layout
 from .geometry import Geometry, wrap
@@ -58,12 +58,12 @@ class ActivationBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         geo = self.geometry
-        act_mems = []
+        act_banks = []
         for i in range(geo.act_slots):
-            m.submodules[f"act{i}"] = mem = Memory(shape=unsigned(geo.axi_bits), depth=geo.ring_words, init=[])
-            act_mems.append(mem)
-        act_w = [mem.write_port() for mem in act_mems]
-        act_r = [mem.read_port() for mem in act_mems]
+            m.submodules[f"act{i}"] = bank = Bank(width=geo.axi_bits, depth=geo.ring_words)
+            act_banks.append(bank)
+        act_w = [bank.write for bank in act_banks]
+        act_r = [bank.read for bank in act_banks]
         m.submodules.residual = residual = fifo.SyncFIFOBuffered(width=geo.axi_bits, depth=geo.residual_beats)
 
         beat = self.fill.payload

@@ -10,10 +10,11 @@ the ROM returns (c0, c1, c2) (1); Horner's two multiply-adds (2, 3); then as abo
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, signed, unsigned
+from amaranth import Cat, Mux, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from hwgen.golden import nonlinear as nl
+from hwgen.rtl.bank import Bank
 from hwgen.rtl.lane_unit import LaneUnit
 from hwgen.rtl.pipeline import Pipeline
 from hwgen.rtl.requantize import lane_shape, requantize_lane
@@ -47,6 +48,10 @@ class GeluTable:
 
     def memory(self) -> Memory:
         return Memory(shape=unsigned(sum(self.fields)), depth=len(self.words), init=self.words)
+
+    def rom(self) -> Bank:
+        """The table as a read-only :class:`~hwgen.rtl.bank.Bank`: equal lanes' tables are one module for Yosys."""
+        return Bank(width=sum(self.fields), depth=len(self.words), init=self.words, writable=False)
 
     def field(self, word, k: int, is_signed: bool):
         start = sum(self.fields[:k])

@@ -125,8 +125,8 @@ class PostLanes(wiring.Component):
         gelu_table = GeluTable(self.gelu_config)
         gelu_out = []
         for e in range(post_lanes):
-            m.submodules[f"gelu_table{e}"] = rom = gelu_table.memory()  # one ROM per lane: one read port each
-            gelu_out.append(gelu_lane(gelu_pipe, self.gelu_config, gelu_table, rom.read_port(domain="sync"),
+            m.submodules[f"gelu_table{e}"] = rom = gelu_table.rom()  # one ROM per lane: one read port each
+            gelu_out.append(gelu_lane(gelu_pipe, self.gelu_config, gelu_table, rom.read,
                                       y1[e][:act_bits].as_signed()))
         y1 = [gelu_pipe.wire(RESULT_SHAPE, Mux(ops.gelu, g, gelu_pipe.delay(v, gelu_stages, name=f"y1_{e}_g")),
                              name=f"y1g_{e}")

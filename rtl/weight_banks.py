@@ -10,11 +10,11 @@ tiles at a time. The bias buffer holds the loaded chunks' bias entries, two bank
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .bank import Bank
 from .descriptor import Tag
 from .engine import fill_layout
 from .geometry import Geometry, extend
@@ -85,17 +85,17 @@ class WeightBanks(wiring.Component):
         slots, rows_per_bank = geo.slots_per_row, geo.bank_rows
         slot_shift = slots.bit_length() - 1
 
-        weight_mems, bias_mems = [], []
+        weight_banks, bias_banks = [], []
         for i in range(geo.tile_words):
-            m.submodules[f"weights{i}"] = mem = Memory(shape=unsigned(geo.axi_bits), depth=2 * rows_per_bank, init=[])
-            weight_mems.append(mem)
+            m.submodules[f"weights{i}"] = bank = Bank(width=geo.axi_bits, depth=2 * rows_per_bank, granularity=weight_bits)
+            weight_banks.append(bank)
         for i in range(geo.bias_slots):
-            m.submodules[f"bias{i}"] = mem = Memory(shape=unsigned(geo.axi_bits), depth=2 * geo.bias_words, init=[])
-            bias_mems.append(mem)
-        weight_w = [mem.write_port(granularity=weight_bits) for mem in weight_mems]
-        bias_w = [mem.write_port() for mem in bias_mems]
-        weight_r = [mem.read_port() for mem in weight_mems]
-        bias_r = [mem.read_port() for mem in bias_mems]
+            m.submodules[f"bias{i}"] = bank = Bank(width=geo.axi_bits, depth=2 * geo.bias_words)
+            bias_banks.append(bank)
+        weight_w = [bank.write for bank in weight_banks]
+        bias_w = [bank.write for bank in bias_banks]
+        weight_r = [bank.read for bank in weight_banks]
+        bias_r = [bank.read for bank in bias_banks]
 
         # ------------------------------------------------------------------ fill
         beat = self.fill.payload
