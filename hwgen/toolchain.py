@@ -142,16 +142,13 @@ def cached_text(kind: str, parts: tuple, make) -> str:
     return (_build_once(kind, _digest(kind, *parts), build) / "text").read_text()
 
 
-@functools.lru_cache(maxsize=1)
-def sources_digest() -> str:
-    """Digest of every Python source of hwgen as installed (``hwgen/`` and ``rtl/``): a cache key part for
-    what hwgen's own code generates (the core's Verilog), so any change to the code misses the cache."""
-    import hwgen
-    import hwgen.rtl
-
+@functools.lru_cache(maxsize=8)
+def sources_digest(*roots: Path) -> str:
+    """Digest of every Python source below ``roots`` (by default hwgen's own package folder): a cache
+    key part for what code generates (the core's Verilog), so any change to that code misses the cache."""
     h = hashlib.sha256()
-    for root in (Path(hwgen.__file__).parent, Path(hwgen.rtl.__file__).parent):
-        for path in sorted(root.rglob("*.py")):
+    for root in roots or (Path(__file__).parent,):
+        for path in sorted(Path(root).rglob("*.py")):
             h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:20]
 

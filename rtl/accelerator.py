@@ -12,6 +12,7 @@ is reused over enough rows (see docs/isa.md "Register map and RTL core").
 """
 
 import functools
+from pathlib import Path
 
 from amaranth import Module
 from amaranth.lib import wiring
@@ -107,7 +108,7 @@ def core_verilog(hw: HwParams) -> str:
     The same text for ``hwgen build`` and every bench, so Verilator builds each core once (its cache
     is keyed by the text); ``emit_src=False`` because source paths would differ between checkouts.
     Converting a large core takes Amaranth a minute, so the text is cached on disk too, keyed by the
-    parameters and every source file of hwgen (``toolchain.sources_digest``): test workers and later
+    parameters and every source file of hwgen and its RTL (``toolchain.sources_digest``): test workers and later
     runs convert each core once.
     """
     def convert() -> str:
@@ -118,5 +119,6 @@ def core_verilog(hw: HwParams) -> str:
                   "// Register map and run sequence: docs/isa.md section 8.\n")
         return header + text
 
-    return toolchain.cached_text("verilog", (repr(hw), stamp(), toolchain.sources_digest(),
+    sources = toolchain.sources_digest(Path(toolchain.__file__).parent, Path(__file__).parent)  # hwgen/, rtl/
+    return toolchain.cached_text("verilog", (repr(hw), stamp(), sources,
                                              toolchain.release("amaranth")), convert)

@@ -126,7 +126,7 @@ def test_the_core_verilog_is_cached_under_the_sources_digest(tmp_path, monkeypat
     first = accelerator.core_verilog(hw)
     assert "\nmodule hwgen_accel(" in first
     entries = list((tmp_path / "verilog").iterdir())
-    monkeypatch.setattr(toolchain, "sources_digest", lambda: "changed")
+    monkeypatch.setattr(toolchain, "sources_digest", lambda *roots: "changed")
     accelerator.core_verilog.cache_clear()
     assert accelerator.core_verilog(hw) == first
     assert len([p for p in (tmp_path / "verilog").iterdir() if p.is_dir()]) == len([p for p in entries if p.is_dir()]) + 1
