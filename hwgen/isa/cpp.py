@@ -9,8 +9,8 @@ spec's fields: the HLS controller never writes a bit position by hand.
 from __future__ import annotations
 
 from hwgen.isa.spec import (
-    ATTENTION_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS,
-    STATS_ENTRY_BYTES, VERSION, Field, Flag, Opcode, Status,
+    BLOCKS, DESCRIPTOR_BYTES, HEADER_BYTES, MAGIC, RESERVED_OPCODES, STATS_ENTRY_BYTES, VERSION, Field, Flag, Opcode,
+    Status,
 )
 
 __all__ = ["ISA_HEADER_NAME", "isa_header"]
@@ -94,13 +94,7 @@ def isa_header() -> str:
         "};",
         "",
     ]
-    lines += _block("header_fields", "decode_header", HEADER_FIELDS, 16, "The Program header (docs/isa.md §3.1).")
-    lines += _block("linear_descriptor", "decode_linear", LINEAR_FIELDS, 16, "A LINEAR descriptor (docs/isa.md §3.3).")
-    lines += _block("row_descriptor", "decode_rows", ROW_FIELDS, 16,
-                    "A LAYERNORM or SOFTMAX descriptor (docs/isa.md §3.6).")
-    lines += _block("attention_descriptor", "decode_attention", ATTENTION_FIELDS, 16,
-                    "A QK_SOFTMAX_STATS or AV descriptor (docs/isa.md §3.8).")
-    lines += _block("requant_fields", "decode_requant_fields", REQUANT_FIELDS, 1,
-                    "A requantization word, RQ1 or RQ2 (docs/isa.md §3.5).")
+    for block in BLOCKS.values():
+        lines += _block(block.c_struct, block.c_decoder, block.fields, block.bits // 32, block.meaning)
     lines += ["} // namespace hwgen", "", "#endif", ""]
     return "\n".join(lines)

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 from hwgen.isa.spec import (
-    ATTENTION_FIELDS, FLAG_MEANINGS, HEADER_FIELDS, LINEAR_FIELDS, OPCODE_MEANINGS, REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS,
-    STATUS_MEANINGS, Field, Flag, Opcode, Status,
+    BLOCKS, FLAG_MEANINGS, OPCODE_MEANINGS, RESERVED_OPCODES, STATUS_MEANINGS, Field, Flag, Opcode, Status,
 )
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES
 
@@ -71,14 +70,10 @@ def _modes() -> str:
 
 #: Every generated table of docs/isa.md, by marker name.
 TABLES = {
-    "header": lambda: _field_table(HEADER_FIELDS),
+    **{name: (lambda block=block: _field_table(block.fields, word_column=block.bits > 32)) for name, block in BLOCKS.items()},
     "opcodes": _opcodes,
-    "linear": lambda: _field_table(LINEAR_FIELDS),
     "flags": _flags,
-    "requant": lambda: _field_table(REQUANT_FIELDS, word_column=False),
     "modes": _modes,
-    "row": lambda: _field_table(ROW_FIELDS),
-    "attention": lambda: _field_table(ATTENTION_FIELDS),
     "status": _status,
 }
 

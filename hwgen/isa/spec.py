@@ -280,20 +280,38 @@ REQUANT_FIELDS = (
 )
 
 #: Every block and its size in bits, for the generators and the coverage check.
+@dataclass(frozen=True)
+class Block:
+    """One packed block of the ISA: its field table, its size, and the names the generated C++ gives it."""
+
+    fields: tuple[Field, ...]
+    bits: int
+    c_struct: str  # the struct of hwgen_isa.h
+    c_decoder: str  # the function of hwgen_isa.h that unpacks it
+    meaning: str  # one line, with the docs/isa.md section
+
+
+#: Every block, by the name of its table in docs/isa.md (``<!-- isa:NAME -->``). The codec, the C++
+#: header and the document iterate over this: a new descriptor block is one entry here.
 BLOCKS = {
-    "header": (HEADER_FIELDS, 8 * HEADER_BYTES),
-    "linear": (LINEAR_FIELDS, 8 * DESCRIPTOR_BYTES),
-    "row": (ROW_FIELDS, 8 * DESCRIPTOR_BYTES),
-    "attention": (ATTENTION_FIELDS, 8 * DESCRIPTOR_BYTES),
-    "requant": (REQUANT_FIELDS, 32),
+    "header": Block(HEADER_FIELDS, 8 * HEADER_BYTES, "header_fields", "decode_header",
+                    "The Program header (docs/isa.md §3.1)."),
+    "linear": Block(LINEAR_FIELDS, 8 * DESCRIPTOR_BYTES, "linear_descriptor", "decode_linear",
+                    "A LINEAR descriptor (docs/isa.md §3.3)."),
+    "row": Block(ROW_FIELDS, 8 * DESCRIPTOR_BYTES, "row_descriptor", "decode_rows",
+                 "A LAYERNORM or SOFTMAX descriptor (docs/isa.md §3.6)."),
+    "attention": Block(ATTENTION_FIELDS, 8 * DESCRIPTOR_BYTES, "attention_descriptor", "decode_attention",
+                       "A QK_SOFTMAX_STATS or AV descriptor (docs/isa.md §3.8)."),
+    "requant": Block(REQUANT_FIELDS, 32, "requant_fields", "decode_requant_fields",
+                     "A requantization word, RQ1 or RQ2 (docs/isa.md §3.5)."),
 }
 
 
 def _check_blocks() -> None:
     """Each block's fields tile its bits exactly, in order: a typo in a table fails at import."""
-    for name, (fields, size) in BLOCKS.items():
-        position = 0
-        for f in fields:
+    for name, block in BLOCKS.items():
+        position, size = 0, block.bits
+        for f in block.fields:
             if f.offset != position:
                 raise AssertionError(f"ISA block {name}: field {f.name} must start at bit {position}, not {f.offset}")
             position += f.bits
