@@ -27,9 +27,9 @@ from amaranth.lib import data, wiring
 from hwgen.hwparams import HwParams
 
 from ._errors import refuse
-from .compute_unit import ComputeUnit
+from .compute_unit import compute_unit_signature
 from .descriptor import DESCRIPTOR_LAYOUT, OPCODE_LINEAR, Tag
-from .engine import BEATS_WIDTH, Checks, engine_signature, hold, issue, misaligned
+from .engine import BEATS_WIDTH, Checks, array_engine_signature, hold, issue, misaligned
 from .geometry import PIECE_BEATS, ChunkWalker, Geometry
 
 __all__ = ["LinearEngine"]
@@ -44,7 +44,8 @@ def _requant_ok(rq):
 class LinearEngine(wiring.Component):
     """LINEAR descriptors: the compute unit behind its weight, activation and write streams.
 
-    Its members are :func:`~hwgen.rtl.engine.engine_signature`'s.
+    Its members are :func:`~hwgen.rtl.engine.array_engine_signature`'s: the handshake, and ``unit``,
+    the shared compute unit (``rtl/compute_unit.py``) the controller lends the running engine.
     """
 
     OPCODES = (OPCODE_LINEAR,)
@@ -104,7 +105,7 @@ class LinearEngine(wiring.Component):
             refuse(self, problem)
         self.hw = hw
         self.geometry = Geometry(hw)
-        super().__init__(engine_signature(hw.axi_data_width))
+        super().__init__(array_engine_signature(hw, compute_unit_signature(hw)))
 
     def elaborate(self, platform):
         m = Module()
@@ -115,13 +116,13 @@ class LinearEngine(wiring.Component):
         shift = axi_bytes.bit_length() - 1
         base = self.base
 
-        m.submodules.unit = unit = ComputeUnit(hw)
+        unit = self.unit
         m.d.comb += [
-            unit.desc.eq(desc), unit.start.eq(self.start),
+            unit.desc.eq(desc), unit.start.eq(self.start), unit.scale.eq(1), unit.head_cols.eq(0),
             self.done.eq(unit.done), self.status.eq(0), self.issuing.eq(unit.issuing),
         ]
-        wiring.connect(m, wiring.flipped(self.read_data), unit.fill)
-        wiring.connect(m, unit.out, wiring.flipped(self.write_data))
+        wiring.connect(m, wiring.flipped(self.read_data), wiring.flipped(unit.fill))
+        wiring.connect(m, wiring.flipped(unit.out), wiring.flipped(self.write_data))
 
         read_free = hold(m, self.read_cmd)
         write_free = hold(m, self.write_cmd)
