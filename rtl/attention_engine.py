@@ -322,7 +322,8 @@ class AttentionEngine(wiring.Component):
             inv = Mux(collect == u, out.payload.inv_sum[0], inv)
             collected = collected | ((collect == u) & out.valid)
         m.d.comb += [
-            entries.w_data.eq(Cat(top, top[-1].replicate(32 - act_bits), inv, Const(0, 32 - cfg.inv_fmt.width))),
+            entries.w_data.eq(Cat(top[:act_bits], top[act_bits - 1].replicate(32 - act_bits), inv[:cfg.inv_fmt.width],
+                                  Const(0, 32 - cfg.inv_fmt.width))),
             entries.w_en.eq(collected & entries.w_rdy),
         ]
         with m.If(collected & entries.w_rdy):
