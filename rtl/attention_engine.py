@@ -35,6 +35,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from hwgen.hwparams import HwParams
 from hwgen.units import ROW_MAX, attention_problem
 
+from ._errors import refuse
 from .compute_unit import compute_unit_signature
 from .descriptor import (
     ATTENTION_DESCRIPTOR_LAYOUT, DESCRIPTOR_LAYOUT, OPCODE_AV, OPCODE_LINEAR, OPCODE_QK_SOFTMAX_STATS,
@@ -113,6 +114,9 @@ class AttentionEngine(wiring.Component):
         return Checks(bad, too_big, unaligned, terms)
 
     def __init__(self, hw: HwParams):
+        problem = self.problem(hw)
+        if problem:
+            refuse(self, problem)
         self.hw = hw
         self.geometry = Geometry(hw)
         self.units = stats_units(hw)

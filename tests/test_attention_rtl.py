@@ -13,29 +13,23 @@ printed beside ``hwgen.compiler.engines.attention.estimate`` and the array's ide
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import pytest
 from amaranth.hdl import Fragment
 
-from hwgen import golden, toolchain, zoo
+from hwgen import toolchain
 from hwgen.board import load_board
 from hwgen.compiler import Program, isa_sim
 from hwgen.cosim import tb_accelerator as tb
 from hwgen.hwparams import HwParams
 from hwgen.isa import OPCODE_AV, OPCODE_QK_SOFTMAX_STATS, Status
-from hwgen.pipeline import build
 from hwgen.rtl.attention_engine import AttentionEngine, stats_units
 from hwgen.rtl.controller import Controller
 
 from refusals import attention_refusal_cases
 from test_accelerator_rtl import _shared_refusal_runs, _signature_only
-
-
-def with_attention(hw: HwParams) -> HwParams:
-    return dataclasses.replace(hw, acc_bits=48, has_attention=True)
-
+from test_attention_hls import compiled_vit_block, with_attention
 
 GEOMETRIES = {
     "8x8-axi64": with_attention(HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)),
@@ -48,12 +42,8 @@ STALLS = {"8x8-axi64": 0.3, "16x16-axi128": 0.0}
 def vit_block(name: str):
     """vit-block's Program and seeded image for geometry ``name``, and isa_sim's image after it."""
     hw = GEOMETRIES[name]
-    result = build(zoo.load_model("vit-block", seed=1), hw)
-    inputs = golden.quantize_inputs(result.qgraph, golden.sample_inputs(result.qgraph, seed=1))
-    image = result.image.write_all(inputs)
-    opcodes = [d.opcode for d in result.program.descriptors]
-    assert opcodes.count(OPCODE_QK_SOFTMAX_STATS) == opcodes.count(OPCODE_AV) == 1
-    return result.program, image, isa_sim(result.program, image, hw).data
+    program, image = compiled_vit_block(hw)
+    return program, image, isa_sim(program, image, hw).data
 
 
 def _regions(image):
