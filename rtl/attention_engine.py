@@ -35,13 +35,12 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from hwgen.hwparams import HwParams
 from hwgen.units import ROW_MAX, attention_problem
 
-from ._errors import refuse
-from .compute_unit import compute_unit_signature
+from .compute_unit import ArrayEngine
 from .descriptor import (
     ATTENTION_DESCRIPTOR_LAYOUT, DESCRIPTOR_LAYOUT, OPCODE_AV, OPCODE_LINEAR, OPCODE_QK_SOFTMAX_STATS,
     STATS_ENTRY_BYTES, Tag,
 )
-from .engine import BEATS_WIDTH, Checks, array_engine_signature, hold, issue, misaligned
+from .engine import BEATS_WIDTH, Checks, hold, issue, misaligned
 from .geometry import Geometry
 from .linear_engine import _requant_ok
 from .softmax import SoftmaxNormalize, SoftmaxStats
@@ -64,7 +63,7 @@ def _ceil_div(value, divisor: int):
     return (value + divisor - 1) // divisor
 
 
-class AttentionEngine(wiring.Component):
+class AttentionEngine(ArrayEngine):
     """QK_SOFTMAX_STATS and AV descriptors on the shared compute unit.
 
     Its members are :func:`~hwgen.rtl.engine.array_engine_signature`'s.
@@ -114,13 +113,8 @@ class AttentionEngine(wiring.Component):
         return Checks(bad, too_big, unaligned, terms)
 
     def __init__(self, hw: HwParams):
-        problem = self.problem(hw)
-        if problem:
-            refuse(self, problem)
-        self.hw = hw
-        self.geometry = Geometry(hw)
+        super().__init__(hw)
         self.units = stats_units(hw)
-        super().__init__(array_engine_signature(hw, compute_unit_signature(hw)))
 
     def elaborate(self, platform):
         m = Module()

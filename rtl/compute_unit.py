@@ -30,13 +30,13 @@ from hwgen.hwparams import HwParams
 from ._errors import refuse
 from .activation_buffer import ActivationBuffer
 from .descriptor import DESCRIPTOR_LAYOUT
-from .engine import fill_layout, out_layout
+from .engine import array_engine_signature, fill_layout, out_layout
 from .geometry import PIECE_BEATS, ChunkWalker, Geometry, extend, wrap
 from .mac_array import MacArray
 from .post_lanes import PostLanes
 from .weight_banks import WeightBanks
 
-__all__ = ["PIECE_BEATS", "Geometry", "ChunkWalker", "ComputeUnit", "compute_unit_signature"]
+__all__ = ["PIECE_BEATS", "Geometry", "ChunkWalker", "ComputeUnit", "compute_unit_signature", "ArrayEngine"]
 
 
 def compute_unit_signature(hw: HwParams) -> wiring.Signature:
@@ -55,6 +55,20 @@ def compute_unit_signature(hw: HwParams) -> wiring.Signature:
         "scale": In(16),
         "head_cols": In(32),
     })
+
+
+class ArrayEngine(wiring.Component):
+    """Base of the engines that run on this unit (LINEAR, attention): their members are
+    :func:`~hwgen.rtl.engine.array_engine_signature`'s (the handshake and ``unit``, the compute unit the
+    controller lends the running engine); a subclass states ``problem(hw)`` and elaborates its streams."""
+
+    def __init__(self, hw: HwParams):
+        problem = self.problem(hw)
+        if problem:
+            refuse(self, problem)
+        self.hw = hw
+        self.geometry = Geometry(hw)
+        super().__init__(array_engine_signature(hw, compute_unit_signature(hw)))
 
 
 class ComputeUnit(wiring.Component):

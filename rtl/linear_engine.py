@@ -26,10 +26,9 @@ from amaranth.lib import data, wiring
 
 from hwgen.hwparams import HwParams
 
-from ._errors import refuse
-from .compute_unit import compute_unit_signature
+from .compute_unit import ArrayEngine
 from .descriptor import DESCRIPTOR_LAYOUT, OPCODE_LINEAR, Tag
-from .engine import BEATS_WIDTH, Checks, array_engine_signature, hold, issue, misaligned
+from .engine import BEATS_WIDTH, Checks, hold, issue, misaligned
 from .geometry import PIECE_BEATS, ChunkWalker, Geometry
 
 __all__ = ["LinearEngine"]
@@ -41,7 +40,7 @@ def _requant_ok(rq):
             & ~raw[15] & ~raw[19] & ~raw[23] & (raw[30:32] == 0))
 
 
-class LinearEngine(wiring.Component):
+class LinearEngine(ArrayEngine):
     """LINEAR descriptors: the compute unit behind its weight, activation and write streams.
 
     Its members are :func:`~hwgen.rtl.engine.array_engine_signature`'s: the handshake, and ``unit``,
@@ -98,14 +97,6 @@ class LinearEngine(wiring.Component):
             (f.bias, d.bias_addr, d.n_tiles, lo * hw.bias_bytes, 0),
         ]
         return Checks(bad, too_big, unaligned, terms)
-
-    def __init__(self, hw: HwParams):
-        problem = Geometry.problem(hw)
-        if problem:
-            refuse(self, problem)
-        self.hw = hw
-        self.geometry = Geometry(hw)
-        super().__init__(array_engine_signature(hw, compute_unit_signature(hw)))
 
     def elaborate(self, platform):
         m = Module()
