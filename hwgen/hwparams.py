@@ -65,10 +65,10 @@ class HwParams:
         Integer bits of the softmax unit's input format; its output is ``ufixed<act_bits, 1>``.
     has_attention : bool
         The core has the attention engine (opcodes ``QK_SOFTMAX_STATS`` and ``AV``, docs/isa.md §3.8).
-        ``False`` for every board hwgen ships today (the RTL core does not implement them yet), so
-        the validity rule refuses them (``BAD_OPCODE``) and the compiler refuses Attention layers.
-        ``True`` runs them on ``isa_sim``, the golden model and the HLS core (the RTL generator refuses
-        it). It enters the fingerprint only when set,
+        ``False`` for every board hwgen ships today, so the validity rule refuses them
+        (``BAD_OPCODE``) and the compiler refuses Attention layers. ``True`` runs them on ``isa_sim``,
+        the golden model, the HLS core and the RTL core (``rtl/attention_engine.py``, on the LINEAR
+        engine's MAC array; it needs AXI words of at least 64 bits). It enters the fingerprint only when set,
         so the fingerprints of the shipped cores are unchanged.
     """
 

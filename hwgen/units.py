@@ -83,13 +83,11 @@ def row_units_problem(hw) -> str | None:
 def attention_problem(hw) -> str | None:
     """Why hardware ``hw`` cannot run the attention opcodes (``QK_SOFTMAX_STATS``, ``AV``), or ``None``.
 
-    The attention engine is a capability of the core (``HwParams.has_attention``); the HLS core
-    implements it, the RTL core not yet, so every shipped board has it off and refuses the opcodes
-    with ``BAD_OPCODE``. Its softmax statistics use the softmax unit's numerics, so it also needs them.
+    The attention engine is a capability of the core (``HwParams.has_attention``); the HLS and RTL
+    cores implement it, every shipped board has it off and refuses the opcodes with ``BAD_OPCODE``. Its softmax statistics use the softmax unit's numerics, so it also needs them.
     """
     if not hw.has_attention:
-        return ("this hardware has no attention engine (HwParams.has_attention is false; the RTL core "
-                "does not implement QK_SOFTMAX_STATS and AV yet)")
+        return "this hardware has no attention engine (HwParams.has_attention is false)"
     problem = row_units_problem(hw)
     if problem is not None:
         return f"the attention engine needs the softmax unit's numerics: {problem}"

@@ -54,7 +54,9 @@ class Accelerator(wiring.Component):
     def __init__(self, hw: HwParams):
         problem = Geometry.problem(hw)
         if not problem and hw.has_attention:
-            problem = "has_attention must be false: the RTL core has no attention engine (QK_SOFTMAX_STATS, AV) yet"
+            from .attention_engine import AttentionEngine
+
+            problem = AttentionEngine.problem(hw)
         if problem:
             refuse(self, problem)
         self.hw = hw

@@ -30,13 +30,45 @@ from hwgen.hwparams import HwParams
 from ._errors import refuse
 from .activation_buffer import ActivationBuffer
 from .descriptor import DESCRIPTOR_LAYOUT
-from .engine import fill_layout, out_layout
+from .engine import array_engine_signature, fill_layout, out_layout
 from .geometry import PIECE_BEATS, ChunkWalker, Geometry, extend, wrap
 from .mac_array import MacArray
 from .post_lanes import PostLanes
 from .weight_banks import WeightBanks
 
-__all__ = ["PIECE_BEATS", "Geometry", "ChunkWalker", "ComputeUnit"]
+__all__ = ["PIECE_BEATS", "Geometry", "ChunkWalker", "ComputeUnit", "compute_unit_signature", "ArrayEngine"]
+
+
+def compute_unit_signature(hw: HwParams) -> wiring.Signature:
+    """The members of :class:`ComputeUnit`, seen from the unit (the engines that drive it hold it flipped)."""
+    geo = Geometry(hw)
+    return wiring.Signature({
+        "desc": In(DESCRIPTOR_LAYOUT),
+        "start": In(1),
+        "done": Out(1),
+        "fill": In(stream.Signature(fill_layout(geo.axi_bits))),
+        "out": Out(stream.Signature(out_layout(geo.axi_bits))),
+        "row_released": Out(1),
+        "chunk_released": Out(1),
+        "residual_released": Out(1),
+        "issuing": Out(1),
+        "scale": In(16),
+        "head_cols": In(32),
+    })
+
+
+class ArrayEngine(wiring.Component):
+    """Base of the engines that run on this unit (LINEAR, attention): their members are
+    :func:`~hwgen.rtl.engine.array_engine_signature`'s (the handshake and ``unit``, the compute unit the
+    controller lends the running engine); a subclass states ``problem(hw)`` and elaborates its streams."""
+
+    def __init__(self, hw: HwParams):
+        problem = self.problem(hw)
+        if problem:
+            refuse(self, problem)
+        self.hw = hw
+        self.geometry = Geometry(hw)
+        super().__init__(array_engine_signature(hw, compute_unit_signature(hw)))
 
 
 class ComputeUnit(wiring.Component):
@@ -63,6 +95,11 @@ class ComputeUnit(wiring.Component):
         Pulse: one residual word left the residual FIFO.
     issuing : Out(1)
         The array issues a tile this cycle (``lanes_in × lanes_out`` MACs of work).
+    scale : In(16)
+        RQ1 reads ``acc · scale`` (the attention engine's Q·Kᵀ; LINEAR drives 1). Used only on hardware
+        with the attention engine (``hw.has_attention``).
+    head_cols : In(32)
+        Not 0: every chunk has this many output columns (the attention engine runs one head per chunk).
     """
 
     def __init__(self, hw: HwParams):
@@ -73,17 +110,7 @@ class ComputeUnit(wiring.Component):
         self.geometry = geo = Geometry(hw)
         self.fill_layout = fill_layout(geo.axi_bits)
         self.out_layout = out_layout(geo.axi_bits)
-        super().__init__({
-            "desc": In(DESCRIPTOR_LAYOUT),
-            "start": In(1),
-            "done": Out(1),
-            "fill": In(stream.Signature(self.fill_layout)),
-            "out": Out(stream.Signature(self.out_layout)),
-            "row_released": Out(1),
-            "chunk_released": Out(1),
-            "residual_released": Out(1),
-            "issuing": Out(1),
-        })
+        super().__init__(compute_unit_signature(hw))
 
     def elaborate(self, platform):
         m = Module()
@@ -211,7 +238,7 @@ class ComputeUnit(wiring.Component):
 
         # ------------------------------------------------------------------ output words into the lanes
         post_lanes, out_beats_per_tile = geo.post_lanes, geo.tile_out_beats
-        post_chunk = ChunkWalker(m, desc, geo, "post")
+        post_chunk = ChunkWalker(m, desc, geo, "post", fixed_cols=self.head_cols)
         post_running = Signal()
         post_bank = Signal()
         post_row = Signal(32)
@@ -275,6 +302,7 @@ class ComputeUnit(wiring.Component):
             lanes.ops.r_unsigned.eq(flags.r_unsigned),
             lanes.ops.rq1.eq(desc.rq1), lanes.ops.rq2.eq(desc.rq2),
             lanes.ops.y_shift.eq(desc.y_shift), lanes.ops.r_shift.eq(desc.r_shift),
+            lanes.ops.scale.eq(self.scale),
         ]
         wiring.connect(m, lanes.out, wiring.flipped(self.out))
 

@@ -17,14 +17,16 @@ bounds checker), sets STATUS and stops the run before anything is computed or wr
 from functools import reduce
 from operator import or_
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.hwparams import HwParams
 
 from ._errors import refuse
+from .attention_engine import AttentionEngine
 from .checker import BoundsChecker
+from .compute_unit import ComputeUnit
 from .descriptor import (
     DESCRIPTOR_BYTES, DESCRIPTOR_LAYOUT, HEADER_BYTES, HEADER_LAYOUT, MAGIC, VERSION, Status, Tag,
 )
@@ -37,7 +39,7 @@ __all__ = ["ENGINES", "CHECK_SLOTS", "CHECK_CYCLES", "Controller"]
 
 #: The engines, one per opcode family; an engine whose ``problem(hw)`` is not ``None`` is left out
 #: (its opcodes are then refused as reserved ones).
-ENGINES = (LinearEngine, RowEngine)
+ENGINES = (LinearEngine, RowEngine, AttentionEngine)
 
 #: Operand extents the bounds checker walks per descriptor (LINEAR: x, out, r, B or weight tiles, bias).
 CHECK_SLOTS = 5
@@ -47,6 +49,40 @@ CHECK_CYCLES = CHECK_SLOTS + 1
 
 def _any(values):
     return reduce(or_, values, Const(0))
+
+
+def _lend_compute_unit(m, hw, engines, running):
+    """One :class:`ComputeUnit` (MAC array, weight banks, activation buffer, post lanes) for every engine
+    with a ``unit`` member: its inputs come from the engine whose opcode runs, its outputs go to all of
+    them, the pulses and valids gated to the running one."""
+    borrowers = [(engine, selected) for engine, selected in zip(engines, running) if hasattr(engine, "unit")]
+    if not borrowers:
+        return
+    m.submodules.unit = unit = ComputeUnit(hw)
+    gated = {("done",), ("issuing",), ("row_released",), ("chunk_released",), ("residual_released",),
+             ("out", "valid")}
+    for path, member in unit.signature.members.flatten():
+        if member.is_signature:
+            continue
+        target = unit
+        for name in path:
+            target = getattr(target, name)
+
+        def of(engine, path=path):
+            value = engine.unit
+            for name in path:
+                value = getattr(value, name)
+            return value
+
+        if member.flow == In:
+            value = Const(0, len(Value.cast(target)))
+            for engine, selected in borrowers:
+                value = Mux(selected, Value.cast(of(engine)), value)
+            m.d.comb += Value.cast(target).eq(value)
+        else:
+            for engine, selected in borrowers:
+                source = Value.cast(target)
+                m.d.comb += Value.cast(of(engine)).eq(source & selected if path in gated else source)
 
 
 class Controller(wiring.Component):
@@ -135,6 +171,7 @@ class Controller(wiring.Component):
         desc = Signal(DESCRIPTOR_LAYOUT)  # the dispatched descriptor
         fetched_family = [_any(words[:8] == op for op in engine.OPCODES) for engine in engines]
         running_family = [_any(desc.opcode == op for op in engine.OPCODES) for engine in engines]
+        _lend_compute_unit(m, hw, engines, running_family)
         ready = Const(1)  # DESC words are always taken
         write_valid, write_payload = Const(0), Const(0, len(self.write_data.payload.as_value()))
         for engine, selected in zip(engines, running_family):

@@ -11,8 +11,9 @@ from amaranth import signed, unsigned
 from amaranth.lib import data
 
 from hwgen.isa.spec import (
-    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, OPCODE_LAYERNORM, OPCODE_LINEAR,
-    OPCODE_SOFTMAX, REQUANT_FIELDS, ROW_FIELDS, VERSION, Field, Flag, Status,
+    ATTENTION_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, OPCODE_AV,
+    OPCODE_LAYERNORM, OPCODE_LINEAR, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX, REQUANT_FIELDS, ROW_FIELDS,
+    STATS_ENTRY_BYTES, VERSION, Field, Flag, Status,
 )
 
 __all__ = [
@@ -23,12 +24,16 @@ __all__ = [
     "OPCODE_LINEAR",
     "OPCODE_LAYERNORM",
     "OPCODE_SOFTMAX",
+    "OPCODE_QK_SOFTMAX_STATS",
+    "OPCODE_AV",
+    "STATS_ENTRY_BYTES",
     "struct_layout",
     "HEADER_LAYOUT",
     "RQ_LAYOUT",
     "FLAGS_LAYOUT",
     "DESCRIPTOR_LAYOUT",
     "ROW_DESCRIPTOR_LAYOUT",
+    "ATTENTION_DESCRIPTOR_LAYOUT",
     "Tag",
     "TAG_WIDTH",
     "Status",
@@ -61,7 +66,10 @@ DESCRIPTOR_LAYOUT = struct_layout(LINEAR_FIELDS, {"flags": FLAGS_LAYOUT, "rq1": 
 #: A LAYERNORM or SOFTMAX descriptor (docs/isa.md §3.6): the same 512 bits as a LINEAR descriptor, named differently.
 ROW_DESCRIPTOR_LAYOUT = struct_layout(ROW_FIELDS)
 
-assert ROW_DESCRIPTOR_LAYOUT.size == DESCRIPTOR_LAYOUT.size
+#: A QK_SOFTMAX_STATS or AV descriptor (docs/isa.md §3.8): the same 512 bits again.
+ATTENTION_DESCRIPTOR_LAYOUT = struct_layout(ATTENTION_FIELDS, {"rq": RQ_LAYOUT})
+
+assert ROW_DESCRIPTOR_LAYOUT.size == DESCRIPTOR_LAYOUT.size == ATTENTION_DESCRIPTOR_LAYOUT.size
 assert HEADER_LAYOUT.size == 8 * HEADER_BYTES and DESCRIPTOR_LAYOUT.size == 8 * DESCRIPTOR_BYTES
 
 
@@ -76,6 +84,8 @@ class Tag(enum.IntEnum):
     RES = 5         # one chunk-row of the residual r
     ROW_PARAM = 6   # LAYERNORM's γ, then its β (each one read command: its last beat ends it)
     ROW = 7         # one row of a LAYERNORM or SOFTMAX descriptor
+    SCORE = 8       # one score row of an AV descriptor (normalized into probabilities on the way in)
+    STATS = 9       # the AXI word holding one score row's statistics entry (AV)
 
 
-TAG_WIDTH = 3
+TAG_WIDTH = 4

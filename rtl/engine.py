@@ -23,6 +23,7 @@ from .descriptor import DESCRIPTOR_LAYOUT, TAG_WIDTH
 
 __all__ = [
     "BEATS_WIDTH", "read_cmd_layout", "write_cmd_layout", "fill_layout", "out_layout", "engine_signature",
+    "array_engine_signature",
     "Checks", "misaligned", "hold", "issue", "arbitrate",
 ]
 
@@ -88,6 +89,13 @@ def engine_signature(axi_bits: int) -> wiring.Signature:
         "write_cmd": Out(stream.Signature(write_cmd_layout())),
         "write_data": Out(stream.Signature(out_layout(axi_bits))),
     })
+
+
+def array_engine_signature(hw, unit: wiring.Signature) -> wiring.Signature:
+    """:func:`engine_signature` and ``unit``: an engine that runs on the shared MAC array drives the
+    compute unit's inputs and sees its outputs (``unit`` is the unit's own signature). The controller
+    holds the one compute unit and connects it to the engine of the running opcode."""
+    return wiring.Signature({**engine_signature(hw.axi_data_width).members, "unit": In(unit)})
 
 
 @dataclass

@@ -173,10 +173,12 @@ class ChunkWalker:
 
     ``tiles`` (output tiles in the chunk), ``cols`` (output columns), ``out_beats`` (AXI words of
     one output row segment), ``last_bytes`` (valid bytes of the segment's last word) and ``last``
-    (final chunk) are combinational from the registered chunk start.
+    (final chunk) are combinational from the registered chunk start. ``fixed_cols``, when given and
+    not 0, is every chunk's column count (the attention engine's heads: each chunk a head of
+    ``S`` or ``d_head`` columns).
     """
 
-    def __init__(self, m, desc, geometry: Geometry, name: str):
+    def __init__(self, m, desc, geometry: Geometry, name: str, fixed_cols=None):
         hw = geometry.hw
         self.index = Signal(16, name=f"{name}_chunk")
         self.tile_start = Signal(17, name=f"{name}_tile_start")
@@ -194,7 +196,8 @@ class ChunkWalker:
         shift = geometry.axi_bytes.bit_length() - 1
         m.d.comb += [
             self.tiles.eq(Mux(tiles_left < desc.chunk_tiles, tiles_left, desc.chunk_tiles)),
-            self.cols.eq(Mux(cols_left < chunk_cols, cols_left, chunk_cols)),
+            self.cols.eq(Mux(cols_left < chunk_cols, cols_left, chunk_cols) if fixed_cols is None else
+                         Mux(fixed_cols != 0, fixed_cols, Mux(cols_left < chunk_cols, cols_left, chunk_cols))),
             bytes_.eq(self.cols * hw.act_bytes),
             self.out_beats.eq((bytes_ + geometry.axi_bytes - 1) >> shift),
             self.last_bytes.eq(bytes_ - ((self.out_beats - 1) << shift)),

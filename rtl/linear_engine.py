@@ -26,10 +26,9 @@ from amaranth.lib import data, wiring
 
 from hwgen.hwparams import HwParams
 
-from ._errors import refuse
-from .compute_unit import ComputeUnit
+from .compute_unit import ArrayEngine
 from .descriptor import DESCRIPTOR_LAYOUT, OPCODE_LINEAR, Tag
-from .engine import BEATS_WIDTH, Checks, engine_signature, hold, issue, misaligned
+from .engine import BEATS_WIDTH, Checks, hold, issue, misaligned
 from .geometry import PIECE_BEATS, ChunkWalker, Geometry
 
 __all__ = ["LinearEngine"]
@@ -41,10 +40,11 @@ def _requant_ok(rq):
             & ~raw[15] & ~raw[19] & ~raw[23] & (raw[30:32] == 0))
 
 
-class LinearEngine(wiring.Component):
+class LinearEngine(ArrayEngine):
     """LINEAR descriptors: the compute unit behind its weight, activation and write streams.
 
-    Its members are :func:`~hwgen.rtl.engine.engine_signature`'s.
+    Its members are :func:`~hwgen.rtl.engine.array_engine_signature`'s: the handshake, and ``unit``,
+    the shared compute unit (``rtl/compute_unit.py``) the controller lends the running engine.
     """
 
     OPCODES = (OPCODE_LINEAR,)
@@ -98,14 +98,6 @@ class LinearEngine(wiring.Component):
         ]
         return Checks(bad, too_big, unaligned, terms)
 
-    def __init__(self, hw: HwParams):
-        problem = Geometry.problem(hw)
-        if problem:
-            refuse(self, problem)
-        self.hw = hw
-        self.geometry = Geometry(hw)
-        super().__init__(engine_signature(hw.axi_data_width))
-
     def elaborate(self, platform):
         m = Module()
         hw, geo = self.hw, self.geometry
@@ -115,13 +107,13 @@ class LinearEngine(wiring.Component):
         shift = axi_bytes.bit_length() - 1
         base = self.base
 
-        m.submodules.unit = unit = ComputeUnit(hw)
+        unit = self.unit
         m.d.comb += [
-            unit.desc.eq(desc), unit.start.eq(self.start),
+            unit.desc.eq(desc), unit.start.eq(self.start), unit.scale.eq(1), unit.head_cols.eq(0),
             self.done.eq(unit.done), self.status.eq(0), self.issuing.eq(unit.issuing),
         ]
-        wiring.connect(m, wiring.flipped(self.read_data), unit.fill)
-        wiring.connect(m, unit.out, wiring.flipped(self.write_data))
+        wiring.connect(m, wiring.flipped(self.read_data), wiring.flipped(unit.fill))
+        wiring.connect(m, wiring.flipped(unit.out), wiring.flipped(self.write_data))
 
         read_free = hold(m, self.read_cmd)
         write_free = hold(m, self.write_cmd)

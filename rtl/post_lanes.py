@@ -33,7 +33,11 @@ OPS_LAYOUT = data.StructLayout({
     "rq2": RQ_LAYOUT,
     "y_shift": DESCRIPTOR_LAYOUT["y_shift"].shape,
     "r_shift": DESCRIPTOR_LAYOUT["r_shift"].shape,
+    "scale": unsigned(16),  # RQ1 reads (acc + bias)·scale: 1 for LINEAR, the attention engine's Q·Kᵀ scale
 })
+
+#: Bits ``scale`` widens RQ1's source by (hardware with the attention engine only).
+SCALE_BITS = 16
 
 
 class PostLanes(wiring.Component):
@@ -100,16 +104,21 @@ class PostLanes(wiring.Component):
             m.d.sync += valid_p[0].eq(self.i.valid)
             m.d.sync += [valid_p[i + 1].eq(valid_p[i]) for i in range(len(valid_p) - 1)]
 
-        # Stage 2: + bias (exact: the compiler sized acc_bits for the biased sum).
+        # Stage 2: + bias (exact: the compiler sized acc_bits for the biased sum). With the attention
+        # engine, times ``scale`` too (exact in acc_bits + 16 bits: QK's acc·scale, docs/isa.md §3.8).
         biased = []
+        scaled = hw.has_attention
         for e in range(post_lanes):
             bias_value = self.bias[e * geo.bias_bits:(e + 1) * geo.bias_bits].as_signed()
             total = (lane_acc[e] + Mux(ops.bias, bias_value, 0))[:acc_bits].as_signed()
-            biased.append(stage(f"biased_{e}", signed(acc_bits), total))
+            if scaled:
+                total = total * Cat(ops.scale, 0).as_signed()
+            width = acc_bits + (SCALE_BITS + 1 if scaled else 0)
+            biased.append(stage(f"biased_{e}", signed(width), total))
         res2, strb2 = carry(res1, 2), carry(strb1, 2)
 
         # Stages 3-4: RQ1, ReLU1.
-        cut1 = [stage(f"cut1_{e}", cut_layout(acc_bits), requantize_cut(m, biased[e], ops.rq1, name=f"rq1_{e}"))
+        cut1 = [stage(f"cut1_{e}", cut_layout(len(biased[e])), requantize_cut(m, biased[e], ops.rq1, name=f"rq1_{e}"))
                 for e in range(post_lanes)]
         res3, strb3 = carry(res2, 3), carry(strb2, 3)
         y1 = []

@@ -13,7 +13,7 @@ table against their cores and compare status, descriptors completed and the whol
 
 :func:`attention_refusal_cases` is the same kind of table for the attention pair (docs/isa.md §3.8)
 on hardware with the attention engine (``HwParams.has_attention``): only the executors that have
-the engine run it (isa_sim and the HLS core; the RTL core has none yet, and refuses such hardware).
+the engine run it (isa_sim, the HLS core and the RTL core).
 """
 
 from __future__ import annotations

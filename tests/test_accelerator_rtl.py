@@ -52,7 +52,7 @@ from hwgen.rtl.accelerator import Accelerator
 from hwgen.rtl.compute_unit import ComputeUnit, Geometry
 from hwgen.compiler import CycleModel
 from hwgen.rtl.controller import CHECK_CYCLES, Controller
-from hwgen.rtl.descriptor import DESCRIPTOR_LAYOUT, ROW_DESCRIPTOR_LAYOUT, Status, Tag
+from hwgen.rtl.descriptor import DESCRIPTOR_LAYOUT, ROW_DESCRIPTOR_LAYOUT, TAG_WIDTH, Status, Tag
 from hwgen.rtl.row_unit import RowGeometry, RowUnit
 from hwgen.rtl.runtime_requantize import RESULT_SHAPE, RQ_LAYOUT, requantize_cut, requantize_fit
 
@@ -326,7 +326,7 @@ def test_signature_follows_hw_params(hw):
     s_axi = top.signature.members["s_axi"]
     assert s_axi.flow == wiring.In and s_axi.signature.members["wdata"].shape == 32
     unit = _signature_only(ComputeUnit(hw))
-    assert unit.signature.members["fill"].signature.members["payload"].shape.size == hw.axi_data_width + 4
+    assert unit.signature.members["fill"].signature.members["payload"].shape.size == hw.axi_data_width + TAG_WIDTH + 1
     geo = unit.geometry
     assert geo.act_slots * hw.axi_bytes == hw.lanes_in * hw.act_bytes
     assert geo.tile_beats * hw.axi_bytes == hw.tile_stride(hw.weight_bytes)
@@ -348,7 +348,7 @@ def test_unsupported_params_are_refused():
 def test_row_unit_follows_hw_params_and_is_left_out_where_its_units_cannot_be_built():
     for hw in (HW_SMALL, HW_LARGE):
         rows = _signature_only(RowUnit(hw))
-        assert rows.signature.members["fill"].signature.members["payload"].shape.size == hw.axi_data_width + 4
+        assert rows.signature.members["fill"].signature.members["payload"].shape.size == hw.axi_data_width + TAG_WIDTH + 1
         assert RowGeometry(hw).input_beats == 2 * -(-1024 * hw.act_bytes // hw.axi_bytes)
         assert _signature_only(Controller(hw)).has_rows
     wide = HwParams(lanes_in=8, lanes_out=8, act_bits=32, axi_data_width=128)
