@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hwgen-installed
-# Two workers: CI and the developers' machines have 2 cores.
-PYTEST_ARGS ?= -n 2
+# Two workers: CI and the developers' machines have 2 cores; worksteal and tests/conftest.py's order
+# keep both busy (the heaviest tests start first in each worker's half).
+PYTEST_ARGS ?= -n 2 --dist worksteal
 
 .PHONY: demo test test-full bench clean
 

@@ -102,28 +102,36 @@ def _digest(*parts: object) -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold the lock of ``path``; yields False at once, holding nothing, when another process holds it and not ``wait``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _build_once(kind: str, key: str, build) -> Path:
+def _build_once(kind: str, key: str, build, wait: bool = True) -> Path | None:
     """Return ``cache/kind/key``, creating it with ``build(tmp_dir)`` unless it already exists.
 
     The folder appears only complete (built in a temporary sibling, then renamed), so an
-    interrupted build never leaves a half-built entry behind.
+    interrupted build never leaves a half-built entry behind. With ``wait`` false, return None at
+    once when another process is building it, so the caller can do other work meanwhile.
     """
     final = cache_dir() / kind / key
     if final.is_dir():
         return final
-    with _locked(final):
+    with _locked(final, wait) as held:
         if final.is_dir():
             return final
+        if not held:
+            return None
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
         try:
             build(tmp)
@@ -402,10 +410,27 @@ def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, i
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
     modules = hierarchy(verilog, top)
-    own = {}
-    for name, module in modules.items():
-        stubs = "".join(modules[child].stub() for child in sorted(set(module.instances)))
-        own[name] = _synth_module(stubs + module.text, name, family)
+    own: dict[str, dict[str, int]] = {}
+    # Modules another process is synthesizing right now (a test worker building another board with
+    # equal modules) are left for later, so this process synthesizes the others meanwhile.
+    pending = list(modules)
+    while pending:
+        deferred = []
+        for name in pending:
+            module = modules[name]
+            stubs = "".join(modules[child].stub() for child in sorted(set(module.instances)))
+            counts = _synth_module(stubs + module.text, name, family, wait=False)
+            if counts is None:
+                deferred.append(name)
+            else:
+                own[name] = counts
+        if len(deferred) == len(pending):  # all busy elsewhere: wait for the first
+            name = deferred[0]
+            module = modules[name]
+            stubs = "".join(modules[child].stub() for child in sorted(set(module.instances)))
+            own[name] = _synth_module(stubs + module.text, name, family, wait=True)
+            deferred.remove(name)
+        pending = deferred
 
     def total(name: str) -> Counter:
         counts = Counter(own[name])
@@ -419,8 +444,9 @@ def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, i
     return counts
 
 
-def _synth_module(text: str, name: str, family: str) -> dict[str, int]:
-    """Cells of module ``name`` alone (its submodules are black boxes in ``text``), cached by content."""
+def _synth_module(text: str, name: str, family: str, wait: bool = True) -> dict[str, int] | None:
+    """Cells of module ``name`` alone (its submodules are black boxes in ``text``), cached by content;
+    None if another process is synthesizing it and not ``wait``."""
     # proc + opt_clean -purge first: Amaranth names view wires like "payload[0]", which collide
     # with the per-bit wires ABC9 creates on reintegration (Yosys issue #4349, an assertion).
     script = (
@@ -440,7 +466,10 @@ def _synth_module(text: str, name: str, family: str) -> dict[str, int]:
         if proc.returncode != 0 or not (tmp / "stat.json").exists():
             raise ToolError(f"Yosys synth_xilinx of {name} failed:\n{_tail(proc.stdout + proc.stderr)}")
 
-    stat = json.loads((_build_once("yosys", key, build) / "stat.json").read_text())
+    built = _build_once("yosys", key, build, wait)
+    if built is None:
+        return None
+    stat = json.loads((built / "stat.json").read_text())
     module = stat["modules"][name if name.startswith("\\") else f"\\{name}"]
     return {k.lstrip("\\$"): v for k, v in module.get("num_cells_by_type", {}).items()}
 

@@ -131,3 +131,18 @@ def test_the_core_verilog_is_cached_under_the_sources_digest(tmp_path, monkeypat
     assert accelerator.core_verilog(hw) == first
     assert len([p for p in (tmp_path / "verilog").iterdir() if p.is_dir()]) == len([p for p in entries if p.is_dir()]) + 1
     accelerator.core_verilog.cache_clear()
+
+
+def test_a_build_held_elsewhere_is_skipped_without_waiting(tmp_path, monkeypatch):
+    """yosys_resources synthesizes other modules while another process holds one module's lock."""
+    import fcntl
+
+    monkeypatch.setenv("HWGEN_CACHE_DIR", str(tmp_path))
+    final = tmp_path / "kind" / "key"
+    final.parent.mkdir(parents=True)
+    with open(final.with_name("key.lock"), "w") as other:  # another open file: flock conflicts as across processes
+        fcntl.flock(other, fcntl.LOCK_EX)
+        assert toolchain._build_once("kind", "key", lambda tmp: None, wait=False) is None
+        fcntl.flock(other, fcntl.LOCK_UN)
+    built = toolchain._build_once("kind", "key", lambda tmp: (tmp / "x").write_text("1"), wait=False)
+    assert built == final and (final / "x").read_text() == "1"
