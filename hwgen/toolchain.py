@@ -413,23 +413,22 @@ def yosys_resources(verilog: str, top: str, family: str = "xcup") -> dict[str, i
     own: dict[str, dict[str, int]] = {}
     # Modules another process is synthesizing right now (a test worker building another board with
     # equal modules) are left for later, so this process synthesizes the others meanwhile.
+    def synth(name: str, wait: bool) -> dict[str, int] | None:
+        stubs = "".join(modules[child].stub() for child in sorted(set(modules[name].instances)))
+        return _synth_module(stubs + modules[name].text, name, family, wait=wait)
+
     pending = list(modules)
     while pending:
         deferred = []
         for name in pending:
-            module = modules[name]
-            stubs = "".join(modules[child].stub() for child in sorted(set(module.instances)))
-            counts = _synth_module(stubs + module.text, name, family, wait=False)
+            counts = synth(name, wait=False)
             if counts is None:
                 deferred.append(name)
             else:
                 own[name] = counts
         if len(deferred) == len(pending):  # all busy elsewhere: wait for the first
-            name = deferred[0]
-            module = modules[name]
-            stubs = "".join(modules[child].stub() for child in sorted(set(module.instances)))
-            own[name] = _synth_module(stubs + module.text, name, family, wait=True)
-            deferred.remove(name)
+            name = deferred.pop(0)
+            own[name] = synth(name, wait=True)
         pending = deferred
 
     def total(name: str) -> Counter:
