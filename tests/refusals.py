@@ -160,8 +160,10 @@ def refusal_cases(hw: HwParams) -> list[RefusalCase]:
                              program_offset=a // 2))
 
     # ------------------------------------------------------------------ opcodes
-    for opcode in (0, 2, 3, 4, 6, 7, 9, 255):
+    for opcode in (0, 3, 4, 6, 7, 9, 255):
         case(f"opcode {opcode}", FC2, Status.BAD_OPCODE, field(0, 0, 8, opcode))
+    # Every core has CONV: opcode 2 on a LINEAR block reads M's bits 23:16 (0 here) as kh.
+    case("opcode 2 on a LINEAR block (kh = 0)", FC2, Status.BAD_DESCRIPTOR, field(0, 0, 8, 2))
 
     # ------------------------------------------------------------------ LINEAR: BAD_DESCRIPTOR
     case("LINEAR: reserved flag bit 11", FC2, Status.BAD_DESCRIPTOR, field(0, 19, 1, 1))
