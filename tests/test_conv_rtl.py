@@ -1,0 +1,245 @@
+# SPDX-License-Identifier: Apache-2.0
+"""CONV (docs/isa.md §3.9) on the RTL core's LINEAR engine, in Verilator, equals the reference.
+
+Fast tier (Amaranth only): the sequential divider CONV's ``K / kh`` comes from equals ``divmod``,
+restarting when its inputs change mid-division; the CONV layout names the bits the codec packs.
+
+Cosim tier: CONV Programs built here (a Linear compiled for ``x = im2col(feature map)``, then one CONV
+descriptor with its weights, bias, RQ words, residual and output reading the channels-last feature map
+instead) run on the core and leave the image the reference leaves, byte for byte (the whole image,
+STATUS and DESCRIPTORS_DONE): patch embeddings (3×32×32 with 8×8 patches; DeiT-tiny's 3×224×224 with
+16×16 patches, K = 768, N = 192, 196 windows, once at 16×16), 3×3 convolutions over 16 channels at stride 1
+and 2 (BIAS, RELU, RESIDUAL), an 8-channel one whose segments end inside an activation word, ``kh = 1``,
+padded feature-map rows and several chunks; at 8×8/AXI64 with random stalls (0.3), 16×8/AXI64,
+16×16/AXI128 and 32×32/AXI128. CONV refusals (every check of §3.7 in its order) give isa_sim's status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hwgen.board import load_board
+from hwgen.compiler import Flag, LinearDescriptor, Program, isa_sim
+from hwgen.compiler.layout import MemoryImage, Region
+from hwgen.cosim import tb_accelerator as tb
+from hwgen.frontend import parse_spec
+from hwgen.hwparams import HwParams
+from hwgen.isa import CONV_FIELDS, ConvDescriptor, Status, check_descriptor, pack, unpack
+from hwgen.rtl.descriptor import CONV_DESCRIPTOR_LAYOUT, OPCODE_CONV
+from hwgen.rtl.divider import Divider
+
+from test_accelerator_rtl import _compiled, _with_program
+
+GEOMETRIES = {
+    "8x8-axi64": HwParams(lanes_in=8, lanes_out=8, axi_data_width=64),
+    "16x8-axi64": load_board("pynq-z2").hw_params(),
+    "16x16-axi128": load_board("ultra96").hw_params(),
+    "32x32-axi128": load_board("zcu102").hw_params(),
+}
+STALLS = {"8x8-axi64": 0.3, "16x8-axi64": 0.3, "16x16-axi128": 0.0, "32x32-axi128": 0.3}
+
+
+# ------------------------------------------------------------------------------ fast
+
+
+def test_divider_equals_divmod_and_restarts_on_new_inputs():
+    divider = Divider(16, 8)
+    rng = random.Random(3)
+    cases = [(0, 1), (1, 1), (65535, 1), (65535, 255), (768, 16), (767, 16), (7, 9), (255, 255)]
+    cases += [(rng.randrange(1 << 16), rng.randrange(1, 256)) for _ in range(60)]
+    seen = []
+
+    async def bench(ctx):
+        for index, (n, d) in enumerate(cases):
+            ctx.set(divider.dividend, n)
+            ctx.set(divider.divisor, d)
+            if index % 7 == 3:  # change the inputs mid-division: the result must be the new inputs'
+                await ctx.tick().repeat(5)
+                assert not ctx.get(divider.ready)
+                n, d = rng.randrange(1 << 16), rng.randrange(1, 256)
+                ctx.set(divider.dividend, n)
+                ctx.set(divider.divisor, d)
+            cycles = 0
+            while not ctx.get(divider.ready):
+                await ctx.tick()
+                cycles += 1
+            assert cycles <= 17
+            seen.append(((n, d), (ctx.get(divider.quotient), ctx.get(divider.remainder))))
+            await ctx.tick()
+            assert ctx.get(divider.ready)  # the same inputs: still ready
+
+    sim = Simulator(divider)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(seen) == len(cases)
+    for (n, d), got in seen:
+        assert got == divmod(n, d), (n, d)
+
+
+def test_conv_layout_matches_the_codec():
+    rng = random.Random(5)
+    for _ in range(20):
+        fields = {f.name: rng.randrange(1 << f.bits) for f in CONV_FIELDS}
+        fields.update(opcode=OPCODE_CONV, flags=rng.randrange(1 << 10))
+        bits = int.from_bytes(pack(CONV_FIELDS, fields), "little")
+        for name, value in unpack(CONV_FIELDS, pack(CONV_FIELDS, fields)).items():
+            member = CONV_DESCRIPTOR_LAYOUT[name]
+            assert bits >> member.offset & ((1 << member.width) - 1) == value, name
+
+
+# ------------------------------------------------------------------------------ CONV Programs
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvShape:
+    """A valid convolution (no padding) over a ``c × h × w`` feature map stored channels-last."""
+
+    label: str
+    c: int
+    h: int
+    w: int
+    kernel: int
+    stride: int
+    n: int
+    ops: tuple = ("bias",)      # "bias", "relu", "residual"
+    chunk_tiles: int | None = None  # None: the compiler's
+    row_pad_words: int = 0      # AXI words of padding after each feature-map row (seg_stride > W·C·act_bytes)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.h - self.kernel) // self.stride + 1, (self.w - self.kernel) // self.stride + 1
+
+    @property
+    def k(self) -> int:
+        return self.kernel * self.kernel * self.c
+
+
+def _spec(shape: ConvShape) -> dict:
+    """The Linear the CONV is: x = im2col rows (M × K), N features, the shape's bias, ReLU and residual."""
+    grid_h, grid_w = shape.grid
+    m = grid_h * grid_w
+    inputs = {"x": {"shape": [m, shape.k], "distribution": "normal", "scale": 1.0}}
+    layers = [{"name": "conv", "op": "Linear", "input": "x", "features": shape.n, "bias": "bias" in shape.ops}]
+    last = "conv"
+    if "residual" in shape.ops:
+        inputs["r"] = {"shape": [m, shape.n], "distribution": "normal", "scale": 1.0}
+        layers.append({"name": "sum", "op": "Add", "inputs": [last, "r"]})
+        last = "sum"
+    if "relu" in shape.ops:
+        layers.append({"name": "relu", "op": "ReLU", "input": last})
+        last = "relu"
+    return {"name": f"conv-{shape.label}", "inputs": inputs, "layers": layers, "outputs": [last]}
+
+
+def _gather(fmap: np.ndarray, shape: ConvShape) -> np.ndarray:
+    """im2col of the ``h × w × c`` feature map: row (gy, gx) is its window's kernel rows, (ky, kx, c) order."""
+    grid_h, grid_w = shape.grid
+    s, k = shape.stride, shape.kernel
+    rows = [fmap[gy * s:gy * s + k, gx * s:gx * s + k, :].reshape(-1) for gy in range(grid_h) for gx in range(grid_w)]
+    return np.stack(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvCase:
+    """A one-CONV Program, its image, and the image the reference leaves."""
+
+    shape: ConvShape
+    program: Program
+    image: MemoryImage
+    expected: bytes
+    linear: LinearDescriptor  # the Linear over the gathered rows the CONV equals
+
+
+def conv_case(shape: ConvShape, hw: HwParams, seed: int = 1) -> ConvCase:
+    """The Linear of :func:`_spec` compiled for ``hw``, turned into a CONV over a random feature map appended to
+    its image; the reference is isa_sim of that Linear over the gathered rows (its output region only: the CONV
+    writes nothing else)."""
+    program, image = _compiled(parse_spec(_spec(shape)), hw, seed=seed)
+    (linear,) = program.descriptors
+    if shape.chunk_tiles is not None:
+        linear = dataclasses.replace(linear, chunk_tiles=shape.chunk_tiles)
+    rng = np.random.default_rng(seed)
+    ab, axi = hw.act_bytes, hw.axi_bytes
+    x_region = image.region("x")
+    fmt = x_region.fmt
+    fmap = rng.integers(fmt.min_raw, fmt.max_raw + 1, size=(shape.h, shape.w, shape.c))
+    # The feature map, channels-last, each row padded to whole AXI words (plus row_pad_words), after the image.
+    seg_stride = hw.align(shape.w * shape.c * ab) + shape.row_pad_words * axi
+    fmap_at = hw.align(len(image.data))
+    data = bytearray(image.data) + bytearray(fmap_at - len(image.data))
+    fill = rng.integers(0, 256, size=shape.h * seg_stride, dtype=np.uint8)
+    data += fill.tobytes()
+    for y in range(shape.h):
+        row = fmap[y].reshape(-1).astype(f"<i{ab}").tobytes()
+        data[fmap_at + y * seg_stride:fmap_at + y * seg_stride + len(row)] = row
+    regions = image.regions + (Region("fmap", "input", fmap_at, shape.h * seg_stride, str(fmt),
+                                      (shape.h, shape.w * shape.c), seg_stride, 8 * ab),)
+    grid_h, grid_w = shape.grid
+    conv = ConvDescriptor(
+        flags=linear.flags, grid_h=grid_h, grid_w=grid_w, kh=shape.kernel, stride_y=shape.stride, k=linear.k,
+        n=linear.n, k_tiles=linear.k_tiles, n_tiles=linear.n_tiles, x_addr=fmap_at, w_addr=linear.w_addr,
+        bias_addr=linear.bias_addr, res_addr=linear.res_addr, out_addr=linear.out_addr,
+        x_stride=shape.stride * shape.c * ab, seg_stride=seg_stride, res_stride=linear.res_stride,
+        out_stride=linear.out_stride, rq1=linear.rq1, rq2=linear.rq2, chunk_tiles=linear.chunk_tiles,
+        y_shift=linear.y_shift, r_shift=linear.r_shift)
+    assert check_descriptor(conv.encode(), hw, len(data)) is None, shape
+    conv_program = Program(hw.fingerprint(), len(data), (conv,))
+    # The x region holds the gathered rows for the Linear; for the CONV, random bytes it must not read.
+    gathered = MemoryImage(bytes(data), regions).write("x", _gather(fmap, shape))
+    linear_program = Program(hw.fingerprint(), len(data), (linear,))
+    after_linear = isa_sim(linear_program, _with_program(gathered, linear_program), hw).data
+    encoded = conv_program.to_bytes()
+    conv_data = bytearray(data)
+    conv_data[:len(encoded)] = encoded
+    conv_data[x_region.offset:x_region.offset + x_region.size] = rng.integers(
+        0, 256, size=x_region.size, dtype=np.uint8).tobytes()
+    out = image.region(_spec(shape)["outputs"][0])
+    expected = bytearray(conv_data)
+    expected[out.offset:out.offset + out.size] = after_linear[out.offset:out.offset + out.size]
+    assert bytes(expected) != bytes(conv_data)
+    return ConvCase(shape, conv_program, MemoryImage(bytes(conv_data), regions), bytes(expected), linear)
+
+
+#: Patch embeddings (kernel = stride), 3×3 convolutions at stride 1 and 2 over 16 channels with every fused
+#: operation, 8 channels (segments of 24 elements: they end inside an activation word), kh = 1, padded rows.
+SHAPES = (
+    ConvShape("patch8 3x32x32", c=3, h=32, w=32, kernel=8, stride=8, n=24, ops=("bias",)),
+    ConvShape("3x3 s1 c16 relu", c=16, h=10, w=9, kernel=3, stride=1, n=20, ops=("bias", "relu")),
+    ConvShape("3x3 s2 c16 residual", c=16, h=11, w=11, kernel=3, stride=2, n=40, ops=("bias", "residual", "relu"),
+              chunk_tiles=1),
+    ConvShape("3x3 s1 c8 padded rows", c=8, h=7, w=8, kernel=3, stride=1, n=12, ops=("residual",), row_pad_words=1),
+    ConvShape("1x1 c16", c=16, h=5, w=6, kernel=1, stride=1, n=16, ops=("bias", "relu")),
+)
+DEIT = ConvShape("deit-tiny patch16", c=3, h=224, w=224, kernel=16, stride=16, n=192, ops=("bias",))
+
+
+@functools.cache
+def cases(name: str) -> tuple[ConvCase, ...]:
+    hw = GEOMETRIES[name]
+    return tuple(conv_case(shape, hw, seed=3 + i) for i, shape in enumerate(SHAPES))
+
+
+def _runs(conv_cases):
+    return [tb.Run(c.image.data, c.expected, c.image.regions, label=c.shape.label, expect_done=1) for c in conv_cases]
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_conv_rtl_equals_reference(tmp_path, name):
+    """Every shape of SHAPES as one CONV Program: the whole image after the run equals the reference's, STATUS OK,
+    every tile issued once (cycles − stalls = M·k_tiles·n_tiles)."""
+    hw = GEOMETRIES[name]
+    conv_cases = cases(name)
+    results = tb.run_bench(tmp_path, hw, _runs(conv_cases), stall_prob=STALLS[name])
+    assert len(results) == len(conv_cases)
+    for case, result in zip(conv_cases, results):
+        (desc,) = case.program.descriptors
+        assert result["status"] == 0 and result["descriptors_done"] == 1, case.shape.label
+        assert result["cycles"] - result["stalls"] == desc.m * desc.k_tiles * desc.n_tiles, case.shape.label
