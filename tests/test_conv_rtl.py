@@ -155,6 +155,7 @@ class ConvCase:
     image: MemoryImage
     expected: bytes
     linear: LinearDescriptor  # the Linear over the gathered rows the CONV equals
+    gathered: bytes  # the image with the gathered rows in the Linear's x region (its Program bytes not written)
 
 
 def conv_case(shape: ConvShape, hw: HwParams, seed: int = 1) -> ConvCase:
@@ -204,7 +205,8 @@ def conv_case(shape: ConvShape, hw: HwParams, seed: int = 1) -> ConvCase:
     expected = bytearray(conv_data)
     expected[out.offset:out.offset + out.size] = after_linear[out.offset:out.offset + out.size]
     assert bytes(expected) != bytes(conv_data)
-    return ConvCase(shape, conv_program, MemoryImage(bytes(conv_data), regions), bytes(expected), linear)
+    return ConvCase(shape, conv_program, MemoryImage(bytes(conv_data), regions), bytes(expected), linear,
+                    gathered.data)
 
 
 #: Patch embeddings (kernel = stride), 3×3 convolutions at stride 1 and 2 over 16 channels with every fused
@@ -230,16 +232,118 @@ def _runs(conv_cases):
     return [tb.Run(c.image.data, c.expected, c.image.regions, label=c.shape.label, expect_done=1) for c in conv_cases]
 
 
+def mixed_run(case: ConvCase, hw: HwParams) -> tb.Run:
+    """LINEAR, CONV, CONV, LINEAR on the same output (the Linear over the gathered rows, the CONV over the feature
+    map): the engine switches between the two and runs a CONV whose K and kh its divider already holds."""
+    (conv,) = case.program.descriptors
+    program = Program(hw.fingerprint(), case.program.image_bytes, (case.linear, conv, conv, case.linear))
+    image = _with_program(MemoryImage(case.gathered, case.image.regions), program)
+    expected = isa_sim(Program(hw.fingerprint(), program.image_bytes, (case.linear,) * 4), image, hw).data
+    return tb.Run(image.data, expected, image.regions, label=f"LINEAR/CONV/CONV/LINEAR {case.shape.label}",
+                  expect_done=4)
+
+
+def refusal_runs(case: ConvCase, hw: HwParams) -> list[tb.Run]:
+    """One CONV refused per check of docs/isa.md §3.7, in its priority order: the status written here, which the
+    rule (isa_sim's) must give too; nothing runs, so the image stays as it was. Built on a CONV with BIAS and
+    RESIDUAL (its RQ2 checked) and kh = 3."""
+    (desc,) = case.program.descriptors
+    assert desc.flags & Flag.BIAS and desc.flags & Flag.RESIDUAL and desc.kh == 3 and desc.k == 144
+    li, lo, ab, axi = hw.lanes_in, hw.lanes_out, hw.act_bytes, hw.axi_bytes
+    size = case.program.image_bytes
+    top = size // axi * axi
+    max_k = hw.act_buffer_bytes // (li * ab)
+    max_c = hw.weight_buffer_bytes // (hw.tile_stride(hw.weight_bytes) + lo * hw.bias_bytes)
+    big_k = dict(kh=1, k=li * (max_k + 1), k_tiles=max_k + 1)
+    # x's last byte past 2^32 by less than the image: a 32-bit sum would wrap into it (out and r rows kept in).
+    far = dict(grid_w=65535, x_stride=0x10000 - axi, out_stride=0, res_stride=0)
+    rows = (desc.grid_h - 1) * desc.stride_y + desc.kh - 1
+    wrap = (1 << 32) - (desc.x_addr + 65534 * far["x_stride"] + desc.seg_elems * ab)
+    far["seg_stride"] = (wrap // rows + axi) // axi * axi
+    assert 0 < desc.x_addr + rows * far["seg_stride"] + 65534 * far["x_stride"] + desc.seg_elems * ab - (1 << 32) < size
+
+    def flags(*extra):
+        return dict(flags=int(desc.flags) | sum(int(f) for f in extra))
+
+    table = [
+        ("reserved flag bit 11", dict(flags=int(desc.flags) | 1 << 11), "BAD_DESCRIPTOR"),
+        ("BYPASS", flags(Flag.BYPASS), "BAD_DESCRIPTOR"),
+        ("B_ROWMAJOR", flags(Flag.B_ROWMAJOR), "BAD_DESCRIPTOR"),
+        ("B_TRANSPOSED", flags(Flag.B_TRANSPOSED), "BAD_DESCRIPTOR"),
+        ("grid_h 0", dict(grid_h=0), "BAD_DESCRIPTOR"),
+        ("grid_w 0", dict(grid_w=0), "BAD_DESCRIPTOR"),
+        ("kh 0", dict(kh=0), "BAD_DESCRIPTOR"),
+        ("stride_y 0", dict(stride_y=0), "BAD_DESCRIPTOR"),
+        ("K 0", dict(k=0, k_tiles=0), "BAD_DESCRIPTOR"),
+        ("N 0", dict(n=0, n_tiles=0), "BAD_DESCRIPTOR"),
+        ("K mod kh = 4 (kh 5)", dict(kh=5), "BAD_DESCRIPTOR"),
+        ("K mod kh = 144 (kh 255)", dict(kh=255), "BAD_DESCRIPTOR"),
+        ("K mod kh = 1 (K 145)", dict(k=145, k_tiles=-(-145 // li)), "BAD_DESCRIPTOR"),
+        ("k_tiles + 1", dict(k_tiles=desc.k_tiles + 1), "BAD_DESCRIPTOR"),
+        ("n_tiles + 1", dict(n_tiles=desc.n_tiles + 1), "BAD_DESCRIPTOR"),
+        ("chunk_tiles 0", dict(chunk_tiles=0), "BAD_DESCRIPTOR"),
+        ("chunk_tiles > n_tiles", dict(chunk_tiles=desc.n_tiles + 1), "BAD_DESCRIPTOR"),
+        ("RQ1 width 0", dict(rq1=desc.rq1.encode() & ~(0x3F << 8)), "BAD_DESCRIPTOR"),
+        ("RQ2 overflow 7 with RESIDUAL", dict(rq2=desc.rq2.encode() | 7 << 20), "BAD_DESCRIPTOR"),
+        ("kh 5 before does-not-fit and misaligned", dict(big_k, kh=5, x_addr=desc.x_addr + ab), "BAD_DESCRIPTOR"),
+        ("row of x past the activation bank", big_k, "DOES_NOT_FIT"),
+        ("chunk past the bias budget", dict(n=lo * (max_c + 1), n_tiles=max_c + 1, chunk_tiles=max_c + 1),
+         "DOES_NOT_FIT"),
+        ("does-not-fit before misaligned", dict(big_k, seg_stride=desc.seg_stride + ab), "DOES_NOT_FIT"),
+        ("x_addr misaligned", dict(x_addr=desc.x_addr + ab), "MISALIGNED"),
+        ("x_stride misaligned", dict(x_stride=desc.x_stride + ab), "MISALIGNED"),
+        ("seg_stride misaligned", dict(seg_stride=desc.seg_stride + ab), "MISALIGNED"),
+        ("seg_bytes misaligned (47 elements)", dict(k=3 * 47, k_tiles=-(-141 // li)), "MISALIGNED"),
+        ("out_addr misaligned", dict(out_addr=desc.out_addr + ab), "MISALIGNED"),
+        ("out_stride misaligned", dict(out_stride=desc.out_stride + ab), "MISALIGNED"),
+        ("w_addr misaligned", dict(w_addr=desc.w_addr + ab), "MISALIGNED"),
+        ("bias_addr misaligned", dict(bias_addr=desc.bias_addr + ab), "MISALIGNED"),
+        ("res_addr misaligned", dict(res_addr=desc.res_addr + ab), "MISALIGNED"),
+        ("res_stride misaligned", dict(res_stride=desc.res_stride + ab), "MISALIGNED"),
+        ("misaligned before out of bounds", dict(seg_stride=desc.seg_stride + ab, stride_y=255), "MISALIGNED"),
+        ("x: stride_y 255", dict(stride_y=255), "OUT_OF_BOUNDS"),
+        ("x: one more grid row", dict(grid_h=desc.grid_h + 1), "OUT_OF_BOUNDS"),
+        ("x: one more window per grid row", dict(grid_w=desc.grid_w + 1), "OUT_OF_BOUNDS"),
+        ("x: last byte past 2^32", far, "OUT_OF_BOUNDS"),
+        ("out past the image", dict(out_addr=top), "OUT_OF_BOUNDS"),
+        ("residual past the image", dict(res_stride=1 << 24), "OUT_OF_BOUNDS"),
+        ("weights past the image", dict(w_addr=top - axi), "OUT_OF_BOUNDS"),
+        ("bias past the image", dict(bias_addr=top - axi), "OUT_OF_BOUNDS"),
+    ]
+    runs = []
+    fields = unpack(CONV_FIELDS, desc.encode())
+    for label, changes, status in table:
+        words = pack(CONV_FIELDS, {**fields, **changes})
+        refusal = check_descriptor(words, hw, size)
+        assert refusal is not None and refusal.status == Status[status], (label, refusal)
+        data = bytearray(case.image.data)
+        data[64:128] = words
+        runs.append(tb.Run(bytes(data), bytes(data), case.image.regions, expect_status=Status[status], expect_done=0,
+                           label=f"CONV refused: {label}"))
+    return runs
+
+
 @pytest.mark.cosim
 @pytest.mark.parametrize("name", GEOMETRIES)
 def test_conv_rtl_equals_reference(tmp_path, name):
-    """Every shape of SHAPES as one CONV Program: the whole image after the run equals the reference's, STATUS OK,
-    every tile issued once (cycles − stalls = M·k_tiles·n_tiles)."""
+    """Every shape of SHAPES as one CONV Program (and DeiT-tiny's patch embedding at 16×16): the whole image after
+    the run equals the reference's, STATUS OK, every tile issued once (cycles − stalls = M·k_tiles·n_tiles); a
+    LINEAR/CONV/CONV/LINEAR Program; then the CONV refusal table (nothing written)."""
     hw = GEOMETRIES[name]
     conv_cases = cases(name)
-    results = tb.run_bench(tmp_path, hw, _runs(conv_cases), stall_prob=STALLS[name])
-    assert len(results) == len(conv_cases)
+    if name == "16x16-axi128":
+        conv_cases += (conv_case(DEIT, hw, seed=2),)
+    runs = _runs(conv_cases) + [mixed_run(conv_cases[1], hw)]
+    refusals = refusal_runs(conv_cases[2], hw)
+    results = tb.run_bench(tmp_path, hw, runs + refusals, stall_prob=STALLS[name])
+    assert len(results) == len(runs) + len(refusals)
     for case, result in zip(conv_cases, results):
         (desc,) = case.program.descriptors
         assert result["status"] == 0 and result["descriptors_done"] == 1, case.shape.label
         assert result["cycles"] - result["stalls"] == desc.m * desc.k_tiles * desc.n_tiles, case.shape.label
+        print(f"{name} {case.shape.label}: M={desc.m} K={desc.k} N={desc.n}, {result['cycles']} cycles, "
+              f"ideal {desc.m * desc.k_tiles * desc.n_tiles}")
+    assert results[len(conv_cases)]["status"] == 0 and results[len(conv_cases)]["descriptors_done"] == 4
+    for result, run in zip(results[len(runs):], refusals):
+        assert (result["status"], result["descriptors_done"]) == (run.expect_status, 0), run.label
+        assert result["write_beats"] == 0, run.label
