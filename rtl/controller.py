@@ -222,7 +222,7 @@ class Controller(wiring.Component):
             for name, unit in check.units.items():
                 m.submodules[f"{type(engine).__name__}_{name}"] = unit
             m.d.comb += check.connections
-        # The fetched descriptor's checks have settled (a CONV waits for its divider; the others at once).
+        # The fetched descriptor's checks have settled (a CONV waits for its geometry; the others at once).
         checks_ready = ~_any(family & ~Value.cast(check.ready) for family, check in zip(fetched_family, checks))
         static_code = Signal(8)
         with m.If(~_any(fetched_family)):

@@ -105,7 +105,7 @@ class Checks:
     ``bad`` (BAD_DESCRIPTOR), ``too_big`` (DOES_NOT_FIT), ``misaligned`` (MISALIGNED) are tested in that
     order; ``terms`` are the operand extents ``(enable, addr, rows, stride, tail)`` for the bounds checker.
 
-    Checks that need a few cycles (CONV's ``K mod kh`` through a :class:`~hwgen.rtl.divider.Divider`)
+    Checks that need a few cycles (CONV's ``K mod kh`` and products, :class:`~hwgen.rtl.conv_geometry.ConvGeometry`)
     name their ``units`` (submodules of the controller, by name), the ``connections`` that drive them from
     the words, and ``ready``: the controller starts the bounds walk, and reads the conditions, only once
     ``ready`` holds for the fetched descriptor.

@@ -25,8 +25,8 @@ commands of ``seg_bytes`` each, one per kernel row of the window, tagged ``ACT_P
 (``ACT``), so the activation buffer concatenates them into one row. The addresses walk the output grid
 with counters and adders (window by window ``x_stride``, grid row by grid row ``stride_y·seg_stride``,
 kernel row by kernel row ``seg_stride``); the row's ring words are taken once, with its first segment.
-``K / kh`` (the segment length) comes from a sequential :class:`~hwgen.rtl.divider.Divider`, so a CONV
-starts the unit and its streams ``K``-bits-plus-a-few cycles after ``start``; LINEAR starts at once.
+``K / kh`` (the segment length) and the grid's products come from :class:`~hwgen.rtl.conv_geometry.ConvGeometry`,
+a bit per cycle, so a CONV starts the unit and its streams 17 cycles after ``start``; LINEAR starts at once.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from hwgen.hwparams import HwParams
 
 from .compute_unit import ArrayEngine
 from .descriptor import CONV_DESCRIPTOR_LAYOUT, DESCRIPTOR_LAYOUT, OPCODE_CONV, OPCODE_LINEAR, Tag
-from .divider import Divider
+from .conv_geometry import ConvGeometry
 from .engine import BEATS_WIDTH, Checks, hold, issue, misaligned
 from .geometry import PIECE_BEATS, ChunkWalker, Geometry
 
@@ -79,13 +79,14 @@ class LinearEngine(ArrayEngine):
         b_operand = f.b_rowmajor | f.b_transposed
         k_tiles_ok = (d.k_tiles * li >= d.k) & (d.k_tiles * li < d.k + li)
         n_tiles_ok = (d.n_tiles * lo >= d.n) & (d.n_tiles * lo < d.n + lo)
-        # K / kh (CONV's segment length) and K mod kh through a sequential divider: the controller waits for it.
-        divider = Divider(len(c.k), len(c.kh))
-        seg_bytes = divider.quotient * ab
+        # K / kh (CONV's segment length), K mod kh and the grid's products, a bit per cycle: the controller
+        # waits for them on a CONV.
+        geometry = ConvGeometry()
+        seg_bytes = geometry.seg * ab
         linear_shape = ((f.b_rowmajor & f.b_transposed) | (f.bypass & (f.bias | b_operand | f.w_unsigned))
                         | (d.m == 0) | (f.bypass & ((d.k != d.n) | (d.chunk_tiles != d.n_tiles))))
         conv_shape = (f.bypass | b_operand | (c.grid_h == 0) | (c.grid_w == 0) | (c.kh == 0) | (c.stride_y == 0)
-                      | (divider.remainder != 0))
+                      | (geometry.seg_rem != 0))
         bad = ((f.reserved != 0) | Mux(conv, conv_shape, linear_shape)
                | (d.k == 0) | (d.n == 0) | ~k_tiles_ok | ~n_tiles_ok
                | (d.chunk_tiles == 0) | (d.chunk_tiles > d.n_tiles)
@@ -110,9 +111,9 @@ class LinearEngine(ArrayEngine):
         tiles = ~f.bypass & ~b_operand
         # CONV's rows of x end at x_addr + ((grid_h − 1)·stride_y + kh − 1)·seg_stride + (grid_w − 1)·x_stride
         # + seg_bytes: the last window's last kernel row.
-        rows = Mux(conv, c.grid_h * c.grid_w, d.m) - 1
-        x_rows = Mux(conv, (c.grid_h - 1) * c.stride_y + c.kh - 1, d.m - 1)
-        x_tail = Mux(conv, (c.grid_w - 1) * c.x_stride + seg_bytes, d.k * ab)
+        rows = Mux(conv, geometry.rows, d.m) - 1
+        x_rows = Mux(conv, geometry.x_rows, d.m - 1)
+        x_tail = Mux(conv, geometry.x_across + seg_bytes, d.k * ab)
         terms = [
             (1, d.x_addr, x_rows, Mux(conv, c.seg_stride, d.x_stride), x_tail),
             (1, d.out_addr, rows, d.out_stride, d.n * ab),
@@ -123,8 +124,8 @@ class LinearEngine(ArrayEngine):
              Mux(tiles, 0, Mux(f.b_rowmajor, d.n, d.k) * ab)),
             (f.bias, d.bias_addr, d.n_tiles, lo * hw.bias_bytes, 0),
         ]
-        return Checks(bad, too_big, unaligned, terms, ready=~conv | divider.ready, units={"conv_divider": divider},
-                      connections=[divider.dividend.eq(c.k), divider.divisor.eq(c.kh)])
+        return Checks(bad, too_big, unaligned, terms, ready=~conv | geometry.ready, units={"conv_geometry": geometry},
+                      connections=[geometry.desc.eq(c)])
 
     def elaborate(self, platform):
         m = Module()
@@ -138,30 +139,24 @@ class LinearEngine(ArrayEngine):
         # (its other LINEAR fields sit where LINEAR's do; w_stride is unused without an activation operand).
         conv_desc = data.View(CONV_DESCRIPTOR_LAYOUT, self.desc.as_value())
         is_conv = conv_desc.opcode == OPCODE_CONV
-        conv_m = Signal(32)
+        # K / kh, grid_h·grid_w and stride_y·seg_stride, a bit per cycle; held while the descriptor runs.
+        m.submodules.conv_geometry = geometry = ConvGeometry()
+        m.d.comb += geometry.desc.eq(conv_desc)
         desc = Signal(DESCRIPTOR_LAYOUT)
         m.d.comb += desc.eq(self.desc)
         with m.If(is_conv):
-            m.d.comb += desc.m.eq(conv_m)
+            m.d.comb += desc.m.eq(geometry.rows)
         flags = desc.flags
-        m.submodules.divider = divider = Divider(len(conv_desc.k), len(conv_desc.kh))
-        m.d.comb += [divider.dividend.eq(conv_desc.k), divider.divisor.eq(conv_desc.kh)]
         seg_beats = Signal(BEATS_WIDTH)  # CONV: AXI words of one segment (K/kh elements; the checks made it whole)
-        grid_step = Signal(32)           # CONV: bytes from one grid row of windows to the next (stride_y·seg_stride)
-        waiting = Signal()               # CONV: started, K / kh not known yet
-        conv_go = Signal()
+        m.d.comb += seg_beats.eq((geometry.seg * hw.act_bytes) >> shift)
+        grid_step = geometry.grid_step   # CONV: bytes from one grid row of windows to the next
+        waiting = Signal()               # CONV: started, its geometry not there yet
+        go = Signal()  # the unit and the streams start: with start (LINEAR), once the geometry is ready (CONV)
+        m.d.comb += go.eq((self.start & ~is_conv) | (waiting & geometry.ready))
         with m.If(self.start & is_conv):
             m.d.sync += waiting.eq(1)
-        m.d.sync += conv_go.eq(0)
-        with m.If(waiting & divider.ready):
-            m.d.sync += [
-                waiting.eq(0), conv_go.eq(1),
-                conv_m.eq(conv_desc.grid_h * conv_desc.grid_w),
-                seg_beats.eq((divider.quotient * hw.act_bytes) >> shift),
-                grid_step.eq(conv_desc.stride_y * conv_desc.seg_stride),
-            ]
-        go = Signal()  # the unit and the streams start: with start (LINEAR), once the fields above are in (CONV)
-        m.d.comb += go.eq((self.start & ~is_conv) | conv_go)
+        with m.Elif(go):
+            m.d.sync += waiting.eq(0)
 
         unit = self.unit
         m.d.comb += [

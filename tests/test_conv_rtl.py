@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """CONV (docs/isa.md §3.9) on the RTL core's LINEAR engine, in Verilator, equals the reference.
 
-Fast tier (Amaranth only): the sequential divider CONV's ``K / kh`` comes from equals ``divmod``,
-restarting when its inputs change mid-division; the CONV layout names the bits the codec packs.
+Fast tier (Amaranth only): ConvGeometry (``K / kh``, ``K mod kh`` and the grid's products, a bit per cycle)
+equals Python, restarting when its inputs change mid-computation; the CONV layout names the bits the codec packs.
 
 Cosim tier: CONV Programs built here (a Linear compiled for ``x = im2col(feature map)``, then one CONV
 descriptor with its weights, bias, RQ words, residual and output reading the channels-last feature map
@@ -32,7 +32,7 @@ from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
 from hwgen.isa import CONV_FIELDS, ConvDescriptor, Status, check_descriptor, pack, unpack
 from hwgen.rtl.descriptor import CONV_DESCRIPTOR_LAYOUT, OPCODE_CONV
-from hwgen.rtl.divider import Divider
+from hwgen.rtl.conv_geometry import ConvGeometry
 
 from test_accelerator_rtl import _compiled, _with_program
 
@@ -48,39 +48,57 @@ STALLS = {"8x8-axi64": 0.3, "16x8-axi64": 0.3, "16x16-axi128": 0.0, "32x32-axi12
 # ------------------------------------------------------------------------------ fast
 
 
-def test_divider_equals_divmod_and_restarts_on_new_inputs():
-    divider = Divider(16, 8)
+def _geometry(f):
+    """What ConvGeometry computes, from the CONV fields ``f``."""
+    return {"seg": f["k"] // f["kh"], "seg_rem": f["k"] % f["kh"], "rows": f["grid_h"] * f["grid_w"],
+            "x_rows": (f["grid_h"] - 1) * f["stride_y"] + f["kh"] - 1, "x_across": (f["grid_w"] - 1) * f["x_stride"],
+            "grid_step": f["stride_y"] * f["seg_stride"] % (1 << 32)}
+
+
+def test_conv_geometry_equals_python_and_restarts_on_new_inputs():
+    """Random and extreme fields (grid sides ≥ 1, kh ≥ 1): every result after at most 17 cycles, still ready a
+    cycle later; fields changed mid-computation give the new fields' results."""
+    geometry = ConvGeometry()
     rng = random.Random(3)
-    cases = [(0, 1), (1, 1), (65535, 1), (65535, 255), (768, 16), (767, 16), (7, 9), (255, 255)]
-    cases += [(rng.randrange(1 << 16), rng.randrange(1, 256)) for _ in range(60)]
+    names = ("k", "kh", "grid_h", "grid_w", "stride_y", "x_stride", "seg_stride")
+    widths = {f.name: f.bits for f in CONV_FIELDS}
+
+    def fields():
+        f = {name: rng.randrange(1, 1 << widths[name]) for name in names}
+        if rng.random() < 0.3:
+            f.update({name: (1 << widths[name]) - 1 for name in names})  # every field at its largest
+        return f
+
+    cases = [dict(k=768, kh=16, grid_h=14, grid_w=14, stride_y=16, x_stride=96, seg_stride=1344)]
+    cases += [fields() for _ in range(60)]
     seen = []
 
     async def bench(ctx):
-        for index, (n, d) in enumerate(cases):
-            ctx.set(divider.dividend, n)
-            ctx.set(divider.divisor, d)
-            if index % 7 == 3:  # change the inputs mid-division: the result must be the new inputs'
+        for index, f in enumerate(cases):
+            for name in names:
+                ctx.set(getattr(geometry.desc, name), f[name])
+            if index % 7 == 3 and f != cases[index - 1]:  # change the fields mid-computation: the new fields' results
                 await ctx.tick().repeat(5)
-                assert not ctx.get(divider.ready)
-                n, d = rng.randrange(1 << 16), rng.randrange(1, 256)
-                ctx.set(divider.dividend, n)
-                ctx.set(divider.divisor, d)
+                assert not ctx.get(geometry.ready)
+                f = fields()
+                for name in names:
+                    ctx.set(getattr(geometry.desc, name), f[name])
             cycles = 0
-            while not ctx.get(divider.ready):
+            while not ctx.get(geometry.ready):
                 await ctx.tick()
                 cycles += 1
             assert cycles <= 17
-            seen.append(((n, d), (ctx.get(divider.quotient), ctx.get(divider.remainder))))
+            seen.append((f, {name: ctx.get(getattr(geometry, name)) for name in _geometry(f)}))
             await ctx.tick()
-            assert ctx.get(divider.ready)  # the same inputs: still ready
+            assert ctx.get(geometry.ready)  # the same fields: still ready
 
-    sim = Simulator(divider)
+    sim = Simulator(geometry)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
     assert len(seen) == len(cases)
-    for (n, d), got in seen:
-        assert got == divmod(n, d), (n, d)
+    for f, got in seen:
+        assert got == _geometry(f), f
 
 
 def test_conv_layout_matches_the_codec():
