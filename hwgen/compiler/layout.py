@@ -88,7 +88,8 @@ def pack_rows(raw: np.ndarray, nbytes: int, row_stride: int, signed: bool) -> by
     """Row-major containers of a (rows, cols) raw array, each row padded with zeros to ``row_stride``."""
     rows, cols = raw.shape
     out = np.zeros((rows, row_stride), dtype=np.uint8)
-    out[:, : cols * nbytes] = raw.astype(container_dtype(nbytes, signed)).view(np.uint8).reshape(rows, cols * nbytes)
+    containers = np.ascontiguousarray(raw, dtype=container_dtype(nbytes, signed))  # views (Tokens) may be strided
+    out[:, : cols * nbytes] = containers.view(np.uint8).reshape(rows, cols * nbytes)
     return out.tobytes()
 
 
