@@ -229,14 +229,16 @@ def _documented_cycles(desc, hw, latency=64, drain=30):
     tiles = [0 if bypass else beats(t[c] * desc.k_tiles * hw.tile_stride(e)) for c in range(n_chunks)] + [0]
     wload = [b + w for b, w in zip(bias, tiles)]
     bursts = [-(-b // 64) + -(-w // 64) for b, w in zip(bias, tiles)]
-    beats_c = [desc.m * (beats(desc.k * hw.act_bytes) + res * beats(cols[c] * hw.act_bytes)) + wload[c + 1]
-               for c in range(n_chunks)]
-    reads = [max(beats_c[c], -(-(beats_c[c] + (desc.m * (1 + res) + bursts[c + 1]) * latency) // 8))
+    # A row of x: one burst (LINEAR), or one per kernel row of the window (CONV, docs/isa.md §3.9).
+    commands = getattr(desc, "kh", 1)
+    x_row = commands * beats(desc.k // commands * hw.act_bytes)
+    beats_c = [desc.m * (x_row + res * beats(cols[c] * hw.act_bytes)) + wload[c + 1] for c in range(n_chunks)]
+    reads = [max(beats_c[c], -(-(beats_c[c] + (desc.m * (commands + res) + bursts[c + 1]) * latency) // 8))
              for c in range(n_chunks)]
     writes = [desc.m * beats(cols[c] * hw.act_bytes) for c in range(n_chunks)]
     body = sum(max(compute[c], reads[c], writes[c]) for c in range(n_chunks))
     fetch = latency + beats(64) + 6  # the descriptor, then the controller's 6 cycles of checks
-    return fetch + latency + wload[0] + beats(desc.k * hw.act_bytes) + body + drain
+    return fetch + latency + wload[0] + x_row + body + drain
 
 
 def test_cycle_estimates_follow_the_documented_model(qgraphs):

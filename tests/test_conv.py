@@ -18,13 +18,14 @@ import pytest
 
 from hwgen import golden, zoo
 from hwgen.compiler import compile_graph, isa_sim
+from hwgen.compiler.engines import estimate_cycles
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
 from hwgen.pipeline import build, run_passes
 from hwgen.quant import QuantConfig
 from hwgen.isa import (
-    CONV_FIELDS, ConvDescriptor, Flag, Opcode, Program, Requant, Status, check_descriptor, decode_descriptor, pack,
-    unpack,
+    CONV_FIELDS, ConvDescriptor, Flag, LinearDescriptor, Opcode, Program, Requant, Status, check_descriptor,
+    decode_descriptor, pack, unpack,
 )
 from hwgen.qfx import QFmt
 
@@ -211,6 +212,27 @@ def test_a_wrong_weight_or_expected_value_is_noticed():
     data[weights.offset + 5] ^= 0x11
     corrupted = image.with_data(isa_sim(program, bytes(data), hw).data)
     assert "a3" in _mismatches(image, corrupted, values)
+
+
+def test_cycle_estimate_is_linear_s_with_a_read_command_per_kernel_row():
+    from test_compiler import _documented_cycles
+
+    for hw in GEOMETRIES.values():
+        program, _ = compile_graph(_quantized(CONV_SPEC, hw), hw)
+        for desc in program.descriptors:
+            for tiles in range(1, desc.n_tiles + 1):  # every chunk size, not only the compiler's choice
+                sized = dataclasses.replace(desc, chunk_tiles=tiles)
+                estimate = estimate_cycles(sized, hw)
+                assert estimate.cycles == _documented_cycles(sized, hw)
+                assert estimate.ideal == desc.m * desc.k_tiles * desc.n_tiles
+    # DeiT-tiny's patch embedding at 16x16 / AXI 128: 196 windows of 16 kernel rows of 96 bytes.
+    desc = _patch_embedding()
+    linear = LinearDescriptor(**{f: getattr(desc, f) for f in LinearDescriptor.__dataclass_fields__
+                                 if f not in ("m", "x_stride", "w_stride")}, m=196, x_stride=1536, w_stride=0)
+    conv, flat = estimate_cycles(desc, HW), estimate_cycles(linear, HW)
+    assert conv.ideal == flat.ideal == 196 * 48 * 12
+    assert conv.first_load - flat.first_load == 16 * 6 - 96  # 16 segments of 6 beats, against one row of 96
+    assert conv.cycles >= flat.cycles
 
 
 def test_padding_and_groups_are_refused_in_one_line():
