@@ -325,3 +325,15 @@ def test_timm_vit_export_compiles_bit_exactly():
     program, image, after, values = _run(qgraph, hw, seed=2)
     assert _mismatches(image, after, values) == []
     assert program.descriptors[0].name == "CONV"
+
+
+def test_isa_doc_excerpt_is_what_the_compiler_prints():
+    """docs/isa.md §3.9 shows the start and the end of vit-tiny's listing: each part is the compiler's."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "isa.md").read_text(encoding="utf-8")
+    section = text.split("### 3.9 ", 1)[1].split("\n## 4.", 1)[0]
+    (block,) = section.split("```\n")[3:4]
+    hw = ATTENTION_HW["16x16-axi128"]
+    result = build(zoo.load_model("vit-tiny"), hw)
+    listing = result.program.listing(result.image.labels)
+    head, tail = block.split("…\n")
+    assert listing.startswith(head) and listing.endswith(tail)
