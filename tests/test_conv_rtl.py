@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""CONV (docs/isa.md §3.9) on the RTL core's LINEAR engine, in Verilator, equals the reference.
+"""CONV (docs/isa.md §3.9) on the RTL core's LINEAR engine, in Verilator, equals isa_sim.
 
 Fast tier (Amaranth only): ConvGeometry (``K / kh``, ``K mod kh`` and the grid's products, a bit per cycle)
 equals Python, restarting when its inputs change mid-computation; the CONV layout names the bits the codec packs.
@@ -24,17 +24,23 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from hwgen import golden, zoo
 from hwgen.board import load_board
-from hwgen.compiler import Flag, LinearDescriptor, Program, isa_sim
+from hwgen.compiler import Flag, LinearDescriptor, Program, compile_graph, isa_sim
 from hwgen.compiler.layout import MemoryImage, Region
 from hwgen.cosim import tb_accelerator as tb
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
+from hwgen.pipeline import build, run_passes
+from hwgen.quant import QuantConfig
 from hwgen.isa import CONV_FIELDS, ConvDescriptor, Status, check_descriptor, pack, unpack
 from hwgen.rtl.descriptor import CONV_DESCRIPTOR_LAYOUT, OPCODE_CONV
 from hwgen.rtl.conv_geometry import ConvGeometry
 
-from test_accelerator_rtl import _compiled, _with_program
+from refusals import conv_refusal_cases
+from test_accelerator_rtl import _compiled, _shared_refusal_runs, _with_program
+from test_attention_hls import with_attention
+from test_conv import CONV_SPEC
 
 GEOMETRIES = {
     "8x8-axi64": HwParams(lanes_in=8, lanes_out=8, axi_data_width=64),
@@ -178,8 +184,8 @@ class ConvCase:
 
 def conv_case(shape: ConvShape, hw: HwParams, seed: int = 1) -> ConvCase:
     """The Linear of :func:`_spec` compiled for ``hw``, turned into a CONV over a random feature map appended to
-    its image; the reference is isa_sim of that Linear over the gathered rows (its output region only: the CONV
-    writes nothing else)."""
+    its image; the reference is isa_sim's CONV, which must equal isa_sim's Linear over the gathered rows (in the
+    output region; the CONV writes nothing else)."""
     program, image = _compiled(parse_spec(_spec(shape)), hw, seed=seed)
     (linear,) = program.descriptors
     if shape.chunk_tiles is not None:
@@ -220,11 +226,12 @@ def conv_case(shape: ConvShape, hw: HwParams, seed: int = 1) -> ConvCase:
     conv_data[x_region.offset:x_region.offset + x_region.size] = rng.integers(
         0, 256, size=x_region.size, dtype=np.uint8).tobytes()
     out = image.region(_spec(shape)["outputs"][0])
-    expected = bytearray(conv_data)
-    expected[out.offset:out.offset + out.size] = after_linear[out.offset:out.offset + out.size]
-    assert bytes(expected) != bytes(conv_data)
-    return ConvCase(shape, conv_program, MemoryImage(bytes(conv_data), regions), bytes(expected), linear,
-                    gathered.data)
+    gather = bytearray(conv_data)
+    gather[out.offset:out.offset + out.size] = after_linear[out.offset:out.offset + out.size]
+    conv_image = MemoryImage(bytes(conv_data), regions)
+    expected = isa_sim(conv_program, conv_image, hw).data
+    assert expected == bytes(gather) != bytes(conv_data)  # isa_sim's CONV is the Linear over the gathered rows
+    return ConvCase(shape, conv_program, conv_image, expected, linear, gathered.data)
 
 
 #: Patch embeddings (kernel = stride), 3×3 convolutions at stride 1 and 2 over 16 channels with every fused
@@ -341,18 +348,34 @@ def refusal_runs(case: ConvCase, hw: HwParams) -> list[tb.Run]:
     return runs
 
 
+def compiled_convolutions(hw: HwParams) -> list[tb.Run]:
+    """tests/test_conv.py's CONV_SPEC as the compiler lowers it (six CONVs: padded and packed RGB pixels, 8-channel
+    kernel rows no lane count divides, rectangular kernels and strides, a CONV over a CONV's output, fused constant
+    residual, Add and ReLU; a Linear on a CONV's tokens) for two seeded inputs, against isa_sim."""
+    qgraph = run_passes(parse_spec(CONV_SPEC).graph, QuantConfig.for_hw(hw))
+    program, image = compile_graph(qgraph, hw)
+    assert sum(isinstance(d, ConvDescriptor) for d in program.descriptors) == 6
+    runs = []
+    for seed, scale in ((1, 1.0), (2, 3.0)):  # 3x the calibrated range: saturation
+        data = image.write_all(golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=seed, scale=scale)))
+        runs.append(tb.Run(data.data, isa_sim(program, data, hw).data, data.regions, label=f"CONV_SPEC seed {seed}",
+                           expect_done=len(program.descriptors)))
+    return runs
+
+
 @pytest.mark.cosim
 @pytest.mark.parametrize("name", GEOMETRIES)
-def test_conv_rtl_equals_reference(tmp_path, name):
-    """Every shape of SHAPES as one CONV Program (and DeiT-tiny's patch embedding at 16×16): the whole image after
-    the run equals the reference's, STATUS OK, every tile issued once (cycles − stalls = M·k_tiles·n_tiles); a
-    LINEAR/CONV/CONV/LINEAR Program; then the CONV refusal table (nothing written)."""
+def test_conv_rtl_equals_isa_sim(tmp_path, name):
+    """Every shape of SHAPES as one CONV Program (and DeiT-tiny's patch embedding at 16×16), the compiler's CONV
+    Programs and a LINEAR/CONV/CONV/LINEAR Program: the whole image after the run equals isa_sim's, STATUS OK,
+    every tile issued once (cycles − stalls = M·k_tiles·n_tiles); then this file's CONV refusal table and
+    tests/refusals.py's CONV cases (status, descriptors completed, the image those leave)."""
     hw = GEOMETRIES[name]
     conv_cases = cases(name)
     if name == "16x16-axi128":
         conv_cases += (conv_case(DEIT, hw, seed=2),)
-    runs = _runs(conv_cases) + [mixed_run(conv_cases[1], hw)]
-    refusals = refusal_runs(conv_cases[2], hw)
+    runs = _runs(conv_cases) + [mixed_run(conv_cases[1], hw)] + compiled_convolutions(hw)
+    refusals = refusal_runs(conv_cases[2], hw) + _shared_refusal_runs(hw, conv_refusal_cases(hw))
     results = tb.run_bench(tmp_path, hw, runs + refusals, stall_prob=STALLS[name])
     assert len(results) == len(runs) + len(refusals)
     for case, result in zip(conv_cases, results):
@@ -361,7 +384,33 @@ def test_conv_rtl_equals_reference(tmp_path, name):
         assert result["cycles"] - result["stalls"] == desc.m * desc.k_tiles * desc.n_tiles, case.shape.label
         print(f"{name} {case.shape.label}: M={desc.m} K={desc.k} N={desc.n}, {result['cycles']} cycles, "
               f"ideal {desc.m * desc.k_tiles * desc.n_tiles}")
-    assert results[len(conv_cases)]["status"] == 0 and results[len(conv_cases)]["descriptors_done"] == 4
+    for result, run in zip(results[len(conv_cases):], runs[len(conv_cases):]):
+        assert (result["status"], result["descriptors_done"]) == (0, run.expect_done), run.label
     for result, run in zip(results[len(runs):], refusals):
-        assert (result["status"], result["descriptors_done"]) == (run.expect_status, 0), run.label
-        assert result["write_beats"] == 0, run.label
+        assert (result["status"], result["descriptors_done"]) == (run.expect_status, run.expect_done), run.label
+        if run.expect_done == 0:
+            assert result["write_beats"] == 0, run.label
+
+
+#: vit-tiny runs on the cores with the attention engine (tests/test_attention_rtl.py builds them too).
+VIT_GEOMETRIES = {"8x8-axi64": with_attention(GEOMETRIES["8x8-axi64"]),
+                  "16x16-axi128": with_attention(GEOMETRIES["16x16-axi128"])}
+
+
+@pytest.mark.cosim
+@pytest.mark.full_model
+@pytest.mark.parametrize("name", VIT_GEOMETRIES)
+def test_vit_tiny_rtl_equals_isa_sim(tmp_path, name):
+    """vit-tiny (a patch-embedding CONV, class token, position embedding, two encoder blocks, head) as the compiler
+    builds it: the whole image after the run equals isa_sim's (random stalls 0.3 at 8×8)."""
+    hw = VIT_GEOMETRIES[name]
+    result = build(zoo.load_model("vit-tiny"), hw)
+    assert isinstance(result.program.descriptors[0], ConvDescriptor)
+    image = result.image.write_all(golden.quantize_inputs(result.qgraph, golden.sample_inputs(result.qgraph, seed=1)))
+    after = isa_sim(result.program, image, hw).data
+    run = tb.Run(image.data, after, image.regions, label="vit-tiny", expect_done=len(result.program.descriptors))
+    (outcome,) = tb.run_bench(tmp_path, hw, [run], stall_prob=0.3 if name == "8x8-axi64" else 0.0)
+    assert outcome["status"] == 0 and outcome["descriptors_done"] == len(result.program.descriptors)
+    for region in ("patch", "head"):
+        r = image.region(region)
+        assert after[r.offset:r.offset + r.size] != image.data[r.offset:r.offset + r.size], region  # written
