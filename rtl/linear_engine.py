@@ -37,8 +37,8 @@ from amaranth.lib import data, wiring
 from hwgen.hwparams import HwParams
 
 from .compute_unit import ArrayEngine
-from .descriptor import CONV_DESCRIPTOR_LAYOUT, DESCRIPTOR_LAYOUT, OPCODE_CONV, OPCODE_LINEAR, Tag
 from .conv_geometry import ConvGeometry
+from .descriptor import CONV_DESCRIPTOR_LAYOUT, DESCRIPTOR_LAYOUT, OPCODE_CONV, OPCODE_LINEAR, Tag
 from .engine import BEATS_WIDTH, Checks, hold, issue, misaligned
 from .geometry import PIECE_BEATS, ChunkWalker, Geometry
 
