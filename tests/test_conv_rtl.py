@@ -6,12 +6,16 @@ equals Python, restarting when its inputs change mid-computation; the CONV layou
 
 Cosim tier: CONV Programs built here (a Linear compiled for ``x = im2col(feature map)``, then one CONV
 descriptor with its weights, bias, RQ words, residual and output reading the channels-last feature map
-instead) run on the core and leave the image the reference leaves, byte for byte (the whole image,
-STATUS and DESCRIPTORS_DONE): patch embeddings (3×32×32 with 8×8 patches; DeiT-tiny's 3×224×224 with
-16×16 patches, K = 768, N = 192, 196 windows, once at 16×16), 3×3 convolutions over 16 channels at stride 1
-and 2 (BIAS, RELU, RESIDUAL), an 8-channel one whose segments end inside an activation word, ``kh = 1``,
-padded feature-map rows and several chunks; at 8×8/AXI64 with random stalls (0.3), 16×8/AXI64,
-16×16/AXI128 and 32×32/AXI128. CONV refusals (every check of §3.7 in its order) give isa_sim's status.
+instead; isa_sim's result must equal the Linear's over the gathered rows) run on the core and leave the
+image isa_sim leaves, byte for byte (the whole image, STATUS and DESCRIPTORS_DONE, every tile issued once):
+patch embeddings (3×32×32 with 8×8 patches; DeiT-tiny's 3×224×224 with 16×16 patches, K = 768, N = 192,
+196 windows, once at 16×16), 3×3 convolutions over 16 channels at stride 1 and 2 (BIAS, RELU, RESIDUAL,
+one output tile per chunk), an 8-channel one whose segments end inside an activation word with padded
+feature-map rows, ``kh = 1``; a LINEAR/CONV/CONV/LINEAR Program; the compiler's CONV_SPEC of
+tests/test_conv.py (six CONVs) for two inputs; at 8×8/AXI64, 16×8/AXI64 and 32×32/AXI128 with random stalls
+(0.3 on every AXI channel) and at 16×16/AXI128 without (cycles printed). Refusals: this file's CONV table (every check of §3.7 in
+its order, the ``x`` extent past 2³²) and tests/refusals.py's CONV cases give isa_sim's status and image.
+vit-tiny (patch-embedding CONV, attention, head) at 8×8 with stalls and at 16×16 (full_model).
 """
 
 from __future__ import annotations
