@@ -707,6 +707,7 @@ def _descriptor(qgraph: Graph, group: _Group | _RowGroup, placed: dict[str, Regi
         largest = _conv_descriptor(qgraph, group, x, common, hw)
     else:
         largest = LinearDescriptor(m=m, x_stride=x.row_stride, w_stride=w_stride, **common)
+    largest.encode()  # a field out of its range (a CONV's 8-bit kh, 16-bit x_stride, ...) is refused here, per layer
     return _fastest_chunking(largest, hw)
 
 
