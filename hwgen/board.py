@@ -10,6 +10,7 @@ field. Every problem is one line: ``board ultra96: hp_width must be 32, 64 or 12
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import types
 from collections.abc import Mapping
@@ -117,6 +118,8 @@ class Board:
     ps_settings: Mapping[str, str]
     accelerator: Mapping[str, int]
     path: Path
+    #: lanes (in, out) of the core with the attention engine, when the board's lanes do not fit it
+    attention_lanes: tuple[int, int] | None = None
 
     def clock_mhz(self, requested: float | None = None) -> float:
         """``requested`` (the board default when ``None``) after checking it is a usable PL clock."""
@@ -136,6 +139,17 @@ class Board:
         from hwgen.hwparams import HwParams
 
         return HwParams.from_dict({**self.accelerator, **changes})
+
+    def core_for(self, graph, hw=None, *, lanes_given: bool = False):
+        """The core ``graph`` gets on this board: ``hw`` (default the board's) with what the model needs
+        (:func:`hwgen.units.core_for`: the attention engine), at ``attention_lanes`` when it has the
+        attention engine and the lanes were not given by the user."""
+        from hwgen.units import core_for
+
+        core = core_for(graph, self.hw_params() if hw is None else hw)
+        if core.has_attention and self.attention_lanes and not lanes_given:
+            core = dataclasses.replace(core, lanes_in=self.attention_lanes[0], lanes_out=self.attention_lanes[1])
+        return core
 
 
 def board_names() -> list[str]:
@@ -281,14 +295,22 @@ def _parse(path: Path) -> Board:
             check.fail("ps_settings key", "absent: hwgen derives it from pl_clock and hp_width", key)
 
     accel = check.mapping("accelerator", data["accelerator"])
-    check.keys("accelerator", accel, ACCELERATOR_KEYS, ACCELERATOR_KEYS)
+    check.keys("accelerator", accel, ACCELERATOR_KEYS + ("attention_lanes",), ACCELERATOR_KEYS)
     accelerator = {key: accel[key] for key in ACCELERATOR_KEYS}
+    attention_lanes = accel.get("attention_lanes")
+    if attention_lanes is not None:
+        if (not isinstance(attention_lanes, list) or len(attention_lanes) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in attention_lanes)):
+            check.fail("accelerator.attention_lanes", "a list of two lane counts [lanes_in, lanes_out]", attention_lanes)
+        attention_lanes = tuple(attention_lanes)
     if accelerator["axi_data_width"] != data["hp_width"]:
         check.fail("accelerator.axi_data_width", f"the HP port width {data['hp_width']}", accelerator["axi_data_width"])
     from hwgen.hwparams import HwParams
 
     try:
         HwParams.from_dict(dict(accelerator))
+        if attention_lanes is not None:
+            HwParams.from_dict({**accelerator, "lanes_in": attention_lanes[0], "lanes_out": attention_lanes[1]})
     except ValueError as exc:
         raise ValueError(f"board {name}: accelerator: {exc}") from None
 
@@ -306,4 +328,5 @@ def _parse(path: Path) -> Board:
         ps_settings=types.MappingProxyType(ps_settings),
         accelerator=types.MappingProxyType(accelerator),
         path=path,
+        attention_lanes=attention_lanes,
     )

@@ -30,6 +30,7 @@ import yaml
 from hwgen import __version__, golden, stamp, zoo
 from hwgen.board import BUDGET_KEYS, Board, load_board
 from hwgen.compiler import Flag, MemoryImage, RowDescriptor, isa_sim
+from hwgen.isa import OPCODE_QK_SOFTMAX_STATS, AttentionDescriptor
 from hwgen.compiler.layout import RegionKind, tensor_rows
 from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
 from hwgen.hls.emit import render as render_hls
@@ -37,6 +38,7 @@ from hwgen.hwparams import HwParams
 from hwgen.ir.serialize import npz_bytes
 from hwgen.project import RTL_PATH, BuildPlan, HlsDesign, add_board_project
 from hwgen.quant import QuantConfig
+from hwgen.units import core_for
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -188,6 +190,7 @@ class Compiled:
 
     qgraph: object
     config: QuantConfig
+    hw: HwParams  # the core the model needs (hwgen.units.core_for the board's)
     program: object
     image: MemoryImage  # inputs written
     values: dict  # every tensor's golden int64 codes
@@ -227,6 +230,7 @@ def compile_for(model: str | Path, hw: HwParams, *, round_scales: bool = False,
     from hwgen.quant import load_calibration
 
     loaded = zoo.load_model(model, round_scales=round_scales)
+    hw = core_for(loaded.graph, hw)
     samples = () if calibration is None else load_calibration(calibration, loaded.graph)
     config = QuantConfig.for_hw(hw, formats=loaded.formats, calibration=samples)
     built = compile_model(loaded, hw, config)
@@ -238,6 +242,12 @@ def compile_for(model: str | Path, hw: HwParams, *, round_scales: bool = False,
     kept = {r.name: values[r.name] for r in image.regions if r.kind.holds_tensor}
     want = image.with_values(kept).data
     reference = isa_sim(program, image, hw)
+    # A scratch region (attention scores and row statistics) holds no tensor of the graph: what the
+    # Program leaves there is isa_sim's; every other byte must be the golden model's.
+    for region in image.regions:
+        if region.kind is RegionKind.SCRATCH:
+            end = region.offset + region.size
+            want = want[:region.offset] + reference.data[region.offset:end] + want[end:]
     if reference.data != want:
         raise RuntimeError(f"isa_sim must equal the golden model on {qgraph.name}, but it does not: a compiler bug")
     float_values = golden.run_float(loaded.graph, float_inputs)
@@ -248,7 +258,7 @@ def compile_for(model: str | Path, hw: HwParams, *, round_scales: bool = False,
 
         ort = onnxruntime_outputs(zoo.resolve(model), qgraph, float_inputs)
         against_ort = ort if isinstance(ort, str) else golden.accuracy_report(qgraph, ort, values)
-    return Compiled(qgraph, config, program, image, values, want, reference, accuracy, zoo.macs(loaded), loaded.notes,
+    return Compiled(qgraph, config, hw, program, image, values, want, reference, accuracy, zoo.macs(loaded), loaded.notes,
                     "seeded random inputs" if calibration is None else Path(calibration).name, against_ort)
 
 
@@ -326,6 +336,8 @@ def plan_build(
     if isinstance(lanes, str):
         lanes = parse_lanes(lanes)
     hw = board.hw_params(**({} if lanes is None else {"lanes_in": lanes[0], "lanes_out": lanes[1]}))
+    # What the model needs of the core (the attention engine), at the board's lanes for such a core.
+    hw = board.core_for(zoo.load_model(model, round_scales=round_scales).graph, hw, lanes_given=lanes is not None)
     lanes_text = f"{hw.lanes_in}x{hw.lanes_out}"
     rtl, hls = flow in ("rtl", "both"), flow in ("hls", "both")
     if sim and not rtl:
@@ -364,7 +376,8 @@ def plan_build(
         resources = toolchain.yosys_resources(verilog_text, "hwgen_accel", family=board.family)
         over = _overruns(resources, budget)
         if over and not force:
-            raise BudgetError(f"design must fit {board.name}'s budget, but the Yosys estimate is over on "
+            core = f"the {lanes_text} core with the attention engine" if hw.has_attention else "the Yosys estimate"
+            raise BudgetError(f"design must fit {board.name}'s budget, but {core} is over on "
                               f"{', '.join(over)}; use fewer lanes, or --force to write it anyway")
 
     measured = None
@@ -441,19 +454,30 @@ def build_project(
 # ------------------------------------------------------------------------------------------ report
 
 
+def _descriptor_shape(desc) -> tuple[int, int, int, int]:
+    """(M, K, N, MACs) of a descriptor for the report: a row operation's K is its row length, an
+    attention descriptor's M counts every head's rows (Q·Kᵀ: K = d_head, N = keys; A·V: K = keys, N = d_head)."""
+    if isinstance(desc, RowDescriptor):  # LAYERNORM or SOFTMAX: N elements per row, no MACs
+        return desc.m, desc.n, desc.n, 0
+    if isinstance(desc, AttentionDescriptor):
+        m = desc.heads * desc.m
+        k, n = (desc.d_head, desc.s) if desc.opcode == OPCODE_QK_SOFTMAX_STATS else (desc.s, desc.d_head)
+        return m, k, n, m * k * n
+    return desc.m, desc.k, desc.n, 0 if desc.flags & Flag.BYPASS else desc.m * desc.k * desc.n
+
+
 def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, mhz, flow, program, image,
             reference, measured, resources, budget, over, accuracy, macs, notes=(), calibration="seeded random inputs",
             onnxruntime=None) -> dict:
     layers = []
     for index, (desc, estimate) in enumerate(zip(program.descriptors, reference.cycles)):
-        row_unit = isinstance(desc, RowDescriptor)  # LAYERNORM or SOFTMAX: N elements per row, no MACs
-        k = desc.n if row_unit else desc.k
+        m, k, n, macs = _descriptor_shape(desc)
         layers.append({
             "descriptor": index,
-            "opcode": desc.name if row_unit else "LINEAR",
+            "opcode": desc.name,
             "layers": image.labels[index] if index < len(image.labels) else "",
-            "m": desc.m, "k": k, "n": desc.n,
-            "macs": 0 if row_unit or desc.flags & Flag.BYPASS else desc.m * desc.k * desc.n,
+            "m": m, "k": k, "n": n,
+            "macs": macs,
             "ideal_cycles": estimate.ideal,
             "cycles": estimate.cycles,
             "utilization": round(estimate.utilization, 4),
@@ -591,7 +615,8 @@ def render_report(report: dict) -> str:
         ["board", f"{board['name']} — {board['description']} (`{board['part']}`)"],
         ["accelerator", f"{accel['lanes_in']}×{accel['lanes_out']} MAC array, {accel['act_bits']}-bit activations, "
                         f"{accel['weight_bits']}-bit weights, {accel['acc_bits']}-bit accumulators, "
-                        f"AXI {accel['axi_data_width']} b; fingerprint `{accel['fingerprint']}`"],
+                        f"AXI {accel['axi_data_width']} b{', attention engine' if accel['has_attention'] else ''}; "
+                        f"fingerprint `{accel['fingerprint']}`"],
         ["clock", f"{perf['clock_mhz']:g} MHz from {board['clock_source']}"],
         ["flows", flows[report["flow"]]],
         ["program", f"{report['program']['descriptors']} descriptors, memory image {_n(report['program']['image_bytes'])} bytes"],

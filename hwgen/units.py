@@ -11,6 +11,8 @@ use, so the four agree by construction on tables, Newton steps and internal prec
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 from hwgen.golden import nonlinear as nl
@@ -84,7 +86,9 @@ def attention_problem(hw) -> str | None:
     """Why hardware ``hw`` cannot run the attention opcodes (``QK_SOFTMAX_STATS``, ``AV``), or ``None``.
 
     The attention engine is a capability of the core (``HwParams.has_attention``); the HLS and RTL
-    cores implement it, every shipped board has it off and refuses the opcodes with ``BAD_OPCODE``. Its softmax statistics use the softmax unit's numerics, so it also needs them.
+    cores implement it, and ``hwgen build`` turns it on for a model with attention (:func:`core_for`);
+    a core without it refuses the opcodes with ``BAD_OPCODE``. Its softmax statistics use the
+    softmax unit's numerics, so it also needs them.
     """
     if not hw.has_attention:
         return "this hardware has no attention engine (HwParams.has_attention is false)"
@@ -92,3 +96,21 @@ def attention_problem(hw) -> str | None:
     if problem is not None:
         return f"the attention engine needs the softmax unit's numerics: {problem}"
     return None
+
+
+#: Accumulator bits of a core with the attention engine. Q·Kᵀ and A·V of 16-bit codes need about 40
+#: (``hwgen.golden.attention.AttentionFormats.acc_bits``: d_head or keys products of two 16-bit codes);
+#: 48 is the accumulator of a DSP48, so the MACs cost no more DSPs than at 32.
+ATTENTION_ACC_BITS = 48
+
+
+def core_for(graph, hw):
+    """``hw`` with what ``graph`` needs of the core: the attention engine and ``ATTENTION_ACC_BITS``
+    accumulators when it has an ``Attention`` node, else ``hw`` unchanged.
+
+    A board file gives the core's geometry and buffers; the engines a model never uses stay out, so
+    a model without attention builds the same core (and fingerprint) as before the engine existed.
+    """
+    if hw.has_attention or not any(node.op == "Attention" for node in graph.nodes):
+        return hw
+    return dataclasses.replace(hw, has_attention=True, acc_bits=max(hw.acc_bits, ATTENTION_ACC_BITS))

@@ -4,7 +4,9 @@
 ``make test`` (what CI runs) and ``make test-full`` (``--full``): whole-model tests take a
 ``full_board`` argument; CI runs them on one board (the default one, ultra96, whose core every other
 test already builds, so they reuse its cached Yosys and Verilator results); ``--full`` runs them on
-every shipped board.
+every shipped board. Tests that take a ``full_sample`` argument run one sample of their cases in
+CI and every sample with ``--full`` (the QFX-against-``ap_fixed`` sweep: 2 of its 8 translation
+units, which still hold every rounding × overflow pair, in CI).
 
 Order: ``make test`` runs ``pytest -n 2 --dist worksteal``, which hands each worker one half of the
 collected tests and lets an idle worker take the tail of the other's queue. On a cold cache the
@@ -53,6 +55,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_generate_tests(metafunc):
+    full = metafunc.config.getoption("full")
     if "full_board" in metafunc.fixturenames:
-        boards = board_names() if metafunc.config.getoption("full") else [CI_BOARD]
-        metafunc.parametrize("full_board", boards)
+        metafunc.parametrize("full_board", board_names() if full else [CI_BOARD])
+    if "full_sample" in metafunc.fixturenames:
+        samples = getattr(metafunc.module, "SAMPLES")
+        metafunc.parametrize("full_sample", samples if full else getattr(metafunc.module, "CI_SAMPLES"))

@@ -26,13 +26,15 @@ from hwgen.hwparams import HwParams
 from hwgen.isa import OPCODE_AV, OPCODE_QK_SOFTMAX_STATS, Status
 from hwgen.pipeline import build
 from hwgen.rtl.accelerator import Accelerator
+from hwgen.units import ATTENTION_ACC_BITS
 
 from refusals import attention_refusal_cases
 from test_accelerator_hls import assert_same_image, csim, image_regions, run_and_compare
 
 
 def with_attention(hw: HwParams) -> HwParams:
-    return dataclasses.replace(hw, acc_bits=48, has_attention=True)
+    """``hw`` as ``hwgen build`` makes it for a model with attention (``hwgen.units.core_for``)."""
+    return dataclasses.replace(hw, acc_bits=ATTENTION_ACC_BITS, has_attention=True)
 
 
 #: The shipped boards' three geometries (ultra96: 16×16/AXI128, pynq-z2: 16×8/AXI64, zcu102:

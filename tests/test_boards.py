@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from hwgen import cli
+from hwgen import cli, zoo
 from hwgen.board import ACCELERATOR_KEYS, BUDGET_KEYS, board_names, list_boards, load_board
 from hwgen.boards import BOARD_DIR
 from hwgen.hwparams import HwParams
@@ -146,7 +146,13 @@ SCHEMA_ERRORS = [
      "board ultra96: accelerator.axi_data_width must be the HP port width 128, not 64"),
     ("ultra96", _set("accelerator", "act_bits", 8),
      "board ultra96: accelerator key must be one of lanes_in, lanes_out, act_buffer_bytes, weight_buffer_bytes, "
-     "axi_data_width, not 'act_bits'"),
+     "axi_data_width, attention_lanes, not 'act_bits'"),
+    ("ultra96", _set("accelerator", "attention_lanes", 16),
+     "board ultra96: accelerator.attention_lanes must be a list of two lane counts [lanes_in, lanes_out], not 16"),
+    ("ultra96", _set("accelerator", "attention_lanes", [16, 0]),
+     "board ultra96: accelerator.attention_lanes must be a list of two lane counts [lanes_in, lanes_out], not [16, 0]"),
+    ("ultra96", _set("accelerator", "attention_lanes", [128, 256]),
+     "board ultra96: accelerator: lanes_out must be an integer from 1 to 128, not 256"),
     ("ultra96", _set("accelerator", "lanes_out", 0),
      "board ultra96: accelerator: lanes_out must be an integer from 1 to 128, not 0"),
     ("ultra96", _set("budget", [1, 2]), "board ultra96: budget must be a mapping, not [1, 2]"),
@@ -183,3 +189,17 @@ def test_cli_lists_every_board(capsys):
         assert row[1] == board.part and row[2] == board.ps
         assert f"{board.pl_clock.source} {board.pl_clock.default_mhz:g} MHz" in rows[board.name]
         assert [int(x) for x in row[-5:-1]] == [board.budget[k] for k in ("DSP", "LUT", "BRAM36", "URAM")]
+
+
+def test_a_model_with_attention_gets_the_attention_engine_at_the_boards_attention_lanes():
+    attention = zoo.load_model("vit-block").graph
+    plain = zoo.load_model("vit-mlp-block").graph
+    ultra96 = load_board("ultra96")
+    assert ultra96.core_for(plain) == ultra96.hw_params()  # same core and fingerprint as before the engine
+    core = ultra96.core_for(attention)
+    assert (core.has_attention, core.acc_bits, core.lanes_in, core.lanes_out) == (True, 48, 16, 8)
+    assert core.act_buffer_bytes == ultra96.hw_params().act_buffer_bytes
+    given = ultra96.core_for(attention, ultra96.hw_params(lanes_in=8, lanes_out=8), lanes_given=True)
+    assert (given.lanes_in, given.lanes_out, given.has_attention) == (8, 8, True)
+    kv260 = load_board("kv260")  # its 16x16 core fits with the engine: no attention_lanes
+    assert kv260.attention_lanes is None and kv260.core_for(attention).lanes_out == 16

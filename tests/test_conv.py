@@ -337,3 +337,13 @@ def test_isa_doc_excerpt_is_what_the_compiler_prints():
     listing = result.program.listing(result.image.labels)
     head, tail = block.split("…\n")
     assert listing.startswith(head) and listing.endswith(tail)
+
+
+def test_a_field_out_of_range_is_refused_naming_the_layer():
+    # 8-byte pixels padded to 16 (a 1-pixel kernel row is not an AXI word), windows 9000 pixels apart:
+    # x_stride = 144000 bytes, more than its 16 bits.
+    spec = {"name": "wide", "inputs": {"x": {"shape": [4, 1, 18000]}},
+            "layers": [{"name": "c", "op": "Conv2d", "input": "x", "channels": 8, "kernel": 1, "stride": [1, 9000]}],
+            "outputs": ["c"]}
+    with pytest.raises(ValueError, match=r"^layer 'c': x_stride must fit a 16-bit field \(0\.\.65535\), not 144000$"):
+        build(parse_spec(spec), HwParams())

@@ -42,6 +42,9 @@ Cold (empty cache) it costs ~310 s of CPU, almost all of it g++ instantiating ap
 
 The cases are split into ``CHUNKS`` translation units (pytest-xdist spreads them); values go
 through stdin/stdout as binary float64/int64. Binaries are cached by content (hwgen.toolchain).
+``make test`` compiles and compares ``CI_SAMPLES`` (2 of the 8 units, about 105 s of cold CPU;
+every rounding x overflow pair has cases in each unit: ``test_the_ci_sample_covers_every_mode_pair``);
+``make test-full`` all of them.
 """
 
 from __future__ import annotations
@@ -365,8 +368,24 @@ def test_coverage_is_what_the_docstring_says():
     assert 0 < len(EXCLUDED) < len(CASES) // 20
 
 
-@pytest.mark.parametrize("chunk", range(CHUNKS))
-def test_qfx_equals_ap_fixed(chunk):
+#: The translation units ``make test-full`` compares (the ``full_sample`` tier of tests/conftest.py) ...
+SAMPLES = tuple(range(CHUNKS))
+#: ... and the ones ``make test`` compares.
+CI_SAMPLES = (0, 5)
+
+
+def test_the_ci_sample_covers_every_mode_pair():
+    for chunk in CI_SAMPLES:
+        cases = [c for c in COMPARED if chunk_of(c) == chunk]
+        for kind in ("quantize", "cast"):
+            pairs = {(c.fmt.rounding, c.fmt.overflow) for c in cases if c.kind == kind}
+            assert pairs == set(MODE_PAIRS), f"chunk {chunk} lacks {kind} cases of {set(MODE_PAIRS) - pairs}"
+        assert any(c.kind == "cast" and c.small for c in cases) and any(c.src.width > MAX_STORAGE_WIDTH
+                                                                         for c in cases if c.kind == "cast")
+
+
+def test_qfx_equals_ap_fixed(full_sample):
+    chunk = full_sample
     cases = [c for c in COMPARED if chunk_of(c) == chunk]
     compared, mismatches = compare_chunk(cases, seed=SEED + chunk)
     assert compared >= VALUES_PER_FORMAT * sum(c.kind == "quantize" for c in cases)

@@ -547,6 +547,9 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         return (RegionKind.INPUT if name in qgraph.inputs else RegionKind.OUTPUT if name in qgraph.outputs
                 else RegionKind.ACTIVATION)
 
+    def rows(name: str) -> int:
+        return layout_rows(qgraph.tensor(name).shape, layout(name))[0]
+
     def region_of(name: str, stride: int) -> Region:
         tensor = qgraph.tensor(name)
         return Region(name, kind(name), 0, 0, str(tensor.fmt), tensor.shape, stride, hw.act_bits, layout(name))
@@ -556,17 +559,16 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
     for name in tensors:
         if homes.root(name)[0] == name:
             stride = _row_stride(qgraph, name, layout(name), hw)
-            placed[name] = place(region_of(name, stride), bytes(placed_rows(qgraph, name, layout(name)) * stride))
+            placed[name] = place(region_of(name, stride), bytes(rows(name) * stride))
     for name in tensors:
         root, row = homes.root(name)
         if root == name:
             continue
         home = placed[root]
         natural = _row_stride(qgraph, name, layout(name), hw)
-        rows = placed_rows(qgraph, name, layout(name))
-        if row + rows > home.rows:
-            raise ValueError(f"tensor {name!r} must fit inside {root!r} it is a view of, not end at row {row + rows} "
-                             f"of {home.rows}")
+        if row + rows(name) > home.rows:
+            raise ValueError(f"tensor {name!r} must fit inside {root!r} it is a view of, not end at row "
+                             f"{row + rows(name)} of {home.rows}")
         producer = qgraph.producer(name)
         moved = producer is None or producer.op not in _VIEW_OPS  # a ClassToken's tokens, written in place
         if moved and natural != home.row_stride:
@@ -574,7 +576,7 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
                              f"({home.row_stride} bytes), not {natural}")
         view = region_of(name, home.row_stride)
         regions.append(Region(**{**view.__dict__, "offset": home.offset + row * home.row_stride,
-                                 "size": rows * home.row_stride}))
+                                 "size": rows(name) * home.row_stride}))
         placed[name] = regions[-1]
 
     descriptors, owners = [], []
@@ -598,11 +600,6 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
     image = MemoryImage(b"".join(chunks), tuple(regions), tuple(g.label for g in owners))
     log.info("compiled %s: %d descriptors, %d-byte image", qgraph.name, len(descriptors), len(image.data))
     return program, image
-
-
-def placed_rows(graph: Graph, name: str, layout: str) -> int:
-    """Rows of containers tensor ``name`` takes in ``layout``."""
-    return layout_rows(graph.tensor(name).shape, layout)[0]
 
 
 def _attention_formats(qgraph: Graph, node: Node):
@@ -707,6 +704,7 @@ def _descriptor(qgraph: Graph, group: _Group | _RowGroup, placed: dict[str, Regi
         largest = _conv_descriptor(qgraph, group, x, common, hw)
     else:
         largest = LinearDescriptor(m=m, x_stride=x.row_stride, w_stride=w_stride, **common)
+    largest.encode()  # a field out of its range (a CONV's 8-bit kh, 16-bit x_stride, ...) is refused here, per layer
     return _fastest_chunking(largest, hw)
 
 

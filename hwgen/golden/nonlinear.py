@@ -937,7 +937,11 @@ def layernorm(cfg: LayerNormConfig, x_raw, gamma_raw, beta_raw, *, d_offset: int
     n = x.shape[-1]
     if gamma.shape[-1:] != (n,) or beta.shape[-1:] != (n,):
         raise ValueError(f"gamma and beta must have {n} channels, not {gamma.shape} and {beta.shape}")
-    wide = _big(x)
+    # Every sum and product is exact: in int64 where the widths allow (D, and U·y with y < 2^(P+2)),
+    # e.g. at 16-bit activations, else in Python ints.
+    in_int64 = cfg.d_bits <= 62 and cfg.u_bits + cfg.rsqrt.work_bits + 2 <= 62
+    exact = _int64 if in_int64 else _big
+    wide = exact(x)
     s1 = wide.sum(axis=-1, keepdims=True)
     s2 = (wide * wide).sum(axis=-1, keepdims=True)
     if d_offset is None:
@@ -949,8 +953,8 @@ def layernorm(cfg: LayerNormConfig, x_raw, gamma_raw, beta_raw, *, d_offset: int
     zero = d == 0
     y, half_exponent = _rsqrt_parts(cfg.rsqrt, np.where(zero, 1, d), cfg.d_bits, 0)
     # U/√D = U·y·2^-(P + e): round to norm_fmt's fraction bits (ties up), then saturate.
-    shift = _big(cfg.rsqrt.work_bits + half_exponent - cfg.norm_fmt.frac_bits)  # ≥ 1 since D ≥ 1
-    rounded = (u * y + (1 << (shift - 1))) >> shift
+    shift = exact(cfg.rsqrt.work_bits + half_exponent - cfg.norm_fmt.frac_bits)  # ≥ 1 since D ≥ 1
+    rounded = (u * exact(y) + (exact(1) << (shift - 1))) >> shift
     rounded = np.where(zero, 0, rounded)
     norm = _int64(np.minimum(np.maximum(rounded, cfg.norm_fmt.min_raw), cfg.norm_fmt.max_raw))
     scaled, scaled_fmt = qfx.mul(norm, cfg.norm_fmt, gamma, cfg.gamma_fmt)
