@@ -31,7 +31,7 @@ from hwgen import __version__, golden, stamp, zoo
 from hwgen.board import BUDGET_KEYS, Board, load_board
 from hwgen.compiler import Flag, MemoryImage, RowDescriptor, isa_sim
 from hwgen.isa import OPCODE_QK_SOFTMAX_STATS, AttentionDescriptor
-from hwgen.compiler.layout import RegionKind
+from hwgen.compiler.layout import RegionKind, tensor_rows
 from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
 from hwgen.hls.emit import render as render_hls
 from hwgen.hwparams import HwParams
@@ -168,13 +168,13 @@ def _tb_expected(model_name: str, image: MemoryImage, values: dict[str, np.ndarr
     for r in image.regions:
         if r.kind != RegionKind.OUTPUT:
             continue
-        raw = values[r.name]
-        rows = int(np.prod(r.shape[:-1], dtype=np.int64))
-        packed = raw.reshape(rows, r.shape[-1]).astype(f"<{'i' if r.fmt.signed else 'u'}{r.container_bits // 8}")
-        data = packed.tobytes()
+        # The rows as they lie in DDR (a feature map's are its pixels, channels-last: docs/isa.md §4).
+        matrix = tensor_rows(values[r.name], r.layout)
+        rows, cols = matrix.shape
+        data = np.ascontiguousarray(matrix, dtype=f"<{'i' if r.fmt.signed else 'u'}{r.container_bits // 8}").tobytes()
         regions.append({
             "name": r.name, "format": r.format, "shape": "x".join(map(str, r.shape)), "offset": r.offset,
-            "rows": rows, "cols": r.shape[-1], "row_stride": r.row_stride, "signed": r.fmt.signed,
+            "rows": rows, "cols": cols, "row_stride": r.row_stride, "signed": r.fmt.signed,
             "nbytes": len(data), "lines": _c_bytes(data),
         })
     return render_hls("accelerator_tb_expected.h.j2", model=model_name, description=str(hw), regions=regions,

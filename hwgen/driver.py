@@ -179,11 +179,14 @@ class HwgenDriver:
             nbytes = r["container_bits"] // 8
             signed = not r["format"].startswith("ufixed")
             shape = tuple(r["shape"])
-            cols = shape[-1]
-            rows = int(np.prod(shape[:-1], dtype=np.int64))
-            table = memory[r["offset"]: r["offset"] + rows * r["row_stride"]].reshape(rows, r["row_stride"])
-            containers = np.ascontiguousarray(table[:, : cols * nbytes]).view(f"<{'i' if signed else 'u'}{nbytes}")
-            outputs[r["name"]] = containers.astype(np.int64).reshape(shape)
+            # A feature map (layout "hwc") is H·W rows of C containers, channels-last (docs/isa.md §4).
+            hwc = r.get("layout", "rows") == "hwc"
+            cols = shape[0] if hwc else shape[-1]
+            rows = int(np.prod(shape[1:] if hwc else shape[:-1], dtype=np.int64))
+            stride = r["row_stride"]
+            table = np.lib.stride_tricks.as_strided(memory[r["offset"]:], shape=(rows, cols * nbytes), strides=(stride, 1))
+            containers = np.ascontiguousarray(table).view(f"<{'i' if signed else 'u'}{nbytes}").astype(np.int64)
+            outputs[r["name"]] = containers.T.reshape(shape) if hwc else containers.reshape(shape)
         return outputs
 
     def compare(self, image: bytes) -> list[OutputCheck]:

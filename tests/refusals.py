@@ -11,6 +11,9 @@ descriptor does not use and expect ``OK``: an executor must not refuse more than
 ``tests/test_refusals.py`` runs the table against ``isa_sim``; the RTL and HLS tests run the same
 table against their cores and compare status, descriptors completed and the whole image.
 
+:func:`conv_refusal_cases` (part of :func:`refusal_cases`: every core has CONV) mutates the CONV
+descriptors of a small convolution model (docs/isa.md §3.9) the same way.
+
 :func:`attention_refusal_cases` is the same kind of table for the attention pair (docs/isa.md §3.8)
 on hardware with the attention engine (``HwParams.has_attention``): only the executors that have
 the engine run it (isa_sim, the HLS core and the RTL core).
@@ -30,7 +33,8 @@ from hwgen.isa import DESCRIPTOR_BYTES, HEADER_BYTES, Flag, Opcode, Status
 from hwgen.pipeline import run_passes
 from hwgen.quant import QuantConfig
 
-__all__ = ["RefusalCase", "refusal_cases", "attention_refusal_cases", "BASE_SPEC", "ATTENTION_SPEC", "ROWLESS_HW"]
+__all__ = ["RefusalCase", "refusal_cases", "conv_refusal_cases", "attention_refusal_cases", "BASE_SPEC", "CONV_SPEC",
+           "ATTENTION_SPEC", "ROWLESS_HW"]
 
 #: The valid Program every case starts from: fc1 (LINEAR), ln (LAYERNORM), fc2 with bias and the
 #: residual add of fc1's output (LINEAR), a standalone Add (BYPASS), softmax (SOFTMAX).
@@ -48,6 +52,22 @@ BASE_SPEC = {
     "outputs": ["dbl", "sm"],
 }
 FC1, LN, FC2, BYPASS, SM = range(5)
+
+#: The valid Program of the CONV table: conv1 (CONV with bias, the position-embedding-like constant as its
+#: residual and ReLU2) over an 8-channel 6x6 map (16-byte pixels, packed), then conv2 (CONV with bias) over
+#: conv1's 40-channel output: kernel rows of 80 elements, a 2x2 grid of overlapping windows.
+CONV_SPEC = {
+    "name": "refusal-conv",
+    "inputs": {"img": {"shape": [8, 6, 6], "distribution": "uniform", "scale": 2.0}},
+    "layers": [
+        {"name": "conv1", "op": "Conv2d", "input": "img", "channels": 40, "kernel": 2, "stride": 2},
+        {"name": "pos", "op": "AddConstant", "input": "conv1"},
+        {"name": "relu", "op": "ReLU", "input": "pos"},
+        {"name": "conv2", "op": "Conv2d", "input": "relu", "channels": 16, "kernel": 2},
+    ],
+    "outputs": ["conv2"],
+}
+CONV1, CONV2 = 0, 1
 
 #: The valid Program of the attention table: the Q, K and V projections (LINEAR), then the QK_SOFTMAX_STATS
 #: and AV pair of a 2-head attention over 7 tokens (an odd key count: score rows end inside an AXI word).
@@ -160,8 +180,10 @@ def refusal_cases(hw: HwParams) -> list[RefusalCase]:
                              program_offset=a // 2))
 
     # ------------------------------------------------------------------ opcodes
-    for opcode in (0, 2, 3, 4, 6, 7, 9, 255):
+    for opcode in (0, 3, 4, 6, 7, 9, 255):
         case(f"opcode {opcode}", FC2, Status.BAD_OPCODE, field(0, 0, 8, opcode))
+    # Every core has CONV: opcode 2 on a LINEAR block reads M's bits 23:16 (0 here) as kh.
+    case("opcode 2 on a LINEAR block (kh = 0)", FC2, Status.BAD_DESCRIPTOR, field(0, 0, 8, 2))
 
     # ------------------------------------------------------------------ LINEAR: BAD_DESCRIPTOR
     case("LINEAR: reserved flag bit 11", FC2, Status.BAD_DESCRIPTOR, field(0, 19, 1, 1))
@@ -266,6 +288,91 @@ def refusal_cases(hw: HwParams) -> list[RefusalCase]:
     case("accepted: RQ2 garbage without RESIDUAL", FC1, Status.OK, field(14, 0, 32, 0xFFFFFFFF), 5)
     case("accepted: BIAS cleared, bias_addr past the image", FC1, Status.OK,
          both(field(0, 8, 1, 0), field(6, 0, 32, image_bytes + act)), 5)
+    return cases + conv_refusal_cases(hw)
+
+
+def conv_refusal_cases(hw: HwParams) -> list[RefusalCase]:
+    """One case per CONV rule of docs/isa.md §3.9 (in §3.7's order) on the CONV descriptors of :data:`CONV_SPEC`."""
+    program, base = _compiled(CONV_SPEC, hw)
+    assert [d.opcode for d in program.descriptors] == [Opcode.CONV, Opcode.CONV], program.descriptors
+    conv1, conv2 = program.descriptors
+    assert conv1.flags & Flag.RESIDUAL and conv1.flags & Flag.RELU2 and conv2.flags & Flag.BIAS, program.descriptors
+    assert (conv2.grid_h, conv2.grid_w, conv2.kh, conv2.k, conv2.seg_stride) == (2, 2, 2, 160, 3 * 40 * hw.act_bytes)
+    image_bytes = struct.unpack_from("<I", base, 20)[0]
+    a, act = hw.axi_bytes, hw.act_bytes
+    end = image_bytes // a * a
+    cases: list[RefusalCase] = []
+
+    def case(name, index, status, *edits, executed=None):
+        words = _words(base, index)
+        for word, lo, bits, value in edits:
+            _field(words, word, lo, bits, value)
+        cases.append(RefusalCase(name, hw, _put(base, index, words), status, index if executed is None else executed))
+
+    def flags(index, *added):
+        return (0, 8, 24, (_words(base, index)[0] >> 8) | sum(int(f) for f in added))
+
+    def ceil(k, lanes):
+        return -(-k // lanes)
+
+    w2 = _words(base, CONV2)
+    k_tiles2, n_tiles2 = w2[3] & 0xFFFF, w2[3] >> 16
+
+    # Opcode 1 on a CONV block: word 1 is M = grid_h | kh << 16 | stride_y << 24, far past the image.
+    case("opcode 1 on a CONV block", CONV2, Status.OUT_OF_BOUNDS, (0, 0, 8, 1))
+
+    # BAD_DESCRIPTOR
+    case("CONV: reserved flag bit 11", CONV2, Status.BAD_DESCRIPTOR, (0, 19, 1, 1))
+    for flag in (Flag.BYPASS, Flag.B_ROWMAJOR, Flag.B_TRANSPOSED):
+        case(f"CONV: {flag.name} set", CONV2, Status.BAD_DESCRIPTOR, flags(CONV2, flag))
+    case("CONV: grid_h = 0", CONV2, Status.BAD_DESCRIPTOR, (1, 0, 16, 0))
+    case("CONV: grid_w = 0", CONV2, Status.BAD_DESCRIPTOR, (9, 16, 16, 0))
+    case("CONV: kh = 0", CONV2, Status.BAD_DESCRIPTOR, (1, 16, 8, 0))
+    case("CONV: stride_y = 0", CONV2, Status.BAD_DESCRIPTOR, (1, 24, 8, 0))
+    case("CONV: K = 0", CONV2, Status.BAD_DESCRIPTOR, (2, 0, 16, 0), (3, 0, 16, 0))
+    case("CONV: N = 0", CONV2, Status.BAD_DESCRIPTOR, (2, 16, 16, 0), (3, 16, 16, 0))
+    case("CONV: K not a multiple of kh (kh = 3)", CONV2, Status.BAD_DESCRIPTOR, (1, 16, 8, 3))
+    case("CONV: k_tiles one too many", CONV2, Status.BAD_DESCRIPTOR, (3, 0, 16, k_tiles2 + 1))
+    case("CONV: n_tiles one too few", CONV2, Status.BAD_DESCRIPTOR, (3, 16, 16, n_tiles2 - 1))
+    case("CONV: chunk_tiles 0", CONV2, Status.BAD_DESCRIPTOR, (15, 0, 16, 0))
+    case("CONV: chunk_tiles > n_tiles", CONV2, Status.BAD_DESCRIPTOR, (15, 0, 16, n_tiles2 + 1))
+    case("CONV: RQ1 width 0", CONV2, Status.BAD_DESCRIPTOR, (13, 8, 6, 0))
+    case("CONV: RQ1 reserved bit 31", CONV2, Status.BAD_DESCRIPTOR, (13, 31, 1, 1))
+    case("CONV: RQ2 overflow code 7 with RESIDUAL", CONV1, Status.BAD_DESCRIPTOR, (14, 20, 3, 7))
+
+    # DOES_NOT_FIT: LINEAR's capacities.
+    max_k_tiles = hw.act_buffer_bytes // (hw.lanes_in * act)
+    big_k = (max_k_tiles + 1) * hw.lanes_in  # even: two kernel rows still divide it
+    case("CONV: a gathered row of x larger than an activation bank", CONV2, Status.DOES_NOT_FIT,
+         (2, 0, 16, big_k), (3, 0, 16, max_k_tiles + 1))
+    max_chunk = hw.weight_buffer_bytes // (hw.tile_stride(hw.weight_bytes) + hw.lanes_out * hw.bias_bytes)
+    case("CONV: chunk_tiles over the bias bank", CONV2, Status.DOES_NOT_FIT,
+         (2, 16, 16, (max_chunk + 1) * hw.lanes_out), (3, 16, 16, max_chunk + 1), (15, 0, 16, max_chunk + 1))
+
+    # MISALIGNED
+    for name, word, bits in (("x_addr", 4, 32), ("w_addr", 5, 32), ("bias_addr", 6, 32), ("out_addr", 8, 32),
+                             ("x_stride", 9, 16), ("seg_stride", 10, 32), ("out_stride", 12, 32)):
+        case(f"CONV: {name} misaligned", CONV2, Status.MISALIGNED, (word, 0, bits, (w2[word] & ((1 << bits) - 1)) + act))
+    w1 = _words(base, CONV1)
+    for name, word in (("res_addr", 7), ("res_stride", 11)):
+        case(f"CONV: {name} misaligned with RESIDUAL", CONV1, Status.MISALIGNED, (word, 0, 32, w1[word] + act))
+    odd = 2 * (80 - 1)  # kernel rows of 79 containers: segments end inside an AXI word
+    case("CONV: segment bytes misaligned", CONV2, Status.MISALIGNED, (2, 0, 16, odd), (3, 0, 16, ceil(odd, hw.lanes_in)))
+
+    # OUT_OF_BOUNDS: the last window's last kernel row, and LINEAR's operands.
+    case("CONV: x past the image (seg_stride)", CONV2, Status.OUT_OF_BOUNDS, (10, 0, 32, end))
+    case("CONV: x past the image (stride_y)", CONV2, Status.OUT_OF_BOUNDS, (1, 24, 8, 255), (10, 0, 32, end // 256 // a * a))
+    case("CONV: x past the image (x_stride)", CONV2, Status.OUT_OF_BOUNDS, (9, 0, 16, min(end, 0x10000 - a)),
+         (4, 0, 32, end - 2 * a))
+    case("CONV: out past the image", CONV2, Status.OUT_OF_BOUNDS, (8, 0, 32, end - a))
+    case("CONV: weights past the image", CONV2, Status.OUT_OF_BOUNDS, (5, 0, 32, end - a))
+    case("CONV: bias past the image", CONV2, Status.OUT_OF_BOUNDS, (6, 0, 32, end - a))
+    case("CONV: r past the image", CONV1, Status.OUT_OF_BOUNDS, (7, 0, 32, end - a))
+
+    # Accepted: overlapping windows, fewer of them, fields CONV does not use.
+    case("accepted: CONV windows overlapping (stride_y 1)", CONV1, Status.OK, (1, 24, 8, 1), executed=2)
+    case("accepted: CONV over one window per grid row", CONV2, Status.OK, (9, 16, 16, 1), executed=2)
+    case("accepted: CONV RQ2 garbage without RESIDUAL", CONV2, Status.OK, (14, 0, 32, 0xFFFFFFFF), executed=2)
     return cases
 
 

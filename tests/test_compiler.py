@@ -84,7 +84,7 @@ def test_descriptor_word_layout_matches_the_isa_document():
         (b"XXXX" + bytes(60), r"^Program magic must be 0x50475748, not 0x58585858$"),
         (struct.pack("<16I", MAGIC, 9, 0, 0, 64, 0, *[0] * 10), r"^Program version must be 1, not 9$"),
         (struct.pack("<16I", MAGIC, 1, 0, 2, 64, 0, *[0] * 10), r"^a Program of 2 descriptors must be 192 bytes, not 64$"),
-        (struct.pack("<16I", MAGIC, 1, 0, 1, 64, 0, *[0] * 10) + bytes(64), r"^descriptor opcode must be one of 1, 3, 4, 5, 8, not 0$"),
+        (struct.pack("<16I", MAGIC, 1, 0, 1, 64, 0, *[0] * 10) + bytes(64), r"^descriptor opcode must be one of 1, 2, 3, 4, 5, 8, not 0$"),
     ],
 )
 def test_bad_program_bytes_are_refused(data, message):
@@ -197,8 +197,13 @@ def test_unsupported_and_float_graphs_are_refused(qgraphs):
     with pytest.raises(ValueError, match=r"^graph must be quantized before compiling, not a float graph$"):
         compile_graph(zoo.load_model("mlp-odd").graph, HwParams())
     spec = {"name": "conv", "inputs": {"x": {"shape": [2, 6, 6]}},
-            "layers": [{"name": "c", "op": "Conv2d", "input": "x", "channels": 3, "kernel": 3}], "outputs": ["c"]}
-    with pytest.raises(ValueError, match=r"^op Conv2d is not supported yet$"):
+            "layers": [{"name": "c", "op": "Conv2d", "input": "x", "channels": 3, "kernel": 3, "padding": 1}],
+            "outputs": ["c"]}
+    with pytest.raises(ValueError, match=r"^Conv2d 'c' with padding is not supported yet$"):
+        build(parse_spec(spec), HwParams())
+    spec["layers"] = [{"name": "p", "op": "MaxPool2d", "input": "x", "kernel": 2}]
+    spec["outputs"] = ["p"]
+    with pytest.raises(ValueError, match=r"^op MaxPool2d is not supported yet$"):
         build(parse_spec(spec), HwParams())
     with pytest.raises(ValueError, match=r"^hw must be a HwParams, not dict$"):
         compile_graph(qgraphs["mlp-odd"], {})
@@ -224,14 +229,16 @@ def _documented_cycles(desc, hw, latency=64, drain=30):
     tiles = [0 if bypass else beats(t[c] * desc.k_tiles * hw.tile_stride(e)) for c in range(n_chunks)] + [0]
     wload = [b + w for b, w in zip(bias, tiles)]
     bursts = [-(-b // 64) + -(-w // 64) for b, w in zip(bias, tiles)]
-    beats_c = [desc.m * (beats(desc.k * hw.act_bytes) + res * beats(cols[c] * hw.act_bytes)) + wload[c + 1]
-               for c in range(n_chunks)]
-    reads = [max(beats_c[c], -(-(beats_c[c] + (desc.m * (1 + res) + bursts[c + 1]) * latency) // 8))
+    # A row of x: one burst (LINEAR), or one per kernel row of the window (CONV, docs/isa.md §3.9).
+    commands = getattr(desc, "kh", 1)
+    x_row = commands * beats(desc.k // commands * hw.act_bytes)
+    beats_c = [desc.m * (x_row + res * beats(cols[c] * hw.act_bytes)) + wload[c + 1] for c in range(n_chunks)]
+    reads = [max(beats_c[c], -(-(beats_c[c] + (desc.m * (commands + res) + bursts[c + 1]) * latency) // 8))
              for c in range(n_chunks)]
     writes = [desc.m * beats(cols[c] * hw.act_bytes) for c in range(n_chunks)]
     body = sum(max(compute[c], reads[c], writes[c]) for c in range(n_chunks))
     fetch = latency + beats(64) + 6  # the descriptor, then the controller's 6 cycles of checks
-    return fetch + latency + wload[0] + beats(desc.k * hw.act_bytes) + body + drain
+    return fetch + latency + wload[0] + x_row + body + drain
 
 
 def test_cycle_estimates_follow_the_documented_model(qgraphs):

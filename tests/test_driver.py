@@ -159,3 +159,30 @@ def test_a_core_that_never_finishes_times_out(shipped, folder):
 def test_a_folder_without_the_build_files_is_refused(shipped, tmp_path):
     with pytest.raises(shipped.DriverError, match="must hold memory.bin, memory.json and golden.npz"):
         shipped.HwgenDriver(tmp_path, None)
+
+
+def test_feature_map_outputs_are_read_channels_last(shipped, tmp_path):
+    """A convolution's output is an HWC region (docs/isa.md §4): the driver reads it back into (C, H, W)
+    and names a wrong code by its (c, y, x)."""
+    import yaml
+
+    spec = {"name": "conv-out", "inputs": {"img": {"shape": [3, 8, 8]}},
+            "layers": [{"name": "conv", "op": "Conv2d", "input": "img", "channels": 5, "kernel": 2, "stride": 2}],
+            "outputs": ["conv"]}
+    (tmp_path / "conv.yaml").write_text(yaml.safe_dump(spec))
+    hw = HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)
+    compiled = compile_for(tmp_path / "conv.yaml", hw)
+    region = compiled.image.region("conv")
+    assert region.layout == "hwc" and region.shape == (5, 4, 4)
+    path = tmp_path / "folder"
+    path.mkdir()
+    for name, data in compiled.files().items():
+        (path / name).write_bytes(data)
+    result = shipped.HwgenDriver(path, shipped.IsaSimDevice(hw)).run()
+    assert result.passed, result.summary()
+    # Pixel (y, x) = (1, 2) is row 6; its channel 3.
+    offset = region.offset + 6 * region.row_stride + 3 * hw.act_bytes
+    result = shipped.HwgenDriver(path, shipped.IsaSimDevice(hw, flip_byte=offset)).run()
+    (check,) = result.outputs
+    want = int(compiled.values["conv"][3, 1, 2])
+    assert check.mismatches == 1 and check.first == f"conv[3, 1, 2]: got {want ^ 1}, golden {want}"

@@ -15,14 +15,14 @@ import pytest
 
 from hwgen import toolchain
 from hwgen.isa import (
-    ATTENTION_FIELDS, HEADER_FIELDS, LINEAR_FIELDS, REQUANT_FIELDS, ROW_FIELDS, Flag, Opcode, Status, pack, unpack,
+    ATTENTION_FIELDS, CONV_FIELDS, HEADER_FIELDS, LINEAR_FIELDS, REQUANT_FIELDS, ROW_FIELDS, Flag, Opcode, Status, pack, unpack,
 )
 from hwgen.isa.cpp import ISA_HEADER_NAME, isa_header
 from hwgen.isa.doc import TABLES, render_document
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "isa.md"
-BLOCKS = {"header": HEADER_FIELDS, "linear": LINEAR_FIELDS, "row": ROW_FIELDS, "attention": ATTENTION_FIELDS,
-          "requant": REQUANT_FIELDS}
+BLOCKS = {"header": HEADER_FIELDS, "linear": LINEAR_FIELDS, "conv": CONV_FIELDS, "row": ROW_FIELDS,
+          "attention": ATTENTION_FIELDS, "requant": REQUANT_FIELDS}
 
 
 def _random_values(fields, rng):
@@ -74,6 +74,7 @@ int main() {
     while (std::fread(w, 4, 16, stdin) == 16) {
         header_fields h = decode_header(w);
         linear_descriptor l = decode_linear(w);
+        conv_descriptor c = decode_conv(w);
         row_descriptor r = decode_rows(w);
         attention_descriptor a = decode_attention(w);
         requant_fields q = decode_requant_fields(w[13]);
@@ -87,7 +88,8 @@ int main() {
 @pytest.mark.cosim
 def test_generated_cpp_header_decodes_every_field_like_the_codec(tmp_path):
     (tmp_path / ISA_HEADER_NAME).write_text(isa_header())
-    order = [("h", HEADER_FIELDS), ("l", LINEAR_FIELDS), ("r", ROW_FIELDS), ("a", ATTENTION_FIELDS), ("q", REQUANT_FIELDS)]
+    order = [("h", HEADER_FIELDS), ("l", LINEAR_FIELDS), ("c", CONV_FIELDS), ("r", ROW_FIELDS), ("a", ATTENTION_FIELDS),
+             ("q", REQUANT_FIELDS)]
     puts = " ".join(f"put({var}.{f.name});" for var, fields in order for f in fields)
     binary = toolchain.compile_cpp(_HARNESS.replace("%PUTS%", puts), includes=[tmp_path], name="isa_decode")
     rng = random.Random(7)

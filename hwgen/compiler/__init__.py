@@ -10,7 +10,7 @@ from hwgen.compiler.engines import estimate_cycles
 from hwgen.compiler.isa_sim import IsaResult, Refused, isa_sim, requantize_int
 from hwgen.compiler.layout import MemoryImage, Region
 from hwgen.compiler.lower import SUPPORTED_OPS, compile_graph, hardware_problem
-from hwgen.isa import Flag, LinearDescriptor, Program, Requant, RowDescriptor
+from hwgen.isa import ConvDescriptor, Flag, LinearDescriptor, Program, Requant, RowDescriptor
 
 #: ``hwgen.compiler.compile(qgraph, hw)``: the name the design uses for :func:`compile_graph`.
 compile = compile_graph  # noqa: A001 - deliberately the flow's name for this step
@@ -25,6 +25,7 @@ __all__ = [
     "requantize_int",
     "Program",
     "LinearDescriptor",
+    "ConvDescriptor",
     "RowDescriptor",
     "Flag",
     "Requant",

@@ -2,8 +2,9 @@
 """The memory image: one byte array with named regions, and the packing rules of docs/isa.md §3–§4.
 
 The packing functions here are the only definition of how activations (row-major, rows padded to
-the AXI word), weight tiles (output-tile major, ``lanes_in × lanes_out`` per tile, remainders
-zero) and bias vectors lie in DDR; the compiler writes with them and ``isa_sim`` reads with them.
+the AXI word; feature maps channels-last), weight tiles (output-tile major, ``lanes_in × lanes_out``
+per tile, remainders zero) and bias vectors lie in DDR; the compiler writes with them and
+``isa_sim`` reads with them.
 """
 
 from __future__ import annotations
@@ -23,9 +24,16 @@ __all__ = [
     "Region",
     "MemoryImage",
     "container_dtype",
+    "ROWS",
+    "HWC",
+    "LAYOUTS",
     "rows_of",
+    "layout_rows",
+    "tensor_rows",
+    "rows_tensor",
     "pack_rows",
     "read_rows",
+    "read_windows",
     "write_rows",
     "pack_tiles",
     "read_tiles",
@@ -39,6 +47,13 @@ def container_dtype(nbytes: int, signed: bool) -> np.dtype:
     return np.dtype(f"<{'i' if signed else 'u'}{nbytes}")
 
 
+#: How a tensor's elements map to rows of containers (docs/isa.md §4). ``ROWS``: row-major, every axis but
+#: the last a row axis. ``HWC``: a (C, H, W) feature map channels-last, one row of C containers per pixel,
+#: pixels row-major over (y, x): the order a CONV reads its windows in and writes its output rows in.
+ROWS, HWC = "rows", "hwc"
+LAYOUTS = (ROWS, HWC)
+
+
 def rows_of(shape: tuple[int, ...]) -> tuple[int, int]:
     """(rows, columns) of a tensor stored row-major: every axis but the last is a row axis."""
     rows = 1
@@ -47,11 +62,34 @@ def rows_of(shape: tuple[int, ...]) -> tuple[int, int]:
     return rows, shape[-1]
 
 
+def layout_rows(shape: tuple[int, ...], layout: str) -> tuple[int, int]:
+    """(rows, columns) of a tensor of ``shape`` stored in ``layout``."""
+    if layout == HWC:
+        channels, height, width = shape
+        return height * width, channels
+    return rows_of(shape)
+
+
+def tensor_rows(raw: np.ndarray, layout: str) -> np.ndarray:
+    """The (rows, columns) matrix whose rows are stored one after another: ``raw`` in ``layout``."""
+    if layout == HWC:
+        return np.ascontiguousarray(raw.reshape(raw.shape[0], -1).T)
+    return raw.reshape(layout_rows(raw.shape, layout))
+
+
+def rows_tensor(rows: np.ndarray, shape: tuple[int, ...], layout: str) -> np.ndarray:
+    """The tensor of ``shape`` whose rows in ``layout`` are ``rows`` (the inverse of :func:`tensor_rows`)."""
+    if layout == HWC:
+        return np.ascontiguousarray(rows.T).reshape(shape)
+    return rows.reshape(shape)
+
+
 def pack_rows(raw: np.ndarray, nbytes: int, row_stride: int, signed: bool) -> bytes:
     """Row-major containers of a (rows, cols) raw array, each row padded with zeros to ``row_stride``."""
     rows, cols = raw.shape
     out = np.zeros((rows, row_stride), dtype=np.uint8)
-    out[:, : cols * nbytes] = raw.astype(container_dtype(nbytes, signed)).view(np.uint8).reshape(rows, cols * nbytes)
+    containers = np.ascontiguousarray(raw, dtype=container_dtype(nbytes, signed))  # views (Tokens) may be strided
+    out[:, : cols * nbytes] = containers.view(np.uint8).reshape(rows, cols * nbytes)
     return out.tobytes()
 
 
@@ -62,6 +100,24 @@ def read_rows(memory: np.ndarray, addr: int, rows: int, cols: int, stride: int, 
         raise ValueError(f"read of {rows}x{cols} elements at {addr:#x} must lie inside the {memory.size}-byte image")
     view = np.lib.stride_tricks.as_strided(memory[addr:], shape=(rows, cols * nbytes), strides=(stride, 1))
     return np.ascontiguousarray(view).view(container_dtype(nbytes, signed)).astype(np.int64)
+
+
+def read_windows(memory: np.ndarray, addr: int, grid: tuple[int, int], segments: int, seg_elems: int,
+                 steps: tuple[int, int, int], nbytes: int, signed: bool) -> np.ndarray:
+    """int64 (grid_h·grid_w, segments·seg_elems) rows gathered window by window (a CONV's x, docs/isa.md §3.9).
+
+    Row ``(gy, gx)`` (row-major over the grid) is ``segments`` runs of ``seg_elems`` containers, run ``j``
+    at ``addr + gy·steps[0] + gx·steps[1] + j·steps[2]``.
+    """
+    (grid_h, grid_w), (row_step, window_step, seg_step) = grid, steps
+    seg_bytes = seg_elems * nbytes
+    end = addr + (grid_h - 1) * row_step + (grid_w - 1) * window_step + (segments - 1) * seg_step + seg_bytes
+    if addr < 0 or end > memory.size:
+        raise ValueError(f"read of {grid_h}x{grid_w} windows at {addr:#x} must lie inside the {memory.size}-byte image")
+    view = np.lib.stride_tricks.as_strided(memory[addr:], shape=(grid_h, grid_w, segments, seg_bytes),
+                                           strides=(row_step, window_step, seg_step, 1))
+    rows = np.ascontiguousarray(view).reshape(grid_h * grid_w, segments * seg_bytes)
+    return rows.view(container_dtype(nbytes, signed)).astype(np.int64)
 
 
 def write_rows(memory: np.ndarray, addr: int, values: np.ndarray, stride: int, nbytes: int) -> None:
@@ -151,6 +207,7 @@ class Region:
     shape: tuple[int, ...] = ()
     row_stride: int = 0
     container_bits: int = 0
+    layout: str = ROWS  # how the tensor's elements form rows: ROWS or HWC (docs/isa.md §4)
 
     def __post_init__(self):
         try:
@@ -158,6 +215,15 @@ class Region:
         except ValueError:
             kinds = ", ".join(k.value for k in RegionKind)
             raise ValueError(f"region kind must be one of {kinds}, not {self.kind!r}") from None
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"region layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
+        if self.layout == HWC and len(self.shape) != 3:
+            raise ValueError(f"an {HWC} region must hold a (C, H, W) tensor, not shape {tuple(self.shape)}")
+
+    @property
+    def rows(self) -> int:
+        """Rows of containers the tensor takes (pixels of an HWC feature map)."""
+        return layout_rows(self.shape, self.layout)[0]
 
     @property
     def fmt(self) -> QFmt:
@@ -200,10 +266,10 @@ class MemoryImage:
         raw = fmt.check_raw(raw, f"values for {name!r}")
         if raw.shape != region.shape:
             raise ValueError(f"values for {name!r} must have shape {region.shape}, not {raw.shape}")
-        rows, cols = rows_of(region.shape)
         memory = self.array()
-        packed = pack_rows(raw.reshape(rows, cols), region.container_bits // 8, region.row_stride, fmt.signed)
-        memory[region.offset : region.offset + region.size] = np.frombuffer(packed, dtype=np.uint8)
+        packed = pack_rows(tensor_rows(raw, region.layout), region.container_bits // 8, region.row_stride, fmt.signed)
+        # An HWC region of packed pixels may end inside an AXI word: only its own bytes are written.
+        memory[region.offset : region.offset + len(packed)] = np.frombuffer(packed, dtype=np.uint8)
         return self.with_data(memory.tobytes())
 
     def write_all(self, values) -> MemoryImage:
@@ -221,10 +287,10 @@ class MemoryImage:
     def read(self, name: str) -> np.ndarray:
         """int64 raw codes of activation region ``name``, in its tensor shape."""
         region = self.region(name)
-        rows, cols = rows_of(region.shape)
+        rows, cols = layout_rows(region.shape, region.layout)
         memory = np.frombuffer(self.data, dtype=np.uint8)
         values = read_rows(memory, region.offset, rows, cols, region.row_stride, region.container_bits // 8, region.fmt.signed)
-        return values.reshape(region.shape)
+        return rows_tensor(values, region.shape, region.layout)
 
     def region_bytes(self, name: str) -> bytes:
         """The raw bytes of region ``name`` (padding included)."""

@@ -1,13 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
 """``compile(qgraph, hw)``: a quantized graph to a Program and its memory image.
 
-Three steps, in order: fuse nodes into descriptor-sized groups (a Linear or MatMul with its
-requantize, ReLU or GELU and residual Add; a standalone Add / ReLU / GELU / Requantize on the bypass
-path; a LayerNorm or a Softmax alone; an Attention alone), place every buffer in the image, then
-encode one LINEAR, LAYERNORM or SOFTMAX descriptor per group, or the QK_SOFTMAX_STATS and AV pair
-of an Attention (its Q, K and V projections are ordinary LINEAR groups before it). Layers that cannot
-fit the hardware (formats wider than the containers or the accumulator, rows or weight columns
-larger than the on-chip buffers, fields out of range) are refused with a message naming them.
+Three steps, in order: fuse nodes into descriptor-sized groups (a Linear, MatMul or Conv2d with its
+requantize, ReLU or GELU and residual Add or AddConstant; a standalone Add / AddConstant / ReLU /
+GELU / Requantize on the bypass path; a ClassToken's row 0, a BYPASS copy of the constant token; a
+LayerNorm or a Softmax alone; an Attention alone), place every buffer in the image, then encode one
+LINEAR, CONV, LAYERNORM or SOFTMAX descriptor per group, or the QK_SOFTMAX_STATS and AV pair of an
+Attention (its Q, K and V projections are ordinary LINEAR groups before it). Layers that cannot fit
+the hardware (formats wider than the containers or the accumulator, rows or weight columns larger
+than the on-chip buffers, fields out of range) are refused with a message naming them.
+
+Ops that only move rows take no descriptor: their tensors are views of another's bytes
+(:class:`_Homes`). ``Tokens`` of a feature map is the map itself read as rows; ``SelectRow(i)`` is
+row ``i`` of its input; a ``ClassToken``'s input lives in rows 1…T of its output, so the producer of
+the tokens writes them in place and one 1-row BYPASS descriptor writes the class token into row 0 on
+every run. A LayerNorm read only by a SelectRow runs on that row alone.
 """
 
 from __future__ import annotations
@@ -16,12 +23,16 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from hwgen.compiler.engines import estimate_cycles
-from hwgen.compiler.layout import MemoryImage, Region, RegionKind, pack_tiles, pack_vector, rows_of
-from hwgen.golden.exact import attention_formats
+from hwgen.compiler.layout import (
+    HWC, ROWS, MemoryImage, Region, RegionKind, layout_rows, pack_rows, pack_tiles, pack_vector, rows_of, tensor_rows,
+)
+from hwgen.golden.exact import attention_formats, conv_problem, conv_weight_matrix
 from hwgen.isa import (
-    OPCODE_AV, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX, STATS_ENTRY_BYTES, AttentionDescriptor, Flag,
-    Limits, LinearDescriptor, Program, Requant, RowDescriptor, check_descriptor,
+    OPCODE_AV, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX, STATS_ENTRY_BYTES, AttentionDescriptor,
+    ConvDescriptor, Flag, Limits, LinearDescriptor, Program, Requant, RowDescriptor, check_descriptor,
 )
 from hwgen.hwparams import HwParams
 from hwgen.ir import Graph, Node, verify
@@ -34,7 +45,10 @@ __all__ = ["compile_graph", "hardware_problem", "SUPPORTED_OPS"]
 log = logging.getLogger(__name__)
 
 #: Ops the compiler lowers; every other IR op is refused as not supported yet.
-SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention"})
+SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention",
+                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow"})
+#: Ops whose output is a view of their input's bytes: no descriptor (a ClassToken's input is a view of its output).
+_VIEW_OPS = ("Tokens", "SelectRow")
 
 
 @dataclass
@@ -50,6 +64,10 @@ class _Group:
     bias: str | None = None
     acc_fmt: QFmt | None = None
     weight_transposed: bool = False  # MatMul transpose_b with a constant b: the weight tensor is (N, K)
+    conv: Node | None = None  # a Conv2d: one CONV descriptor gathering x's windows
+    #: Whether later nodes may fuse into the descriptor: not for a ClassToken's row-0 copy, whose output's
+    #: other rows another descriptor writes.
+    fusable: bool = True
 
     @property
     def weight_key(self) -> str | None:
@@ -59,7 +77,7 @@ class _Group:
     y_shift: int = 0
     r_shift: int = 0
     rq2: Requant | None = None
-    descriptor: LinearDescriptor | None = field(default=None, repr=False)
+    descriptor: LinearDescriptor | ConvDescriptor | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -85,7 +103,22 @@ class _NodeGroup:
 
 @dataclass
 class _RowGroup(_NodeGroup):
-    """One LayerNorm or Softmax node: a LAYERNORM or SOFTMAX descriptor."""
+    """One LayerNorm or Softmax node: a LAYERNORM or SOFTMAX descriptor.
+
+    With ``row`` set, a LayerNorm read only by a SelectRow: it runs on row ``row`` of ``x`` alone and
+    writes the SelectRow's output ``y`` (the LayerNorm's whole output is never materialized).
+    """
+
+    row: int | None = None
+    select: Node | None = None
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.node] + ([self.select] if self.select is not None else [])
+
+    @property
+    def label(self) -> str:
+        return " + ".join(node.name for node in self.nodes)
 
 
 @dataclass
@@ -134,6 +167,10 @@ class _Fuser:
         for node in self.graph.nodes:
             if node.name in self.grouped:
                 continue
+            if node.op in _VIEW_OPS:
+                self.grouped.add(node.name)
+                self.materialized.append(node.outputs[0])
+                continue
             group = self.start(node)
             self.extend(group)
             self.materialized.append(group.y)
@@ -173,8 +210,18 @@ class _Fuser:
                 self.need_fmt(x, units.softmax_in, node, "input", "softmax_int_bits")
                 self.need_fmt(node.outputs[0], units.softmax_out, node, "output", "act_bits")
             self.grouped.add(node.name)
+            select = self.sole_consumer(node.outputs[0])
+            if node.op == "LayerNorm" and select is not None and select.op == "SelectRow":
+                # Only one row of the output is read: normalize that row alone.
+                self.grouped.add(select.name)
+                return _RowGroup(node, x, select.outputs[0], row=select.attr("index", 0), select=select)
             return _RowGroup(node, x, node.outputs[0])
-        if node.op in ("Linear", "MatMul"):
+        if node.op == "ClassToken":
+            token = node.inputs[1]
+            self.grouped.add(node.name)
+            return _Group([node], token, Flag.BYPASS, Requant.between(self.fmt(token), self.fmt(node.outputs[0])),
+                          node.outputs[0], fusable=False)
+        if node.op in ("Linear", "MatMul", "Conv2d"):
             acc = node.outputs[0]
             requantize = self.sole_consumer(acc)
             if requantize is None or requantize.op != "Requantize":
@@ -189,6 +236,11 @@ class _Fuser:
             if len(node.inputs) > 2:
                 group.bias = node.inputs[2]
                 group.flags |= Flag.BIAS
+            if node.op == "Conv2d":
+                problem = conv_problem(node)
+                if problem:
+                    raise ValueError(problem)
+                group.conv = node
             self.take(group, node)
             self.take(group, requantize)
             return group
@@ -204,10 +256,13 @@ class _Fuser:
             self.add_gelu(group, node)
         elif node.op == "Add":
             self.add_residual(group, node, other=node.inputs[1])
+        elif node.op == "AddConstant":
+            # The constant is the residual r of a BYPASS descriptor (docs/isa.md §4: a params region in x's layout).
+            self.add_residual(group, node, other=node.inputs[1])
         return group
 
     def extend(self, group: _Group | _RowGroup | _AttentionGroup) -> None:
-        if isinstance(group, (_RowGroup, _AttentionGroup)):
+        if isinstance(group, (_RowGroup, _AttentionGroup)) or not group.fusable:
             return
         if group.flags & Flag.RESIDUAL:
             self.maybe_relu(group, Flag.RELU2)
@@ -219,10 +274,12 @@ class _Fuser:
             self.take(group, nxt)
             self.add_gelu(group, nxt)
         nxt = self.sole_consumer(group.y)
-        if nxt is not None and nxt.op == "Add":
+        if nxt is not None and nxt.op in ("Add", "AddConstant"):
+            # A constant is always in DDR: an AddConstant fuses into its producer as the residual r.
             other = nxt.inputs[1] if nxt.inputs[0] == group.y else nxt.inputs[0]
+            ready = other in self.materialized or nxt.op == "AddConstant"
             wide = self.sole_consumer(nxt.outputs[0])
-            if other in self.materialized and other != group.y and wide is not None and wide.op == "Requantize":
+            if ready and other != group.y and wide is not None and wide.op == "Requantize":
                 self.take(group, nxt)
                 self.add_residual(group, nxt, other)
                 self.maybe_relu(group, Flag.RELU2)
@@ -263,6 +320,9 @@ class _Fuser:
 
 def _check_containers(graph: Graph, groups: list[_Group], hw: HwParams) -> None:
     activations = list(graph.inputs) + [g.y for g in groups]
+    # Constants a descriptor reads as activations: an AddConstant's value (r), a ClassToken's token (x).
+    activations += [name for g in groups if isinstance(g, _Group) for name in (g.x, g.residual)
+                    if name is not None and graph.tensor(name).is_constant]
     for name in activations:
         fmt = graph.tensor(name).fmt
         if fmt.width > hw.act_bits:
@@ -290,6 +350,88 @@ def _check_containers(graph: Graph, groups: list[_Group], hw: HwParams) -> None:
             )
 
 
+def _feature_maps(graph: Graph, groups: list) -> set[str]:
+    """The (C, H, W) tensors stored channels-last (docs/isa.md §4): what a Conv2d or a Tokens reads, what a
+    Conv2d's descriptor writes, and what a descriptor reads or writes row for row with one of them (the
+    residual and output of a CONV, the input, residual and output of a BYPASS descriptor)."""
+    maps = {node.inputs[0] for node in graph.nodes if node.op in ("Conv2d", "Tokens")}
+    maps |= {g.y for g in groups if isinstance(g, _Group) and g.conv is not None}
+    linked = [[name for name in (g.y, g.residual, g.x if g.flags & Flag.BYPASS else None)
+               if name is not None and len(graph.tensor(name).shape) == 3]
+              for g in groups if isinstance(g, _Group)]
+    changed = True
+    while changed:
+        changed = False
+        for names in linked:
+            if any(n in maps for n in names) and not all(n in maps for n in names):
+                maps.update(names)
+                changed = True
+    for g in groups:
+        x = g.x if isinstance(g, (_RowGroup, _AttentionGroup)) or not (g.flags & Flag.BYPASS or g.conv) else None
+        if x in maps:
+            raise ValueError(f"{g.nodes[0].op} {g.nodes[0].name!r} must read rows, not the feature map {x!r} of shape "
+                             f"{graph.tensor(x).shape} (make tokens of it with a Tokens layer)")
+    return maps
+
+
+class _Homes:
+    """Which tensors are views of another's bytes: ``name`` lives ``row`` rows into ``of`` (same row stride).
+
+    ``Tokens`` (the feature map read as rows) and ``SelectRow`` (one row) view their input; a
+    ``ClassToken``'s input is moved into rows 1…T of its output, so its producer writes it in place.
+    """
+
+    def __init__(self, graph: Graph, groups: list) -> None:
+        self.parent: dict[str, tuple[str, int]] = {}
+        fused = {g.select.name for g in groups if isinstance(g, _RowGroup) and g.select is not None}
+        class_outputs = set()
+        for node in graph.nodes:
+            if node.op == "Tokens":
+                self.parent[node.outputs[0]] = (node.inputs[0], 0)
+            elif node.op == "SelectRow" and node.name not in fused:
+                self.parent[node.outputs[0]] = (node.inputs[0], node.attr("index", 0))
+            elif node.op == "ClassToken":
+                x, out = node.inputs[0], node.outputs[0]
+                root, row = self.root(x)
+                if root in class_outputs or row > 1:
+                    raise ValueError(f"ClassToken {node.name!r}: its tokens {x!r} must have a buffer of their own to "
+                                     f"move into rows 1… of {out!r}, not live inside {root!r} already")
+                self.parent[root] = (out, 1 - row)
+                class_outputs.add(out)
+
+    def root(self, name: str) -> tuple[str, int]:
+        """The tensor whose region holds ``name``, and the row ``name`` starts at in it."""
+        row = 0
+        while name in self.parent:
+            name, step = self.parent[name]
+            row += step
+        return name, row
+
+
+def _row_stride(graph: Graph, name: str, layout: str, hw: HwParams) -> int:
+    """Bytes from one row of ``name`` to the next in DDR (docs/isa.md §4).
+
+    Rows start on AXI words, except the pixels of an input feature map, which are packed when every
+    CONV reading it then finds its kernel rows, window steps and image rows on AXI words: a CONV's
+    segment is then ``kw·C`` containers, not ``kw`` padded pixels. Otherwise a CONV reads the padded
+    pixels as ``row_stride / act_bytes`` channels, the extra ones with zero weights.
+    """
+    rows, cols = layout_rows(graph.tensor(name).shape, layout)
+    if layout == HWC and name in graph.inputs:
+        channels, _, width = graph.tensor(name).shape
+        pixel = channels * hw.act_bytes
+        steps = [width * pixel]  # an image row
+        for node in graph.consumers(name):
+            if node.op == "Tokens":
+                steps.append(pixel)  # a token row
+            if node.op == "Conv2d":
+                kw, stride_x = graph.tensor(node.inputs[1]).shape[3], _pair(node.attr("stride", 1))[1]
+                steps += [kw * pixel, stride_x * pixel]  # a segment, a window step
+        if all(step % hw.axi_bytes == 0 for step in steps):
+            return pixel
+    return hw.align(cols * hw.act_bytes)
+
+
 def hardware_problem(graph: Graph, hw: HwParams) -> str | None:
     """Why hardware ``hw`` lacks an engine a layer of ``graph`` needs (one line naming the layer), or ``None``.
 
@@ -300,6 +442,8 @@ def hardware_problem(graph: Graph, hw: HwParams) -> str | None:
     for node in graph.nodes:
         if node.op not in SUPPORTED_OPS:
             return f"op {node.op} is not supported yet"
+        if node.op == "Conv2d" and conv_problem(node) is not None:
+            return conv_problem(node)
         if node.op == "Attention" and attention_problem(hw) is not None:
             return f"Attention {node.name!r} needs the attention engine: {attention_problem(hw)}"
     return None
@@ -318,8 +462,14 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         if node.op == "MatMul" and len(qgraph.tensor(node.inputs[1]).shape) > 2:
             raise ValueError(f"op MatMul with a batched second operand ({node.name!r}) is not supported yet")
 
-    groups = _Fuser(qgraph, hw).groups()
+    fuser = _Fuser(qgraph, hw)
+    groups = fuser.groups()
     _check_containers(qgraph, groups, hw)
+    maps = _feature_maps(qgraph, groups)
+    homes = _Homes(qgraph, groups)
+
+    def layout(name: str) -> str:
+        return HWC if name in maps else ROWS
 
     # Layout: program, then constants per group, then activations.
     chunks: list[bytes] = []
@@ -333,6 +483,14 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         regions.append(placed)
         cursor += placed.size
         return placed
+
+    def place_rows_constant(name: str) -> None:
+        """A constant a descriptor reads as activation rows (x or r), in the layout of what it meets."""
+        c = qgraph.tensor(name)
+        stride = _row_stride(qgraph, name, layout(name), hw)
+        payload = pack_rows(tensor_rows(c.raw, layout(name)), hw.act_bytes, stride, c.fmt.signed)
+        placed[name] = place(Region(name, RegionKind.PARAMS, 0, 0, str(c.fmt), c.shape, stride, hw.act_bits,
+                                    layout(name)), payload)
 
     program_bytes = 64 + 64 * sum(_descriptor_count(g) for g in groups)
     program_region = place(Region("program", RegionKind.PROGRAM, 0, 0), bytes(program_bytes))
@@ -356,11 +514,19 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
                     pack_vector(p.raw, p.shape[-1], hw.act_bytes),
                 )
             continue
+        for name in (group.x, group.residual):
+            if name is not None and qgraph.tensor(name).is_constant and name not in placed:
+                place_rows_constant(name)
         if group.flags & (Flag.BYPASS | Flag.B_ROWMAJOR | Flag.B_TRANSPOSED):
             continue
         w = qgraph.tensor(group.weight)
-        if group.weight_key not in placed:
+        if group.conv is not None:
+            # K ordered (ky, kx, c) over the pixels' containers: zero weights for the padding of padded pixels.
+            channels = _row_stride(qgraph, group.x, HWC, hw) // hw.act_bytes
+            w_raw = conv_weight_matrix(np.pad(w.raw, ((0, 0), (0, channels - w.shape[1]), (0, 0), (0, 0))))
+        else:
             w_raw = w.raw.T if group.weight_transposed else w.raw
+        if group.weight_key not in placed:
             payload = pack_tiles(w_raw, hw.lanes_in, hw.lanes_out, hw.weight_bytes, hw.tile_stride(hw.weight_bytes), w.fmt.signed)
             placed[group.weight_key] = place(
                 Region(group.weight_key, RegionKind.WEIGHTS, 0, 0, str(w.fmt), w_raw.shape, 0, hw.weight_bits), payload
@@ -368,7 +534,7 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         if group.bias is not None:
             b = qgraph.tensor(group.bias)
             aligned = b.raw << (group.acc_fmt.frac_bits - b.fmt.frac_bits)
-            n_tiles = -(-(w.shape[0] if group.weight_transposed else w.shape[1]) // hw.lanes_out)
+            n_tiles = -(-w_raw.shape[1] // hw.lanes_out)
             key = f"{b.name}@{group.acc_fmt.frac_bits}"
             if key not in placed:
                 aligned_fmt = QFmt(group.acc_fmt.width, group.acc_fmt.int_bits)
@@ -376,14 +542,42 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
                     Region(b.name, RegionKind.BIAS, 0, 0, str(aligned_fmt), b.shape, 0, hw.bias_bytes * 8),
                     pack_vector(aligned, n_tiles * hw.lanes_out, hw.bias_bytes),
                 )
-    materialized = list(qgraph.inputs) + [g.y for g in groups]
-    for name in materialized:
-        tensor = qgraph.tensor(name)
-        rows, cols = rows_of(tensor.shape)
-        stride = hw.align(cols * hw.act_bytes)
-        kind = (RegionKind.INPUT if name in qgraph.inputs else RegionKind.OUTPUT if name in qgraph.outputs
+
+    def kind(name: str) -> RegionKind:
+        return (RegionKind.INPUT if name in qgraph.inputs else RegionKind.OUTPUT if name in qgraph.outputs
                 else RegionKind.ACTIVATION)
-        placed[name] = place(Region(name, kind, 0, 0, str(tensor.fmt), tensor.shape, stride, hw.act_bits), bytes(rows * stride))
+
+    def rows(name: str) -> int:
+        return layout_rows(qgraph.tensor(name).shape, layout(name))[0]
+
+    def region_of(name: str, stride: int) -> Region:
+        tensor = qgraph.tensor(name)
+        return Region(name, kind(name), 0, 0, str(tensor.fmt), tensor.shape, stride, hw.act_bits, layout(name))
+
+    # Tensors with a buffer of their own first, then the views into them (same row stride as their buffer).
+    tensors = list(dict.fromkeys(list(qgraph.inputs) + fuser.materialized))
+    for name in tensors:
+        if homes.root(name)[0] == name:
+            stride = _row_stride(qgraph, name, layout(name), hw)
+            placed[name] = place(region_of(name, stride), bytes(rows(name) * stride))
+    for name in tensors:
+        root, row = homes.root(name)
+        if root == name:
+            continue
+        home = placed[root]
+        natural = _row_stride(qgraph, name, layout(name), hw)
+        if row + rows(name) > home.rows:
+            raise ValueError(f"tensor {name!r} must fit inside {root!r} it is a view of, not end at row "
+                             f"{row + rows(name)} of {home.rows}")
+        producer = qgraph.producer(name)
+        moved = producer is None or producer.op not in _VIEW_OPS  # a ClassToken's tokens, written in place
+        if moved and natural != home.row_stride:
+            raise ValueError(f"tensor {name!r} must have the row stride of {root!r} it is written into "
+                             f"({home.row_stride} bytes), not {natural}")
+        view = region_of(name, home.row_stride)
+        regions.append(Region(**{**view.__dict__, "offset": home.offset + row * home.row_stride,
+                                 "size": rows(name) * home.row_stride}))
+        placed[name] = regions[-1]
 
     descriptors, owners = [], []
     for group in groups:
@@ -438,22 +632,34 @@ def _attention_descriptors(qgraph: Graph, group: _AttentionGroup, placed: dict[s
 def _row_descriptor(qgraph: Graph, group: _RowGroup, placed: dict[str, Region]) -> RowDescriptor:
     x, out, node = placed[group.x], placed[group.y], group.node
     m, n = rows_of(qgraph.tensor(group.x).shape)
+    x_addr = x.offset
+    if group.row is not None:
+        m, x_addr = 1, x.offset + group.row * x.row_stride
     if node.op == "Softmax":
-        return RowDescriptor(OPCODE_SOFTMAX, m, n, x.offset, out.offset, x.row_stride, out.row_stride)
+        return RowDescriptor(OPCODE_SOFTMAX, m, n, x_addr, out.offset, x.row_stride, out.row_stride)
     gamma, beta = (qgraph.tensor(name) for name in node.inputs[1:])
     eps = node.attr("eps", OPS["LayerNorm"].attr_defaults()["eps"])
-    cfg = layernorm_config(qgraph.tensor(group.x).fmt, gamma.fmt, beta.fmt, qgraph.tensor(group.y).fmt, eps)
-    return RowDescriptor(OPCODE_LAYERNORM, m, n, x.offset, out.offset, x.row_stride, out.row_stride,
+    cfg = layernorm_config(qgraph.tensor(group.x).fmt, gamma.fmt, beta.fmt, qgraph.tensor(node.outputs[0]).fmt, eps)
+    return RowDescriptor(OPCODE_LAYERNORM, m, n, x_addr, out.offset, x.row_stride, out.row_stride,
                          placed[gamma.name].offset, placed[beta.name].offset, n * n * cfg.eps_raw)
 
 
-def _descriptor(qgraph: Graph, group: _Group | _RowGroup, placed: dict[str, Region], hw: HwParams) -> LinearDescriptor | RowDescriptor:
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _descriptor(qgraph: Graph, group: _Group | _RowGroup, placed: dict[str, Region],
+                hw: HwParams) -> LinearDescriptor | ConvDescriptor | RowDescriptor:
     if isinstance(group, _RowGroup):
         return _row_descriptor(qgraph, group, placed)
     x = placed[group.x]
     out = placed[group.y]
-    m, k = rows_of(qgraph.tensor(group.x).shape)
-    n = rows_of(qgraph.tensor(group.y).shape)[1]
+    m, k = layout_rows(qgraph.tensor(group.x).shape, x.layout)
+    n = layout_rows(qgraph.tensor(group.y).shape, out.layout)[1]
+    if group.conv is not None:
+        # A row of x is one window: kh·kw pixels, each row_stride / act_bytes containers (C, or C padded).
+        kh, kw = qgraph.tensor(group.weight).shape[2:]
+        k = kh * kw * (x.row_stride // hw.act_bytes)
     k_tiles, n_tiles = -(-k // hw.lanes_in), -(-n // hw.lanes_out)
     flags = group.flags
     if not qgraph.tensor(group.x).fmt.signed:
@@ -489,16 +695,32 @@ def _descriptor(qgraph: Graph, group: _Group | _RowGroup, placed: dict[str, Regi
         res_addr, res_stride = residual.offset, residual.row_stride
         if not qgraph.tensor(group.residual).fmt.signed:
             flags |= Flag.R_UNSIGNED
-    largest = LinearDescriptor(
-        flags=flags, m=m, k=k, n=n, k_tiles=k_tiles, n_tiles=n_tiles,
-        x_addr=x.offset, w_addr=w_addr, bias_addr=bias_addr, res_addr=res_addr, out_addr=out.offset,
-        x_stride=x.row_stride, w_stride=w_stride, res_stride=res_stride, out_stride=out.row_stride,
-        rq1=group.rq1, rq2=group.rq2, chunk_tiles=chunk_tiles, y_shift=group.y_shift, r_shift=group.r_shift,
+    common = dict(
+        flags=flags, k=k, n=n, k_tiles=k_tiles, n_tiles=n_tiles, x_addr=x.offset, w_addr=w_addr, bias_addr=bias_addr,
+        res_addr=res_addr, out_addr=out.offset, res_stride=res_stride, out_stride=out.row_stride, rq1=group.rq1,
+        rq2=group.rq2, chunk_tiles=chunk_tiles, y_shift=group.y_shift, r_shift=group.r_shift,
     )
+    if group.conv is not None:
+        largest = _conv_descriptor(qgraph, group, x, common, hw)
+    else:
+        largest = LinearDescriptor(m=m, x_stride=x.row_stride, w_stride=w_stride, **common)
+    largest.encode()  # a field out of its range (a CONV's 8-bit kh, 16-bit x_stride, ...) is refused here, per layer
     return _fastest_chunking(largest, hw)
 
 
-def _fastest_chunking(largest: LinearDescriptor, hw: HwParams) -> LinearDescriptor:
+def _conv_descriptor(qgraph: Graph, group: _Group, x: Region, common: dict, hw: HwParams) -> ConvDescriptor:
+    """A Conv2d's CONV: its windows gathered from the channels-last input, one kernel row per segment (§3.9)."""
+    node = group.conv
+    width = qgraph.tensor(group.x).shape[2]
+    _, grid_h, grid_w = qgraph.tensor(node.outputs[0]).shape
+    kh = qgraph.tensor(group.weight).shape[2]
+    stride_y, stride_x = _pair(node.attr("stride", OPS["Conv2d"].attr_defaults()["stride"]))
+    pixel = x.row_stride  # the pixels lie back to back: an image row is width·pixel bytes
+    return ConvDescriptor(grid_h=grid_h, grid_w=grid_w, kh=kh, stride_y=stride_y, x_stride=stride_x * pixel,
+                          seg_stride=width * pixel, **common)
+
+
+def _fastest_chunking(largest: LinearDescriptor | ConvDescriptor, hw: HwParams) -> LinearDescriptor | ConvDescriptor:
     """``largest`` with the ``chunk_tiles`` (at most its own) of the lowest cycle estimate; ties go to the larger chunk.
 
     A single chunk cannot hide its weight load behind compute; smaller chunks hide all but the

@@ -20,7 +20,8 @@ from hwgen.ir import Graph, Node
 from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
 
-__all__ = ["run", "quantize_inputs", "exact_matmul", "matmul", "pool2d", "attention_formats", "EXACT_OPS"]
+__all__ = ["run", "quantize_inputs", "exact_matmul", "matmul", "pool2d", "attention_formats", "conv_problem",
+           "conv_windows", "conv_weight_matrix", "EXACT_OPS"]
 
 
 def _pair(value) -> tuple[int, int]:
@@ -35,12 +36,63 @@ def pool2d(x: np.ndarray, attrs: dict, fill, reduce) -> np.ndarray:
     return reduce(windows, axis=(3, 4))
 
 
+def conv_problem(node: Node) -> str | None:
+    """Why the fixed-point flow cannot run Conv2d ``node`` yet (one line naming it), or ``None``."""
+    if any(_pair(_attr(node, "padding"))):
+        return f"Conv2d {node.name!r} with padding is not supported yet"
+    if _attr(node, "groups") != 1:
+        return f"Conv2d {node.name!r} with groups is not supported yet"
+    return None
+
+
+def conv_windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """The (grid_h·grid_w, kh·kw·C) rows of a (C, H, W) input's windows (no padding): row ``(gy, gx)``
+    row-major over the grid, columns ordered ``(ky, kx, c)`` — the rows a CONV gathers (docs/isa.md §3.9)."""
+    (kh, kw), (sy, sx) = kernel, stride
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::sy, ::sx]  # (C, gh, gw, kh, kw)
+    grid_h, grid_w = windows.shape[1:3]
+    return windows.transpose(1, 2, 3, 4, 0).reshape(grid_h * grid_w, kh * kw * x.shape[0])
+
+
+def conv_weight_matrix(weight: np.ndarray) -> np.ndarray:
+    """The (kh·kw·C, O) matrix of an (O, C, kh, kw) kernel, rows ordered ``(ky, kx, c)`` like :func:`conv_windows`."""
+    return weight.transpose(2, 3, 1, 0).reshape(-1, weight.shape[0])
+
+
 def _linear(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
     acc = exact_matmul(args[0], args[1])
     if len(args) > 2:
         # The bias is aligned to the products' binary point (verify guarantees it has no more fraction bits).
         acc = acc + (args[2] << (out[0].frac_bits - fmts[2].frac_bits))
     return (out[0].check_raw(acc, f"accumulator of {node.name!r}"),)
+
+
+def _conv2d(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+    problem = conv_problem(node)
+    if problem:
+        raise ValueError(problem)
+    x, w = args[0], args[1]
+    rows = conv_windows(x, w.shape[2:], _pair(_attr(node, "stride")))
+    acc = exact_matmul(rows, conv_weight_matrix(w))
+    if len(args) > 2:
+        # Like Linear's: the bias aligned to the products' binary point.
+        acc = acc + (args[2] << (out[0].frac_bits - fmts[2].frac_bits))
+    channels = w.shape[0]
+    grid = (x.shape[1] - w.shape[2]) // _pair(_attr(node, "stride"))[0] + 1
+    acc = acc.T.reshape(channels, grid, -1)  # pixels are rows: back to (O, grid_h, grid_w)
+    return (out[0].check_raw(acc, f"accumulator of {node.name!r}"),)
+
+
+def _add_constant(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+    total, _ = qfx.add(args[0], fmts[0], args[1], fmts[1])
+    return (total,)
+
+
+def _class_token(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+    if not fmts[0] == fmts[1] == out[0]:
+        raise ValueError(f"ClassToken {node.name!r} must keep one format for its tokens, class token and output, "
+                         f"not {fmts[0]}, {fmts[1]} and {out[0]}")
+    return (np.concatenate([args[1], args[0]], axis=0),)
 
 
 def _matmul(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
@@ -123,6 +175,7 @@ def _moved(move: Callable[[np.ndarray, Node], np.ndarray]):
 #: The bit-exact definition of each supported op: f(node, raw args, arg formats, output formats).
 EXACT_OPS: dict[str, Callable[[Node, list[np.ndarray], list[QFmt], list[QFmt]], tuple[np.ndarray, ...]]] = {
     "Linear": _linear,
+    "Conv2d": _conv2d,
     "MatMul": _matmul,
     "Add": _add,
     "ReLU": _relu,
@@ -135,6 +188,8 @@ EXACT_OPS: dict[str, Callable[[Node, list[np.ndarray], list[QFmt], list[QFmt]], 
     "Flatten": _moved(lambda x, node: x.reshape(-1)),
     "Tokens": _moved(lambda x, node: x.reshape(x.shape[0], -1).T),
     "SelectRow": _moved(lambda x, node: x[_attr(node, "index")]),
+    "ClassToken": _class_token,
+    "AddConstant": _add_constant,
 }
 
 

@@ -22,6 +22,7 @@ constructor for experiments with other table sizes or step counts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -255,12 +256,17 @@ class ExpConfig:
         return 1 << self.table_bits
 
 
+@functools.lru_cache(maxsize=64)
 def exp_table(cfg: ExpConfig) -> np.ndarray:
-    """``2**(k / 2**table_bits)`` for k = 0..2**table_bits, rounded to ``table_frac_bits`` bits (raw)."""
+    """``2**(k / 2**table_bits)`` for k = 0..2**table_bits, rounded to ``table_frac_bits`` bits (raw).
+
+    Cached (and read-only): a softmax row of S keys calls :func:`exp` for every key.
+    """
     fmt = _ufixed(cfg.table_frac_bits + 2, 2, "RND")
     points = [2.0 ** (k / cfg.segments) for k in range(cfg.segments + 1)]
     table = fmt.quantize(np.array(points))
     table[0], table[-1] = 1 << cfg.table_frac_bits, 2 << cfg.table_frac_bits  # exact ends
+    table.setflags(write=False)
     return table
 
 
@@ -587,17 +593,28 @@ def softmax_stats(cfg: SoftmaxConfig, x_raw) -> tuple[np.ndarray, np.ndarray]:
     """Per-row (max raw in in_fmt, 1/sum raw in inv_fmt) of rows ``x_raw[..., :]``, one pass in order."""
     x = _softmax_rows(x_raw, cfg)
     frac = cfg.sum_frac_bits
-    running_max = x[..., 0].copy()
-    running_sum = _big(exp(cfg.stats_exp, np.zeros_like(running_max)))
-    for k in range(1, x.shape[-1]):
-        value = x[..., k]
-        new_max = np.maximum(running_max, value)
-        scale = _big(exp(cfg.stats_exp, running_max - new_max))
-        term = _big(exp(cfg.stats_exp, value - new_max))
-        running_sum = ((running_sum * scale) >> frac) + term
-        running_max = new_max
+    # The running max after each key is known up front (a cumulative max), so every rescale factor
+    # e(m − m') and every term e(s − m') is one vectorized exp; only the sum is a sequential pass.
+    maxima = np.maximum.accumulate(x, axis=-1)
+    before = np.concatenate([maxima[..., :1], maxima[..., :-1]], axis=-1)
+    scales = exp(cfg.stats_exp, before - maxima)
+    terms = exp(cfg.stats_exp, x - maxima)  # terms[..., 0] = e(0): the sum's start
+    # running_sum ≤ keys·2^frac and e ≤ 2^frac, so ⌊sum·e / 2^frac⌋ = hi·e + ⌊lo·e / 2^frac⌋ with
+    # sum = hi·2^frac + lo is exact in int64 when both products fit; otherwise Python ints.
+    e_max = 1 << cfg.stats_exp.out_fmt.width
+    if (x.shape[-1] + 1) * e_max < 1 << 62 and e_max << frac < 1 << 62:
+        low = (1 << frac) - 1
+        running_sum = terms[..., 0].copy()
+        for k in range(1, x.shape[-1]):
+            scale = scales[..., k]
+            running_sum = (running_sum >> frac) * scale + (((running_sum & low) * scale) >> frac) + terms[..., k]
+    else:
+        scales, terms = _big(scales), _big(terms)
+        running_sum = terms[..., 0]
+        for k in range(1, x.shape[-1]):
+            running_sum = ((running_sum * scales[..., k]) >> frac) + terms[..., k]
     inv_sum = reciprocal(cfg.recip, _int64(running_sum))
-    return running_max, inv_sum
+    return maxima[..., -1].copy(), inv_sum
 
 
 def softmax_normalize(cfg: SoftmaxConfig, x_raw, max_raw, inv_sum_raw) -> np.ndarray:
@@ -920,7 +937,11 @@ def layernorm(cfg: LayerNormConfig, x_raw, gamma_raw, beta_raw, *, d_offset: int
     n = x.shape[-1]
     if gamma.shape[-1:] != (n,) or beta.shape[-1:] != (n,):
         raise ValueError(f"gamma and beta must have {n} channels, not {gamma.shape} and {beta.shape}")
-    wide = _big(x)
+    # Every sum and product is exact: in int64 where the widths allow (D, and U·y with y < 2^(P+2)),
+    # e.g. at 16-bit activations, else in Python ints.
+    in_int64 = cfg.d_bits <= 62 and cfg.u_bits + cfg.rsqrt.work_bits + 2 <= 62
+    exact = _int64 if in_int64 else _big
+    wide = exact(x)
     s1 = wide.sum(axis=-1, keepdims=True)
     s2 = (wide * wide).sum(axis=-1, keepdims=True)
     if d_offset is None:
@@ -932,8 +953,8 @@ def layernorm(cfg: LayerNormConfig, x_raw, gamma_raw, beta_raw, *, d_offset: int
     zero = d == 0
     y, half_exponent = _rsqrt_parts(cfg.rsqrt, np.where(zero, 1, d), cfg.d_bits, 0)
     # U/√D = U·y·2^-(P + e): round to norm_fmt's fraction bits (ties up), then saturate.
-    shift = _big(cfg.rsqrt.work_bits + half_exponent - cfg.norm_fmt.frac_bits)  # ≥ 1 since D ≥ 1
-    rounded = (u * y + (1 << (shift - 1))) >> shift
+    shift = exact(cfg.rsqrt.work_bits + half_exponent - cfg.norm_fmt.frac_bits)  # ≥ 1 since D ≥ 1
+    rounded = (u * exact(y) + (exact(1) << (shift - 1))) >> shift
     rounded = np.where(zero, 0, rounded)
     norm = _int64(np.minimum(np.maximum(rounded, cfg.norm_fmt.min_raw), cfg.norm_fmt.max_raw))
     scaled, scaled_fmt = qfx.mul(norm, cfg.norm_fmt, gamma, cfg.gamma_fmt)

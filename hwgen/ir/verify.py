@@ -5,8 +5,8 @@ Each violation raises a one-line ``ValueError`` naming the node or tensor and wh
 Structure: unique names, known ops with the right operands and attributes, one producer per
 tensor, topological order, shapes by each op's rule. Formats (once quantized): every tensor has
 one, constants carry raw codes in range, and the exactness rules of the arithmetic ops hold (a
-Linear's accumulator format holds every possible sum; an Add's output is ap_fixed's exact sum
-format; a ReLU keeps its input's format).
+Linear's or Conv2d's accumulator format holds every possible sum; an Add's or AddConstant's output
+is ap_fixed's exact sum format; a ReLU and the ops that only move codes keep their input's format).
 """
 
 from __future__ import annotations
@@ -199,15 +199,17 @@ def _check_formats(graph: Graph) -> None:
     for node in graph.nodes:
         fmts = [graph.tensor(name).fmt for name in node.inputs]
         out = graph.tensor(node.outputs[0]).fmt
-        if node.op in ("Linear", "MatMul"):
+        if node.op in ("Linear", "MatMul", "Conv2d"):
             _check_product_accumulator(graph, node, fmts, out)
-        elif node.op == "Add":
+        elif node.op in ("Add", "AddConstant"):
             exact = qfx.result_fmt_add(fmts[0], fmts[1])
             if (out.width, out.int_bits, out.signed) != (exact.width, exact.int_bits, exact.signed):
                 raise ValueError(f"{_where(node)}: output format must be the exact sum format {exact}, not {out}")
-        elif node.op == "ReLU":
+        elif node.op in ("ReLU", "Tokens", "SelectRow", "ClassToken"):
             if out != fmts[0]:
                 raise ValueError(f"{_where(node)}: output format must be the input's {fmts[0]}, not {out}")
+            if node.op == "ClassToken" and fmts[1] != out:
+                raise ValueError(f"{_where(node)}: class token format must be the output's {out}, not {fmts[1]}")
 
 
 def _check_product_accumulator(graph: Graph, node: Node, fmts: list[Any], out: qfx.QFmt) -> None:
@@ -220,7 +222,11 @@ def _check_product_accumulator(graph: Graph, node: Node, fmts: list[Any], out: q
         )
     weight = graph.tensor(node.inputs[1])
     k = graph.tensor(node.inputs[0]).shape[-1]
-    if weight.is_constant and weight.raw.ndim == 2:
+    # A Conv2d's (O, C, kh, kw) kernel bounds its sums as the (C·kh·kw, O) matrix of its columns.
+    matrix = weight.raw
+    if node.op == "Conv2d":
+        matrix = matrix.reshape(matrix.shape[0], -1).T
+    if weight.is_constant and matrix.ndim == 2:
         bias, bias_shift = None, 0
         if len(node.inputs) > 2:
             bias_tensor = graph.tensor(node.inputs[2])
@@ -231,7 +237,7 @@ def _check_product_accumulator(graph: Graph, node: Node, fmts: list[Any], out: q
                     f" not {bias_tensor.fmt}"
                 )
             bias = bias_tensor.raw
-        bound = accumulator_bound(x_fmt, weight.raw, bias, bias_shift)
+        bound = accumulator_bound(x_fmt, matrix, bias, bias_shift)
     else:
         bound = k * max(abs(x_fmt.min_raw), x_fmt.max_raw) * max(abs(w_fmt.min_raw), w_fmt.max_raw)
     if out.min_raw > -bound or out.max_raw < bound:

@@ -9,21 +9,22 @@
 """
 
 from hwgen.isa.codec import (
-    AttentionDescriptor, Descriptor, LinearDescriptor, Program, Requant, RowDescriptor, decode_descriptor, pack, unpack,
+    AttentionDescriptor, ConvDescriptor, Descriptor, LinearDescriptor, Program, Requant, RowDescriptor, decode_descriptor,
+    pack, unpack,
 )
 from hwgen.isa.rules import Limits, Refusal, check_descriptor, check_header, rows_end
 from hwgen.isa.spec import (
-    ATTENTION_FIELDS, ATTENTION_OPCODES, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC,
+    ATTENTION_FIELDS, ATTENTION_OPCODES, CONV_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC,
     REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS, STATS_ENTRY_BYTES, VERSION, Field, Flag, Opcode, Status, OPCODE_AV,
-    OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX,
+    OPCODE_CONV, OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX,
 )
 
 __all__ = [
     "MAGIC", "VERSION", "HEADER_BYTES", "DESCRIPTOR_BYTES",
-    "Opcode", "OPCODE_LINEAR", "OPCODE_LAYERNORM", "OPCODE_SOFTMAX", "OPCODE_QK_SOFTMAX_STATS", "OPCODE_AV",
+    "Opcode", "OPCODE_LINEAR", "OPCODE_LAYERNORM", "OPCODE_SOFTMAX", "OPCODE_QK_SOFTMAX_STATS", "OPCODE_AV", "OPCODE_CONV",
     "ATTENTION_OPCODES", "STATS_ENTRY_BYTES", "RESERVED_OPCODES", "Flag", "Status", "Field",
-    "HEADER_FIELDS", "LINEAR_FIELDS", "ROW_FIELDS", "ATTENTION_FIELDS", "REQUANT_FIELDS",
-    "pack", "unpack", "Requant", "LinearDescriptor", "RowDescriptor", "AttentionDescriptor", "Descriptor",
+    "HEADER_FIELDS", "LINEAR_FIELDS", "ROW_FIELDS", "ATTENTION_FIELDS", "CONV_FIELDS", "REQUANT_FIELDS",
+    "pack", "unpack", "Requant", "LinearDescriptor", "RowDescriptor", "AttentionDescriptor", "ConvDescriptor", "Descriptor",
     "decode_descriptor", "Program",
     "Refusal", "Limits", "check_header", "check_descriptor", "rows_end",
 ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hwgen.isa.spec import (
-    ATTENTION_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, ROW_FIELDS,
+    ATTENTION_FIELDS, CONV_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, ROW_FIELDS,
     VERSION, Field, Flag, Opcode,
 )
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt
@@ -22,6 +22,7 @@ __all__ = [
     "unpack",
     "Requant",
     "LinearDescriptor",
+    "ConvDescriptor",
     "RowDescriptor",
     "AttentionDescriptor",
     "Descriptor",
@@ -159,44 +160,133 @@ class LinearDescriptor:
 
     def encode(self) -> bytes:
         """The 64 bytes of the descriptor."""
-        values = {f.name: getattr(self, f.name) for f in LINEAR_FIELDS if f.name not in ("flags", "rq1", "rq2")}
-        values.update(opcode=int(Opcode.LINEAR), flags=int(self.flags), rq1=self.rq1.encode(),
-                      rq2=self.rq2.encode() if self.rq2 is not None else 0)
-        return pack(LINEAR_FIELDS, values)
+        return _encode_linear_family(self, LINEAR_FIELDS)
 
     @classmethod
     def decode(cls, data: bytes) -> LinearDescriptor:
         """Read 64 descriptor bytes (the opcode must be LINEAR, the flags and requantization words defined)."""
-        f = unpack(LINEAR_FIELDS, data)
-        if f["opcode"] != Opcode.LINEAR:
-            raise ValueError(f"descriptor opcode must be {int(Opcode.LINEAR)} (LINEAR), not {f['opcode']}")
-        if f["flags"] & ~_ALL_FLAGS:
-            raise ValueError(f"descriptor flags must use only defined bits, not {f['flags']:#x}")
-        flags = Flag(f.pop("flags"))
-        del f["opcode"]
-        rq1, rq2 = Requant.decode(f.pop("rq1")), f.pop("rq2")
-        return cls(flags=flags, rq1=rq1, rq2=Requant.decode(rq2) if flags & Flag.RESIDUAL else None, **f)
+        return cls(**_decode_linear_family(LINEAR_FIELDS, Opcode.LINEAR, data))
 
     def listing(self) -> list[str]:
         """Disassembly: a few indented lines."""
-        flags = "|".join(f.name for f in Flag if f in self.flags) or "-"
         chunks = -(-self.n_tiles // self.chunk_tiles)
-        lines = [
-            f"LINEAR M={self.m} K={self.k} N={self.n} tiles {self.k_tiles}x{self.n_tiles}"
-            f" chunks {chunks}x{self.chunk_tiles} flags {flags}",
-            f"  x    @{self.x_addr:#010x} stride {self.x_stride}",
-        ]
-        if not self.flags & Flag.BYPASS:
-            stride = f" stride {self.w_stride}" if self.flags & Flag.B_ROWMAJOR else " (tiles)"
-            lines.append(f"  w    @{self.w_addr:#010x}{stride}")
-        if self.flags & Flag.BIAS:
-            lines.append(f"  bias @{self.bias_addr:#010x}")
-        lines.append(f"  rq1  {self.rq1}")
-        if self.flags & Flag.RESIDUAL:
-            lines.append(f"  res  @{self.res_addr:#010x} stride {self.res_stride}  (y<<{self.y_shift}) + (r<<{self.r_shift})")
-            lines.append(f"  rq2  {self.rq2}")
-        lines.append(f"  out  @{self.out_addr:#010x} stride {self.out_stride}")
-        return lines
+        head = (f"LINEAR M={self.m} K={self.k} N={self.n} tiles {self.k_tiles}x{self.n_tiles}"
+                f" chunks {chunks}x{self.chunk_tiles} flags {_flag_names(self.flags)}")
+        return _linear_family_listing(self, head, f"  x    @{self.x_addr:#010x} stride {self.x_stride}")
+
+
+def _flag_names(flags: Flag) -> str:
+    return "|".join(f.name for f in Flag if f in flags) or "-"
+
+
+def _encode_linear_family(desc: LinearDescriptor | ConvDescriptor, fields: tuple[Field, ...]) -> bytes:
+    """The 64 bytes of a LINEAR or CONV descriptor: its fields, the flags and requantization words packed."""
+    values = {f.name: getattr(desc, f.name) for f in fields if f.name not in ("opcode", "flags", "rq1", "rq2")}
+    values.update(opcode=int(desc.opcode), flags=int(desc.flags), rq1=desc.rq1.encode(),
+                  rq2=desc.rq2.encode() if desc.rq2 is not None else 0)
+    return pack(fields, values)
+
+
+def _decode_linear_family(fields: tuple[Field, ...], opcode: Opcode, data: bytes) -> dict:
+    """The constructor arguments of a LINEAR or CONV descriptor (its flags and requantization words defined)."""
+    f = unpack(fields, data)
+    if f["opcode"] != opcode:
+        raise ValueError(f"descriptor opcode must be {int(opcode)} ({opcode.name}), not {f['opcode']}")
+    if f["flags"] & ~_ALL_FLAGS:
+        raise ValueError(f"descriptor flags must use only defined bits, not {f['flags']:#x}")
+    flags = Flag(f.pop("flags"))
+    del f["opcode"]
+    rq1, rq2 = Requant.decode(f.pop("rq1")), f.pop("rq2")
+    return dict(flags=flags, rq1=rq1, rq2=Requant.decode(rq2) if flags & Flag.RESIDUAL else None, **f)
+
+
+def _linear_family_listing(desc: LinearDescriptor | ConvDescriptor, head: str, x_line: str) -> list[str]:
+    """Disassembly of a LINEAR or CONV descriptor: its first line and the line of ``x``, then the rest."""
+    lines = [head, x_line]
+    if not desc.flags & Flag.BYPASS:
+        stride = f" stride {desc.w_stride}" if desc.flags & Flag.B_ROWMAJOR else " (tiles)"
+        lines.append(f"  w    @{desc.w_addr:#010x}{stride}")
+    if desc.flags & Flag.BIAS:
+        lines.append(f"  bias @{desc.bias_addr:#010x}")
+    lines.append(f"  rq1  {desc.rq1}")
+    if desc.flags & Flag.RESIDUAL:
+        lines.append(f"  res  @{desc.res_addr:#010x} stride {desc.res_stride}  (y<<{desc.y_shift}) + (r<<{desc.r_shift})")
+        lines.append(f"  rq2  {desc.rq2}")
+    lines.append(f"  out  @{desc.out_addr:#010x} stride {desc.out_stride}")
+    return lines
+
+
+@dataclass(frozen=True)
+class ConvDescriptor:
+    """A CONV descriptor (opcode 2): LINEAR on rows of ``x`` gathered from a channels-last feature map (docs/isa.md §3.9).
+
+    Row ``r = (gy, gx) = (r // grid_w, r % grid_w)`` of ``x`` is the concatenation of ``kh`` segments of
+    ``K / kh`` elements; segment ``j`` starts at ``x_addr + gy·stride_y·seg_stride + gx·x_stride + j·seg_stride``.
+    """
+
+    flags: Flag
+    grid_h: int
+    grid_w: int
+    kh: int
+    stride_y: int
+    k: int
+    n: int
+    k_tiles: int
+    n_tiles: int
+    x_addr: int
+    w_addr: int
+    bias_addr: int
+    res_addr: int
+    out_addr: int
+    x_stride: int
+    seg_stride: int
+    res_stride: int
+    out_stride: int
+    rq1: Requant
+    rq2: Requant | None
+    chunk_tiles: int
+    y_shift: int = 0
+    r_shift: int = 0
+
+    opcode = Opcode.CONV
+    name = "CONV"
+    #: CONV's second operand is always weight tiles (no ``B`` operand).
+    w_stride = 0
+
+    @property
+    def m(self) -> int:
+        """Rows of ``x`` and of the output: one per window."""
+        return self.grid_h * self.grid_w
+
+    @property
+    def seg_elems(self) -> int:
+        """Elements of one segment (``kw·C``, one kernel row of a window)."""
+        return self.k // self.kh
+
+    def segment_addrs(self, row: int) -> list[int]:
+        """The first byte of each of row ``row``'s ``kh`` segments."""
+        gy, gx = divmod(row, self.grid_w)
+        start = self.x_addr + gy * self.stride_y * self.seg_stride + gx * self.x_stride
+        return [start + j * self.seg_stride for j in range(self.kh)]
+
+    def encode(self) -> bytes:
+        """The 64 bytes of the descriptor."""
+        return _encode_linear_family(self, CONV_FIELDS)
+
+    @classmethod
+    def decode(cls, data: bytes) -> ConvDescriptor:
+        """Read 64 descriptor bytes (the opcode must be CONV, the flags and requantization words defined)."""
+        return cls(**_decode_linear_family(CONV_FIELDS, Opcode.CONV, data))
+
+    def listing(self) -> list[str]:
+        """Disassembly: a few indented lines."""
+        chunks = -(-self.n_tiles // self.chunk_tiles)
+        head = (f"CONV grid {self.grid_h}x{self.grid_w} (M={self.m}) kernel rows {self.kh} stride_y {self.stride_y}"
+                f" K={self.k} N={self.n} tiles {self.k_tiles}x{self.n_tiles} chunks {chunks}x{self.chunk_tiles}"
+                f" flags {_flag_names(self.flags)}")
+        x_line = (f"  x    @{self.x_addr:#010x} window stride {self.x_stride} row stride {self.seg_stride}"
+                  f" segments {self.kh}x{self.seg_elems}")
+        return _linear_family_listing(self, head, x_line)
 
 
 @dataclass(frozen=True)
@@ -313,7 +403,7 @@ class AttentionDescriptor:
         return lines
 
 
-Descriptor = LinearDescriptor | RowDescriptor | AttentionDescriptor
+Descriptor = LinearDescriptor | ConvDescriptor | RowDescriptor | AttentionDescriptor
 
 
 def decode_descriptor(data: bytes) -> Descriptor:
@@ -321,6 +411,8 @@ def decode_descriptor(data: bytes) -> Descriptor:
     opcode = data[0]
     if opcode == Opcode.LINEAR:
         return LinearDescriptor.decode(data)
+    if opcode == Opcode.CONV:
+        return ConvDescriptor.decode(data)
     if opcode in RowDescriptor.OPCODES:
         return RowDescriptor.decode(data)
     if opcode in AttentionDescriptor.OPCODES:

@@ -2,8 +2,8 @@
 """The C++ header of the ISA (``hwgen_isa.h``), generated from :mod:`hwgen.isa.spec` for the HLS core.
 
 It holds the magic, version and block sizes, the opcode, flag and status enums, and one struct plus
-one decoder per block (header, LINEAR, LAYERNORM/SOFTMAX, QK_SOFTMAX_STATS/AV, requantization word) whose members are the
-spec's fields: the HLS controller never writes a bit position by hand.
+one decoder per block (header, LINEAR, CONV, LAYERNORM/SOFTMAX, QK_SOFTMAX_STATS/AV, requantization word) whose
+members are the spec's fields: the HLS controller never writes a bit position by hand.
 """
 
 from __future__ import annotations

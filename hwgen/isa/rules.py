@@ -21,7 +21,7 @@ from hwgen.hwparams import HwParams
 from hwgen.units import ROW_MAX, attention_problem, row_units_problem
 from hwgen.isa.codec import Requant, unpack
 from hwgen.isa.spec import (
-    ATTENTION_FIELDS, ATTENTION_OPCODES, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC,
+    ATTENTION_FIELDS, ATTENTION_OPCODES, CONV_FIELDS, CONV_FORBIDDEN_FLAGS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC,
     ROW_FIELDS, STATS_ENTRY_BYTES, VERSION, Flag, Opcode, Status,
 )
 
@@ -125,6 +125,8 @@ def check_descriptor(data: bytes, hw: HwParams, image_bytes: int) -> Refusal | N
     opcode = data[0]
     if opcode == Opcode.LINEAR:
         return _check_linear(unpack(LINEAR_FIELDS, data), hw, image_bytes)
+    if opcode == Opcode.CONV:
+        return _check_conv(unpack(CONV_FIELDS, data), hw, image_bytes)
     if opcode in (Opcode.LAYERNORM, Opcode.SOFTMAX):
         problem = row_units_problem(hw)
         if problem is not None:
@@ -166,19 +168,56 @@ def _beyond(image_bytes: int, named: dict[str, int]) -> tuple[Status, bool, str]
 
 
 def _check_linear(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal | None:
+    flags = Flag(d["flags"] & _DEFINED_FLAGS)
+    b_rows, b_cols = bool(flags & Flag.B_ROWMAJOR), bool(flags & Flag.B_TRANSPOSED)
+    m, k, n = d["m"], d["k"], d["n"]
+    shape = [
+        (Status.BAD_DESCRIPTOR, b_rows and b_cols, "B_ROWMAJOR and B_TRANSPOSED must not both be set"),
+        (Status.BAD_DESCRIPTOR, flags & Flag.BYPASS and flags & _SECOND_OPERAND_FLAGS,
+         f"BYPASS must not be set with {(flags & _SECOND_OPERAND_FLAGS)!r}"),
+        (Status.BAD_DESCRIPTOR, not (m and k and n), f"M, K and N must be at least 1, not M={m}, K={k}, N={n}"),
+    ]
+    act = hw.act_bytes
+    x_aligned = {"x_addr": d["x_addr"], "x_stride": d["x_stride"]}
+    x_end = rows_end(d["x_addr"], m, d["x_stride"], k, act)
+    return _check_linear_family(d, hw, image_bytes, m, shape, x_aligned, x_end)
+
+
+def _check_conv(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal | None:
+    flags = Flag(d["flags"] & _DEFINED_FLAGS)
+    grid_h, grid_w, kh, stride_y, k, n = (d[name] for name in ("grid_h", "grid_w", "kh", "stride_y", "k", "n"))
+    shape = [
+        (Status.BAD_DESCRIPTOR, flags & CONV_FORBIDDEN_FLAGS,
+         f"CONV must not set {(flags & CONV_FORBIDDEN_FLAGS)!r}"),
+        (Status.BAD_DESCRIPTOR, not (grid_h and grid_w and kh and stride_y and k and n),
+         f"CONV grid_h, grid_w, kh, stride_y, K and N must be at least 1, not grid_h={grid_h}, grid_w={grid_w}, "
+         f"kh={kh}, stride_y={stride_y}, K={k}, N={n}"),
+        (Status.BAD_DESCRIPTOR, kh and k % kh, f"CONV K must be a multiple of kh={kh}, not {k}"),
+    ]
+    act = hw.act_bytes
+    seg_bytes = k // kh * act if kh else 0
+    x_aligned = {"x_addr": d["x_addr"], "x_stride": d["x_stride"], "seg_stride": d["seg_stride"],
+                 "seg_bytes": seg_bytes}
+    # The last window's last kernel row: (grid_h − 1) grid rows down, (grid_w − 1) windows across, kh − 1 rows further.
+    x_end = (d["x_addr"] + (grid_h - 1) * stride_y * d["seg_stride"] + (grid_w - 1) * d["x_stride"]
+             + (kh - 1) * d["seg_stride"] + seg_bytes)
+    return _check_linear_family(d, hw, image_bytes, grid_h * grid_w, shape, x_aligned, x_end)
+
+
+def _check_linear_family(d: dict[str, int], hw: HwParams, image_bytes: int, m: int, shape: list,
+                         x_aligned: dict[str, int], x_end: int) -> Refusal | None:
+    """The checks LINEAR and CONV share (docs/isa.md §3.7), around the opcode's own: ``shape`` (its flag and
+    shape checks, after the reserved-flag check) and how it reads ``x`` (``x_aligned``, ``x_end``)."""
     raw_flags = d["flags"]
     flags = Flag(raw_flags & _DEFINED_FLAGS)
     bypass, bias, residual = bool(flags & Flag.BYPASS), bool(flags & Flag.BIAS), bool(flags & Flag.RESIDUAL)
     b_rows, b_cols = bool(flags & Flag.B_ROWMAJOR), bool(flags & Flag.B_TRANSPOSED)
-    m, k, n, k_tiles, n_tiles, chunk = d["m"], d["k"], d["n"], d["k_tiles"], d["n_tiles"], d["chunk_tiles"]
+    k, n, k_tiles, n_tiles, chunk = d["k"], d["n"], d["k_tiles"], d["n_tiles"], d["chunk_tiles"]
     rq1, rq2 = Requant.problem(d["rq1"]), Requant.problem(d["rq2"]) if residual else None
     limits = Limits(hw)
     refusal = _first([
         (Status.BAD_DESCRIPTOR, raw_flags & ~_DEFINED_FLAGS, f"flags must use only defined bits, not {raw_flags:#x}"),
-        (Status.BAD_DESCRIPTOR, b_rows and b_cols, "B_ROWMAJOR and B_TRANSPOSED must not both be set"),
-        (Status.BAD_DESCRIPTOR, bypass and flags & _SECOND_OPERAND_FLAGS,
-         f"BYPASS must not be set with {(flags & _SECOND_OPERAND_FLAGS)!r}"),
-        (Status.BAD_DESCRIPTOR, not (m and k and n), f"M, K and N must be at least 1, not M={m}, K={k}, N={n}"),
+        *shape,
         (Status.BAD_DESCRIPTOR, k_tiles != -(-k // hw.lanes_in) or n_tiles != -(-n // hw.lanes_out),
          f"tile counts must match K={k}, N={n} and the lanes, not {k_tiles}x{n_tiles}"),
         (Status.BAD_DESCRIPTOR, not 1 <= chunk <= n_tiles, f"chunk_tiles must be in 1..{n_tiles}, not {chunk}"),
@@ -196,7 +235,7 @@ def _check_linear(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal 
     ])
     if refusal:
         return refusal
-    aligned = {"x_addr": d["x_addr"], "x_stride": d["x_stride"], "out_addr": d["out_addr"], "out_stride": d["out_stride"]}
+    aligned = {**x_aligned, "out_addr": d["out_addr"], "out_stride": d["out_stride"]}
     if not bypass:
         aligned["w_addr"] = d["w_addr"]
     if b_rows or b_cols:
@@ -206,7 +245,7 @@ def _check_linear(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal 
     if residual:
         aligned.update(res_addr=d["res_addr"], res_stride=d["res_stride"])
     act = hw.act_bytes
-    ends = {"x": rows_end(d["x_addr"], m, d["x_stride"], k, act), "out": rows_end(d["out_addr"], m, d["out_stride"], n, act)}
+    ends = {"x": x_end, "out": rows_end(d["out_addr"], m, d["out_stride"], n, act)}
     if residual:
         ends["r"] = rows_end(d["res_addr"], m, d["res_stride"], n, act)
     if b_rows:

@@ -24,6 +24,7 @@ __all__ = [
     "OPCODE_SOFTMAX",
     "OPCODE_QK_SOFTMAX_STATS",
     "OPCODE_AV",
+    "OPCODE_CONV",
     "ATTENTION_OPCODES",
     "STATS_ENTRY_BYTES",
     "RESERVED_OPCODES",
@@ -38,6 +39,8 @@ __all__ = [
     "LINEAR_FIELDS",
     "ROW_FIELDS",
     "ATTENTION_FIELDS",
+    "CONV_FIELDS",
+    "CONV_FORBIDDEN_FLAGS",
     "REQUANT_FIELDS",
     "ROUNDING_MODES",
     "OVERFLOW_MODES",
@@ -54,6 +57,7 @@ class Opcode(enum.IntEnum):
     """Opcodes the accelerator executes (bits 7:0 of descriptor word 0)."""
 
     LINEAR = 1
+    CONV = 2
     QK_SOFTMAX_STATS = 3
     AV = 4
     LAYERNORM = 5
@@ -62,21 +66,24 @@ class Opcode(enum.IntEnum):
 
 OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_SOFTMAX = Opcode.LINEAR, Opcode.LAYERNORM, Opcode.SOFTMAX
 OPCODE_QK_SOFTMAX_STATS, OPCODE_AV = Opcode.QK_SOFTMAX_STATS, Opcode.AV
+OPCODE_CONV = Opcode.CONV
 #: The attention engine's pair: only on hardware with ``HwParams.has_attention`` (else ``BAD_OPCODE``).
 ATTENTION_OPCODES = (Opcode.QK_SOFTMAX_STATS, Opcode.AV)
 #: Bytes of one row's statistics: the max (a sign-extended 32-bit word), then 1/sum (an unsigned 32-bit word).
 STATS_ENTRY_BYTES = 8
 
 #: Opcodes kept for later operators; every executor refuses them with ``BAD_OPCODE`` today.
-RESERVED_OPCODES = {2: "CONV", 6: "GATE_TOPK", 7: "EXPERT_FFN"}
+RESERVED_OPCODES = {6: "GATE_TOPK", 7: "EXPERT_FFN"}
 
 #: The engine that runs each opcode, by the name of its module in every executor:
 #: ``hwgen/compiler/engines/<name>.py`` (isa_sim and the cycle model), and the RTL and HLS engines.
-OPCODE_ENGINES = {Opcode.LINEAR: "linear", Opcode.LAYERNORM: "rows", Opcode.SOFTMAX: "rows",
+OPCODE_ENGINES = {Opcode.LINEAR: "linear", Opcode.CONV: "linear", Opcode.LAYERNORM: "rows", Opcode.SOFTMAX: "rows",
                   Opcode.QK_SOFTMAX_STATS: "attention", Opcode.AV: "attention"}
 
 OPCODE_MEANINGS = {
     Opcode.LINEAR: "matrix product with bias, requantization, ReLU/GELU and residual add (§3.3)",
+    Opcode.CONV: "convolution (implicit im2col): LINEAR whose rows of `x` are gathered window by window from a "
+                 "channels-last feature map (§3.9)",
     Opcode.QK_SOFTMAX_STATS: "attention scores Q·Kᵀ/√d of every head, and each score row's softmax statistics "
                              "(§3.8); only with the attention engine (`has_attention`), else `BAD_OPCODE`",
     Opcode.AV: "attention output Σ softmax(s)·V of every head, the normalization fused (§3.8); only with the "
@@ -264,6 +271,39 @@ ATTENTION_FIELDS = (
     Field("reserved15", 15, 16, 16, "`0`"),
 )
 
+#: CONV (2): LINEAR whose row ``r = (gy, gx)`` of ``x`` is the concatenation of ``kh`` segments of one
+#: channels-last feature map (docs/isa.md §3.9). Words 3, 5–8 and 11–15 are LINEAR's.
+CONV_FIELDS = (
+    Field("opcode", 0, 0, 8, "`2`"),
+    Field("flags", 0, 8, 24, "LINEAR's flags; `BYPASS`, `B_ROWMAJOR` and `B_TRANSPOSED` must be 0"),
+    Field("grid_h", 1, 0, 16, "rows of the output grid (windows down); ≥ 1"),
+    Field("kh", 1, 16, 8, "kernel rows = segments per row of `x`; ≥ 1; `K mod kh = 0`"),
+    Field("stride_y", 1, 24, 8, "feature-map rows from one grid row of windows to the next; ≥ 1"),
+    Field("k", 2, 0, 16, "input columns = `kh` · segment elements (a segment is `kw·C` contiguous elements of one "
+                         "feature-map row); ≥ 1"),
+    Field("n", 2, 16, 16, "output columns (output channels); ≥ 1"),
+    Field("k_tiles", 3, 0, 16, "`ceil(K / lanes_in)`"),
+    Field("n_tiles", 3, 16, 16, "`ceil(N / lanes_out)`"),
+    _word("x_addr", 4, "first byte of window 0 (its first kernel row)"),
+    _word("w_addr", 5, "first byte of the weight tiles (`K` ordered `(ky, kx, c)`, as the segments concatenate)"),
+    _word("bias_addr", 6, "as LINEAR"),
+    _word("res_addr", 7, "as LINEAR"),
+    _word("out_addr", 8, "first byte of the output: `M = grid_h·grid_w` rows, window order (row-major over the grid)"),
+    Field("x_stride", 9, 0, 16, "bytes from one window to the next in a grid row (`stride_x · C · act_bytes`)"),
+    Field("grid_w", 9, 16, 16, "windows per grid row (columns of the output grid); ≥ 1"),
+    _word("seg_stride", 10, "bytes from one kernel row of a window to the next (one feature-map row: "
+                            "`W · C · act_bytes`)"),
+    _word("res_stride", 11, "as LINEAR"),
+    _word("out_stride", 12, "as LINEAR"),
+    _word("rq1", 13, "as LINEAR"),
+    _word("rq2", 14, "as LINEAR"),
+    Field("chunk_tiles", 15, 0, 16, "as LINEAR"),
+    Field("y_shift", 15, 16, 8, "as LINEAR"),
+    Field("r_shift", 15, 24, 8, "as LINEAR"),
+)
+#: LINEAR flags a CONV descriptor must leave 0: its second operand is always weight tiles, and it has products.
+CONV_FORBIDDEN_FLAGS = Flag.BYPASS | Flag.B_ROWMAJOR | Flag.B_TRANSPOSED
+
 #: The requantization word (``RQ1``, ``RQ2``), bit 0 first.
 REQUANT_FIELDS = (
     Field("shift", 0, 0, 8, "`s8`: source fraction bits minus destination fraction bits "
@@ -298,6 +338,8 @@ BLOCKS = {
                     "The Program header (docs/isa.md §3.1)."),
     "linear": Block(LINEAR_FIELDS, 8 * DESCRIPTOR_BYTES, "linear_descriptor", "decode_linear",
                     "A LINEAR descriptor (docs/isa.md §3.3)."),
+    "conv": Block(CONV_FIELDS, 8 * DESCRIPTOR_BYTES, "conv_descriptor", "decode_conv",
+                  "A CONV descriptor (docs/isa.md §3.9)."),
     "row": Block(ROW_FIELDS, 8 * DESCRIPTOR_BYTES, "row_descriptor", "decode_rows",
                  "A LAYERNORM or SOFTMAX descriptor (docs/isa.md §3.6)."),
     "attention": Block(ATTENTION_FIELDS, 8 * DESCRIPTOR_BYTES, "attention_descriptor", "decode_attention",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwgen.golden.exact import attention_formats
+from hwgen.golden.exact import attention_formats, conv_problem, conv_weight_matrix
 from hwgen.golden.reference import run_float, sample_inputs
 from hwgen.ir import Graph, Node, Tensor, accumulator_bound
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt, result_fmt_add
@@ -25,9 +25,14 @@ __all__ = ["QuantConfig", "SUPPORTED_OPS", "check_supported", "insert_requantize
            "range_format"]
 
 #: Ops the fixed-point flow implements end to end (quantizer, golden model, compiler).
-SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention"})
+SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention",
+                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow"})
 #: Ops whose exact result is wider than an activation: a Requantize follows each of them.
-_WIDENING_OPS = ("Linear", "MatMul", "Add")
+_WIDENING_OPS = ("Linear", "MatMul", "Add", "Conv2d", "AddConstant")
+#: Widening ops whose exact result is a sum (named ``<out>.sum``); the others' is an accumulator (``<out>.acc``).
+_SUM_OPS = ("Add", "AddConstant")
+#: Ops that only move codes (a view, or a concatenation with a constant): the output keeps the input's format.
+_MOVING_OPS = ("Tokens", "SelectRow", "ClassToken")
 #: Ops computed by a unit generated for fixed formats (``UnitFormats``): their input must be a
 #: tensor whose format can be chosen (a graph input or a Requantize output).
 _UNIT_OPS = ("GELU", "LayerNorm", "Softmax")
@@ -96,6 +101,8 @@ def check_supported(graph: Graph, config: QuantConfig) -> Graph:
     for node in graph.nodes:
         if node.op not in SUPPORTED_OPS:
             raise ValueError(f"op {node.op} is not supported yet")
+        if node.op == "Conv2d" and conv_problem(node):
+            raise ValueError(conv_problem(node))
         if node.op == "Softmax":
             axis, rank = node.attr("axis", -1), len(graph.tensor(node.inputs[0]).shape)
             if axis not in (-1, rank - 1):
@@ -104,9 +111,9 @@ def check_supported(graph: Graph, config: QuantConfig) -> Graph:
 
 
 def insert_requantize(graph: Graph, config: QuantConfig) -> Graph:
-    """After every Linear, MatMul and Add, put a Requantize from its exact result to an activation.
+    """After every Linear, MatMul, Conv2d, Add and AddConstant, put a Requantize from its exact result to an activation.
 
-    The widening op's output is renamed ``<name>.acc`` (``.sum`` for Add) and the Requantize
+    The widening op's output is renamed ``<name>.acc`` (``.sum`` for the adds) and the Requantize
     produces the original name, so consumers and graph outputs are untouched.
     """
     tensors = list(graph.tensors)
@@ -128,7 +135,7 @@ def insert_requantize(graph: Graph, config: QuantConfig) -> Graph:
                 requantized.add(node.outputs[0])
             continue
         out = node.outputs[0]
-        wide = f"{out}.{'sum' if node.op == 'Add' else 'acc'}"
+        wide = f"{out}.{'sum' if node.op in _SUM_OPS else 'acc'}"
         if graph.has_tensor(wide):
             raise ValueError(f"tensor name {wide!r} is reserved for the exact result of {node.name!r}, rename it")
         tensors.append(Tensor(wide, graph.tensor(out).shape))
@@ -242,10 +249,28 @@ def quantize(graph: Graph, config: QuantConfig) -> Graph:
     for node in graph.nodes:
         in_fmts = [fmts.get(n) for n in node.inputs]
         out = node.outputs[0]
-        if node.op in ("Linear", "MatMul"):
+        if node.op in ("Linear", "MatMul", "Conv2d"):
             fmts[out] = _accumulator_format(graph, node, config, fmts, raws, requested, weight)
         elif node.op == "Add":
             fmts[out] = result_fmt_add(in_fmts[0], in_fmts[1])
+        elif node.op == "AddConstant":
+            # The constant is added like an activation (the residual of a LINEAR): an act_bits format of its range.
+            value = graph.tensor(node.inputs[1])
+            fmts[value.name] = requested.get(value.name) or range_format(
+                float(np.abs(value.value).max(initial=0.0)), config.act_bits, 0.0, config.act_rounding,
+                config.act_overflow)
+            raws[value.name] = fmts[value.name].quantize(value.value)
+            fmts[out] = result_fmt_add(in_fmts[0], fmts[value.name])
+        elif node.op in _MOVING_OPS:
+            fmts[out] = in_fmts[0]
+            if node.op == "ClassToken":
+                # Copied as is into row 0 of the output: the class token takes the tokens' format.
+                token = graph.tensor(node.inputs[1])
+                if requested.get(token.name, in_fmts[0]) != in_fmts[0]:
+                    raise ValueError(f"format of {token.name!r} must be the tokens' {in_fmts[0]} (ClassToken "
+                                     f"{node.name!r} copies it), not {requested[token.name]}")
+                fmts[token.name] = in_fmts[0]
+                raws[token.name] = in_fmts[0].quantize(token.value)
         elif node.op == "ReLU":
             fmts[out] = in_fmts[0]
         elif node.op == "Requantize":
@@ -301,7 +326,8 @@ def _accumulator_format(graph, node, config, fmts, raws, requested, weight) -> Q
     b_tensor = graph.tensor(node.inputs[1])
     w_fmt = weight(b_tensor) if b_tensor.is_constant else fmts[node.inputs[1]]
     product_frac = x_fmt.frac_bits + w_fmt.frac_bits
-    if b_tensor.is_constant and b_tensor.raw is None and raws[b_tensor.name].ndim == 2:
+    conv = node.op == "Conv2d"
+    if b_tensor.is_constant and b_tensor.raw is None and (conv or raws[b_tensor.name].ndim == 2):
         bias_raw, bias_shift = None, 0
         if len(node.inputs) > 2:
             bias = graph.tensor(node.inputs[2])
@@ -321,7 +347,11 @@ def _accumulator_format(graph, node, config, fmts, raws, requested, weight) -> Q
                 )
             fmts[bias.name] = bias_fmt
             raws[bias.name] = bias_raw = bias_fmt.quantize(bias.value)
-        b_raw = raws[b_tensor.name].T if node.attr("transpose_b", False) else raws[b_tensor.name]
+        b_raw = raws[b_tensor.name]
+        if conv:
+            b_raw = conv_weight_matrix(b_raw)
+        elif node.attr("transpose_b", False):
+            b_raw = b_raw.T
         bound = accumulator_bound(x_fmt, b_raw, bias_raw, bias_shift)
     else:
         k = graph.tensor(node.inputs[0]).shape[-1]

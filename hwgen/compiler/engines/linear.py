@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The LINEAR engine in Python: what one descriptor computes (docs/isa.md §3.3) and its cycle estimate (§5)."""
+"""The LINEAR engine in Python: what one descriptor computes (docs/isa.md §3.3) and its cycle estimate (§5).
+
+CONV (§3.9) runs here too: it is LINEAR whose rows of ``x`` are gathered window by window from a
+channels-last feature map, so only reading ``x`` (:func:`read_x`) and the read commands of a row
+(:func:`x_row_reads`) differ.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,36 @@ import numpy as np
 
 from hwgen.compiler.cycles import CycleEstimate, CycleModel, beats
 from hwgen.compiler.engines.integer import requantize_int, wrap
-from hwgen.compiler.layout import read_rows, read_tiles, read_vector, write_rows
+from hwgen.compiler.layout import read_rows, read_tiles, read_vector, read_windows, write_rows
 from hwgen.golden import nonlinear as nl
 from hwgen.golden.exact import exact_matmul
 from hwgen.hwparams import HwParams
-from hwgen.isa import Flag, Limits, LinearDescriptor
+from hwgen.isa import ConvDescriptor, Flag, Limits, LinearDescriptor
 
-__all__ = ["run", "estimate"]
+__all__ = ["run", "estimate", "read_x", "x_row_reads"]
 
 
-def run(desc: LinearDescriptor, memory: np.ndarray, hw: HwParams) -> None:
-    """Execute one LINEAR descriptor on ``memory`` (the image as a uint8 array), as docs/isa.md §3.3 says."""
+def read_x(desc: LinearDescriptor | ConvDescriptor, memory: np.ndarray, hw: HwParams) -> np.ndarray:
+    """The M rows of K elements of ``x``: row-major (LINEAR), or gathered window by window (CONV, §3.9)."""
+    signed = not desc.flags & Flag.X_UNSIGNED
+    if isinstance(desc, ConvDescriptor):
+        steps = (desc.stride_y * desc.seg_stride, desc.x_stride, desc.seg_stride)
+        return read_windows(memory, desc.x_addr, (desc.grid_h, desc.grid_w), desc.kh, desc.seg_elems, steps,
+                            hw.act_bytes, signed)
+    return read_rows(memory, desc.x_addr, desc.m, desc.k, desc.x_stride, hw.act_bytes, signed)
+
+
+def x_row_reads(desc: LinearDescriptor | ConvDescriptor, hw: HwParams) -> tuple[int, int]:
+    """(beats, read commands) of one row of ``x``: one burst of the row, or one per kernel row of a window."""
+    if isinstance(desc, ConvDescriptor):
+        return desc.kh * beats(desc.seg_elems * hw.act_bytes, hw), desc.kh
+    return beats(desc.k * hw.act_bytes, hw), 1
+
+
+def run(desc: LinearDescriptor | ConvDescriptor, memory: np.ndarray, hw: HwParams) -> None:
+    """Execute one LINEAR (docs/isa.md §3.3) or CONV (§3.9) descriptor on ``memory`` (the image as a uint8 array)."""
     flags = desc.flags
-    x = read_rows(memory, desc.x_addr, desc.m, desc.k, desc.x_stride, hw.act_bytes, not flags & Flag.X_UNSIGNED)
+    x = read_x(desc, memory, hw)
     if flags & Flag.BYPASS:
         acc = x
     else:
@@ -54,15 +76,15 @@ def run(desc: LinearDescriptor, memory: np.ndarray, hw: HwParams) -> None:
     write_rows(memory, desc.out_addr, y, desc.out_stride, hw.act_bytes)
 
 
-def estimate(desc: LinearDescriptor, hw: HwParams, model: CycleModel) -> CycleEstimate:
-    """The docs/isa.md §5 estimate for one LINEAR descriptor."""
+def estimate(desc: LinearDescriptor | ConvDescriptor, hw: HwParams, model: CycleModel) -> CycleEstimate:
+    """The docs/isa.md §5 estimate for one LINEAR or CONV descriptor."""
     bypass = bool(desc.flags & Flag.BYPASS)
     residual = int(bool(desc.flags & Flag.RESIDUAL))
     element = Limits(hw).second_operand_bytes(desc.flags)
     bias_bytes = hw.bias_bytes if desc.flags & Flag.BIAS else 0
     depth = 1 if bypass else desc.k_tiles
     ideal = desc.m * depth * desc.n_tiles
-    x_row = beats(desc.k * hw.act_bytes, hw)
+    x_row, x_commands = x_row_reads(desc, hw)
 
     chunk_sizes = [min(desc.chunk_tiles, desc.n_tiles - start) for start in range(0, desc.n_tiles, desc.chunk_tiles)]
     # Per chunk, the read commands of its weights: bias then tiles, each in pieces.
@@ -80,7 +102,7 @@ def estimate(desc: LinearDescriptor, hw: HwParams, model: CycleModel) -> CycleEs
         next_weights = sum(next_pieces)
         reads = desc.m * (x_row + residual * out_row) + next_weights
         next_bursts = sum(-(-b // model.weight_piece_beats) for b in next_pieces)
-        lifetimes = desc.m * (1 + residual) * model.latency + next_bursts * model.latency + reads
+        lifetimes = desc.m * (x_commands + residual) * model.latency + next_bursts * model.latency + reads
         reads = max(reads, -(-lifetimes // model.reads_in_flight))
         writes = desc.m * out_row
         body += max(compute, reads, writes)
