@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """The activation buffer: the ring of activation rows the MAC array reads, and the residual FIFO.
 
-Rows of ``x`` arrive one read command each (``ACT`` beats) and land in a ring of
-``lanes_in``-element words as deep as both activation banks together, so several rows are in
+Rows of ``x`` arrive one read command each (``ACT`` beats; a CONV row as one command per kernel row,
+the segments before its last tagged ``ACT_PART`` so that only the last one's final beat ends the
+row) and land in a ring of ``lanes_in``-element words as deep as both activation banks together, so several rows are in
 flight while one is computed (a 64-cycle memory latency costs more than one row's compute on short
 rows). Each ring word is ``act_slots`` AXI words wide, stored as that many side-by-side memories so
 one word is read per cycle. ``RES`` beats (rows of the residual operand) queue in a FIFO in arrival order.
@@ -32,7 +33,8 @@ class ActivationBuffer(wiring.Component):
     row_words : In(16)
         Ring words per row (``k_tiles``): a row's last beat moves the fill pointer to the next row's start.
     fill : In(stream)
-        Read beats (always taken); this buffer stores ``ACT`` beats in the ring and ``RES`` beats in the FIFO.
+        Read beats (always taken); this buffer stores ``ACT`` and ``ACT_PART`` beats in the ring and ``RES``
+        beats in the FIFO.
     row_arrived : Out(1)
         Pulse: the last beat of a row is in the ring.
     read_addr : In(range(ring_words))
@@ -67,7 +69,8 @@ class ActivationBuffer(wiring.Component):
         m.submodules.residual = residual = fifo.SyncFIFOBuffered(width=geo.axi_bits, depth=geo.residual_beats)
 
         beat = self.fill.payload
-        arriving = self.fill.valid & (beat.tag == Tag.ACT)
+        arriving = self.fill.valid & ((beat.tag == Tag.ACT) | (beat.tag == Tag.ACT_PART))
+        row_ends = beat.last & (beat.tag == Tag.ACT)  # an ACT_PART segment continues the row where it ends
         act_slot = Signal(range(geo.act_slots))
         act_word = Signal(range(geo.ring_words))
         act_row_base = Signal(range(geo.ring_words))
@@ -75,7 +78,7 @@ class ActivationBuffer(wiring.Component):
             m.d.comb += [port.addr.eq(act_word), port.data.eq(beat.data), port.en.eq(arriving & (act_slot == i))]
         next_row_base = wrap(act_row_base + self.row_words, geo.ring_words)
         with m.If(arriving):
-            with m.If(beat.last):
+            with m.If(row_ends):
                 m.d.comb += self.row_arrived.eq(1)
                 m.d.sync += [act_slot.eq(0), act_word.eq(next_row_base), act_row_base.eq(next_row_base)]
             with m.Elif(act_slot == geo.act_slots - 1):

@@ -21,7 +21,7 @@ TERM_LAYOUT = data.StructLayout({
     "addr": unsigned(32),
     "rows": unsigned(32),
     "stride": unsigned(32),
-    "tail": unsigned(32),
+    "tail": unsigned(33),  # CONV's x tail, (grid_w − 1)·x_stride + seg_bytes, can pass 32 bits
 })
 
 

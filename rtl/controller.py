@@ -218,6 +218,12 @@ class Controller(wiring.Component):
 
         # Descriptor: the engine's own checks, in the order opcode, descriptor, fit, alignment.
         checks = [engine.checks(hw, words) for engine in engines]
+        for engine, check in zip(engines, checks):
+            for name, unit in check.units.items():
+                m.submodules[f"{type(engine).__name__}_{name}"] = unit
+            m.d.comb += check.connections
+        # The fetched descriptor's checks have settled (a CONV waits for its geometry; the others at once).
+        checks_ready = ~_any(family & ~Value.cast(check.ready) for family, check in zip(fetched_family, checks))
         static_code = Signal(8)
         with m.If(~_any(fetched_family)):
             m.d.comb += static_code.eq(Status.BAD_OPCODE)
@@ -276,7 +282,7 @@ class Controller(wiring.Component):
                     m.d.sync += fetch_descriptor()
                     m.next = "FETCH"
             with m.State("FETCH"):
-                with m.If(fetched):
+                with m.If(fetched & checks_ready):
                     m.d.comb += checker.start.eq(1)
                     m.next = "CHECK"
             with m.State("CHECK"):

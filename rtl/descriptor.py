@@ -11,9 +11,9 @@ from amaranth import signed, unsigned
 from amaranth.lib import data
 
 from hwgen.isa.spec import (
-    ATTENTION_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, OPCODE_AV,
-    OPCODE_LAYERNORM, OPCODE_LINEAR, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX, REQUANT_FIELDS, ROW_FIELDS,
-    STATS_ENTRY_BYTES, VERSION, Field, Flag, Status,
+    ATTENTION_FIELDS, CONV_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, OPCODE_AV,
+    OPCODE_CONV, OPCODE_LAYERNORM, OPCODE_LINEAR, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX, REQUANT_FIELDS,
+    ROW_FIELDS, STATS_ENTRY_BYTES, VERSION, Field, Flag, Status,
 )
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "HEADER_BYTES",
     "DESCRIPTOR_BYTES",
     "OPCODE_LINEAR",
+    "OPCODE_CONV",
     "OPCODE_LAYERNORM",
     "OPCODE_SOFTMAX",
     "OPCODE_QK_SOFTMAX_STATS",
@@ -34,6 +35,7 @@ __all__ = [
     "DESCRIPTOR_LAYOUT",
     "ROW_DESCRIPTOR_LAYOUT",
     "ATTENTION_DESCRIPTOR_LAYOUT",
+    "CONV_DESCRIPTOR_LAYOUT",
     "Tag",
     "TAG_WIDTH",
     "Status",
@@ -69,7 +71,11 @@ ROW_DESCRIPTOR_LAYOUT = struct_layout(ROW_FIELDS)
 #: A QK_SOFTMAX_STATS or AV descriptor (docs/isa.md §3.8): the same 512 bits again.
 ATTENTION_DESCRIPTOR_LAYOUT = struct_layout(ATTENTION_FIELDS, {"rq": RQ_LAYOUT})
 
-assert ROW_DESCRIPTOR_LAYOUT.size == DESCRIPTOR_LAYOUT.size == ATTENTION_DESCRIPTOR_LAYOUT.size
+#: A CONV descriptor (docs/isa.md §3.9): LINEAR's flags and RQ words, its grid and segment fields in words 1, 9, 10.
+CONV_DESCRIPTOR_LAYOUT = struct_layout(CONV_FIELDS, {"flags": FLAGS_LAYOUT, "rq1": RQ_LAYOUT, "rq2": RQ_LAYOUT})
+
+assert (ROW_DESCRIPTOR_LAYOUT.size == DESCRIPTOR_LAYOUT.size == ATTENTION_DESCRIPTOR_LAYOUT.size
+        == CONV_DESCRIPTOR_LAYOUT.size)
 assert HEADER_LAYOUT.size == 8 * HEADER_BYTES and DESCRIPTOR_LAYOUT.size == 8 * DESCRIPTOR_BYTES
 
 
@@ -80,12 +86,13 @@ class Tag(enum.IntEnum):
     BIAS = 1        # bias entries of the chunk being loaded
     WEIGHT = 2      # weight tiles of the chunk being loaded
     WEIGHT_END = 3  # the last weight piece of a chunk: its last beat completes the chunk
-    ACT = 4         # one row of x
+    ACT = 4         # one row of x, or the last segment of a CONV row (its last beat ends the row)
     RES = 5         # one chunk-row of the residual r
     ROW_PARAM = 6   # LAYERNORM's γ, then its β (each one read command: its last beat ends it)
     ROW = 7         # one row of a LAYERNORM or SOFTMAX descriptor
     SCORE = 8       # one score row of an AV descriptor (normalized into probabilities on the way in)
     STATS = 9       # the AXI word holding one score row's statistics entry (AV)
+    ACT_PART = 10   # a segment of a CONV row of x before its last: it joins the row, its last beat does not end it
 
 
 TAG_WIDTH = 4

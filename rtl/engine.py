@@ -13,7 +13,7 @@ Adding an opcode family is one engine (a :class:`wiring.Component` with :func:`e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from amaranth import Cat, Const, Mux, unsigned
 from amaranth.lib import data, stream, wiring
@@ -104,12 +104,20 @@ class Checks:
 
     ``bad`` (BAD_DESCRIPTOR), ``too_big`` (DOES_NOT_FIT), ``misaligned`` (MISALIGNED) are tested in that
     order; ``terms`` are the operand extents ``(enable, addr, rows, stride, tail)`` for the bounds checker.
+
+    Checks that need a few cycles (CONV's ``K mod kh`` and products, :class:`~hwgen.rtl.conv_geometry.ConvGeometry`)
+    name their ``units`` (submodules of the controller, by name), the ``connections`` that drive them from
+    the words, and ``ready``: the controller starts the bounds walk, and reads the conditions, only once
+    ``ready`` holds for the fetched descriptor.
     """
 
     bad: object
     too_big: object
     misaligned: object
     terms: list
+    ready: object = 1
+    units: dict = field(default_factory=dict)
+    connections: list = field(default_factory=list)
 
 
 def misaligned(axi_bytes: int, *values):

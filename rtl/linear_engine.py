@@ -17,6 +17,16 @@ already waiting on that chunk (nothing else can run); otherwise rows of ``x`` wi
 chunk's weights fill the gaps, so its load hides behind the current chunk's compute. Credits (ring
 words, residual words, weight banks) are taken when a read is issued and returned by the compute
 unit's release pulses, so read data always finds room and the read channel never stalls.
+
+CONV (docs/isa.md §3.9) runs here too: it is a LINEAR of ``M = grid_h·grid_w`` rows whose rows of ``x``
+are gathered from a channels-last feature map (implicit im2col). The compute unit sees a LINEAR (the
+same words, ``m`` replaced by the row count); only the activation stream differs: per row, ``kh`` read
+commands of ``seg_bytes`` each, one per kernel row of the window, tagged ``ACT_PART`` but the last
+(``ACT``), so the activation buffer concatenates them into one row. The addresses walk the output grid
+with counters and adders (window by window ``x_stride``, grid row by grid row ``stride_y·seg_stride``,
+kernel row by kernel row ``seg_stride``); the row's ring words are taken once, with its first segment.
+``K / kh`` (the segment length) and the grid's products come from :class:`~hwgen.rtl.conv_geometry.ConvGeometry`,
+a bit per cycle, so a CONV starts the unit and its streams 17 cycles after ``start``; LINEAR starts at once.
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ from amaranth.lib import data, wiring
 from hwgen.hwparams import HwParams
 
 from .compute_unit import ArrayEngine
-from .descriptor import DESCRIPTOR_LAYOUT, OPCODE_LINEAR, Tag
+from .conv_geometry import ConvGeometry
+from .descriptor import CONV_DESCRIPTOR_LAYOUT, DESCRIPTOR_LAYOUT, OPCODE_CONV, OPCODE_LINEAR, Tag
 from .engine import BEATS_WIDTH, Checks, hold, issue, misaligned
 from .geometry import PIECE_BEATS, ChunkWalker, Geometry
 
@@ -41,14 +52,14 @@ def _requant_ok(rq):
 
 
 class LinearEngine(ArrayEngine):
-    """LINEAR descriptors: the compute unit behind its weight, activation and write streams.
+    """LINEAR and CONV descriptors: the compute unit behind its weight, activation and write streams.
 
     Its members are :func:`~hwgen.rtl.engine.array_engine_signature`'s: the handshake, and ``unit``,
     the shared compute unit (``rtl/compute_unit.py``) the controller lends the running engine.
     """
 
-    OPCODES = (OPCODE_LINEAR,)
-    TAGS = (Tag.BIAS, Tag.WEIGHT, Tag.WEIGHT_END, Tag.ACT, Tag.RES)
+    OPCODES = (OPCODE_LINEAR, OPCODE_CONV)
+    TAGS = (Tag.BIAS, Tag.WEIGHT, Tag.WEIGHT_END, Tag.ACT, Tag.ACT_PART, Tag.RES)
 
     @staticmethod
     def problem(hw: HwParams) -> str | None:
@@ -57,22 +68,32 @@ class LinearEngine(ArrayEngine):
 
     @staticmethod
     def checks(hw: HwParams, words) -> Checks:
-        """docs/isa.md §8.3 for a LINEAR descriptor in the 512 bits ``words``."""
+        """docs/isa.md §8.3 for a LINEAR or CONV descriptor in the 512 bits ``words`` (CONV's fields in the
+        same words as LINEAR's are LINEAR's; its shape, ``x`` alignment and ``x`` extent are its own)."""
         geo = Geometry(hw)
         d = data.View(DESCRIPTOR_LAYOUT, words)
+        c = data.View(CONV_DESCRIPTOR_LAYOUT, words)
+        conv = d.opcode == OPCODE_CONV
         f = d.flags
         li, lo, ab = hw.lanes_in, hw.lanes_out, hw.act_bytes
         b_operand = f.b_rowmajor | f.b_transposed
         k_tiles_ok = (d.k_tiles * li >= d.k) & (d.k_tiles * li < d.k + li)
         n_tiles_ok = (d.n_tiles * lo >= d.n) & (d.n_tiles * lo < d.n + lo)
-        bad = ((f.reserved != 0) | (f.b_rowmajor & f.b_transposed)
-               | (f.bypass & (f.bias | b_operand | f.w_unsigned))
-               | (d.m == 0) | (d.k == 0) | (d.n == 0) | ~k_tiles_ok | ~n_tiles_ok
+        # K / kh (CONV's segment length), K mod kh and the grid's products, a bit per cycle: the controller
+        # waits for them on a CONV.
+        geometry = ConvGeometry()
+        seg_bytes = geometry.seg * ab
+        linear_shape = ((f.b_rowmajor & f.b_transposed) | (f.bypass & (f.bias | b_operand | f.w_unsigned))
+                        | (d.m == 0) | (f.bypass & ((d.k != d.n) | (d.chunk_tiles != d.n_tiles))))
+        conv_shape = (f.bypass | b_operand | (c.grid_h == 0) | (c.grid_w == 0) | (c.kh == 0) | (c.stride_y == 0)
+                      | (geometry.seg_rem != 0))
+        bad = ((f.reserved != 0) | Mux(conv, conv_shape, linear_shape)
+               | (d.k == 0) | (d.n == 0) | ~k_tiles_ok | ~n_tiles_ok
                | (d.chunk_tiles == 0) | (d.chunk_tiles > d.n_tiles)
-               | (f.bypass & ((d.k != d.n) | (d.chunk_tiles != d.n_tiles)))
                | ~_requant_ok(d.rq1) | (f.residual & ~_requant_ok(d.rq2)))
         # Capacities (hwgen.isa.rules.Limits): a row of x in one activation bank, a chunk's tiles and
-        # bias entries in one weight bank (tiles of act_bytes elements for an activation operand).
+        # bias entries in one weight bank (tiles of act_bytes elements for an activation operand). A CONV that
+        # gets this far has no BYPASS and no activation operand, so LINEAR's terms are its own.
         max_k_tiles, max_chunk_tiles = geo.max_k_tiles, geo.max_chunk_tiles
         small_chunk = d.chunk_tiles[:max(1, max_chunk_tiles.bit_length())]
         small_k = d.k_tiles[:max(1, max_k_tiles.bit_length())]
@@ -81,35 +102,65 @@ class LinearEngine(ArrayEngine):
         too_big = ((d.k_tiles > max_k_tiles) | (d.chunk_tiles > max_chunk_tiles)
                    | (~f.bypass & (small_chunk * column_bytes > hw.weight_buffer_bytes)))
         axi = hw.axi_bytes
+        # CONV's x_stride is the low half of LINEAR's: the same low bits.
         unaligned = (misaligned(axi, d.x_addr, d.x_stride, d.out_addr, d.out_stride)
                      | (~f.bypass & misaligned(axi, d.w_addr)) | (b_operand & misaligned(axi, d.w_stride))
                      | (f.bias & misaligned(axi, d.bias_addr))
-                     | (f.residual & misaligned(axi, d.res_addr, d.res_stride)))
+                     | (f.residual & misaligned(axi, d.res_addr, d.res_stride))
+                     | (conv & misaligned(axi, c.seg_stride, seg_bytes)))
         tiles = ~f.bypass & ~b_operand
+        # CONV's rows of x end at x_addr + ((grid_h − 1)·stride_y + kh − 1)·seg_stride + (grid_w − 1)·x_stride
+        # + seg_bytes: the last window's last kernel row.
+        rows = Mux(conv, geometry.rows, d.m) - 1
+        x_rows = Mux(conv, geometry.x_rows, d.m - 1)
+        x_tail = Mux(conv, geometry.x_across + seg_bytes, d.k * ab)
         terms = [
-            (1, d.x_addr, d.m - 1, d.x_stride, d.k * ab),
-            (1, d.out_addr, d.m - 1, d.out_stride, d.n * ab),
-            (f.residual, d.res_addr, d.m - 1, d.res_stride, d.n * ab),
+            (1, d.x_addr, x_rows, Mux(conv, c.seg_stride, d.x_stride), x_tail),
+            (1, d.out_addr, rows, d.out_stride, d.n * ab),
+            (f.residual, d.res_addr, rows, d.res_stride, d.n * ab),
             (~f.bypass, d.w_addr,
              Mux(tiles, d.n_tiles, Mux(f.b_rowmajor, d.k - 1, d.n - 1)),
              Mux(tiles, d.k_tiles * hw.tile_stride(hw.weight_bytes), d.w_stride),
              Mux(tiles, 0, Mux(f.b_rowmajor, d.n, d.k) * ab)),
             (f.bias, d.bias_addr, d.n_tiles, lo * hw.bias_bytes, 0),
         ]
-        return Checks(bad, too_big, unaligned, terms)
+        return Checks(bad, too_big, unaligned, terms, ready=~conv | geometry.ready, units={"conv_geometry": geometry},
+                      connections=[geometry.desc.eq(c)])
 
     def elaborate(self, platform):
         m = Module()
         hw, geo = self.hw, self.geometry
-        desc = data.View(DESCRIPTOR_LAYOUT, self.desc.as_value())
-        flags = desc.flags
         axi_bytes = geo.axi_bytes
         shift = axi_bytes.bit_length() - 1
         base = self.base
 
+        # ------------------------------------------------------------------ CONV: its geometry, then go
+        # The LINEAR the unit and the streams run: the descriptor, or a CONV's words with M = grid_h·grid_w
+        # (its other LINEAR fields sit where LINEAR's do; w_stride is unused without an activation operand).
+        conv_desc = data.View(CONV_DESCRIPTOR_LAYOUT, self.desc.as_value())
+        is_conv = conv_desc.opcode == OPCODE_CONV
+        # K / kh, grid_h·grid_w and stride_y·seg_stride, a bit per cycle; held while the descriptor runs.
+        m.submodules.conv_geometry = geometry = ConvGeometry()
+        m.d.comb += geometry.desc.eq(conv_desc)
+        desc = Signal(DESCRIPTOR_LAYOUT)
+        m.d.comb += desc.eq(self.desc)
+        with m.If(is_conv):
+            m.d.comb += desc.m.eq(geometry.rows)
+        flags = desc.flags
+        seg_beats = Signal(BEATS_WIDTH)  # CONV: AXI words of one segment (K/kh elements; the checks made it whole)
+        m.d.comb += seg_beats.eq((geometry.seg * hw.act_bytes) >> shift)
+        grid_step = geometry.grid_step   # CONV: bytes from one grid row of windows to the next
+        waiting = Signal()               # CONV: started, its geometry not there yet
+        go = Signal()  # the unit and the streams start: with start (LINEAR), once the geometry is ready (CONV)
+        m.d.comb += go.eq((self.start & ~is_conv) | (waiting & geometry.ready))
+        with m.If(self.start & is_conv):
+            m.d.sync += waiting.eq(1)
+        with m.Elif(go):
+            m.d.sync += waiting.eq(0)
+
         unit = self.unit
         m.d.comb += [
-            unit.desc.eq(desc), unit.start.eq(self.start), unit.scale.eq(1), unit.head_cols.eq(0),
+            unit.desc.eq(desc), unit.start.eq(go), unit.scale.eq(1), unit.head_cols.eq(0),
             self.done.eq(unit.done), self.status.eq(0), self.issuing.eq(unit.issuing),
         ]
         wiring.connect(m, wiring.flipped(self.read_data), wiring.flipped(unit.fill))
@@ -142,7 +193,7 @@ class LinearEngine(ArrayEngine):
         last_piece = Mux(b_phase, w_left == 1, w_left <= PIECE_BEATS)
         w_wants = w_active & (w_phase != 0) & (w_left != 0)
 
-        # Activation stream: x row then r segment, per chunk and row.
+        # Activation stream: x row (CONV: its kh segments) then r segment, per chunk and row.
         a_chunk = ChunkWalker(m, desc, geo, "aload")
         a_active = Signal()
         a_on_residual = Signal()
@@ -150,9 +201,15 @@ class LinearEngine(ArrayEngine):
         a_x_addr = Signal(32)
         a_r_addr = Signal(32)
         a_r_row_addr = Signal(32)        # r segment start of row 0 in the current chunk
+        a_seg = Signal.like(conv_desc.kh)      # CONV: kernel row (segment) of the current row of x
+        a_gx = Signal.like(conv_desc.grid_w)   # CONV: window of the current row within its grid row
+        a_window = Signal(32)            # CONV: first byte of the current window
+        a_grid_row = Signal(32)          # CONV: first byte of window 0 of the current grid row
+        seg_last = ~is_conv | (a_seg == conv_desc.kh - 1)  # LINEAR: a row is one segment
+        mid_row = is_conv & (a_seg != 0)  # a CONV row's later segments: the first took the row's ring words
         ring_free = Signal(range(geo.ring_words + 1))
         residual_free = Signal(range(geo.residual_beats + 1))
-        a_wants_x = a_active & ~a_on_residual & (ring_free >= desc.k_tiles)
+        a_wants_x = a_active & ~a_on_residual & (mid_row | (ring_free >= desc.k_tiles))
         a_wants_r = a_active & a_on_residual & (residual_free >= a_chunk.out_beats)
         a_wants = a_wants_x | a_wants_r
 
@@ -173,7 +230,7 @@ class LinearEngine(ArrayEngine):
         ]
 
         # Credits, returned by the compute unit's release pulses.
-        take_ring = pick_act & ~a_on_residual
+        take_ring = pick_act & ~a_on_residual & ~mid_row
         take_residual = pick_act & a_on_residual
         take_bank = Signal()
         m.d.sync += [
@@ -214,22 +271,36 @@ class LinearEngine(ArrayEngine):
 
         with m.If(pick_act):
             with m.If(~a_on_residual):
-                m.d.sync += issue(self.read_cmd, addr=a_x_addr, beats=x_row_beats, tag=Tag.ACT)
-                with m.If(flags.residual):
-                    m.d.sync += a_on_residual.eq(1)
+                m.d.sync += issue(self.read_cmd, addr=a_x_addr, beats=Mux(is_conv, seg_beats, x_row_beats),
+                                  tag=Mux(seg_last, Tag.ACT, Tag.ACT_PART))
+                with m.If(~seg_last):  # CONV: the window's next kernel row, one feature-map row down
+                    m.d.sync += [a_seg.eq(a_seg + 1), a_x_addr.eq(a_x_addr + conv_desc.seg_stride)]
+                with m.Else():
+                    m.d.sync += a_seg.eq(0)
+                    with m.If(flags.residual):
+                        m.d.sync += a_on_residual.eq(1)
             with m.Else():
                 m.d.sync += [*issue(self.read_cmd, addr=a_r_addr, beats=a_chunk.out_beats, tag=Tag.RES),
                              a_on_residual.eq(0)]
-            row_end = ~flags.residual | a_on_residual
+            row_end = a_on_residual | (seg_last & ~flags.residual)
             with m.If(row_end):
                 with m.If(a_row == desc.m - 1):
                     m.d.sync += [a_row.eq(0), a_chunk.advance(), a_x_addr.eq(base + desc.x_addr),
-                                 a_r_addr.eq(a_r_row_addr + chunk_bytes), a_r_row_addr.eq(a_r_row_addr + chunk_bytes)]
+                                 a_r_addr.eq(a_r_row_addr + chunk_bytes), a_r_row_addr.eq(a_r_row_addr + chunk_bytes),
+                                 a_gx.eq(0), a_window.eq(base + desc.x_addr), a_grid_row.eq(base + desc.x_addr)]
                     with m.If(a_chunk.last):
                         m.d.sync += a_active.eq(0)
                 with m.Else():
-                    m.d.sync += [a_row.eq(a_row + 1), a_x_addr.eq(a_x_addr + desc.x_stride),
-                                 a_r_addr.eq(a_r_addr + desc.res_stride)]
+                    m.d.sync += [a_row.eq(a_row + 1), a_r_addr.eq(a_r_addr + desc.res_stride)]
+                    with m.If(~is_conv):
+                        m.d.sync += a_x_addr.eq(a_x_addr + desc.x_stride)
+                    with m.Elif(a_gx == conv_desc.grid_w - 1):  # CONV: window 0 of the next grid row
+                        next_row = a_grid_row + grid_step
+                        m.d.sync += [a_gx.eq(0), a_grid_row.eq(next_row), a_window.eq(next_row),
+                                     a_x_addr.eq(next_row)]
+                    with m.Else():  # CONV: the next window along the grid row
+                        next_window = a_window + conv_desc.x_stride
+                        m.d.sync += [a_gx.eq(a_gx + 1), a_window.eq(next_window), a_x_addr.eq(next_window)]
 
         with m.If(o_active & write_free):
             m.d.sync += issue(self.write_cmd, addr=o_addr, beats=o_chunk.out_beats)
@@ -241,7 +312,7 @@ class LinearEngine(ArrayEngine):
             with m.Else():
                 m.d.sync += [o_row.eq(o_row + 1), o_addr.eq(o_addr + desc.out_stride)]
 
-        with m.If(self.start):
+        with m.If(go):
             m.d.sync += [
                 x_row_beats.eq((desc.k * hw.act_bytes + axi_bytes - 1) >> shift),
                 chunk_bytes.eq(desc.chunk_tiles * (hw.lanes_out * hw.act_bytes)),
@@ -251,6 +322,7 @@ class LinearEngine(ArrayEngine):
                 w_b_chunk_addr.eq(base + desc.w_addr),
                 a_active.eq(1), a_on_residual.eq(0), a_row.eq(0), *a_chunk.reset(),
                 a_x_addr.eq(base + desc.x_addr), a_r_addr.eq(base + desc.res_addr),
+                a_seg.eq(0), a_gx.eq(0), a_window.eq(base + desc.x_addr), a_grid_row.eq(base + desc.x_addr),
                 a_r_row_addr.eq(base + desc.res_addr),
                 o_active.eq(1), o_row.eq(0), *o_chunk.reset(),
                 o_addr.eq(base + desc.out_addr), o_row_addr.eq(base + desc.out_addr),

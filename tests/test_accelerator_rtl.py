@@ -719,7 +719,8 @@ def _refusal_runs(hw):
     ]
     linear = [
         (0, "opcode 0", "BAD_OPCODE", lambda w: put(w, w0=w[0] & ~0xFF)),
-        (1, "opcode 2", "BAD_OPCODE", lambda w: put(w, w0=w[0] & ~0xFF | 2)),
+        (1, "opcode 6", "BAD_OPCODE", lambda w: put(w, w0=w[0] & ~0xFF | 6)),
+        (1, "opcode 2 (CONV) on a LINEAR block: kh = 0", "BAD_DESCRIPTOR", lambda w: put(w, w0=w[0] & ~0xFF | 2)),
         (0, "opcode 5 bad too", "BAD_OPCODE", lambda w: put(w, w0=w[0] & ~0xFF | 3, w1=0)),
         (0, "reserved flag 11", "BAD_DESCRIPTOR", flags(1 << 11)),
         (0, "reserved flag 23", "BAD_DESCRIPTOR", flags(1 << 23)),
