@@ -26,24 +26,24 @@ from hwgen.hwparams import HwParams
 from hwgen.isa import OPCODE_AV, OPCODE_QK_SOFTMAX_STATS, Status
 from hwgen.pipeline import build
 from hwgen.rtl.accelerator import Accelerator
-from hwgen.units import ATTENTION_ACC_BITS
 
 from refusals import attention_refusal_cases
 from test_accelerator_hls import assert_same_image, csim, image_regions, run_and_compare
 
 
-def with_attention(hw: HwParams) -> HwParams:
-    """``hw`` as ``hwgen build`` makes it for a model with attention (``hwgen.units.core_for``)."""
-    return dataclasses.replace(hw, acc_bits=ATTENTION_ACC_BITS, has_attention=True)
+def shipped_attention_core(board: str) -> HwParams:
+    """The core ``hwgen build --board BOARD`` gives a model with attention (``Board.core_for``)."""
+    return load_board(board).core_for(zoo.load_model("vit-block").graph)
 
 
-#: The shipped boards' three geometries (ultra96: 16×16/AXI128, pynq-z2: 16×8/AXI64, zcu102:
-#: 32×32/AXI128) and 8×8/AXI64, each with the attention engine.
+#: The shipped attention cores, by geometry: kv260 16×16/AXI128, pynq-z2 8×8/AXI64 and ultra96
+#: 16×8/AXI128 (their attention_lanes), zcu102 32×32/AXI128; the same parameters as the builds', so
+#: the same Verilator and g++ builds.
 GEOMETRIES = {
-    "16x16-axi128": with_attention(load_board("ultra96").hw_params()),
-    "8x8-axi64": with_attention(HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)),
-    "16x8-axi64": with_attention(load_board("pynq-z2").hw_params()),
-    "32x32-axi128": with_attention(load_board("zcu102").hw_params()),
+    "16x16-axi128": shipped_attention_core("kv260"),
+    "8x8-axi64": shipped_attention_core("pynq-z2"),
+    "16x8-axi128": shipped_attention_core("ultra96"),
+    "32x32-axi128": shipped_attention_core("zcu102"),
 }
 
 

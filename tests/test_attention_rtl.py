@@ -22,24 +22,20 @@ from hwgen import toolchain
 from hwgen.board import load_board
 from hwgen.compiler import Program, isa_sim
 from hwgen.cosim import tb_accelerator as tb
-from hwgen.hwparams import HwParams
 from hwgen.isa import OPCODE_AV, OPCODE_QK_SOFTMAX_STATS, Status
 from hwgen.rtl.attention_engine import AttentionEngine, stats_units
 from hwgen.rtl.controller import Controller
 
 from refusals import attention_refusal_cases
 from test_accelerator_rtl import _shared_refusal_runs, _signature_only
-from test_attention_hls import compiled_vit_block, with_attention
+from test_attention_hls import GEOMETRIES as ATTENTION_CORES
+from test_attention_hls import compiled_vit_block
 
-GEOMETRIES = {
-    "8x8-axi64": with_attention(HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)),
-    "16x16-axi128": with_attention(load_board("ultra96").hw_params()),
-}
-#: vit-block also runs at the other shipped geometries (pynq-z2 16x8/AXI64, zcu102 32x32/AXI128).
-WHOLE_BLOCK = {**GEOMETRIES,
-               "16x8-axi64": with_attention(load_board("pynq-z2").hw_params()),
-               "32x32-axi128": with_attention(load_board("zcu102").hw_params())}
-STALLS = {"8x8-axi64": 0.3, "16x16-axi128": 0.0, "16x8-axi64": 0.3, "32x32-axi128": 0.3}
+#: The refusal tables run on the shipped attention cores at 8×8/AXI64 (pynq-z2's) and 16×16/AXI128 (kv260's) ...
+GEOMETRIES = {name: ATTENTION_CORES[name] for name in ("8x8-axi64", "16x16-axi128")}
+#: ... and vit-block on every shipped attention core (ultra96's 16×8/AXI128 and zcu102's 32×32/AXI128 too).
+WHOLE_BLOCK = ATTENTION_CORES
+STALLS = {"8x8-axi64": 0.3, "16x16-axi128": 0.0, "16x8-axi128": 0.3, "32x32-axi128": 0.3}
 
 
 @functools.cache

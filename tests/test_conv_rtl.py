@@ -15,7 +15,7 @@ feature-map rows, ``kh = 1``; a LINEAR/CONV/CONV/LINEAR Program; the compiler's 
 tests/test_conv.py (six CONVs) for two inputs; at 8×8/AXI64, 16×8/AXI64 and 32×32/AXI128 with random stalls
 (0.3 on every AXI channel) and at 16×16/AXI128 without (cycles printed). Refusals: this file's CONV table (every check of §3.7 in
 its order, the ``x`` extent past 2³²) and tests/refusals.py's CONV cases give isa_sim's status and image.
-vit-tiny (patch-embedding CONV, attention, head) at 8×8 with stalls and at 16×16 (full_model).
+Whole ViTs (vit-tiny, deit-tiny) on the attention cores: tests/test_vit_rtl.py.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hwgen import golden, zoo
+from hwgen import golden
 from hwgen.board import load_board
 from hwgen.compiler import Flag, LinearDescriptor, Program, compile_graph, isa_sim
 from hwgen.compiler.layout import MemoryImage, Region
 from hwgen.cosim import tb_accelerator as tb
 from hwgen.frontend import parse_spec
 from hwgen.hwparams import HwParams
-from hwgen.pipeline import build, run_passes
+from hwgen.pipeline import run_passes
 from hwgen.quant import QuantConfig
 from hwgen.isa import CONV_FIELDS, ConvDescriptor, Status, check_descriptor, pack, unpack
 from hwgen.rtl.descriptor import CONV_DESCRIPTOR_LAYOUT, OPCODE_CONV
@@ -43,7 +43,6 @@ from hwgen.rtl.conv_geometry import ConvGeometry
 
 from refusals import conv_refusal_cases
 from test_accelerator_rtl import _compiled, _shared_refusal_runs, _with_program
-from test_attention_hls import with_attention
 from test_conv import CONV_SPEC
 
 GEOMETRIES = {
@@ -394,27 +393,3 @@ def test_conv_rtl_equals_isa_sim(tmp_path, name):
         assert (result["status"], result["descriptors_done"]) == (run.expect_status, run.expect_done), run.label
         if run.expect_done == 0:
             assert result["write_beats"] == 0, run.label
-
-
-#: vit-tiny runs on the cores with the attention engine (tests/test_attention_rtl.py builds them too).
-VIT_GEOMETRIES = {"8x8-axi64": with_attention(GEOMETRIES["8x8-axi64"]),
-                  "16x16-axi128": with_attention(GEOMETRIES["16x16-axi128"])}
-
-
-@pytest.mark.cosim
-@pytest.mark.full_model
-@pytest.mark.parametrize("name", VIT_GEOMETRIES)
-def test_vit_tiny_rtl_equals_isa_sim(tmp_path, name):
-    """vit-tiny (a patch-embedding CONV, class token, position embedding, two encoder blocks, head) as the compiler
-    builds it: the whole image after the run equals isa_sim's (random stalls 0.3 at 8×8)."""
-    hw = VIT_GEOMETRIES[name]
-    result = build(zoo.load_model("vit-tiny"), hw)
-    assert isinstance(result.program.descriptors[0], ConvDescriptor)
-    image = result.image.write_all(golden.quantize_inputs(result.qgraph, golden.sample_inputs(result.qgraph, seed=1)))
-    after = isa_sim(result.program, image, hw).data
-    run = tb.Run(image.data, after, image.regions, label="vit-tiny", expect_done=len(result.program.descriptors))
-    (outcome,) = tb.run_bench(tmp_path, hw, [run], stall_prob=0.3 if name == "8x8-axi64" else 0.0)
-    assert outcome["status"] == 0 and outcome["descriptors_done"] == len(result.program.descriptors)
-    for region in ("patch", "head"):
-        r = image.region(region)
-        assert after[r.offset:r.offset + r.size] != image.data[r.offset:r.offset + r.size], region  # written
