@@ -10,8 +10,9 @@ at a JSON plan::
                 "full_rate": false}, ...]}
 
 ``vectors`` holds ``x`` (rows, n) for each row length as ``x<n>`` with its ``gamma<n>`` and
-``beta<n>`` (n,).  Rows stream as beats of ``lanes`` elements (``last`` on a row's final beat),
-γ/β beats are replayed for every row on the ``affine`` port (with their own random idle), and
+``beta<n>`` (n,).  Rows stream as beats of ``lanes`` elements (``last`` on a row's final beat; a
+row whose length is not a multiple of ``lanes`` ends in a partial beat, its ``mask`` clear and its
+padding lanes holding ±max, whose outputs must be 0), γ/β beats are replayed for every row on the ``affine`` port (with their own random idle), and
 the output must equal the golden LayerNorm beat for beat.  A ``full_rate`` unit runs without
 stalls and must move one beat per cycle in and out.
 """
@@ -45,18 +46,26 @@ class LayerNormCheck:
         lengths = sorted(int(key[1:]) for key in vectors.files if key.startswith("x"))
         fmt_in, fmt_g, fmt_b, fmt_out = cfg.in_fmt, cfg.gamma_fmt, cfg.beta_fmt, cfg.out_fmt
         self.beats, self.affine, self.expected = [], [], []
+        # A row's last beat may be partial: its padding lanes carry junk (here: ±max, γ and β
+        # random) that must not reach the sums, and their outputs are 0.
+        junk = random.Random(f"{seed}:{name}:padding")
         for n in lengths:
             x, gamma, beta = vectors[f"x{n}"], vectors[f"gamma{n}"], vectors[f"beta{n}"]
             y = nl.layernorm(cfg, x, gamma, beta)
             for row, out in zip(x.tolist(), y.tolist()):
                 for k in range(0, n, lanes):
                     end = int(k + lanes >= n)
-                    self.beats.append([pack_lanes(row[k:k + lanes], fmt_in.width, fmt_in.signed)
-                                       | end << (lanes * fmt_in.width)])
-                    self.affine.append([pack_lanes(gamma[k:k + lanes].tolist(), fmt_g.width, fmt_g.signed)
-                                        | pack_lanes(beta[k:k + lanes].tolist(), fmt_b.width, fmt_b.signed)
-                                        << (lanes * fmt_g.width)])
-                    self.expected.append(out[k:k + lanes] + [end])
+                    used = min(lanes, n - k)
+                    pad = lanes - used
+                    xs = row[k:k + used] + [junk.choice((fmt_in.min_raw, fmt_in.max_raw)) for _ in range(pad)]
+                    gs = gamma[k:k + used].tolist() + [junk.randint(fmt_g.min_raw, fmt_g.max_raw) for _ in range(pad)]
+                    bs = beta[k:k + used].tolist() + [junk.randint(fmt_b.min_raw, fmt_b.max_raw) for _ in range(pad)]
+                    mask = (1 << used) - 1
+                    self.beats.append([pack_lanes(xs, fmt_in.width, fmt_in.signed)
+                                       | end << (lanes * fmt_in.width) | mask << (lanes * fmt_in.width + 1)])
+                    self.affine.append([pack_lanes(gs, fmt_g.width, fmt_g.signed)
+                                        | pack_lanes(bs, fmt_b.width, fmt_b.signed) << (lanes * fmt_g.width)])
+                    self.expected.append(out[k:k + used] + [0] * pad + [end])
         corrupt = os.environ.get("HWGEN_TB_LAYERNORM_CORRUPT", "")
         if corrupt.startswith(name + ":"):
             self.expected[int(corrupt.split(":")[1])][0] ^= 1

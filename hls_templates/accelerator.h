@@ -67,11 +67,13 @@ struct accelerator_config {
     static const unsigned x_bank_rows = 128;
     static const unsigned weight_tiles = 256;
     static const uint32_t fingerprint = 0;
-    // Row units: longest row (hwgen.units.ROW_MAX) and which units exist. A generated config that
+    // Row units: longest row (hwgen.units.ROW_MAX), LayerNorm's elements per beat
+    // (HwParams.row_lanes: one AXI word) and which units exist. A generated config that
     // has one names its config struct (`typedef ... layernorm;`, `typedef ... softmax;`) and, for
     // LayerNorm, the fraction bits F of its input format (d_offset < N²·2^2F). Every config names
     // its GELU lanes' struct (`typedef ... gelu;`).
     static const unsigned row_max = 1024;
+    static const unsigned row_lanes = 8;
     static const bool has_layernorm = false;
     static const bool has_softmax = false;
     static const unsigned layernorm_frac_bits = 0;
@@ -771,13 +773,15 @@ struct layernorm_unit {
     static void run(typename accel_types<CONFIG_T>::word_t*, const row_descriptor&) {}
 };
 
-// One LAYERNORM descriptor: γ and β once, then per row: read, normalize, write.
+// One LAYERNORM descriptor: γ and β once, then per row: read, normalize (row_lanes elements per
+// beat, as the RTL row unit), write.
 template <class CONFIG_T>
 struct layernorm_unit<CONFIG_T, true> {
     static void run(typename accel_types<CONFIG_T>::word_t* mem, const row_descriptor& d) {
         typedef typename CONFIG_T::layernorm U;
         static const unsigned row_max = CONFIG_T::row_max;
-        // Cyclic partitions by the containers per AXI word: a beat fills or drains them in one cycle.
+        // Cyclic partitions by the containers per AXI word (= row_lanes): a beat fills, drains or
+        // normalizes them in one cycle.
         static const unsigned per_word = CONFIG_T::axi_bits / CONFIG_T::act_bits;
         static typename U::in_t x[row_max];
         #pragma HLS ARRAY_PARTITION variable=x cyclic factor=per_word
@@ -794,7 +798,7 @@ struct layernorm_unit<CONFIG_T, true> {
         for (uint32_t m = 0; m < d.m; m++) {
             #pragma HLS LOOP_TRIPCOUNT min=1 max=256
             read_row<CONFIG_T, typename U::in_t, row_max>(mem, d.x_addr + m * d.x_stride, d.n, x);
-            layernorm<U>(x, gamma, beta, out, d.n, d_offset);
+            layernorm<U, CONFIG_T::row_lanes>(x, gamma, beta, out, d.n, d_offset);
             write_row<CONFIG_T, typename U::out_t, row_max>(mem, d.out_addr + m * d.out_stride, d.n, out);
         }
     }

@@ -133,6 +133,17 @@ class HwParams:
         return 4 if self.acc_bits <= 32 else 8
 
     @property
+    def row_lanes(self) -> int:
+        """Elements the LayerNorm row unit takes per cycle: one AXI beat's containers.
+
+        Derived, not a field: the unit reads its rows through the one read channel and writes
+        them through the one write channel, a beat per cycle each, so a wider unit could not go
+        faster and a narrower one would need an unpacker and packer again. Its results do not
+        depend on it (exact sums), so Programs do not either: it stays out of the fingerprint.
+        """
+        return self.axi_bytes // self.act_bytes
+
+    @property
     def macs_per_cycle(self) -> int:
         """Multiply-accumulates the compute array performs per cycle."""
         return self.lanes_in * self.lanes_out

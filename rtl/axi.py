@@ -361,9 +361,6 @@ class AXI4Writer(wiring.Component):
             m.d.sync += aw.advance()
 
         next_command = data.View(self.cmd_layout, w_commands.r_data)
-        m.d.comb += w_commands.r_en.eq(~w.active)
-        with m.If(~w.active & w_commands.r_rdy):
-            m.d.sync += w.load(next_command.addr, next_command.beats)
         beat = Signal(8)
         last = Signal()
         m.d.comb += [
@@ -379,6 +376,12 @@ class AXI4Writer(wiring.Component):
             m.d.sync += beat.eq(Mux(last, 0, beat + 1))
             with m.If(last):
                 m.d.sync += w.advance()
+        # The next command loads while the current one's final beat goes out, so back-to-back
+        # commands (a row per command) keep W busy every cycle; its load overrides that advance.
+        free = ~w.active | (w_done & last & (w.remaining == w.length))
+        m.d.comb += w_commands.r_en.eq(free)
+        with m.If(free & w_commands.r_rdy):
+            m.d.sync += w.load(next_command.addr, next_command.beats)
 
         m.d.comb += bus.bready.eq(1)
         b_done = bus.bvalid & bus.bready

@@ -1,15 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
 """LayerNorm from one pass of exact integer sums, as ``hwgen.golden.nonlinear.layernorm``.
 
-- :class:`LayerNormStats` — a row streams in as beats of ``lanes`` elements (``last`` ends it);
-  S1 = Σx and S2 = Σx² accumulate exactly, then per row D = n·S2 − S1² + n²·eps_raw and the
-  rsqrt mantissa/exponent of D (leading-one normalization, seed table, Newton steps).
-- :class:`LayerNormApply` — per element, U = n·x − S1, norm = round(U·rsqrt(D)) into norm_fmt
-  (saturating), then y = norm·γ + β assigned to out_fmt.
+- :class:`LayerNormStats` — a row streams in as beats of ``lanes`` elements (``last`` ends it,
+  ``mask`` says which lanes hold elements, so a row need not be a whole number of beats);
+  S1 = Σx and S2 = Σx² accumulate exactly, then per row D = n·S2 − S1² + n²·eps_raw, the
+  rsqrt mantissa/exponent of D (leading-one normalization, seed table, Newton steps), and the
+  row's two products with the mantissa r: n·r and S1·r.
+- :class:`LayerNormApply` — per element, U·r = x·(n·r) − S1·r, norm = round(U·r·2^-shift) into
+  norm_fmt (saturating), then y = norm·γ + β assigned to out_fmt.
 - :class:`LayerNorm` — the two with a row buffer and a statistics FIFO; γ and β arrive on their
   own stream, one beat per output beat (the controller replays them for every row).
 
-No division by n is needed: (x − μ)·rstd = U/√D exactly.
+No division by n is needed: (x − μ)·rstd = U/√D exactly, U = n·x − S1. The sums are exact
+integers, so neither the lanes nor the beat boundaries change a bit of the result: the unit at
+any ``lanes`` equals :func:`hwgen.golden.nonlinear.layernorm`. Per element the multipliers are x²,
+x·(n·r) (16 × 41 bits at 16-bit activations) and norm·γ; U·r itself (28 × 30 bits) is never
+formed per element: the row's S1·r is one product per row, so a lane costs about 4 DSPs, not 7.
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ STATS_FIFO_DEPTH = 4
 
 
 def row_layout(cfg: nl.LayerNormConfig, lanes: int) -> data.StructLayout:
-    return data.StructLayout({"x": data.ArrayLayout(lane_shape(cfg.in_fmt), lanes), "last": 1})
+    """A beat of a row: ``lanes`` elements, ``last`` on the row's final beat, ``mask`` bit k set
+    when lane k holds an element (the others enter no sum and give y = 0)."""
+    return data.StructLayout({"x": data.ArrayLayout(lane_shape(cfg.in_fmt), lanes), "last": 1, "mask": lanes})
 
 
 def affine_layout(cfg: nl.LayerNormConfig, lanes: int) -> data.StructLayout:
@@ -51,12 +59,16 @@ def _half_bits(cfg: nl.LayerNormConfig) -> int:
     return max(2, (cfg.d_bits // 2).bit_length() + 2)
 
 
+def _rstd_bits(cfg: nl.LayerNormConfig) -> int:
+    return cfg.rsqrt.work_bits + 2
+
+
 def stats_layout(cfg: nl.LayerNormConfig) -> data.StructLayout:
-    """Per-row statistics: S1, n, and 1/√D ≈ rstd·2^-(work_bits + half) (0 when ``zero``)."""
+    """Per-row statistics, with 1/√D ≈ r·2^-(work_bits + half): ``scale`` = n·r, ``offset`` = S1·r,
+    ``half``, and ``zero`` when D = 0 (the row normalizes to 0)."""
     return data.StructLayout({
-        "s1": signed(cfg.sum_bits),
-        "count": unsigned(cfg.count_bits),
-        "rstd": unsigned(cfg.rsqrt.work_bits + 2),
+        "scale": unsigned(cfg.count_bits + _rstd_bits(cfg)),
+        "offset": signed(cfg.sum_bits + _rstd_bits(cfg)),
         "half": signed(_half_bits(cfg)),
         "zero": 1,
     })
@@ -67,19 +79,17 @@ def _check(component, cfg, lanes):
         refuse(component, f"cfg must be a LayerNormConfig, not {cfg!r}")
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         refuse(component, f"lanes must be a positive integer, not {lanes!r}")
-    if cfg.max_channels % lanes:
-        refuse(component, f"lanes must divide max_channels={cfg.max_channels}, not {lanes}")
 
 
 class LayerNormStats(wiring.Component):
-    """Per-row S1, n and rsqrt(D) of rows streamed ``lanes`` elements per beat.
+    """Per-row n·r, S1·r and the exponent of rsqrt(D) of rows streamed ``lanes`` elements per beat.
 
     Parameters
     ----------
     cfg : LayerNormConfig
         Formats, ε and the rsqrt scheme.
     lanes : int
-        Elements per beat (rows are whole beats).
+        Elements per beat.
     runtime_d_offset : bool
         Take the n²·eps_raw term of D from the ``d_offset`` port (the accelerator's LAYERNORM
         descriptor carries it) instead of from ``cfg.eps``.
@@ -87,7 +97,7 @@ class LayerNormStats(wiring.Component):
     Attributes
     ----------
     i : In(stream.Signature(row_layout(cfg, lanes)))
-        Row elements; ``last`` on a row's final beat.
+        Row elements; ``last`` on a row's final beat, ``mask`` the lanes that hold elements.
     o : Out(stream.Signature(stats_layout(cfg)))
         One beat per row.
     d_offset : In(unsigned(cfg.d_bits))
@@ -97,7 +107,7 @@ class LayerNormStats(wiring.Component):
     def __init__(self, cfg: nl.LayerNormConfig, lanes: int = 1, runtime_d_offset: bool = False):
         _check(self, cfg, lanes)
         self.cfg, self.lanes, self.runtime_d_offset = cfg, lanes, bool(runtime_d_offset)
-        self.latency = 3 + rsqrt_core_latency(cfg.rsqrt)
+        self.latency = 4 + rsqrt_core_latency(cfg.rsqrt)
         members = {
             "i": In(stream.Signature(row_layout(cfg, lanes))),
             "o": Out(stream.Signature(stats_layout(cfg))),
@@ -108,26 +118,27 @@ class LayerNormStats(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
+        cfg, lanes = self.cfg, self.lanes
         pipe = Pipeline(m, "lnstats")
         m.submodules.seeds = seeds = rsqrt_memory(cfg.rsqrt)
         chain = pipe.valid_chain(self.i.valid, self.latency)
-        x = self.i.payload.x
-        # 1: this beat's Σx and Σx².
-        beat_s1 = pipe.reg(sum(x[k] for k in range(self.lanes)), shape=signed(cfg.sum_bits))
-        beat_s2 = pipe.reg(sum(x[k] * x[k] for k in range(self.lanes)), shape=unsigned(cfg.square_sum_bits))
+        mask = self.i.payload.mask
+        kept = [Mux(mask[k], self.i.payload.x[k], 0) for k in range(lanes)]
+        # 1: this beat's Σx, Σx² and element count (masked lanes add 0).
+        beat_s1 = pipe.reg(sum(kept), shape=signed(cfg.sum_bits))
+        beat_s2 = pipe.reg(sum(x * x for x in kept), shape=unsigned(cfg.square_sum_bits))
+        beat_n = pipe.reg(sum(mask[k] for k in range(lanes)), shape=unsigned(lanes.bit_length()))
         last = pipe.reg(self.i.payload.last)
         # 2: the running sums (loop-carried adds); a row's first beat restarts them.
         first = Signal(init=1)
         s1, s2 = Signal(signed(cfg.sum_bits)), Signal(unsigned(cfg.square_sum_bits))
-        beats = Signal(range(cfg.max_channels // self.lanes + 1))
+        n = Signal(unsigned(cfg.count_bits))
         new_s1 = pipe.wire(signed(cfg.sum_bits), Mux(first, 0, s1) + beat_s1)
         new_s2 = pipe.wire(unsigned(cfg.square_sum_bits), Mux(first, 0, s2) + beat_s2)
-        new_beats = pipe.wire(beats.shape(), Mux(first, 0, beats) + 1)
+        new_n = pipe.wire(n.shape(), Mux(first, 0, n) + beat_n)
         with m.If(chain[1] & pipe.advance):
-            m.d.sync += [s1.eq(new_s1), s2.eq(new_s2), beats.eq(new_beats), first.eq(last)]
-        s1_row, s2_row = pipe.reg(new_s1), pipe.reg(new_s2)
-        count = pipe.reg(new_beats * self.lanes, shape=unsigned(cfg.count_bits))
+            m.d.sync += [s1.eq(new_s1), s2.eq(new_s2), n.eq(new_n), first.eq(last)]
+        s1_row, s2_row, count = pipe.reg(new_s1), pipe.reg(new_s2), pipe.reg(new_n)
         last = pipe.reg(last)
         # 3: D = n·S2 − S1² + n²·eps_raw (exact, ≥ 0).
         d_shape = unsigned(cfg.d_bits)
@@ -135,19 +146,23 @@ class LayerNormStats(wiring.Component):
         d = pipe.reg(count * s2_row - s1_row * s1_row + offset, shape=d_shape)
         s1_row, count, last = pipe.reg(s1_row), pipe.reg(count), pipe.reg(last)
         zero = pipe.wire(1, d == 0)
-        # rsqrt of D as a mantissa and a half exponent (D = 0 is replaced by 1 and flagged).
+        # rsqrt of D as a mantissa r and a half exponent (D = 0 is replaced by 1 and flagged).
         rstd, half = rsqrt_core(pipe, cfg.rsqrt, seeds.read_port(domain="sync"),
                                 pipe.wire(d_shape, Mux(zero, 1, d)), cfg.d_bits, 0)
         stages = rsqrt_core_latency(cfg.rsqrt)
+        # 4: the row's products with r, so that a lane computes U·r = x·(n·r) − S1·r with one
+        # narrow multiply instead of n·x and then a 28 × 30-bit U·r.
+        layout = stats_layout(cfg)
+        scale = pipe.reg(pipe.delay(count, stages) * rstd, shape=layout.members["scale"])
+        offset = pipe.reg(pipe.delay(s1_row, stages) * rstd, shape=layout.members["offset"])
         payload = self.o.payload
         m.d.comb += [
-            payload.s1.eq(pipe.delay(s1_row, stages)),
-            payload.count.eq(pipe.delay(count, stages)),
-            payload.rstd.eq(rstd),
-            payload.half.eq(half),
-            payload.zero.eq(pipe.delay(zero, stages)),
+            payload.scale.eq(scale),
+            payload.offset.eq(offset),
+            payload.half.eq(pipe.reg(half)),
+            payload.zero.eq(pipe.delay(zero, stages + 1)),
         ]
-        pipe.handshake(self.i.ready, self.o.valid, self.o.ready, chain[-1], keep=pipe.delay(last, stages))
+        pipe.handshake(self.i.ready, self.o.valid, self.o.ready, chain[-1], keep=pipe.delay(last, stages + 1))
         return m
 
 
@@ -156,10 +171,10 @@ class LayerNormApply(wiring.Component):
 
     Attributes
     ----------
-    i : In(stream.Signature(StructLayout x, gamma, beta (arrays of lanes), stats, last))
+    i : In(stream.Signature(StructLayout x, gamma, beta (arrays of lanes), stats, last, mask))
         Elements with their γ, β and their row's statistics.
     o : Out(stream.Signature(output_layout(cfg, lanes)))
-        The normalized elements, with ``last``.
+        The normalized elements, with ``last``; 0 in the lanes outside ``mask``.
     """
 
     latency = 5
@@ -173,6 +188,7 @@ class LayerNormApply(wiring.Component):
             "beta": data.ArrayLayout(lane_shape(cfg.beta_fmt), lanes),
             "stats": stats_layout(cfg),
             "last": 1,
+            "mask": lanes,
         })
         super().__init__({
             "i": In(stream.Signature(layout)),
@@ -186,22 +202,24 @@ class LayerNormApply(wiring.Component):
         payload = self.i.payload
         stats = payload.stats
         P, norm = cfg.rsqrt.work_bits, cfg.norm_fmt
+        product_shape = signed(cfg.u_bits + P + 3)  # U·r: |U| < 2^(u_bits − 1), r < 2^(P + 2)
         product_fmt = qfx.result_fmt_mul(norm, cfg.gamma_fmt)
         total_fmt = qfx.result_fmt_add(product_fmt, cfg.beta_fmt)
         half_max = (cfg.d_bits - 1) // 2
         shift_bits = (P + half_max - norm.frac_bits).bit_length()
         # Shared per beat: the row's statistics travel with the elements.
-        rstd = pipe.delay(stats.rstd, 1)
+        offset = pipe.delay(stats.offset, 1)
         shift = pipe.delay(pipe.wire(unsigned(shift_bits), P - norm.frac_bits + stats.half), 2)
         round_at = pipe.delay(pipe.wire(unsigned(shift_bits), P - norm.frac_bits - 1 + stats.half), 2)
         zero = pipe.delay(stats.zero, 2)
+        mask = pipe.delay(payload.mask, 4)
         for lane in range(self.lanes):
-            # 1: U = n·x − S1.
-            u = pipe.reg(stats.count * payload.x[lane] - stats.s1, shape=signed(cfg.u_bits))
-            # 2: U·rsqrt mantissa.
-            product = pipe.reg(u * rstd, shape=signed(cfg.u_bits + P + 3))
+            # 1: x·(n·r).
+            scaled = pipe.reg(payload.x[lane] * stats.scale, shape=product_shape)
+            # 2: U·r = x·(n·r) − S1·r, exactly the golden U·y.
+            product = pipe.reg(scaled - offset, shape=product_shape)
             # 3: round to norm_fmt's fraction bits (ties up), saturate; D = 0 gives 0.
-            rounded = pipe.wire(signed(cfg.u_bits + P + 3), (product + (Const(1, 1) << round_at)) >> shift)
+            rounded = pipe.wire(product_shape, (product + (Const(1, 1) << round_at)) >> shift)
             clamped = Mux(rounded > norm.max_raw, norm.max_raw, Mux(rounded < norm.min_raw, norm.min_raw, rounded))
             value = pipe.reg(Mux(zero, 0, clamped), shape=lane_shape(norm))
             # 4: norm·γ + β, exact.
@@ -209,8 +227,9 @@ class LayerNormApply(wiring.Component):
             beta = pipe.delay(payload.beta[lane], 3)
             aligned = beta << (total_fmt.frac_bits - cfg.beta_fmt.frac_bits)
             total = pipe.reg(value * gamma + aligned, shape=lane_shape(total_fmt))
-            # 5: the ap_fixed assignment.
-            y = pipe.reg(requantize_lane(total, total_fmt, cfg.out_fmt), shape=lane_shape(cfg.out_fmt))
+            # 5: the ap_fixed assignment; a lane without an element gives 0, not β.
+            y = pipe.reg(Mux(mask[lane], requantize_lane(total, total_fmt, cfg.out_fmt), 0),
+                         shape=lane_shape(cfg.out_fmt))
             m.d.comb += self.o.payload.y[lane].eq(y)
         m.d.comb += self.o.payload.last.eq(pipe.delay(payload.last, self.latency))
         pipe.connect(self.i.valid, self.i.ready, self.o.valid, self.o.ready, self.latency)
@@ -225,18 +244,19 @@ class LayerNorm(wiring.Component):
     cfg : LayerNormConfig
         :func:`hwgen.golden.nonlinear.layernorm` defines the result.
     lanes : int
-        Elements per beat; rows are whole beats of at most ``cfg.max_channels`` elements.
+        Elements per beat; rows of at most ``cfg.max_channels`` elements, their last beat possibly
+        partial (``mask``).
     runtime_d_offset : bool
         Add a ``d_offset`` port for the n²·eps_raw term of D (see :class:`LayerNormStats`).
 
     Attributes
     ----------
     i : In(stream.Signature(row_layout(cfg, lanes)))
-        Row elements, ``last`` on a row's final beat.
+        Row elements, ``last`` on a row's final beat, ``mask`` the lanes that hold elements.
     affine : In(stream.Signature(affine_layout(cfg, lanes)))
         γ and β of the channels of each output beat, in order (replayed for every row).
     o : Out(stream.Signature(output_layout(cfg, lanes)))
-        The normalized rows in order, ``last`` on each row's final beat.
+        The normalized rows in order, ``last`` on each row's final beat; 0 in lanes outside ``mask``.
     d_offset : In(unsigned(cfg.d_bits))
         Only with ``runtime_d_offset``: the n²·eps_raw term of D, held stable while rows stream.
     """
@@ -246,7 +266,8 @@ class LayerNorm(wiring.Component):
         self.cfg, self.lanes, self.runtime_d_offset = cfg, lanes, bool(runtime_d_offset)
         self.stats = LayerNormStats(cfg, lanes, runtime_d_offset)
         self.apply = LayerNormApply(cfg, lanes)
-        self.buffer_depth = cfg.max_channels // lanes + self.stats.latency + 4
+        #: Row buffer depth in beats: the longest row, plus the beats arriving while its statistics finish.
+        self.buffer_depth = -(-cfg.max_channels // lanes) + self.stats.latency + 4
         #: Pipeline cycles of the statistics, the buffers and the normalization; a row's first
         #: output also waits for the whole row to arrive.
         self.latency = self.stats.latency + 1 + self.apply.latency
@@ -286,6 +307,7 @@ class LayerNorm(wiring.Component):
         m.d.comb += [
             apply.i.payload.x.eq(element.x),
             apply.i.payload.last.eq(element.last),
+            apply.i.payload.mask.eq(element.mask),
             apply.i.payload.stats.eq(row_stats.r_data),
             apply.i.payload.gamma.eq(self.affine.payload.gamma),
             apply.i.payload.beta.eq(self.affine.payload.beta),

@@ -14,6 +14,14 @@
 
 Lanes are independent rows in lockstep: every beat carries one element of each of ``lanes``
 rows, and ``last`` ends all of them.
+
+A row takes one element per cycle, never several: the running sum is truncated each time the
+running max grows, in element order (the golden's definition, which no hardware width may change),
+so summing a group of elements first and rescaling once changes bits. The row unit therefore
+feeds SOFTMAX rows element by element even where LayerNorm takes a whole AXI beat per cycle.
+docs/isa.md §3.6 gives the multi-element form that would keep every bit (a step per raise of the
+max) and why it is not built: a data-dependent rate and about 8 DSPs per extra element, for a
+softmax that ViTs run in the attention engine anyway.
 """
 
 from __future__ import annotations

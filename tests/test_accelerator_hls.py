@@ -4,7 +4,8 @@
 isa_sim (NumPy, docs/isa.md read literally) is the reference: the image after a C-sim run must
 equal isa_sim's byte for byte, every region (program, constants, inputs, intermediates, outputs,
 padding). Covered: the compiler's output for mlp-tiny and mlp-odd at lanes 8×8 and 16×16 with
-AXI 64 and 128, and for softmax-rows and vit-mlp-block (LAYERNORM, GELU, SOFTMAX) at two of them;
+AXI 64 and 128, and for softmax-rows and vit-mlp-block (LAYERNORM, GELU, SOFTMAX) at 8×8/AXI64,
+16×8/AXI64, 16×16/AXI128 and 32×32/AXI128 (LayerNorm at 4 and 8 elements per beat);
 every shipped board's geometry (16×8/AXI64, 16×16/AXI128 with two buffer sizes, 32×32/AXI128) on mlp-odd,
 on a coverage model (standalone Add/ReLU/Requantize as BYPASS, activation × activation MatMuls
 as B_ROWMAJOR and B_TRANSPOSED) and on hand-assembled descriptors; GELU set on compiled
@@ -68,6 +69,8 @@ HW_3X5_WIDE = HwParams(lanes_in=3, lanes_out=5, acc_bits=48, act_bits=32, weight
 HW_4X8_NARROW = HwParams(lanes_in=4, lanes_out=8, acc_bits=24, act_bits=8, weight_bits=16,
                          act_buffer_bytes=256, weight_buffer_bytes=2048)
 MODEL_CONFIGS = [HW_16X16_AXI128, HW_8X8_AXI64, HW_16X16_AXI64, HW_8X8_AXI128]
+#: Every shipped board's HwParams (boards/*.yaml).
+BOARD_HW = {name: load_board(name).hw_params() for name in board_names()}
 MODEL_IDS = ["16x16-axi128", "8x8-axi64", "16x16-axi64", "8x8-axi128"]
 
 ALL_FLAGS = Flag(sum(int(f) for f in Flag))
@@ -150,7 +153,8 @@ def _program_features(program: Program) -> set:
 
 
 @pytest.mark.cosim
-@pytest.mark.parametrize("hw", [HW_16X16_AXI128, HW_8X8_AXI64], ids=["16x16-axi128", "8x8-axi64"])
+@pytest.mark.parametrize("hw", [HW_16X16_AXI128, HW_8X8_AXI64, BOARD_HW["pynq-z2"], BOARD_HW["zcu102"]],
+                         ids=["16x16-axi128", "8x8-axi64", "16x8-axi64", "32x32-axi128"])
 @pytest.mark.parametrize("model_name, output, features", [
     pytest.param("softmax-rows", "probs", {"LINEAR", "SOFTMAX"}, id="softmax-rows"),
     pytest.param("vit-mlp-block", "out", {"LAYERNORM", "LINEAR", "GELU"}, id="vit-mlp-block", marks=pytest.mark.full_model),
@@ -360,9 +364,6 @@ def test_every_flag_descriptor_by_descriptor(hw):
 
 
 # ------------------------------------------------------------------------------ shipped geometries
-
-BOARD_HW = {name: load_board(name).hw_params() for name in board_names()}
-
 
 def test_shipped_geometries_are_the_ones_these_tests_name():
     # kv260 moved from 32x16 to 16x16 (boards/kv260.yaml: act-width weight banks over its BRAM at 32x16).

@@ -21,8 +21,10 @@ exactly the ideal number of tile-cycles. The shared refusal table (tests/refusal
 LINEAR/header table (check priorities, 64-bit extents) and the row table give the expected STATUS
 code and DESCRIPTORS_DONE with the image holding exactly the earlier descriptors' results; the
 row-less core (32-bit activations) refuses LAYERNORM with BAD_OPCODE after running a LINEAR.
-mlp-tiny and vit-mlp-block (full_model) at 16x16; one element per cycle on long rows and the §5 row
-estimate within 10 % on five LAYERNORM/SOFTMAX shapes; the 129x192 -> 192 Linear at 16x16, chunked
+mlp-tiny (full_model) at 16x16 and vit-mlp-block (full_model) at 16x8/AXI64, 16x16/AXI128 and
+32x32/AXI128 (and 8x8/AXI64 with --full), LayerNorm at 4 and 8 elements per beat; one beat per cycle on long
+LAYERNORM rows, one element per cycle on long SOFTMAX rows, and the §5 row estimate within 10 % on six
+LAYERNORM/SOFTMAX shapes; the 129x192 -> 192 Linear at 16x16, chunked
 as the compiler chooses, reaches >= 90 % MAC utilization and the analytical cycle model is within
 5 % of the measured cycles; a corrupted expected output makes the bench fail.
 """
@@ -880,30 +882,43 @@ def test_rtl_runs_mlp_tiny(tmp_path):
     assert result["cycles"] - result["stalls"] == _ideal(program)
 
 
+#: vit-mlp-block's geometries: 8x8/AXI64 and the shipped boards' (16x8/AXI64, 16x16/AXI128, 32x32/AXI128),
+#: so the LayerNorm unit runs at 4 and 8 elements per beat. 8x8 builds a core of its own: make test-full only.
+VIT_MLP_GEOMETRIES = {"8x8-axi64": HwParams(lanes_in=8, lanes_out=8, axi_data_width=64),
+                      "16x8-axi64": SHIPPED["pynq-z2"], "16x16-axi128": HW_LARGE, "32x32-axi128": SHIPPED["zcu102"]}
+
+
 @pytest.mark.cosim
 @pytest.mark.full_model
-def test_rtl_runs_vit_mlp_block(tmp_path):
+@pytest.mark.parametrize("geometry", list(VIT_MLP_GEOMETRIES))
+def test_rtl_runs_vit_mlp_block(tmp_path, geometry, request):
     """LAYERNORM, LINEAR with GELU, LINEAR with the residual: the compiler's Program equals isa_sim, cycles within 5 %."""
-    program, image = _zoo_build("vit-mlp-block", HW_LARGE, seed=1)
+    if geometry == "8x8-axi64" and not request.config.getoption("full"):
+        pytest.skip("a core of its own: make test-full")
+    hw = VIT_MLP_GEOMETRIES[geometry]
+    program, image = _zoo_build("vit-mlp-block", hw, seed=1)
     assert [type(d).__name__ for d in program.descriptors][0] == "RowDescriptor"
     assert any(isinstance(d, LinearDescriptor) and d.flags & Flag.GELU for d in program.descriptors)
-    reference = isa_sim(program, image, HW_LARGE)
-    (result,) = _run_bench(tmp_path, HW_LARGE, [(program, image)])
+    reference = isa_sim(program, image, hw)
+    (result,) = _run_bench(tmp_path, hw, [(program, image)])
     assert result["status"] == 0 and result["descriptors_done"] == len(program.descriptors)
     assert result["cycles"] - result["stalls"] == _ideal(program)
+    print(f"vit-mlp-block at {geometry}: CYCLES {result['cycles']}, estimate {reference.total_cycles}")
     assert abs(reference.total_cycles - result["cycles"]) / result["cycles"] <= 0.05
 
 
-# (opcode, M, N) of the row-descriptor cycle model's check: long rows (element-bound) and short
-# rows (bound by the read bursts in flight).
-ROW_TIMING_CASES = ((OPCODE_LAYERNORM, 129, 192), (OPCODE_SOFTMAX, 129, 129), (OPCODE_SOFTMAX, 4, 1024),
-                    (OPCODE_LAYERNORM, 50, 7), (OPCODE_SOFTMAX, 64, 1))
+# (opcode, M, N) of the row-descriptor cycle model's check: long rows (bound by the unit: a beat per
+# cycle for LAYERNORM, an element per cycle for SOFTMAX; 190 ends in a partial beat) and short rows
+# (bound by the read bursts in flight).
+ROW_TIMING_CASES = ((OPCODE_LAYERNORM, 129, 192), (OPCODE_LAYERNORM, 64, 190), (OPCODE_SOFTMAX, 129, 129),
+                    (OPCODE_SOFTMAX, 4, 1024), (OPCODE_LAYERNORM, 50, 7), (OPCODE_SOFTMAX, 64, 1))
 
 
 @pytest.mark.cosim
-def test_row_descriptors_stream_an_element_per_cycle_and_match_the_model(tmp_path):
-    """One LAYERNORM or SOFTMAX descriptor per run at 16x16 / AXI 128: isa_sim's bytes, about one element
-    per cycle on long rows, and the §5 estimate within 10 % of the measured cycles (measured: within 3 %)."""
+def test_row_descriptors_stream_at_the_units_rate_and_match_the_model(tmp_path):
+    """One LAYERNORM or SOFTMAX descriptor per run at 16x16 / AXI 128: isa_sim's bytes; on long rows about
+    one beat (row_lanes = 8 elements) per cycle for LAYERNORM and one element per cycle for SOFTMAX; the §5
+    estimate within 10 % of the measured cycles (measured: within 3 %)."""
     hw = HW_LARGE
     runs, estimates = [], []
     for opcode, m, n in ROW_TIMING_CASES:
@@ -917,7 +932,9 @@ def test_row_descriptors_stream_an_element_per_cycle_and_match_the_model(tmp_pat
         assert result["status"] == 0 and result["descriptors_done"] == 1
         assert abs(estimate - result["cycles"]) / result["cycles"] <= 0.10, (opcode, m, n, result["cycles"], estimate)
         if m * n >= 10_000:  # long rows: the unit, not the memory, sets the pace
-            assert result["cycles"] <= 1.05 * m * n, (opcode, m, n, result["cycles"])
+            per_row = -(-n // hw.row_lanes) if opcode == OPCODE_LAYERNORM else n
+            # Plus the fixed costs: the descriptor fetch, the first row's latency (and γ, β), the drain.
+            assert result["cycles"] <= 1.05 * m * per_row + 400, (opcode, m, n, result["cycles"])
 
 
 @pytest.mark.cosim

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""LayerNorm: golden within 1 LSB of float; RTL (Verilator) and HLS (g++) equal to golden."""
+"""LayerNorm: golden within 1 LSB of float; RTL (Verilator) and HLS (g++) equal to golden at 1, 4 and 8
+elements per beat, rows of any length (a partial last beat), with stalls on every stream."""
 
 from __future__ import annotations
 
@@ -97,14 +98,20 @@ def test_layernorm_validation():
 
 
 def _cosim_units():
-    """(name, config, lanes, rows per length, seed, full rate): ~100,000 elements per format."""
+    """(name, config, lanes, rows per length, seed, full rate): ~100,000 elements per format, at the
+    row unit's lanes (4 at AXI64, 8 at AXI128 with 16-bit activations) and 1; rows whose length is not
+    a multiple of the lanes (a partial last beat), shorter than a beat, and of one element."""
     big = {4: 64, 192: 280, 1024: 44}
+    ragged = {1: 16, 2: 16, 3: 16, 7: 40, 13: 20, 190: 20}
     return [
         ("ln8", _config(*CASES[0]), 4, big, 1, False),
-        ("ln16", _config(*CASES[1]), 4, big, 2, False),
+        ("ln16", _config(*CASES[1]), 8, big, 2, False),
         ("ln32", _config(*CASES[2]), 4, big, 3, False),
         ("ln16_odd", _config(*CASES[1]), 1, {1: 16, 2: 16, 7: 40}, 4, False),
+        ("ln16_ragged4", _config(*CASES[1]), 4, ragged, 6, False),
+        ("ln16_ragged8", _config(*CASES[1]), 8, ragged, 7, False),
         ("ln_full_rate", _config(*CASES[1], max_channels=64), 4, {64: 30}, 5, True),
+        ("ln_full_rate_ragged", _config(*CASES[1], max_channels=64), 8, {61: 30}, 8, True),
     ]
 
 
@@ -171,7 +178,7 @@ def test_layernorm_hls_equals_golden():
     from hwgen.hls.nonlinear import layernorm_kernels
 
     units = [u for u in _cosim_units() if not u[5]]
-    sim = CSim([k for name, cfg, _, counts, *_ in units for k in layernorm_kernels(name, cfg, counts)])
+    sim = CSim([k for name, cfg, lanes, counts, *_ in units for k in layernorm_kernels(name, cfg, counts, lanes)])
     for name, cfg, _, counts, seed, _ in units:
         for n, (rows, gamma, beta) in _cosim_rows(cfg, counts, seed).items():
             got = sim.run(f"{name}_rows{n}", {"x": rows, "gamma": np.broadcast_to(gamma, rows.shape),

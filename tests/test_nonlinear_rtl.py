@@ -49,6 +49,10 @@ def test_row_units_carry_last_and_statistics():
     ln = LayerNorm(ln_cfg, lanes=4)
     assert set(ln.signature.members) == {"i", "affine", "o"}
     assert ln.buffer_depth >= 192 // 4
+    beat = ln.signature.members["i"].signature.members["payload"].shape
+    assert beat.members["mask"] == 4  # a bit per lane: rows need not be whole beats
+    odd = nl.LayerNormConfig.for_formats(F("fixed<8,3>"), F("fixed<8,2>"), F("fixed<8,2>"), F("fixed<8,3>"), 6)
+    assert LayerNorm(odd, lanes=4).buffer_depth >= 2
 
 
 @pytest.mark.parametrize("make,message", [
@@ -56,8 +60,8 @@ def test_row_units_carry_last_and_statistics():
     (lambda: Exp(nl.ExpConfig.for_formats(F("fixed<8,3>"), F("ufixed<8,1>")), 0), "^lanes must be a positive integer, not 0$"),
     (lambda: Gelu(nl.ExpConfig.for_formats(F("fixed<8,3>"), F("ufixed<8,1>"))),
      "^cfg must be a GeluTableConfig or GeluPolyConfig, not ExpConfig"),
-    (lambda: LayerNorm(nl.LayerNormConfig.for_formats(F("fixed<8,3>"), F("fixed<8,2>"), F("fixed<8,2>"), F("fixed<8,3>"), 6), 4),
-     "^lanes must divide max_channels=6, not 4$"),
+    (lambda: LayerNorm(nl.LayerNormConfig.for_formats(F("fixed<8,3>"), F("fixed<8,2>"), F("fixed<8,2>"), F("fixed<8,3>"), 6), 0),
+     "^lanes must be a positive integer, not 0$"),
 ])
 def test_bad_parameters_are_refused(make, message):
     with pytest.raises(ValueError, match=message):

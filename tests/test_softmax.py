@@ -104,6 +104,54 @@ def test_stats_do_not_depend_on_where_the_max_is_for_equal_values():
     assert nl.softmax_stats(cfg, row[None])[1] == nl.softmax_stats(cfg, shuffled[None])[1]
 
 
+def _stats_by_beats(cfg, row, lanes):
+    """docs/isa.md §3.6's multi-element form of the statistics pass, in plain integers: a beat of
+    ``lanes`` elements is max(1, r) steps, one per raise of the running max (r raises in the beat),
+    each ``l ← ⌊(l + Σ terms before the raise)·e(m − x_raise)⌋ + Σ terms from it on``. Returns the
+    (max, sum, steps) it reaches."""
+    e = lambda d: int(nl.exp(cfg.stats_exp, np.array([d]))[0])  # noqa: E731
+    frac, values = cfg.sum_frac_bits, [int(v) for v in row]
+    top, total, steps = values[0], 0, 0
+    for start in range(0, len(values), lanes):
+        beat, prefix, raises, maxima = values[start:start + lanes], top, [], []
+        for k, x in enumerate(beat):
+            if x > prefix and start + k > 0:
+                raises.append(k)
+            prefix = max(prefix, x)
+            maxima.append(prefix)
+        bounds = [0] + raises[1:] + [len(beat)]  # one raise (or none) per step
+        for lo, hi in zip(bounds, bounds[1:]):
+            raise_at = next((k for k in raises if lo <= k < hi), hi)
+            before = sum(e(beat[k] - maxima[k]) for k in range(lo, raise_at))
+            after = sum(e(beat[k] - maxima[k]) for k in range(raise_at, hi))
+            if raise_at < hi:  # the scale is e(old max − new max), the new max the raising element
+                old = maxima[raise_at - 1] if raise_at else top
+                total = ((total + before) * e(old - beat[raise_at]) >> frac) + after
+            else:
+                total += before
+            steps += 1
+        top = maxima[-1]
+    return top, total, steps
+
+
+def test_a_grouping_that_rescales_once_per_raise_keeps_every_bit():
+    """docs/isa.md §3.6: the statistics of several elements per step equal the golden's element
+    order, bit for bit, when each step holds at most one raise of the max (scale e(0) = 1 exactly
+    between raises); a beat costs max(1, raises) steps."""
+    cfg = _config("fixed<16,6>", "ufixed<16,0,RND,SAT>")
+    rng = np.random.default_rng(61)
+    assert int(nl.exp(cfg.stats_exp, np.zeros(1, np.int64))[0]) == 1 << cfg.sum_frac_bits
+    for n in (1, 2, 7, 8, 9, 33, 192):
+        rows = np.concatenate([special_rows(cfg.in_fmt, n, rng), random_rows(cfg.in_fmt, 6, n, rng)])
+        top, inv = nl.softmax_stats(cfg, rows)
+        for lanes in (1, 4, 8):
+            for row, want_top, want_inv in zip(rows, top, inv):
+                got_top, got_sum, steps = _stats_by_beats(cfg, row, lanes)
+                assert got_top == want_top
+                assert int(nl.reciprocal(cfg.recip, np.array([got_sum]))[0]) == want_inv
+                assert -(-n // lanes) <= steps <= n
+
+
 def test_softmax_validation():
     cfg = _config("fixed<16,6>", "ufixed<16,0,RND,SAT>", max_row=8)
     with pytest.raises(ValueError, match="^row length must be at most max_row=8, not 9$"):

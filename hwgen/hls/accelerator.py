@@ -159,6 +159,7 @@ def accelerator_context(hw: HwParams) -> dict[str, object]:
         "weight_tiles": bank_tiles(hw),
         "fingerprint": f"{hw.fingerprint():#010x}",
         "row_max": ROW_MAX,
+        "row_lanes": hw.row_lanes,
         "unit_config_names": UNIT_CONFIG_NAMES,
         **_unit_configs(hw),
     }

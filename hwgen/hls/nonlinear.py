@@ -356,15 +356,16 @@ def layernorm_config(name: str, cfg: nl.LayerNormConfig) -> str:
     return rsqrt_config(f"{name}_rsqrt", cfg.rsqrt) + "\n" + main
 
 
-def layernorm_kernels(name: str, cfg: nl.LayerNormConfig, lengths) -> list[Kernel]:
-    """``<name>_rows<n>`` for each row length n: x, γ, β in, the normalized row out."""
+def layernorm_kernels(name: str, cfg: nl.LayerNormConfig, lengths, lanes: int = 1) -> list[Kernel]:
+    """``<name>_rows<n>`` for each row length n: x, γ, β in, the normalized row out, ``lanes``
+    elements per beat (``layernorm.h``'s LANES)."""
     config = f"{name}_config"
     kernels = []
     for n in lengths:
         kernels.append(Kernel(
             name=f"{name}_rows{n}",
             declarations="" if kernels else layernorm_config(config, cfg),
-            call=f"hwgen::layernorm<{config}>(x, gamma, beta, out, {n})",
+            call=f"hwgen::layernorm<{config}, {lanes}>(x, gamma, beta, out, {n})",
             inputs=(KernelPort("x", cfg.in_fmt, n), KernelPort("gamma", cfg.gamma_fmt, n),
                     KernelPort("beta", cfg.beta_fmt, n)),
             outputs=(KernelPort("out", cfg.out_fmt, n),),

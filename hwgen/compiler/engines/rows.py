@@ -28,22 +28,24 @@ def run(desc: RowDescriptor, memory: np.ndarray, hw: HwParams) -> None:
 
 
 def estimate(desc: RowDescriptor, hw: HwParams, model: CycleModel) -> CycleEstimate:
-    """The docs/isa.md §5 estimate for one LAYERNORM or SOFTMAX descriptor: one element per cycle.
+    """The docs/isa.md §5 estimate for one LAYERNORM or SOFTMAX descriptor.
 
-    The row unit takes one element per cycle, and a row's first result waits for the whole row
-    (its statistics pass), so the first row costs its read latency and its length before the
-    stream starts; LAYERNORM's γ and β are read ahead of the rows. Short rows are bound by the
-    read channel instead: each row is one burst, ``reads_in_flight`` at a time, each holding its
-    slot for ``latency`` plus its length plus the reader's turnaround.
+    LayerNorm takes ``hw.row_lanes`` elements (one AXI beat) per cycle, softmax one element per
+    cycle, and a row's first result waits for the whole row (its statistics pass), so the first
+    row costs its read latency and its pass before the stream starts; LAYERNORM's γ and β are read
+    ahead of the rows. Short rows are bound by the read channel instead: each row is one burst,
+    ``reads_in_flight`` at a time, each holding its slot for ``latency`` plus its length plus the
+    reader's turnaround.
     """
     layernorm = desc.opcode == OPCODE_LAYERNORM
     row = beats(desc.n * hw.act_bytes, hw)
+    per_row = row if layernorm else desc.n  # the unit's cycles per row: LayerNorm a beat per cycle
     params = 2 * row if layernorm else 0
     bursts = desc.m + (2 if layernorm else 0)
     turnaround = 3  # cycles a read slot stays taken beyond latency + length (measured in Verilator)
     fetch = model.descriptor_fetch(hw)
-    first_load = model.latency + params + desc.n
-    read_bound = -(-bursts // model.reads_in_flight) * (model.latency + row + turnaround) + desc.n
-    body = max(desc.m * desc.n, read_bound - first_load)
+    first_load = model.latency + params + per_row
+    read_bound = -(-bursts // model.reads_in_flight) * (model.latency + row + turnaround) + per_row
+    body = max(desc.m * per_row, read_bound - first_load)
     drain = model.row_latency + model.drain
     return CycleEstimate(0, fetch + first_load + body + drain, fetch, first_load, body, drain)
