@@ -34,7 +34,7 @@ def pytest_addoption(parser):
 #: with SECOND; an entry matches a node id by ``all`` of its substrings.
 FIRST = (("test_build.py::", "ultra96"), ("test_build.py::", "kv260"), ("test_rtl_equals_isa_sim[ultra96]",),
          ("test_rtl_equals_isa_sim[kv260]",), ("test_softmax.py::test_softmax_rtl",), ("test_gelu.py::test_gelu_rtl",),
-         ("test_attention_rtl.py::", "8x8"), ("test_attention_rtl.py::", "32x32"))
+         ("test_attention_rtl.py::", "8x8"), ("test_attention_rtl.py::", "32x32"), ("test_vit_rtl.py::test_deit",))
 SECOND = (("test_build.py::", "pynq-z2"), ("test_build.py::", "zcu102"), ("test_rtl_equals_isa_sim[pynq-z2]",),
           ("test_rtl_equals_isa_sim[zcu102]",), ("test_layernorm.py::test_layernorm_rtl",),
           ("test_attention_rtl.py::", "16x16"), ("test_attention_rtl.py::", "16x8"),
