@@ -34,9 +34,10 @@ class CycleModel:
     reads_in_flight: int = 8
     #: Longest read command of the weight stream (the RTL's ``PIECE_BEATS``).
     weight_piece_beats: int = 64
-    #: Cycles of a LAYERNORM or SOFTMAX descriptor beyond one element per cycle: the unit's
-    #: unpacker, statistics FIFO, normalization pipeline and packer on the last row (Verilator:
-    #: 17 for LayerNorm, 23 for softmax at 16x16 / AXI 128).
+    #: Cycles of a LAYERNORM or SOFTMAX descriptor beyond the row unit's rate (a beat per cycle for
+    #: LayerNorm, an element per cycle for softmax): the statistics FIFO and normalization pipeline on
+    #: the last row, and softmax's serializer and gatherer (Verilator: 17 for LayerNorm, 23 for
+    #: softmax at 16x16 / AXI 128).
     row_latency: int = 20
 
     #: Cycles the controller spends checking a descriptor against the validity rule (docs/isa.md §3.7)
