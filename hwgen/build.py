@@ -203,6 +203,8 @@ class Compiled:
     #: for an ONNX model: the outputs' accuracy against onnxruntime's float32 run (list of TensorAccuracy),
     #: or why it was not computed (str); None for other models
     onnxruntime: list | str | None = None
+    #: accuracy of the residual stream (every Add's output, in graph order: a ViT's two per block)
+    residuals: list = dataclasses.field(default_factory=list)
 
     def golden(self) -> dict[str, np.ndarray]:
         """What golden.npz holds: the codes of every tensor that has a region in the image."""
@@ -251,7 +253,9 @@ def compile_for(model: str | Path, hw: HwParams, *, round_scales: bool = False,
     if reference.data != want:
         raise RuntimeError(f"isa_sim must equal the golden model on {qgraph.name}, but it does not: a compiler bug")
     float_values = golden.run_float(loaded.graph, float_inputs)
-    accuracy = [row for row in golden.accuracy_report(qgraph, float_values, values) if row.name in qgraph.outputs]
+    every = {row.name: row for row in golden.accuracy_report(qgraph, float_values, values)}
+    accuracy = [every[name] for name in qgraph.outputs if name in every]
+    residuals = [every[node.outputs[0]] for node in loaded.graph.nodes if node.op == "Add" and node.outputs[0] in every]
     against_ort = None
     if isinstance(model, (str, Path)) and Path(model).suffix == ".onnx":
         from hwgen.frontend.onnx import onnxruntime_outputs
@@ -259,7 +263,8 @@ def compile_for(model: str | Path, hw: HwParams, *, round_scales: bool = False,
         ort = onnxruntime_outputs(zoo.resolve(model), qgraph, float_inputs)
         against_ort = ort if isinstance(ort, str) else golden.accuracy_report(qgraph, ort, values)
     return Compiled(qgraph, config, hw, program, image, values, want, reference, accuracy, zoo.macs(loaded), loaded.notes,
-                    "seeded random inputs" if calibration is None else Path(calibration).name, against_ort)
+                    "seeded random inputs" if calibration is None else Path(calibration).name, against_ort,
+                    residuals)
 
 
 
@@ -413,7 +418,8 @@ def plan_build(
         model_name=qgraph.name, model_ref=model_ref, description=qgraph.description, graph=qgraph,
         board=board, board_ref=board_ref, hw=hw, mhz=mhz, flow=flow, program=program, image=image,
         reference=compiled.reference, measured=measured, resources=resources, budget=budget, over=over,
-        accuracy=compiled.accuracy, macs=compiled.macs, notes=compiled.notes, calibration=compiled.calibration,
+        accuracy=compiled.accuracy, residuals=compiled.residuals, macs=compiled.macs, notes=compiled.notes,
+        calibration=compiled.calibration,
         onnxruntime=compiled.onnxruntime,
     )
     plan.add_file("hwgen.yaml", _hwgen_yaml(report, compiled.config, sim=sim, round_scales=round_scales,
@@ -454,6 +460,22 @@ def build_project(
 # ------------------------------------------------------------------------------------------ report
 
 
+def _layer_types(layers: list[dict], total: int) -> list[dict]:
+    """Cycles per layer type (the descriptor's opcode; BYPASS for a LINEAR without products), most first."""
+    types: dict[str, dict] = {}
+    for layer in layers:
+        kind = "BYPASS" if layer["opcode"] == "LINEAR" and layer["macs"] == 0 else layer["opcode"]
+        row = types.setdefault(kind, {"type": kind, "descriptors": 0, "macs": 0, "ideal_cycles": 0, "cycles": 0})
+        for key in ("macs", "ideal_cycles", "cycles"):
+            row[key] += layer[key]
+        row["descriptors"] += 1
+    rows = sorted(types.values(), key=lambda row: -row["cycles"])
+    for row in rows:
+        row["utilization"] = round(row["ideal_cycles"] / row["cycles"], 4) if row["cycles"] else 0.0
+        row["share"] = round(row["cycles"] / total, 4) if total else 0.0
+    return rows
+
+
 def _descriptor_shape(desc) -> tuple[int, int, int, int]:
     """(M, K, N, MACs) of a descriptor for the report: a row operation's K is its row length, an
     attention descriptor's M counts every head's rows (Q·Kᵀ: K = d_head, N = keys; A·V: K = keys, N = d_head)."""
@@ -467,7 +489,8 @@ def _descriptor_shape(desc) -> tuple[int, int, int, int]:
 
 
 def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, mhz, flow, program, image,
-            reference, measured, resources, budget, over, accuracy, macs, notes=(), calibration="seeded random inputs",
+            reference, measured, resources, budget, over, accuracy, macs, residuals=(), notes=(),
+            calibration="seeded random inputs",
             onnxruntime=None) -> dict:
     layers = []
     for index, (desc, estimate) in enumerate(zip(program.descriptors, reference.cycles)):
@@ -514,10 +537,12 @@ def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, 
                     "image_bytes": len(image.data)},
         "performance": performance,
         "layers": layers,
+        "layer_types": _layer_types(layers, analytical),
         "resources": _resources(board, resources, budget, over),
         "accuracy": [{"output": row.name, "format": row.fmt, "sqnr_db": _float_or_none(row.sqnr_db),
                       "max_abs_error": _float_or_none(row.max_abs_error),
                       "max_abs_reference": _float_or_none(row.max_abs_reference)} for row in accuracy],
+        "accuracy_residuals": [{"tensor": row.name, "sqnr_db": _float_or_none(row.sqnr_db)} for row in residuals],
         "formats": formats,
         "test_inputs": {"seed": TEST_INPUT_SEED},
         "calibration": calibration,
@@ -636,6 +661,11 @@ def render_report(report: dict) -> str:
     if perf["measured"] is not None:
         lines += [f"The analytical model is {100 * perf['measured']['model_error']:+.1f} % off the Verilator count; "
                   f"{_n(perf['measured']['stalls'])} measured cycles issued no tile."]
+    lines += ["", "## Cycles per layer type", ""]
+    lines += _table(["type", "descriptors", "MACs", "ideal cycles", "cycles (analytical)", "utilization", "share"], [
+        [t["type"], str(t["descriptors"]), _n(t["macs"]), _n(t["ideal_cycles"]), _n(t["cycles"]),
+         f"{100 * t['utilization']:.1f} %", f"{100 * t['share']:.1f} %"] for t in report["layer_types"]
+    ], "lrrrrrr")
     lines += ["", "## Layers", ""]
     lines += _table(["#", "descriptor", "layers", "M × K × N", "MACs", "ideal cycles", "cycles (analytical)", "utilization"], [
         ["—", "", "Program header (read once per run)", "", "", "", _n(perf["header_cycles"]), ""],
@@ -666,6 +696,10 @@ def render_report(report: dict) -> str:
         [a["output"], f"`{a['format']}`", "exact" if a["sqnr_db"] is None else f"{a['sqnr_db']:.1f} dB",
          f"{a['max_abs_error']:.3g}", f"{a['max_abs_reference']:.3g}"] for a in report["accuracy"]
     ], "llrrr")
+    if report["accuracy_residuals"]:
+        lines += ["", "The residual stream (each Add's output, in order: a transformer's two per block): "
+                  + ", ".join(f"{a['tensor']} " + ("exact" if a["sqnr_db"] is None else f"{a['sqnr_db']:.1f} dB")
+                              for a in report["accuracy_residuals"]) + "."]
     ort = report.get("accuracy_onnxruntime")
     if ort is not None and ort["computed"]:
         lines += ["", "Against onnxruntime's float32 output of the ONNX file on the same test inputs:", ""]
