@@ -109,6 +109,12 @@ def test_the_folder_holds_every_file_and_they_agree(built):
     assert perf["analytical"]["fps"] == pytest.approx(board.pl_clock.default_mhz * 1e6 / cycles, abs=0.005)
     assert perf["analytical"]["latency_us"] == pytest.approx(cycles / board.pl_clock.default_mhz, abs=1e-3)
     assert [a["output"] for a in report["accuracy"]] == ["out"] and report["accuracy"][0]["sqnr_db"] > 30
+    # vit-mlp-block: LINEAR, LAYERNORM (and its residual Add); the types add up to the layers.
+    types = {t["type"]: t for t in report["layer_types"]}
+    assert set(types) == {layer["opcode"] for layer in report["layers"]} == {"LINEAR", "LAYERNORM"}
+    assert sum(t["cycles"] for t in types.values()) == cycles - perf["header_cycles"]
+    assert types["LINEAR"]["macs"] == layer_macs and types["LAYERNORM"]["macs"] == 0
+    assert [a["tensor"] for a in report["accuracy_residuals"]] == ["out"]
     markdown = (folder / "report.md").read_text()
     for text in (board.part, f"{cycles:,}", "SQNR", "## Resources", report["accuracy"][0]["format"]):
         assert text in markdown
