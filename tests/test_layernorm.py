@@ -99,8 +99,9 @@ def test_layernorm_validation():
 
 def _cosim_units():
     """(name, config, lanes, rows per length, seed, full rate): ~100,000 elements per format, at the
-    row unit's lanes (4 at AXI64, 8 at AXI128 with 16-bit activations, 16 with 8-bit ones) and 1; rows whose length is not
-    a multiple of the lanes (a partial last beat), shorter than a beat, and of one element."""
+    row unit's lanes (4 at AXI64, 8 at AXI128 with 16-bit activations, 16 with 8-bit ones) and 1;
+    rows whose length is not a multiple of the lanes (a partial last beat), shorter than a beat, and
+    of one element."""
     big = {4: 64, 192: 280, 1024: 44}
     ragged = {1: 16, 2: 16, 3: 16, 7: 40, 13: 20, 190: 20}
     return [
