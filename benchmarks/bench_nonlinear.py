@@ -238,7 +238,7 @@ def main() -> int:
     for unit, bits, label, cfg, component, evaluate in unit_rows():
         t = time.time()
         err = evaluate(cfg)
-        name = "u_" + "".join(ch if ch.isalnum() else "_" for ch in f"{unit}_{bits}_{label}")[:60]
+        name = "u_" + "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in f"{unit}_{bits}_{label}")[:60]
         res = resources(component, cfg, name)
         table.append(
             f"| {unit} | {bits} | {cfg.in_fmt} → {cfg.out_fmt} | {label} | {err['count']:,} | {err['max_lsb']} | "

@@ -12,9 +12,9 @@ at a JSON plan::
 ``vectors`` holds ``x`` (rows, n) for each row length as ``x<n>`` with its ``gamma<n>`` and
 ``beta<n>`` (n,).  Rows stream as beats of ``lanes`` elements (``last`` on a row's final beat; a
 row whose length is not a multiple of ``lanes`` ends in a partial beat, its ``mask`` clear and its
-padding lanes holding ±max, whose outputs must be 0), γ/β beats are replayed for every row on the ``affine`` port (with their own random idle), and
-the output must equal the golden LayerNorm beat for beat.  A ``full_rate`` unit runs without
-stalls and must move one beat per cycle in and out.
+padding lanes holding ±max, whose outputs must be 0), γ/β beats are replayed for every row on the
+``affine`` port (with their own random idle), and the output must equal the golden LayerNorm beat
+for beat.  A ``full_rate`` unit runs without stalls and must move one beat per cycle in and out.
 """
 
 from __future__ import annotations

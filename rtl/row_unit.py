@@ -257,7 +257,7 @@ class RowUnit(wiring.Component):
             self.fill.ready.eq(~is_row | rows_in.w_rdy),
         ]
 
-        # ------------------------------------------------------------------ row beats: LayerNorm whole, softmax element by element
+        # ------------------------------------------------------------------ row beats (LayerNorm whole)
         col = Signal(16)  # beat of the row at the FIFO's head
         row_end = col == last_beat
         mask = Mux(row_end, tail_mask, full_mask)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""LayerNorm: golden within 1 LSB of float; RTL (Verilator) and HLS (g++) equal to golden at 1, 4 and 8
+"""LayerNorm: golden within 1 LSB of float; RTL (Verilator) and HLS (g++) equal to golden at 1, 4, 8 and 16
 elements per beat, rows of any length (a partial last beat), with stalls on every stream."""
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ def test_layernorm_validation():
 
 def _cosim_units():
     """(name, config, lanes, rows per length, seed, full rate): ~100,000 elements per format, at the
-    row unit's lanes (4 at AXI64, 8 at AXI128 with 16-bit activations) and 1; rows whose length is not
-    a multiple of the lanes (a partial last beat), shorter than a beat, and of one element."""
+    row unit's lanes (4 at AXI64, 8 at AXI128 with 16-bit activations, 16 with 8-bit ones) and 1;
+    rows whose length is not a multiple of the lanes (a partial last beat), shorter than a beat, and
+    of one element."""
     big = {4: 64, 192: 280, 1024: 44}
     ragged = {1: 16, 2: 16, 3: 16, 7: 40, 13: 20, 190: 20}
     return [
@@ -110,6 +111,7 @@ def _cosim_units():
         ("ln16_odd", _config(*CASES[1]), 1, {1: 16, 2: 16, 7: 40}, 4, False),
         ("ln16_ragged4", _config(*CASES[1]), 4, ragged, 6, False),
         ("ln16_ragged8", _config(*CASES[1]), 8, ragged, 7, False),
+        ("ln8_ragged16", _config(*CASES[0]), 16, ragged, 9, False),  # 8-bit activations at AXI 128
         ("ln_full_rate", _config(*CASES[1], max_channels=64), 4, {64: 30}, 5, True),
         ("ln_full_rate_ragged", _config(*CASES[1], max_channels=64), 8, {61: 30}, 8, True),
     ]

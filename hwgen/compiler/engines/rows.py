@@ -39,7 +39,7 @@ def estimate(desc: RowDescriptor, hw: HwParams, model: CycleModel) -> CycleEstim
     """
     layernorm = desc.opcode == OPCODE_LAYERNORM
     row = beats(desc.n * hw.act_bytes, hw)
-    per_row = row if layernorm else desc.n  # the unit's cycles per row: LayerNorm a beat per cycle
+    per_row = -(-desc.n // hw.row_lanes) if layernorm else desc.n  # the unit's cycles per row
     params = 2 * row if layernorm else 0
     bursts = desc.m + (2 if layernorm else 0)
     turnaround = 3  # cycles a read slot stays taken beyond latency + length (measured in Verilator)
