@@ -31,7 +31,7 @@ from hwgen import __version__, golden, stamp, zoo
 from hwgen.board import BUDGET_KEYS, Board, load_board
 from hwgen.compiler import Flag, MemoryImage, RowDescriptor, isa_sim
 from hwgen.isa import OPCODE_QK_SOFTMAX_STATS, AttentionDescriptor
-from hwgen.compiler.layout import RegionKind, tensor_rows
+from hwgen.compiler.layout import RegionKind, tensor_rows, with_scratch
 from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
 from hwgen.hls.emit import render as render_hls
 from hwgen.hwparams import HwParams
@@ -244,12 +244,7 @@ def compile_for(model: str | Path, hw: HwParams, *, round_scales: bool = False,
     kept = {r.name: values[r.name] for r in image.regions if r.kind.holds_tensor}
     want = image.with_values(kept).data
     reference = isa_sim(program, image, hw)
-    # A scratch region (attention scores and row statistics) holds no tensor of the graph: what the
-    # Program leaves there is isa_sim's; every other byte must be the golden model's.
-    for region in image.regions:
-        if region.kind is RegionKind.SCRATCH:
-            end = region.offset + region.size
-            want = want[:region.offset] + reference.data[region.offset:end] + want[end:]
+    want = with_scratch(want, reference.data, image.regions)  # every other byte is the golden model's
     if reference.data != want:
         raise RuntimeError(f"isa_sim must equal the golden model on {qgraph.name}, but it does not: a compiler bug")
     float_values = golden.run_float(loaded.graph, float_inputs)

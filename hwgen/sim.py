@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from hwgen.compiler import MemoryImage, Program, isa_sim
+from hwgen.compiler.layout import RegionKind, with_scratch
 from hwgen.hwparams import HwParams
 
 __all__ = ["BACKENDS", "BuiltFolder", "SimResult", "load_folder", "run_rtl", "simulate"]
@@ -48,8 +49,12 @@ class BuiltFolder:
     golden: dict[str, np.ndarray]
 
     def expected(self) -> bytes:
-        """The image after a correct run."""
-        return self.image.with_values(self.golden).data
+        """The image after a correct run: the golden codes in every tensor, and in a scratch region
+        (attention scores and statistics) what isa_sim leaves there."""
+        want = self.image.with_values(self.golden).data
+        if any(region.kind is RegionKind.SCRATCH for region in self.image.regions):
+            want = with_scratch(want, isa_sim(self.program, self.image, self.hw).data, self.image.regions)
+        return want
 
 
 @dataclass(frozen=True)
