@@ -128,6 +128,9 @@ def main() -> None:
             outcome = run_rtl(verilog, hw, image, compiled.expected, Path(work))
             wall = time.perf_counter() - start
         cycles = outcome["cycles"]
+        if not outcome["equal"] or not cycles:
+            print(f"\nVerilator: the run did not complete equal to golden: {outcome['detail']}")
+            return
         print(f"\nVerilator: {cycles:,} cycles ({'equal to golden' if outcome['equal'] else 'MISMATCH: ' + outcome['detail']}), "
               f"analytical {total:,} ({(total - cycles) / cycles:+.2%}); {ideal_macs / cycles:.1%} of the array; "
               f"{cycles / board.clock_mhz() / 1e3:.2f} ms at {board.clock_mhz():g} MHz; "
