@@ -51,7 +51,7 @@ class Run:
 
 
 def prepare(work_dir, hw, runs, *, image_base=0x1000, read_latency=64, stall_prob=0.0, seed=1,
-            timeout_cycles=2_000_000, memory="hdl") -> dict:
+            timeout_cycles=20_000_000, memory="hdl") -> dict:
     """Write the bench inputs for ``runs`` into ``work_dir``; returns the ``extra_env`` for ``run_cocotb``.
 
     ``memory`` (one of :data:`MEMORIES`) must match the Verilog the bench runs on
