@@ -46,6 +46,11 @@ def _matches(nodeid: str, entries) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    if not config.getoption("full"):  # the full tier is not collected into CI's run at all
+        tier = [item for item in items if item.get_closest_marker("full_tier")]
+        if tier:
+            config.hook.pytest_deselected(items=tier)
+            items[:] = [item for item in items if not item.get_closest_marker("full_tier")]
     first = [item for item in items if _matches(item.nodeid, FIRST)]
     second = [item for item in items if not _matches(item.nodeid, FIRST) and _matches(item.nodeid, SECOND)]
     heavy = {id(item) for item in first + second}

@@ -83,9 +83,8 @@ def test_corrupted_expected_patch_embedding_fails_the_comparison():
 
 @pytest.mark.cosim
 @pytest.mark.full_model
-def test_deit_tiny_csim_equals_isa_sim(request):
-    if not request.config.getoption("full"):
-        pytest.skip("deit-tiny's C-simulation takes minutes: make test-full (--full) runs it")
+@pytest.mark.full_tier  # 3.2 min of C-simulation: make test-full
+def test_deit_tiny_csim_equals_isa_sim():
     hw = ATTENTION_GEOMETRIES["16x16-axi128"]
     result = build(zoo.load_model("deit-tiny"), hw)
     image = result.image.write_all(golden.quantize_inputs(result.qgraph, golden.sample_inputs(result.qgraph, seed=1)))
