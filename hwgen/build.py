@@ -489,13 +489,13 @@ def _report(*, model_name, model_ref, description, graph, board, board_ref, hw, 
             onnxruntime=None) -> dict:
     layers = []
     for index, (desc, estimate) in enumerate(zip(program.descriptors, reference.cycles)):
-        m, k, n, macs = _descriptor_shape(desc)
+        m, k, n, layer_macs = _descriptor_shape(desc)
         layers.append({
             "descriptor": index,
             "opcode": desc.name,
             "layers": image.labels[index] if index < len(image.labels) else "",
             "m": m, "k": k, "n": n,
-            "macs": macs,
+            "macs": layer_macs,
             "ideal_cycles": estimate.ideal,
             "cycles": estimate.cycles,
             "utilization": round(estimate.utilization, 4),
