@@ -210,9 +210,11 @@ def _linear_family_listing(desc: LinearDescriptor | ConvDescriptor, head: str, x
         lines.append(f"  bias @{desc.bias_addr:#010x}")
     lines.append(f"  rq1  {desc.rq1}")
     if desc.flags & Flag.RESIDUAL:
-        lines.append(f"  res  @{desc.res_addr:#010x} stride {desc.res_stride}  (y<<{desc.y_shift}) + (r<<{desc.r_shift})")
+        skip = f" skip {desc.res_skip}" if getattr(desc, "res_skip", 0) else ""
+        lines.append(f"  res  @{desc.res_addr:#010x} stride {desc.res_stride}{skip}  (y<<{desc.y_shift}) + (r<<{desc.r_shift})")
         lines.append(f"  rq2  {desc.rq2}")
-    lines.append(f"  out  @{desc.out_addr:#010x} stride {desc.out_stride}")
+    skip = f" skip {desc.out_skip}" if getattr(desc, "out_skip", 0) else ""
+    lines.append(f"  out  @{desc.out_addr:#010x} stride {desc.out_stride}{skip}")
     return lines
 
 
@@ -247,6 +249,8 @@ class ConvDescriptor:
     chunk_tiles: int
     y_shift: int = 0
     r_shift: int = 0
+    res_skip: int = 0
+    out_skip: int = 0
 
     opcode = Opcode.CONV
     name = "CONV"
@@ -268,6 +272,16 @@ class ConvDescriptor:
         gy, gx = divmod(row, self.grid_w)
         start = self.x_addr + gy * self.stride_y * self.seg_stride + gx * self.x_stride
         return [start + j * self.seg_stride for j in range(self.kh)]
+
+    def out_row_addr(self, row: int) -> int:
+        """The first byte of output row (window) ``row``: ``out_skip`` more bytes after each grid row."""
+        gy, gx = divmod(row, self.grid_w)
+        return self.out_addr + gy * (self.grid_w * self.out_stride + self.out_skip) + gx * self.out_stride
+
+    def res_row_addr(self, row: int) -> int:
+        """The first byte of residual row (window) ``row``: ``res_skip`` more bytes after each grid row."""
+        gy, gx = divmod(row, self.grid_w)
+        return self.res_addr + gy * (self.grid_w * self.res_stride + self.res_skip) + gx * self.res_stride
 
     def encode(self) -> bytes:
         """The 64 bytes of the descriptor."""

@@ -95,6 +95,13 @@ def rows_end(addr: int, rows: int, stride: int, columns: int, element_bytes: int
     return addr + (rows - 1) * stride + columns * element_bytes
 
 
+def grid_rows_end(addr: int, grid: tuple[int, int], stride: int, skip: int, columns: int, element_bytes: int) -> int:
+    """One past the last byte of a ``grid = (grid_h, grid_w)`` of rows of ``columns`` containers: ``stride`` bytes
+    apart in a grid row, and ``skip`` more bytes after each grid row (a CONV's output and residual, §3.9)."""
+    grid_h, grid_w = grid
+    return addr + (grid_h - 1) * (grid_w * stride + skip) + (grid_w - 1) * stride + columns * element_bytes
+
+
 def check_header(data: bytes, hw: HwParams, program_offset: int = 0) -> Refusal | None:
     """Why the controller must refuse the Program header ``data`` (64 bytes) at ``program_offset`` in the image."""
     if program_offset % hw.axi_bytes:
@@ -180,7 +187,7 @@ def _check_linear(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal 
     act = hw.act_bytes
     x_aligned = {"x_addr": d["x_addr"], "x_stride": d["x_stride"]}
     x_end = rows_end(d["x_addr"], m, d["x_stride"], k, act)
-    return _check_linear_family(d, hw, image_bytes, m, shape, x_aligned, x_end)
+    return _check_linear_family(d, hw, image_bytes, (1, m), shape, x_aligned, x_end)
 
 
 def _check_conv(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal | None:
@@ -201,13 +208,17 @@ def _check_conv(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal | 
     # The last window's last kernel row: (grid_h − 1) grid rows down, (grid_w − 1) windows across, kh − 1 rows further.
     x_end = (d["x_addr"] + (grid_h - 1) * stride_y * d["seg_stride"] + (grid_w - 1) * d["x_stride"]
              + (kh - 1) * d["seg_stride"] + seg_bytes)
-    return _check_linear_family(d, hw, image_bytes, grid_h * grid_w, shape, x_aligned, x_end)
+    return _check_linear_family(d, hw, image_bytes, (grid_h, grid_w), shape, x_aligned, x_end)
 
 
-def _check_linear_family(d: dict[str, int], hw: HwParams, image_bytes: int, m: int, shape: list,
+def _check_linear_family(d: dict[str, int], hw: HwParams, image_bytes: int, grid: tuple[int, int], shape: list,
                          x_aligned: dict[str, int], x_end: int) -> Refusal | None:
     """The checks LINEAR and CONV share (docs/isa.md §3.7), around the opcode's own: ``shape`` (its flag and
-    shape checks, after the reserved-flag check) and how it reads ``x`` (``x_aligned``, ``x_end``)."""
+    shape checks, after the reserved-flag check) and how it reads ``x`` (``x_aligned``, ``x_end``). The output
+    and residual rows form ``grid = (grid_h, grid_w)``: a LINEAR's ``(1, M)``, a CONV's window grid, whose
+    grid rows end ``out_skip`` / ``res_skip`` bytes further apart (0 for LINEAR, which has no such fields)."""
+    m = grid[0] * grid[1]
+    out_skip, res_skip = d.get("out_skip", 0), d.get("res_skip", 0)
     raw_flags = d["flags"]
     flags = Flag(raw_flags & _DEFINED_FLAGS)
     bypass, bias, residual = bool(flags & Flag.BYPASS), bool(flags & Flag.BIAS), bool(flags & Flag.RESIDUAL)
@@ -235,7 +246,7 @@ def _check_linear_family(d: dict[str, int], hw: HwParams, image_bytes: int, m: i
     ])
     if refusal:
         return refusal
-    aligned = {**x_aligned, "out_addr": d["out_addr"], "out_stride": d["out_stride"]}
+    aligned = {**x_aligned, "out_addr": d["out_addr"], "out_stride": d["out_stride"], "out_skip": out_skip}
     if not bypass:
         aligned["w_addr"] = d["w_addr"]
     if b_rows or b_cols:
@@ -243,11 +254,11 @@ def _check_linear_family(d: dict[str, int], hw: HwParams, image_bytes: int, m: i
     if bias:
         aligned["bias_addr"] = d["bias_addr"]
     if residual:
-        aligned.update(res_addr=d["res_addr"], res_stride=d["res_stride"])
+        aligned.update(res_addr=d["res_addr"], res_stride=d["res_stride"], res_skip=res_skip)
     act = hw.act_bytes
-    ends = {"x": x_end, "out": rows_end(d["out_addr"], m, d["out_stride"], n, act)}
+    ends = {"x": x_end, "out": grid_rows_end(d["out_addr"], grid, d["out_stride"], out_skip, n, act)}
     if residual:
-        ends["r"] = rows_end(d["res_addr"], m, d["res_stride"], n, act)
+        ends["r"] = grid_rows_end(d["res_addr"], grid, d["res_stride"], res_skip, n, act)
     if b_rows:
         ends["B"] = rows_end(d["w_addr"], k, d["w_stride"], n, act)
     elif b_cols:

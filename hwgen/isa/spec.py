@@ -288,13 +288,18 @@ CONV_FIELDS = (
     _word("w_addr", 5, "first byte of the weight tiles (`K` ordered `(ky, kx, c)`, as the segments concatenate)"),
     _word("bias_addr", 6, "as LINEAR"),
     _word("res_addr", 7, "as LINEAR"),
-    _word("out_addr", 8, "first byte of the output: `M = grid_h·grid_w` rows, window order (row-major over the grid)"),
+    _word("out_addr", 8, "first byte of the output: `M = grid_h·grid_w` rows, window order (row-major over the grid); "
+                         "window `(gy, gx)` at `out_addr + gy·(grid_w·out_stride + out_skip) + gx·out_stride`"),
     Field("x_stride", 9, 0, 16, "bytes from one window to the next in a grid row (`stride_x · C · act_bytes`)"),
     Field("grid_w", 9, 16, 16, "windows per grid row (columns of the output grid); ≥ 1"),
     _word("seg_stride", 10, "bytes from one kernel row of a window to the next (one feature-map row: "
                             "`W · C · act_bytes`)"),
-    _word("res_stride", 11, "as LINEAR"),
-    _word("out_stride", 12, "as LINEAR"),
+    Field("res_stride", 11, 0, 16, "bytes from one residual row (window) to the next in a grid row"),
+    Field("res_skip", 11, 16, 16, "bytes added after each grid row of the residual, beyond `res_stride` (a padded "
+                                  "map's border: `2·pad` pixels); 0 for dense rows"),
+    Field("out_stride", 12, 0, 16, "bytes from one output row (window) to the next in a grid row"),
+    Field("out_skip", 12, 16, 16, "bytes added after each grid row of the output, beyond `out_stride` (a padded "
+                                  "map's border: `2·pad` pixels); 0 for dense rows"),
     _word("rq1", 13, "as LINEAR"),
     _word("rq2", 14, "as LINEAR"),
     Field("chunk_tiles", 15, 0, 16, "as LINEAR"),

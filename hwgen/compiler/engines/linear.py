@@ -68,12 +68,26 @@ def run(desc: LinearDescriptor | ConvDescriptor, memory: np.ndarray, hw: HwParam
         # The GELU lanes read the low act_bits of y1 as their signed input format.
         y = nl.gelu(hw.unit_formats().gelu_config(), wrap(y, hw.act_bits, True))
     if flags & Flag.RESIDUAL:
-        r = read_rows(memory, desc.res_addr, desc.m, desc.n, desc.res_stride, hw.act_bytes, not flags & Flag.R_UNSIGNED)
+        r = np.concatenate([
+            read_rows(memory, addr, rows, desc.n, desc.res_stride, hw.act_bytes, not flags & Flag.R_UNSIGNED)
+            for addr, rows in _grid_rows(desc, desc.res_addr, desc.res_stride, getattr(desc, "res_skip", 0))])
         total = wrap((y << desc.y_shift) + (r << desc.r_shift), hw.acc_bits, True)
         y = requantize_int(total, desc.rq2)
         if flags & Flag.RELU2:
             y = np.maximum(y, 0)
-    write_rows(memory, desc.out_addr, y, desc.out_stride, hw.act_bytes)
+    first = 0
+    for addr, rows in _grid_rows(desc, desc.out_addr, desc.out_stride, getattr(desc, "out_skip", 0)):
+        write_rows(memory, addr, y[first: first + rows], desc.out_stride, hw.act_bytes)
+        first += rows
+
+
+def _grid_rows(desc: LinearDescriptor | ConvDescriptor, addr: int, stride: int, skip: int) -> list[tuple[int, int]]:
+    """(first byte, rows) of each grid row of the output or residual: a LINEAR's M rows are one grid row; a
+    CONV's grid rows are ``grid_w·stride + skip`` bytes apart (docs/isa.md §3.9)."""
+    if not isinstance(desc, ConvDescriptor):
+        return [(addr, desc.m)]
+    pitch = desc.grid_w * stride + skip
+    return [(addr + gy * pitch, desc.grid_w) for gy in range(desc.grid_h)]
 
 
 def estimate(desc: LinearDescriptor | ConvDescriptor, hw: HwParams, model: CycleModel) -> CycleEstimate:
