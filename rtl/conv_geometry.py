@@ -2,8 +2,10 @@
 """A CONV descriptor's derived sizes (docs/isa.md §3.9), computed a bit per cycle.
 
 CONV needs, once per descriptor, ``K / kh`` (the elements of one kernel-row segment) and ``K mod kh``
-(its validity), the row count ``grid_h·grid_w``, the extent of the windows' rows of ``x`` and the
-byte step from one grid row of windows to the next. A combinational divider would be the longest path
+(its validity), the row count ``grid_h·grid_w``, the extent of the windows' rows of ``x``, the
+byte step from one grid row of windows to the next, and the extents of a grid row of the output and of
+the residual (``(grid_w − 1)·out_stride``, ``(grid_w − 1)·res_stride``: the bounds checks of rows that
+skip bytes after each grid row). A combinational divider would be the longest path
 of the core (one subtraction per quotient bit, chained), and the products would take DSPs the MAC
 array needs; here one restoring-division step and a shift-and-add step per product run each cycle, so
 every result is there 17 cycles after the descriptor's fields change. The controller's checks and the
@@ -22,7 +24,7 @@ from .descriptor import CONV_DESCRIPTOR_LAYOUT
 __all__ = ["ConvGeometry"]
 
 #: The CONV fields the results depend on.
-INPUTS = ("k", "kh", "grid_h", "grid_w", "stride_y", "x_stride", "seg_stride")
+INPUTS = ("k", "kh", "grid_h", "grid_w", "stride_y", "x_stride", "seg_stride", "out_stride", "res_stride")
 #: Steps of one computation: a bit of the widest multiplier or quotient (16-bit fields; stride_y and kh have 8).
 STEPS = 16
 
@@ -47,6 +49,10 @@ class ConvGeometry(wiring.Component):
         ``(grid_w − 1)·x_stride``: bytes from a grid row's first window to its last.
     grid_step : Out(32)
         ``stride_y·seg_stride`` modulo 2³²: bytes from one grid row of windows to the next.
+    out_across : Out(32)
+        ``(grid_w − 1)·out_stride``: bytes from a grid row's first output row to its last.
+    res_across : Out(32)
+        ``(grid_w − 1)·res_stride``: the same for the residual rows.
     ready : Out(1)
         The results are those of this cycle's ``desc``.
     """
@@ -60,6 +66,8 @@ class ConvGeometry(wiring.Component):
             "x_rows": Out(25),
             "x_across": Out(32),
             "grid_step": Out(32),
+            "out_across": Out(32),
+            "res_across": Out(32),
             "ready": Out(1),
         })
 
@@ -83,6 +91,8 @@ class ConvGeometry(wiring.Component):
         down = Signal(24)        # (grid_h − 1)·stride_y
         across = Signal(32)      # (grid_w − 1)·x_stride
         step = Signal(32)        # stride_y·seg_stride
+        out_across = Signal(32)  # (grid_w − 1)·out_stride
+        res_across = Signal(32)  # (grid_w − 1)·res_stride
         h_less, w_less = (held["grid_h"] - 1)[:16], (held["grid_w"] - 1)[:16]
         stride_y = Cat(held["stride_y"], Const(0, STEPS - 8))  # 16 bits: its high steps add nothing
 
@@ -93,7 +103,7 @@ class ConvGeometry(wiring.Component):
         with m.If(changed):
             m.d.sync += [*(held[name].eq(getattr(desc, name)) for name in INPUTS),
                          shifter.eq(desc.k), partial.eq(0), rows.eq(0), down.eq(0), across.eq(0), step.eq(0),
-                         left.eq(STEPS)]
+                         out_across.eq(0), res_across.eq(0), left.eq(STEPS)]
         with m.Elif(left != 0):
             m.d.sync += [
                 partial.eq(Mux(fits, trial - held["kh"], trial)), shifter.eq(Cat(fits, shifter[:-1])),
@@ -101,11 +111,14 @@ class ConvGeometry(wiring.Component):
                 mac(down, stride_y, h_less),
                 mac(across, w_less, held["x_stride"]),
                 mac(step, stride_y, held["seg_stride"]),
+                mac(out_across, w_less, held["out_stride"]),
+                mac(res_across, w_less, held["res_stride"]),
                 left.eq(left - 1),
             ]
         m.d.comb += [
             self.seg.eq(shifter), self.seg_rem.eq(partial), self.rows.eq(rows),
             self.x_rows.eq(down + held["kh"] - 1), self.x_across.eq(across), self.grid_step.eq(step),
+            self.out_across.eq(out_across), self.res_across.eq(res_across),
             self.ready.eq(~changed & (left == 0)),
         ]
         return m

@@ -25,6 +25,10 @@ commands of ``seg_bytes`` each, one per kernel row of the window, tagged ``ACT_P
 (``ACT``), so the activation buffer concatenates them into one row. The addresses walk the output grid
 with counters and adders (window by window ``x_stride``, grid row by grid row ``stride_y·seg_stride``,
 kernel row by kernel row ``seg_stride``); the row's ring words are taken once, with its first segment.
+The output rows and the residual rows walk the grid too: ``out_stride`` (``res_stride``) from one window to
+the next, and ``out_stride + out_skip`` (``res_stride + res_skip``) from a grid row's last window to the next
+grid row's first, so a CONV writes (reads) the interior of a feature map stored with a zero border at no cost
+in cycles.
 ``K / kh`` (the segment length) and the grid's products come from :class:`~hwgen.rtl.conv_geometry.ConvGeometry`,
 a bit per cycle, so a CONV starts the unit and its streams 17 cycles after ``start``; LINEAR starts at once.
 """
@@ -69,7 +73,9 @@ class LinearEngine(ArrayEngine):
     @staticmethod
     def checks(hw: HwParams, words) -> Checks:
         """docs/isa.md §8.3 for a LINEAR or CONV descriptor in the 512 bits ``words`` (CONV's fields in the
-        same words as LINEAR's are LINEAR's; its shape, ``x`` alignment and ``x`` extent are its own)."""
+        same words as LINEAR's are LINEAR's; its shape, ``x`` alignment and ``x`` extent are its own, and its
+        output and residual rows form the window grid, ``out_skip`` / ``res_skip`` more bytes after each grid
+        row: hwgen.isa.rules.grid_rows_end)."""
         geo = Geometry(hw)
         d = data.View(DESCRIPTOR_LAYOUT, words)
         c = data.View(CONV_DESCRIPTOR_LAYOUT, words)
@@ -103,21 +109,32 @@ class LinearEngine(ArrayEngine):
                    | (~f.bypass & (small_chunk * column_bytes > hw.weight_buffer_bytes)))
         axi = hw.axi_bytes
         # CONV's x_stride is the low half of LINEAR's: the same low bits.
+        # CONV's out_stride and res_stride are the low halves of LINEAR's words (the same low bits); their
+        # skips, the high halves, are checked as well (res_skip with RESIDUAL).
         unaligned = (misaligned(axi, d.x_addr, d.x_stride, d.out_addr, d.out_stride)
+                     | (conv & misaligned(axi, c.out_skip))
                      | (~f.bypass & misaligned(axi, d.w_addr)) | (b_operand & misaligned(axi, d.w_stride))
                      | (f.bias & misaligned(axi, d.bias_addr))
                      | (f.residual & misaligned(axi, d.res_addr, d.res_stride))
+                     | (conv & f.residual & misaligned(axi, c.res_skip))
                      | (conv & misaligned(axi, c.seg_stride, seg_bytes)))
         tiles = ~f.bypass & ~b_operand
         # CONV's rows of x end at x_addr + ((grid_h − 1)·stride_y + kh − 1)·seg_stride + (grid_w − 1)·x_stride
         # + seg_bytes: the last window's last kernel row.
-        rows = Mux(conv, geometry.rows, d.m) - 1
         x_rows = Mux(conv, geometry.x_rows, d.m - 1)
         x_tail = Mux(conv, geometry.x_across + seg_bytes, d.k * ab)
+        # CONV's output and residual rows end at addr + (grid_h − 1)·(grid_w·stride + skip) + (grid_w − 1)·stride
+        # + N·act_bytes: grid_h − 1 grid rows of grid_w·stride + skip bytes (below 2³², 16-bit fields), then the
+        # last grid row's (grid_w − 1)·stride + N·act_bytes (33 bits). LINEAR's: M − 1 rows of stride, N·act_bytes.
+        grid_rows = Mux(conv, c.grid_h - 1, d.m - 1)
+        out_pitch = geometry.out_across + c.out_stride + c.out_skip
+        res_pitch = geometry.res_across + c.res_stride + c.res_skip
         terms = [
             (1, d.x_addr, x_rows, Mux(conv, c.seg_stride, d.x_stride), x_tail),
-            (1, d.out_addr, rows, d.out_stride, d.n * ab),
-            (f.residual, d.res_addr, rows, d.res_stride, d.n * ab),
+            (1, d.out_addr, grid_rows, Mux(conv, out_pitch, d.out_stride),
+             Mux(conv, geometry.out_across, 0) + d.n * ab),
+            (f.residual, d.res_addr, grid_rows, Mux(conv, res_pitch, d.res_stride),
+             Mux(conv, geometry.res_across, 0) + d.n * ab),
             (~f.bypass, d.w_addr,
              Mux(tiles, d.n_tiles, Mux(f.b_rowmajor, d.k - 1, d.n - 1)),
              Mux(tiles, d.k_tiles * hw.tile_stride(hw.weight_bytes), d.w_stride),
@@ -144,8 +161,9 @@ class LinearEngine(ArrayEngine):
         m.d.comb += geometry.desc.eq(conv_desc)
         desc = Signal(DESCRIPTOR_LAYOUT)
         m.d.comb += desc.eq(self.desc)
-        with m.If(is_conv):
-            m.d.comb += desc.m.eq(geometry.rows)
+        with m.If(is_conv):  # M = grid_h·grid_w; the row strides are the low halves of words 11 and 12
+            m.d.comb += [desc.m.eq(geometry.rows), desc.res_stride.eq(conv_desc.res_stride),
+                         desc.out_stride.eq(conv_desc.out_stride)]
         flags = desc.flags
         seg_beats = Signal(BEATS_WIDTH)  # CONV: AXI words of one segment (K/kh elements; the checks made it whole)
         m.d.comb += seg_beats.eq((geometry.seg * hw.act_bytes) >> shift)
@@ -205,6 +223,7 @@ class LinearEngine(ArrayEngine):
         a_gx = Signal.like(conv_desc.grid_w)   # CONV: window of the current row within its grid row
         a_window = Signal(32)            # CONV: first byte of the current window
         a_grid_row = Signal(32)          # CONV: first byte of window 0 of the current grid row
+        r_jump = Signal(17)              # CONV: res_stride + res_skip, from a grid row's last residual row to the next's first
         seg_last = ~is_conv | (a_seg == conv_desc.kh - 1)  # LINEAR: a row is one segment
         mid_row = is_conv & (a_seg != 0)  # a CONV row's later segments: the first took the row's ring words
         ring_free = Signal(range(geo.ring_words + 1))
@@ -219,6 +238,8 @@ class LinearEngine(ArrayEngine):
         o_row = Signal(32)
         o_addr = Signal(32)
         o_row_addr = Signal(32)
+        o_gx = Signal.like(conv_desc.grid_w)  # CONV: window of the current output row within its grid row
+        o_jump = Signal(17)              # CONV: out_stride + out_skip, from a grid row's last output row to the next's first
 
         # Arbitration of the read commands.
         weights_urgent = w_chunk.index <= a_chunk.index
@@ -291,26 +312,31 @@ class LinearEngine(ArrayEngine):
                     with m.If(a_chunk.last):
                         m.d.sync += a_active.eq(0)
                 with m.Else():
-                    m.d.sync += [a_row.eq(a_row + 1), a_r_addr.eq(a_r_addr + desc.res_stride)]
+                    m.d.sync += a_row.eq(a_row + 1)
                     with m.If(~is_conv):
-                        m.d.sync += a_x_addr.eq(a_x_addr + desc.x_stride)
-                    with m.Elif(a_gx == conv_desc.grid_w - 1):  # CONV: window 0 of the next grid row
+                        m.d.sync += [a_x_addr.eq(a_x_addr + desc.x_stride), a_r_addr.eq(a_r_addr + desc.res_stride)]
+                    with m.Elif(a_gx == conv_desc.grid_w - 1):  # CONV: window 0 of the next grid row (r: past the skip)
                         next_row = a_grid_row + grid_step
                         m.d.sync += [a_gx.eq(0), a_grid_row.eq(next_row), a_window.eq(next_row),
-                                     a_x_addr.eq(next_row)]
+                                     a_x_addr.eq(next_row), a_r_addr.eq(a_r_addr + r_jump)]
                     with m.Else():  # CONV: the next window along the grid row
                         next_window = a_window + conv_desc.x_stride
-                        m.d.sync += [a_gx.eq(a_gx + 1), a_window.eq(next_window), a_x_addr.eq(next_window)]
+                        m.d.sync += [a_gx.eq(a_gx + 1), a_window.eq(next_window), a_x_addr.eq(next_window),
+                                     a_r_addr.eq(a_r_addr + desc.res_stride)]
 
         with m.If(o_active & write_free):
             m.d.sync += issue(self.write_cmd, addr=o_addr, beats=o_chunk.out_beats)
             with m.If(o_row == desc.m - 1):
                 m.d.sync += [o_row.eq(0), o_chunk.advance(), o_addr.eq(o_row_addr + chunk_bytes),
-                             o_row_addr.eq(o_row_addr + chunk_bytes)]
+                             o_row_addr.eq(o_row_addr + chunk_bytes), o_gx.eq(0)]
                 with m.If(o_chunk.last):
                     m.d.sync += o_active.eq(0)
             with m.Else():
-                m.d.sync += [o_row.eq(o_row + 1), o_addr.eq(o_addr + desc.out_stride)]
+                m.d.sync += o_row.eq(o_row + 1)
+                with m.If(is_conv & (o_gx == conv_desc.grid_w - 1)):  # CONV: the next grid row, past the skip
+                    m.d.sync += [o_gx.eq(0), o_addr.eq(o_addr + o_jump)]
+                with m.Else():
+                    m.d.sync += [o_gx.eq(o_gx + 1), o_addr.eq(o_addr + desc.out_stride)]
 
         with m.If(go):
             m.d.sync += [
@@ -323,8 +349,9 @@ class LinearEngine(ArrayEngine):
                 a_active.eq(1), a_on_residual.eq(0), a_row.eq(0), *a_chunk.reset(),
                 a_x_addr.eq(base + desc.x_addr), a_r_addr.eq(base + desc.res_addr),
                 a_seg.eq(0), a_gx.eq(0), a_window.eq(base + desc.x_addr), a_grid_row.eq(base + desc.x_addr),
-                a_r_row_addr.eq(base + desc.res_addr),
-                o_active.eq(1), o_row.eq(0), *o_chunk.reset(),
+                a_r_row_addr.eq(base + desc.res_addr), r_jump.eq(conv_desc.res_stride + conv_desc.res_skip),
+                o_active.eq(1), o_row.eq(0), *o_chunk.reset(), o_gx.eq(0),
+                o_jump.eq(conv_desc.out_stride + conv_desc.out_skip),
                 o_addr.eq(base + desc.out_addr), o_row_addr.eq(base + desc.out_addr),
             ]
         return m

@@ -61,7 +61,8 @@ def _geometry(f):
     """What ConvGeometry computes, from the CONV fields ``f``."""
     return {"seg": f["k"] // f["kh"], "seg_rem": f["k"] % f["kh"], "rows": f["grid_h"] * f["grid_w"],
             "x_rows": (f["grid_h"] - 1) * f["stride_y"] + f["kh"] - 1, "x_across": (f["grid_w"] - 1) * f["x_stride"],
-            "grid_step": f["stride_y"] * f["seg_stride"] % (1 << 32)}
+            "grid_step": f["stride_y"] * f["seg_stride"] % (1 << 32),
+            "out_across": (f["grid_w"] - 1) * f["out_stride"], "res_across": (f["grid_w"] - 1) * f["res_stride"]}
 
 
 def test_conv_geometry_equals_python_and_restarts_on_new_inputs():
@@ -69,7 +70,7 @@ def test_conv_geometry_equals_python_and_restarts_on_new_inputs():
     cycle later; fields changed mid-computation give the new fields' results."""
     geometry = ConvGeometry()
     rng = random.Random(3)
-    names = ("k", "kh", "grid_h", "grid_w", "stride_y", "x_stride", "seg_stride")
+    names = ("k", "kh", "grid_h", "grid_w", "stride_y", "x_stride", "seg_stride", "out_stride", "res_stride")
     widths = {f.name: f.bits for f in CONV_FIELDS}
 
     def fields():
@@ -78,7 +79,8 @@ def test_conv_geometry_equals_python_and_restarts_on_new_inputs():
             f.update({name: (1 << widths[name]) - 1 for name in names})  # every field at its largest
         return f
 
-    cases = [dict(k=768, kh=16, grid_h=14, grid_w=14, stride_y=16, x_stride=96, seg_stride=1344)]
+    cases = [dict(k=768, kh=16, grid_h=14, grid_w=14, stride_y=16, x_stride=96, seg_stride=1344, out_stride=384,
+                  res_stride=384)]
     cases += [fields() for _ in range(60)]
     seen = []
 
