@@ -11,10 +11,15 @@ image isa_sim leaves, byte for byte (the whole image, STATUS and DESCRIPTORS_DON
 patch embeddings (3×32×32 with 8×8 patches; DeiT-tiny's 3×224×224 with 16×16 patches, K = 768, N = 192,
 196 windows, once at 16×16), 3×3 convolutions over 16 channels at stride 1 and 2 (BIAS, RELU, RESIDUAL,
 one output tile per chunk), an 8-channel one whose segments end inside an activation word with padded
-feature-map rows, ``kh = 1``; a LINEAR/CONV/CONV/LINEAR Program; the compiler's CONV_SPEC of
+feature-map rows, ``kh = 1``; padded convolutions over a 16-channel 8×8 map stored with a one-pixel zero
+border (3×3 pad 1 at stride 1 with RESIDUAL from a map with a two-pixel border, at stride 2, and a 1×1 stride-2
+shortcut reading the interior), each writing into the interior of a bordered output map (``out_skip``,
+``res_skip``: the borders hold random bytes the CONV must neither read nor write); a LINEAR/CONV/CONV/LINEAR Program; the compiler's CONV_SPEC of
 tests/test_conv.py (six CONVs) for two inputs; at 8×8/AXI64, 16×8/AXI64 and 32×32/AXI128 with random stalls
 (0.3 on every AXI channel) and at 16×16/AXI128 without (cycles printed). Refusals: this file's CONV table (every check of §3.7 in
-its order, the ``x`` extent past 2³²) and tests/refusals.py's CONV cases give isa_sim's status and image.
+its order, the ``x`` extent past 2³²), the skips' table (misaligned ``out_skip`` / ``res_skip``, the output and
+residual past the image through the skip or past 2³², and the accepted neighbours of those) and tests/refusals.py's
+CONV cases give isa_sim's status and image.
 Whole ViTs (vit-tiny, deit-tiny) on the attention cores: tests/test_vit_rtl.py.
 """
 
