@@ -319,12 +319,15 @@ def test_compiler_picks_the_chunk_size_of_the_lowest_estimate(qgraphs):
 
 def test_pipeline_verifies_after_every_pass_and_can_stop_early(tmp_path, monkeypatch):
     graph = zoo.load_model("mlp-odd").graph
-    assert [name for name, _ in pipeline.PASSES] == ["check_supported", "insert_requantize", "quantize"]
+    assert [name for name, _ in pipeline.PASSES] == ["fold_batchnorm", "lower_pools", "check_supported",
+                                                      "insert_requantize", "quantize"]
     partial = run_passes(graph, QuantConfig(), save_dir=tmp_path, stop_after="insert_requantize")
     assert not partial.is_quantized and any(n.op == "Requantize" for n in partial.nodes)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_check_supported", "02_insert_requantize"]
-    assert load_graph(tmp_path / "02_insert_requantize") == partial
-    with pytest.raises(ValueError, match=r"^stop_after must be one of check_supported, insert_requantize, quantize, not 'fuse'$"):
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_fold_batchnorm", "02_lower_pools", "03_check_supported",
+                                                          "04_insert_requantize"]
+    assert load_graph(tmp_path / "04_insert_requantize") == partial
+    with pytest.raises(ValueError, match=r"^stop_after must be one of fold_batchnorm, lower_pools, check_supported, "
+                                         r"insert_requantize, quantize, not 'fuse'$"):
         run_passes(graph, QuantConfig(), stop_after="fuse")
 
     def drop_producer(g, config):  # a broken pass: leaves a tensor without producer
