@@ -177,13 +177,18 @@ def _mismatches(image, after, values) -> list[str]:
     return bad
 
 
+def assert_isa_sim_equals_golden(qgraph, hw: HwParams):
+    """isa_sim = golden on two seeded inputs, the second at 3x the calibrated range (saturation): (program, image)."""
+    for seed, scale in ((1, 1.0), (2, 3.0)):
+        program, image, after, values = _run(qgraph, hw, seed, scale)
+        assert _mismatches(image, after, values) == []
+    return program, image
+
+
 @pytest.mark.parametrize("name", GEOMETRIES)
 def test_convolutions_in_isa_sim_equal_golden(name):
     hw = GEOMETRIES[name]
-    qgraph = _quantized(CONV_SPEC, hw)
-    for seed, scale in ((1, 1.0), (2, 3.0)):  # 3x the calibrated range: saturation
-        program, image, after, values = _run(qgraph, hw, seed, scale)
-        assert _mismatches(image, after, values) == []
+    program, image = assert_isa_sim_equals_golden(_quantized(CONV_SPEC, hw), hw)
     convs = [d for d in program.descriptors if isinstance(d, ConvDescriptor)]
     assert len(convs) == 6 and len(program.descriptors) == 7  # the Tokens is a view, the adds are fused
     by_label = dict(zip(image.labels, program.descriptors))
