@@ -11,10 +11,15 @@ the hardware (formats wider than the containers or the accumulator, rows or weig
 than the on-chip buffers, fields out of range) are refused with a message naming them.
 
 Ops that only move rows take no descriptor: their tensors are views of another's bytes
-(:class:`_Homes`). ``Tokens`` of a feature map is the map itself read as rows; ``SelectRow(i)`` is
-row ``i`` of its input; a ``ClassToken``'s input lives in rows 1…T of its output, so the producer of
+(:class:`_Homes`). ``Tokens`` of a feature map is the map itself read as rows; ``Flatten`` of a (C, 1, 1)
+map or of one row is that row; ``SelectRow(i)`` is row ``i`` of its input; a ``ClassToken``'s input lives in rows 1…T of its output, so the producer of
 the tokens writes them in place and one 1-row BYPASS descriptor writes the class token into row 0 on
 every run. A LayerNorm read only by a SelectRow runs on that row alone.
+
+A feature map read by a padded Conv2d lies in DDR with a zero border (:func:`_borders`, docs/isa.md §4):
+the CONVs reading it start inside the border, the CONV writing it (and one reading it as its residual)
+skips the border after each grid row (``out_skip``, ``res_skip``); grouped kernels are packed dense and
+block-diagonal.
 """
 
 from __future__ import annotations
@@ -373,7 +378,7 @@ def _feature_maps(graph: Graph, groups: list) -> set[str]:
     return maps
 
 
-def _borders(graph: Graph, groups: list, maps: set[str]) -> dict[str, tuple[int, int]]:
+def _borders(graph: Graph, groups: list) -> dict[str, tuple[int, int]]:
     """The zero border ``(py, px)`` of each feature map (docs/isa.md §4): the largest padding, per axis, of the
     Conv2d layers reading it. Only CONV descriptors read (their windows, their residual) or write (their
     output) a bordered map; anything reading or writing it row by row is refused in one line."""
@@ -501,7 +506,7 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
     groups = fuser.groups()
     _check_containers(qgraph, groups, hw)
     maps = _feature_maps(qgraph, groups)
-    borders = _borders(qgraph, groups, maps)
+    borders = _borders(qgraph, groups)
     homes = _Homes(qgraph, groups)
 
     def layout(name: str) -> str:
