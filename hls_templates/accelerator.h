@@ -224,6 +224,20 @@ inline uint64_t rows_end(uint32_t addr, uint32_t rows, uint32_t stride, uint32_t
     return uint64_t(addr) + uint64_t(rows - 1) * stride + uint64_t(columns) * bytes;
 }
 
+// The grid of a LINEAR-family descriptor's output and residual rows (docs/isa.md §3.9): grid_h grid rows
+// of grid_w rows `stride` apart, `skip` more bytes after each grid row (the interior of a zero-bordered
+// feature map). LINEAR: one grid row of M rows, no skips; CONV: its window grid, out_skip and res_skip.
+struct out_grid {
+    uint32_t grid_h, grid_w, out_skip, res_skip;
+};
+
+// One past the last byte of grid rows at `addr` (hwgen.isa.rules.grid_rows_end).
+inline uint64_t grid_rows_end(uint32_t addr, const out_grid& g, uint32_t stride, uint32_t skip, uint32_t columns,
+                              unsigned bytes) {
+    return uint64_t(addr) + uint64_t(g.grid_h - 1) * (uint64_t(g.grid_w) * stride + skip) +
+           uint64_t(g.grid_w - 1) * stride + uint64_t(columns) * bytes;
+}
+
 // The header at byte `program_offset` of the image (already known to be AXI-aligned).
 template <class CONFIG_T>
 status_code check_header(const header_fields& h, uint32_t program_offset) {
@@ -239,10 +253,10 @@ status_code check_header(const header_fields& h, uint32_t program_offset) {
 // The checks LINEAR and CONV share (hwgen.isa.rules._check_linear_family), around the opcode's own:
 // `shape_ok` (its flag and shape checks), and how it reads x (`x_aligned`, `x_end`, looked at only
 // once the descriptor passed BAD_DESCRIPTOR and DOES_NOT_FIT). `d` is the descriptor's LINEAR view
-// (CONV: conv_as_linear).
+// (CONV: conv_as_linear), `g` where its output and residual rows lie.
 template <class CONFIG_T>
-status_code check_linear_family(const linear_descriptor& d, bool shape_ok, bool x_aligned, uint64_t x_end,
-                                uint32_t image_bytes) {
+status_code check_linear_family(const linear_descriptor& d, const out_grid& g, bool shape_ok, bool x_aligned,
+                                uint64_t x_end, uint32_t image_bytes) {
     typedef accel_types<CONFIG_T> T;
     const bool bypass = d.flags & FLAG_BYPASS, bias = d.flags & FLAG_BIAS, residual = d.flags & FLAG_RESIDUAL;
     const bool b_rows = d.flags & FLAG_B_ROWMAJOR, b_cols = d.flags & FLAG_B_TRANSPOSED;
@@ -266,16 +280,17 @@ status_code check_linear_family(const linear_descriptor& d, bool shape_ok, bool 
 
     // 4. MISALIGNED
     const uint32_t a = T::axi_bytes;
-    if (!x_aligned || d.out_addr % a || d.out_stride % a) return STATUS_MISALIGNED;
+    if (!x_aligned || d.out_addr % a || d.out_stride % a || g.out_skip % a) return STATUS_MISALIGNED;
     if (!bypass && d.w_addr % a) return STATUS_MISALIGNED;
     if ((b_rows || b_cols) && d.w_stride % a) return STATUS_MISALIGNED;
     if (bias && d.bias_addr % a) return STATUS_MISALIGNED;
-    if (residual && (d.res_addr % a || d.res_stride % a)) return STATUS_MISALIGNED;
+    if (residual && (d.res_addr % a || d.res_stride % a || g.res_skip % a)) return STATUS_MISALIGNED;
 
     // 5. OUT_OF_BOUNDS
     if (x_end > image_bytes) return STATUS_OUT_OF_BOUNDS;
-    if (rows_end(d.out_addr, d.m, d.out_stride, d.n, T::act_bytes) > image_bytes) return STATUS_OUT_OF_BOUNDS;
-    if (residual && rows_end(d.res_addr, d.m, d.res_stride, d.n, T::act_bytes) > image_bytes) return STATUS_OUT_OF_BOUNDS;
+    if (grid_rows_end(d.out_addr, g, d.out_stride, g.out_skip, d.n, T::act_bytes) > image_bytes) return STATUS_OUT_OF_BOUNDS;
+    if (residual && grid_rows_end(d.res_addr, g, d.res_stride, g.res_skip, d.n, T::act_bytes) > image_bytes)
+        return STATUS_OUT_OF_BOUNDS;
     if (!bypass) {
         const uint64_t w_end = b_rows   ? rows_end(d.w_addr, d.k, d.w_stride, d.n, T::act_bytes)
                                : b_cols ? rows_end(d.w_addr, d.n, d.w_stride, d.k, T::act_bytes)
@@ -287,6 +302,16 @@ status_code check_linear_family(const linear_descriptor& d, bool shape_ok, bool 
     return STATUS_OK;
 }
 
+inline out_grid linear_grid(const linear_descriptor& d) {
+    const out_grid g = {1, d.m, 0, 0};
+    return g;
+}
+
+inline out_grid conv_grid(const conv_descriptor& c) {
+    const out_grid g = {c.grid_h, c.grid_w, c.out_skip, c.res_skip};
+    return g;
+}
+
 // STATUS_OK, or why the controller must refuse LINEAR descriptor `d` before touching DDR.
 template <class CONFIG_T>
 status_code check_linear(const linear_descriptor& d, uint32_t image_bytes) {
@@ -296,7 +321,7 @@ status_code check_linear(const linear_descriptor& d, uint32_t image_bytes) {
     const bool second_operand = (d.flags & (FLAG_BIAS | FLAG_B_ROWMAJOR | FLAG_B_TRANSPOSED | FLAG_W_UNSIGNED)) != 0;
     const bool shape_ok = !(b_rows && b_cols) && !(bypass && second_operand) && d.m != 0 && d.k != 0 && d.n != 0;
     const uint32_t a = T::axi_bytes;
-    return check_linear_family<CONFIG_T>(d, shape_ok, d.x_addr % a == 0 && d.x_stride % a == 0,
+    return check_linear_family<CONFIG_T>(d, linear_grid(d), shape_ok, d.x_addr % a == 0 && d.x_stride % a == 0,
                                          rows_end(d.x_addr, d.m, d.x_stride, d.k, T::act_bytes), image_bytes);
 }
 
@@ -341,7 +366,7 @@ status_code check_conv(const conv_descriptor& c, uint32_t image_bytes) {
     const uint64_t x_end = !sizes ? 0
         : uint64_t(c.x_addr) + uint64_t(c.grid_h - 1) * c.stride_y * c.seg_stride + uint64_t(c.grid_w - 1) * c.x_stride +
           uint64_t(c.kh - 1) * c.seg_stride + seg_bytes;
-    return check_linear_family<CONFIG_T>(conv_as_linear(c), shape_ok, x_aligned, x_end, image_bytes);
+    return check_linear_family<CONFIG_T>(conv_as_linear(c), conv_grid(c), shape_ok, x_aligned, x_end, image_bytes);
 }
 
 // STATUS_OK, or why the controller must refuse row descriptor `d` before touching DDR.
@@ -710,9 +735,11 @@ void compute_row(typename array_banks<CONFIG_T>::x_bank_t x_bank,
 // x) load into the other half of the ping-pong bank before chunk c (row m) is computed from the
 // first, so the load never overwrites what the array reads. Results do not depend on whether the
 // tool overlaps the two. `steps` counts the array's issue steps (BYPASS: one per output tile).
-// A CONV descriptor runs here as its LINEAR view with its rows of x gathered as `x` says.
+// A CONV descriptor runs here as its LINEAR view with its rows of x gathered as `x` says, its output
+// and residual rows where `g` says (out_skip / res_skip more bytes after each grid row).
 template <class CONFIG_T>
 void linear_engine(typename accel_types<CONFIG_T>::word_t* mem, const linear_descriptor& d, const x_rows& x,
+                   const out_grid& g,
                    typename array_banks<CONFIG_T>::x_bank_t x_bank, typename array_banks<CONFIG_T>::w_bank_t w_bank,
                    typename accel_types<CONFIG_T>::bias_raw_t bias_bank[2][accel_types<CONFIG_T>::bias_elements],
                    typename accel_types<CONFIG_T>::act_raw_t x_row[2][accel_types<CONFIG_T>::row_elements],
@@ -744,6 +771,8 @@ Chunks:
         x_cursor next;  // the row of x to load next
         load_x<CONFIG_T>(mem, d, x, next.addr(x), c, x_bank, x_row, 0);
         next.next(x);
+        // The current output and residual rows, walked without a multiplication: a skip after each grid row.
+        uint32_t out_addr = d.out_addr, res_addr = d.res_addr, column = 0;
     Rows:
         for (uint32_t m = 0; m < d.m; m++) {
             #pragma HLS LOOP_TRIPCOUNT min=1 max=256
@@ -754,12 +783,19 @@ Chunks:
             }
             if (residual) {
                 read_containers<CONFIG_T, CONFIG_T::act_bits, T::row_elements>(
-                    mem, d.res_addr + m * d.res_stride + column_offset, c.columns, res_row, sel);
+                    mem, res_addr + column_offset, c.columns, res_row, sel);
             }
             compute_row<CONFIG_T>(x_bank, x_row, sel, w_bank, bias_bank, w_sel, res_row, out_row, d, c, ops);
             // Write part: the row segment, bytes beyond column N untouched.
-            write_containers<CONFIG_T>(mem, d.out_addr + m * d.out_stride + column_offset, c.columns, out_row, sel);
+            write_containers<CONFIG_T>(mem, out_addr + column_offset, c.columns, out_row, sel);
             steps += uint64_t(c.tiles) * (bypass ? 1 : d.k_tiles);
+            out_addr += d.out_stride;
+            res_addr += d.res_stride;
+            if (++column == g.grid_w) {
+                column = 0;
+                out_addr += g.out_skip;
+                res_addr += g.res_skip;
+            }
         }
     }
 }
@@ -1034,12 +1070,13 @@ Descriptors:
         if (code != STATUS_OK) break;
         switch (decode_linear(words).opcode) {
         case OPCODE_LINEAR:
-            linear_engine<CONFIG_T>(mem, decode_linear(words), linear_x_rows(decode_linear(words)), x_bank, w_bank, bias_bank,
-                                    x_row, res_row, out_row, steps);
+            linear_engine<CONFIG_T>(mem, decode_linear(words), linear_x_rows(decode_linear(words)),
+                                    linear_grid(decode_linear(words)), x_bank, w_bank, bias_bank, x_row, res_row, out_row,
+                                    steps);
             break;
         case OPCODE_CONV:
-            linear_engine<CONFIG_T>(mem, conv_as_linear(decode_conv(words)), conv_x_rows(decode_conv(words)), x_bank, w_bank,
-                                    bias_bank, x_row, res_row, out_row, steps);
+            linear_engine<CONFIG_T>(mem, conv_as_linear(decode_conv(words)), conv_x_rows(decode_conv(words)),
+                                    conv_grid(decode_conv(words)), x_bank, w_bank, bias_bank, x_row, res_row, out_row, steps);
             break;
         case OPCODE_LAYERNORM: layernorm_engine<CONFIG_T>(mem, decode_rows(words)); break;
         case OPCODE_QK_SOFTMAX_STATS:

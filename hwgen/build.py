@@ -169,7 +169,7 @@ def _tb_expected(model_name: str, image: MemoryImage, values: dict[str, np.ndarr
         if r.kind != RegionKind.OUTPUT:
             continue
         # The rows as they lie in DDR (a feature map's are its pixels, channels-last: docs/isa.md §4).
-        matrix = tensor_rows(values[r.name], r.layout)
+        matrix = tensor_rows(values[r.name], r.layout, r.pad)  # a bordered map's border: zeros
         rows, cols = matrix.shape
         data = np.ascontiguousarray(matrix, dtype=f"<{'i' if r.fmt.signed else 'u'}{r.container_bits // 8}").tobytes()
         regions.append({

@@ -179,14 +179,21 @@ class HwgenDriver:
             nbytes = r["container_bits"] // 8
             signed = not r["format"].startswith("ufixed")
             shape = tuple(r["shape"])
-            # A feature map (layout "hwc") is H·W rows of C containers, channels-last (docs/isa.md §4).
+            # A feature map (layout "hwc") is H·W rows of C containers, channels-last, with a zero border of
+            # pad = (py, px) pixels around them (docs/isa.md §4).
             hwc = r.get("layout", "rows") == "hwc"
+            py, px = r.get("pad", (0, 0))
             cols = shape[0] if hwc else shape[-1]
-            rows = int(np.prod(shape[1:] if hwc else shape[:-1], dtype=np.int64))
+            grid = (shape[1] + 2 * py, shape[2] + 2 * px) if hwc else ()
+            rows = grid[0] * grid[1] if hwc else int(np.prod(shape[:-1], dtype=np.int64))
             stride = r["row_stride"]
             table = np.lib.stride_tricks.as_strided(memory[r["offset"]:], shape=(rows, cols * nbytes), strides=(stride, 1))
             containers = np.ascontiguousarray(table).view(f"<{'i' if signed else 'u'}{nbytes}").astype(np.int64)
-            outputs[r["name"]] = containers.T.reshape(shape) if hwc else containers.reshape(shape)
+            if hwc:
+                bordered = containers.T.reshape(cols, *grid)
+                outputs[r["name"]] = bordered[:, py:py + shape[1], px:px + shape[2]]
+            else:
+                outputs[r["name"]] = containers.reshape(shape)
         return outputs
 
     def compare(self, image: bytes) -> list[OutputCheck]:

@@ -356,6 +356,9 @@ def conv_refusal_cases(hw: HwParams) -> list[RefusalCase]:
     w1 = _words(base, CONV1)
     for name, word in (("res_addr", 7), ("res_stride", 11)):
         case(f"CONV: {name} misaligned with RESIDUAL", CONV1, Status.MISALIGNED, (word, 0, 32, w1[word] + act))
+    # The skips after each grid row (a bordered map's interior): checked for alignment like the strides.
+    case("CONV: out_skip misaligned", CONV2, Status.MISALIGNED, (12, 16, 16, act))
+    case("CONV: res_skip misaligned with RESIDUAL", CONV1, Status.MISALIGNED, (11, 16, 16, act))
     odd = 2 * (80 - 1)  # kernel rows of 79 containers: segments end inside an AXI word
     case("CONV: segment bytes misaligned", CONV2, Status.MISALIGNED, (2, 0, 16, odd), (3, 0, 16, ceil(odd, hw.lanes_in)))
 
@@ -368,11 +371,18 @@ def conv_refusal_cases(hw: HwParams) -> list[RefusalCase]:
     case("CONV: weights past the image", CONV2, Status.OUT_OF_BOUNDS, (5, 0, 32, end - a))
     case("CONV: bias past the image", CONV2, Status.OUT_OF_BOUNDS, (6, 0, 32, end - a))
     case("CONV: r past the image", CONV1, Status.OUT_OF_BOUNDS, (7, 0, 32, end - a))
+    # The skips move every grid row after the first: the last one ends (grid_h − 1)·skip bytes further.
+    case("CONV: out past the image (out_skip)", CONV2, Status.OUT_OF_BOUNDS, (12, 16, 16, 0x10000 - a))
+    case("CONV: r past the image (res_skip)", CONV1, Status.OUT_OF_BOUNDS, (11, 16, 16, 0x10000 - a))
 
     # Accepted: overlapping windows, fewer of them, fields CONV does not use.
     case("accepted: CONV windows overlapping (stride_y 1)", CONV1, Status.OK, (1, 24, 8, 1), executed=2)
     case("accepted: CONV over one window per grid row", CONV2, Status.OK, (9, 16, 16, 1), executed=2)
     case("accepted: CONV RQ2 garbage without RESIDUAL", CONV2, Status.OK, (14, 0, 32, 0xFFFFFFFF), executed=2)
+    case("accepted: CONV res_skip garbage without RESIDUAL", CONV2, Status.OK, (11, 16, 16, act), executed=2)
+    # Skips inside the image: conv1's later grid rows (and residual rows) one AXI word further on.
+    case("accepted: CONV out_skip and res_skip of one AXI word", CONV1, Status.OK, (12, 16, 16, a), (11, 16, 16, a),
+         executed=2)
     return cases
 
 

@@ -177,13 +177,18 @@ def _mismatches(image, after, values) -> list[str]:
     return bad
 
 
+def assert_isa_sim_equals_golden(qgraph, hw: HwParams):
+    """isa_sim = golden on two seeded inputs, the second at 3x the calibrated range (saturation): (program, image)."""
+    for seed, scale in ((1, 1.0), (2, 3.0)):
+        program, image, after, values = _run(qgraph, hw, seed, scale)
+        assert _mismatches(image, after, values) == []
+    return program, image
+
+
 @pytest.mark.parametrize("name", GEOMETRIES)
 def test_convolutions_in_isa_sim_equal_golden(name):
     hw = GEOMETRIES[name]
-    qgraph = _quantized(CONV_SPEC, hw)
-    for seed, scale in ((1, 1.0), (2, 3.0)):  # 3x the calibrated range: saturation
-        program, image, after, values = _run(qgraph, hw, seed, scale)
-        assert _mismatches(image, after, values) == []
+    program, image = assert_isa_sim_equals_golden(_quantized(CONV_SPEC, hw), hw)
     convs = [d for d in program.descriptors if isinstance(d, ConvDescriptor)]
     assert len(convs) == 6 and len(program.descriptors) == 7  # the Tokens is a view, the adds are fused
     by_label = dict(zip(image.labels, program.descriptors))
@@ -235,15 +240,26 @@ def test_cycle_estimate_is_linear_s_with_a_read_command_per_kernel_row():
     assert conv.cycles >= flat.cycles
 
 
-def test_padding_and_groups_are_refused_in_one_line():
+def test_padding_and_groups_run_and_match_the_float_convolution():
+    """A padded and a grouped Conv2d (refused before zero-bordered maps) run in isa_sim equal to golden, and the
+    golden model's exact sums are the float convolution's on the quantized values (tests/test_cnn.py has the rest)."""
     spec = {"name": "pad", "inputs": {"x": {"shape": [4, 8, 8]}},
-            "layers": [{"name": "c", "op": "Conv2d", "input": "x", "channels": 4, "kernel": 3, "padding": 1}],
-            "outputs": ["c"]}
-    with pytest.raises(ValueError, match=r"^Conv2d 'c' with padding is not supported yet$"):
-        run_passes(parse_spec(spec).graph, QuantConfig())
-    spec["layers"][0].update(padding=0, groups=2)
-    with pytest.raises(ValueError, match=r"^Conv2d 'c' with groups is not supported yet$"):
-        build(parse_spec(spec), HwParams())
+            "layers": [{"name": "c", "op": "Conv2d", "input": "x", "channels": 4, "kernel": 3, "padding": 1},
+                       {"name": "g", "op": "Conv2d", "input": "c", "channels": 6, "kernel": 3, "padding": [1, 2],
+                        "groups": 2, "stride": 2}],
+            "outputs": ["g"]}
+    hw = GEOMETRIES["16x16-axi128"]
+    qgraph = run_passes(parse_spec(spec).graph, QuantConfig.for_hw(hw))
+    program, image, after, values = _run(qgraph, hw, seed=1)
+    assert _mismatches(image, after, values) == [] and image.region("c").pad == (1, 2)
+    from hwgen.golden.reference import FLOAT_OPS
+    from hwgen.ir.ops import OPS
+
+    for name in ("c.acc", "g.acc"):
+        node = qgraph.producer(name)
+        args = [qgraph.tensor(n).fmt.to_float(values[n]) for n in node.inputs]  # dyadic: the float sums are exact
+        (reference,) = FLOAT_OPS["Conv2d"](args, {**OPS["Conv2d"].attr_defaults(), **dict(node.attrs)})
+        assert np.array_equal(qgraph.tensor(name).fmt.to_float(values[name]), reference)
 
 
 def test_feature_maps_are_channels_last_in_the_image():

@@ -186,3 +186,30 @@ def test_feature_map_outputs_are_read_channels_last(shipped, tmp_path):
     (check,) = result.outputs
     want = int(compiled.values["conv"][3, 1, 2])
     assert check.mismatches == 1 and check.first == f"conv[3, 1, 2]: got {want ^ 1}, golden {want}"
+
+
+def test_bordered_feature_map_outputs_are_read_without_their_border(shipped, tmp_path):
+    """An output also read by a padded convolution lies in DDR with a zero border (docs/isa.md §4, memory.json's
+    ``pad``): the driver reads its interior and names a wrong code by its unbordered (c, y, x)."""
+    import yaml
+
+    spec = {"name": "conv-pad", "inputs": {"img": {"shape": [3, 8, 8]}},
+            "layers": [{"name": "conv", "op": "Conv2d", "input": "img", "channels": 5, "kernel": 2, "stride": 2},
+                       {"name": "next", "op": "Conv2d", "input": "conv", "channels": 4, "kernel": 3, "padding": 1}],
+            "outputs": ["conv", "next"]}
+    (tmp_path / "conv.yaml").write_text(yaml.safe_dump(spec))
+    hw = HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)
+    compiled = compile_for(tmp_path / "conv.yaml", hw)
+    region = compiled.image.region("conv")
+    assert region.layout == "hwc" and region.shape == (5, 4, 4) and region.pad == (1, 1)
+    path = tmp_path / "folder"
+    path.mkdir()
+    for name, data in compiled.files().items():
+        (path / name).write_bytes(data)
+    assert shipped.HwgenDriver(path, shipped.IsaSimDevice(hw)).run().passed
+    # Pixel (y, x) = (1, 2) is row (1 + 1)·6 + 2 + 1 = 15 of the bordered map; its channel 3.
+    offset = region.offset + 15 * region.row_stride + 3 * hw.act_bytes
+    result = shipped.HwgenDriver(path, shipped.IsaSimDevice(hw, flip_byte=offset)).run()
+    check = next(c for c in result.outputs if c.name == "conv")
+    want = int(compiled.values["conv"][3, 1, 2])
+    assert check.mismatches == 1 and check.first == f"conv[3, 1, 2]: got {want ^ 1}, golden {want}"

@@ -152,6 +152,7 @@ ALL_OPS_SPEC = {
         {"name": "clip", "op": "Clip", "input": "act", "min": 0.0, "max": 6.0},
         {"name": "rq", "op": "Requantize", "input": "clip"},
         {"name": "mp", "op": "MaxPool2d", "input": "conv", "kernel": 3, "stride": 2, "padding": 1},
+        {"name": "bn", "op": "BatchNorm2d", "input": "conv"},
         {"name": "ap", "op": "AvgPool2d", "input": "conv", "kernel": [2, 2]},
         {"name": "gap", "op": "GlobalAvgPool", "input": "conv"},
         {"name": "flat", "op": "Flatten", "input": "gap"},
@@ -160,7 +161,7 @@ ALL_OPS_SPEC = {
         {"name": "pos", "op": "AddConstant", "input": "cls"},
         {"name": "row", "op": "SelectRow", "input": "pos", "index": 0},
     ],
-    "outputs": ["rq", "conv", "mp", "ap", "flat", "row"],
+    "outputs": ["rq", "conv", "mp", "ap", "flat", "row", "bn"],
 }
 
 
@@ -175,6 +176,8 @@ def test_every_op_of_the_table_is_accepted_and_has_a_float_definition():
     assert values["mp"].shape == (4, 2, 2) and values["mp"][:, 0, 0].tolist() == conv[:, :2, :2].max(axis=(1, 2)).tolist()
     assert values["ap"].shape == (4, 3, 3) and np.allclose(values["ap"][:, 1, 2], conv[:, 1:3, 2:4].mean(axis=(1, 2)))
     assert values["flat"].tolist() == conv.mean(axis=(1, 2)).tolist()
+    mean, var, gamma, beta = (model.graph.tensor(f"bn.{n}").value for n in ("mean", "var", "gamma", "beta"))
+    assert np.allclose(values["bn"][:, 2, 1], (conv[:, 2, 1] - mean) / np.sqrt(var + 1e-5) * gamma + beta)
     assert values["tok"].shape == (16, 4) and values["tok"][5].tolist() == conv[:, 1, 1].tolist()
     assert values["cls"][0].tolist() == model.graph.tensor("cls.token").value[0].tolist()
     assert values["row"].tolist() == values["pos"][0].tolist()

@@ -31,6 +31,7 @@ __all__ = [
     "layout_rows",
     "tensor_rows",
     "rows_tensor",
+    "interior",
     "pack_rows",
     "read_rows",
     "read_windows",
@@ -62,26 +63,41 @@ def rows_of(shape: tuple[int, ...]) -> tuple[int, int]:
     return rows, shape[-1]
 
 
-def layout_rows(shape: tuple[int, ...], layout: str) -> tuple[int, int]:
-    """(rows, columns) of a tensor of ``shape`` stored in ``layout``."""
+def layout_rows(shape: tuple[int, ...], layout: str, pad: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    """(rows, columns) of a tensor of ``shape`` stored in ``layout`` (a feature map with a zero border of
+    ``pad = (py, px)`` pixels: its ``(H + 2·py)·(W + 2·px)`` padded pixels)."""
     if layout == HWC:
         channels, height, width = shape
-        return height * width, channels
+        return (height + 2 * pad[0]) * (width + 2 * pad[1]), channels
     return rows_of(shape)
 
 
-def tensor_rows(raw: np.ndarray, layout: str) -> np.ndarray:
-    """The (rows, columns) matrix whose rows are stored one after another: ``raw`` in ``layout``."""
+def tensor_rows(raw: np.ndarray, layout: str, pad: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """The (rows, columns) matrix whose rows are stored one after another: ``raw`` in ``layout`` (a feature map
+    bordered by ``pad`` pixels of zeros)."""
     if layout == HWC:
+        if any(pad):
+            raw = np.pad(raw, ((0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
         return np.ascontiguousarray(raw.reshape(raw.shape[0], -1).T)
     return raw.reshape(layout_rows(raw.shape, layout))
 
 
-def rows_tensor(rows: np.ndarray, shape: tuple[int, ...], layout: str) -> np.ndarray:
-    """The tensor of ``shape`` whose rows in ``layout`` are ``rows`` (the inverse of :func:`tensor_rows`)."""
+def rows_tensor(rows: np.ndarray, shape: tuple[int, ...], layout: str, pad: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """The tensor of ``shape`` whose rows in ``layout`` are ``rows`` (the inverse of :func:`tensor_rows`: a
+    bordered map's border is dropped)."""
     if layout == HWC:
-        return np.ascontiguousarray(rows.T).reshape(shape)
+        channels, height, width = shape
+        (py, px) = pad
+        full = np.ascontiguousarray(rows.T).reshape(channels, height + 2 * py, width + 2 * px)
+        return np.ascontiguousarray(full[:, py:py + height, px:px + width])
     return rows.reshape(shape)
+
+
+def interior(offset: int, shape: tuple[int, ...], row_stride: int, pad: tuple[int, int]) -> tuple[int, int]:
+    """(first byte, skip) of the interior of a feature map bordered by ``pad`` pixels: its pixel (0, 0) and the
+    bytes after each image row beyond ``W·row_stride`` (a CONV's ``out_skip`` / ``res_skip``, docs/isa.md §3.9)."""
+    (py, px), width = pad, shape[2]
+    return offset + (py * (width + 2 * px) + px) * row_stride, 2 * px * row_stride
 
 
 def pack_rows(raw: np.ndarray, nbytes: int, row_stride: int, signed: bool) -> bytes:
@@ -219,8 +235,10 @@ class Region:
     row_stride: int = 0
     container_bits: int = 0
     layout: str = ROWS  # how the tensor's elements form rows: ROWS or HWC (docs/isa.md §4)
+    pad: tuple[int, int] = (0, 0)  # a feature map's zero border in pixels (py, px) (docs/isa.md §4)
 
     def __post_init__(self):
+        object.__setattr__(self, "pad", tuple(int(p) for p in self.pad))
         try:
             object.__setattr__(self, "kind", RegionKind(self.kind))
         except ValueError:
@@ -230,11 +248,13 @@ class Region:
             raise ValueError(f"region layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
         if self.layout == HWC and len(self.shape) != 3:
             raise ValueError(f"an {HWC} region must hold a (C, H, W) tensor, not shape {tuple(self.shape)}")
+        if any(self.pad) and self.layout != HWC:
+            raise ValueError(f"a region with a zero border must be an {HWC} feature map, not layout {self.layout!r}")
 
     @property
     def rows(self) -> int:
-        """Rows of containers the tensor takes (pixels of an HWC feature map)."""
-        return layout_rows(self.shape, self.layout)[0]
+        """Rows of containers the tensor takes (pixels of an HWC feature map, its border included)."""
+        return layout_rows(self.shape, self.layout, self.pad)[0]
 
     @property
     def fmt(self) -> QFmt:
@@ -278,7 +298,8 @@ class MemoryImage:
         if raw.shape != region.shape:
             raise ValueError(f"values for {name!r} must have shape {region.shape}, not {raw.shape}")
         memory = self.array()
-        packed = pack_rows(tensor_rows(raw, region.layout), region.container_bits // 8, region.row_stride, fmt.signed)
+        packed = pack_rows(tensor_rows(raw, region.layout, region.pad), region.container_bits // 8, region.row_stride,
+                           fmt.signed)
         # An HWC region of packed pixels may end inside an AXI word: only its own bytes are written.
         memory[region.offset : region.offset + len(packed)] = np.frombuffer(packed, dtype=np.uint8)
         return self.with_data(memory.tobytes())
@@ -298,10 +319,10 @@ class MemoryImage:
     def read(self, name: str) -> np.ndarray:
         """int64 raw codes of activation region ``name``, in its tensor shape."""
         region = self.region(name)
-        rows, cols = layout_rows(region.shape, region.layout)
+        rows, cols = layout_rows(region.shape, region.layout, region.pad)
         memory = np.frombuffer(self.data, dtype=np.uint8)
         values = read_rows(memory, region.offset, rows, cols, region.row_stride, region.container_bits // 8, region.fmt.signed)
-        return rows_tensor(values, region.shape, region.layout)
+        return rows_tensor(values, region.shape, region.layout, region.pad)
 
     def region_bytes(self, name: str) -> bytes:
         """The raw bytes of region ``name`` (padding included)."""
@@ -313,7 +334,7 @@ class MemoryImage:
         return {
             "hwgen_memory_image": 1,
             "size": len(self.data),
-            "regions": [{**asdict(r), "shape": list(r.shape)} for r in self.regions],
+            "regions": [{**asdict(r), "shape": list(r.shape), "pad": list(r.pad)} for r in self.regions],
             "descriptor_labels": list(self.labels),
         }
 

@@ -11,10 +11,15 @@ the hardware (formats wider than the containers or the accumulator, rows or weig
 than the on-chip buffers, fields out of range) are refused with a message naming them.
 
 Ops that only move rows take no descriptor: their tensors are views of another's bytes
-(:class:`_Homes`). ``Tokens`` of a feature map is the map itself read as rows; ``SelectRow(i)`` is
-row ``i`` of its input; a ``ClassToken``'s input lives in rows 1…T of its output, so the producer of
+(:class:`_Homes`). ``Tokens`` of a feature map is the map itself read as rows; ``Flatten`` of a (C, 1, 1)
+map or of one row is that row; ``SelectRow(i)`` is row ``i`` of its input; a ``ClassToken``'s input lives in rows 1…T of its output, so the producer of
 the tokens writes them in place and one 1-row BYPASS descriptor writes the class token into row 0 on
 every run. A LayerNorm read only by a SelectRow runs on that row alone.
+
+A feature map read by a padded Conv2d lies in DDR with a zero border (:func:`_borders`, docs/isa.md §4):
+the CONVs reading it start inside the border, the CONV writing it (and one reading it as its residual)
+skips the border after each grid row (``out_skip``, ``res_skip``); grouped kernels are packed dense and
+block-diagonal.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import numpy as np
 
 from hwgen.compiler.engines import estimate_cycles
 from hwgen.compiler.layout import (
-    HWC, ROWS, MemoryImage, Region, RegionKind, layout_rows, pack_rows, pack_tiles, pack_vector, rows_of, tensor_rows,
+    HWC, ROWS, MemoryImage, Region, RegionKind, interior, layout_rows, pack_rows, pack_tiles, pack_vector, rows_of,
+    tensor_rows,
 )
-from hwgen.golden.exact import attention_formats, conv_problem, conv_weight_matrix
+from hwgen.golden.exact import attention_formats, conv_dense_weight, conv_weight_matrix, flow_problem
 from hwgen.isa import (
     OPCODE_AV, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX, STATS_ENTRY_BYTES, AttentionDescriptor,
     ConvDescriptor, Flag, Limits, LinearDescriptor, Program, Requant, RowDescriptor, check_descriptor,
@@ -38,6 +44,7 @@ from hwgen.hwparams import HwParams
 from hwgen.ir import Graph, Node, verify
 from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
+from hwgen.quant.rewrite import LOWERED_OPS
 from hwgen.units import ROW_MAX, UnitFormats, attention_problem, layernorm_config, row_units_problem
 
 __all__ = ["compile_graph", "hardware_problem", "SUPPORTED_OPS"]
@@ -46,9 +53,9 @@ log = logging.getLogger(__name__)
 
 #: Ops the compiler lowers; every other IR op is refused as not supported yet.
 SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention",
-                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow"})
+                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow", "Flatten"})
 #: Ops whose output is a view of their input's bytes: no descriptor (a ClassToken's input is a view of its output).
-_VIEW_OPS = ("Tokens", "SelectRow")
+_VIEW_OPS = ("Tokens", "SelectRow", "Flatten")
 
 
 @dataclass
@@ -237,9 +244,6 @@ class _Fuser:
                 group.bias = node.inputs[2]
                 group.flags |= Flag.BIAS
             if node.op == "Conv2d":
-                problem = conv_problem(node)
-                if problem:
-                    raise ValueError(problem)
                 group.conv = node
             self.take(group, node)
             self.take(group, requantize)
@@ -374,6 +378,36 @@ def _feature_maps(graph: Graph, groups: list) -> set[str]:
     return maps
 
 
+def _borders(graph: Graph, groups: list) -> dict[str, tuple[int, int]]:
+    """The zero border ``(py, px)`` of each feature map (docs/isa.md §4): the largest padding, per axis, of the
+    Conv2d layers reading it. Only CONV descriptors read (their windows, their residual) or write (their
+    output) a bordered map; anything reading or writing it row by row is refused in one line."""
+    borders: dict[str, tuple[int, int]] = {}
+    readers: dict[str, Node] = {}
+    for node in graph.nodes:
+        if node.op == "Conv2d":
+            py, px = _pair(node.attr("padding", 0))
+            if py or px:
+                x = node.inputs[0]
+                old = borders.get(x, (0, 0))
+                borders[x] = (max(old[0], py), max(old[1], px))
+                readers.setdefault(x, node)
+    for node in graph.nodes:
+        if node.op in _VIEW_OPS and node.inputs[0] in borders:
+            x = node.inputs[0]
+            raise ValueError(f"{node.op} {node.name!r} must read a feature map without a zero border, not {x!r} "
+                             f"(bordered for the padding of Conv2d {readers[x].name!r})")
+    for g in groups:
+        if not isinstance(g, _Group) or g.conv is not None:
+            continue
+        for name in (g.x, g.y, g.residual):
+            if name in borders:
+                raise ValueError(f"{g.nodes[0].op} {g.nodes[0].name!r} must not read or write the bordered feature map "
+                                 f"{name!r} row by row (only a Conv2d with what fuses into it can; {name!r} is bordered "
+                                 f"for the padding of Conv2d {readers[name].name!r})")
+    return borders
+
+
 class _Homes:
     """Which tensors are views of another's bytes: ``name`` lives ``row`` rows into ``of`` (same row stride).
 
@@ -386,7 +420,7 @@ class _Homes:
         fused = {g.select.name for g in groups if isinstance(g, _RowGroup) and g.select is not None}
         class_outputs = set()
         for node in graph.nodes:
-            if node.op == "Tokens":
+            if node.op in ("Tokens", "Flatten"):
                 self.parent[node.outputs[0]] = (node.inputs[0], 0)
             elif node.op == "SelectRow" and node.name not in fused:
                 self.parent[node.outputs[0]] = (node.inputs[0], node.attr("index", 0))
@@ -408,7 +442,7 @@ class _Homes:
         return name, row
 
 
-def _row_stride(graph: Graph, name: str, layout: str, hw: HwParams) -> int:
+def _row_stride(graph: Graph, name: str, layout: str, hw: HwParams, pad: tuple[int, int] = (0, 0)) -> int:
     """Bytes from one row of ``name`` to the next in DDR (docs/isa.md §4).
 
     Rows start on AXI words, except the pixels of an input feature map, which are packed when every
@@ -420,13 +454,14 @@ def _row_stride(graph: Graph, name: str, layout: str, hw: HwParams) -> int:
     if layout == HWC and name in graph.inputs:
         channels, _, width = graph.tensor(name).shape
         pixel = channels * hw.act_bytes
-        steps = [width * pixel]  # an image row
+        steps = [(width + 2 * pad[1]) * pixel]  # an image row (of the bordered map)
         for node in graph.consumers(name):
             if node.op == "Tokens":
                 steps.append(pixel)  # a token row
             if node.op == "Conv2d":
                 kw, stride_x = graph.tensor(node.inputs[1]).shape[3], _pair(node.attr("stride", 1))[1]
-                steps += [kw * pixel, stride_x * pixel]  # a segment, a window step
+                start = pad[1] - _pair(node.attr("padding", 0))[1]  # the first window's pixel in a bordered row
+                steps += [kw * pixel, stride_x * pixel, start * pixel]  # a segment, a window step, the first window
         if all(step % hw.axi_bytes == 0 for step in steps):
             return pixel
     return hw.align(cols * hw.act_bytes)
@@ -440,10 +475,10 @@ def hardware_problem(graph: Graph, hw: HwParams) -> str | None:
     engine anywhere yet or only not on this core.
     """
     for node in graph.nodes:
-        if node.op not in SUPPORTED_OPS:
+        if flow_problem(node) is not None:
+            return flow_problem(node)
+        if node.op not in SUPPORTED_OPS | LOWERED_OPS:
             return f"op {node.op} is not supported yet"
-        if node.op == "Conv2d" and conv_problem(node) is not None:
-            return conv_problem(node)
         if node.op == "Attention" and attention_problem(hw) is not None:
             return f"Attention {node.name!r} needs the attention engine: {attention_problem(hw)}"
     return None
@@ -461,15 +496,27 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
             raise ValueError(f"op {node.op} is not supported yet")
         if node.op == "MatMul" and len(qgraph.tensor(node.inputs[1]).shape) > 2:
             raise ValueError(f"op MatMul with a batched second operand ({node.name!r}) is not supported yet")
+        if node.op == "Flatten":
+            shape = qgraph.tensor(node.inputs[0]).shape
+            if not (shape[1:] == (1, 1) if len(shape) == 3 else rows_of(shape)[0] == 1):
+                raise ValueError(f"Flatten {node.name!r} must read a (C, 1, 1) feature map or a single row (a view of "
+                                 f"its bytes), not shape {shape}")
 
     fuser = _Fuser(qgraph, hw)
     groups = fuser.groups()
     _check_containers(qgraph, groups, hw)
     maps = _feature_maps(qgraph, groups)
+    borders = _borders(qgraph, groups)
     homes = _Homes(qgraph, groups)
 
     def layout(name: str) -> str:
         return HWC if name in maps else ROWS
+
+    def pad(name: str) -> tuple[int, int]:
+        return borders.get(name, (0, 0))
+
+    def row_stride(name: str) -> int:
+        return _row_stride(qgraph, name, layout(name), hw, pad(name))
 
     # Layout: program, then constants per group, then activations.
     chunks: list[bytes] = []
@@ -487,7 +534,7 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
     def place_rows_constant(name: str) -> None:
         """A constant a descriptor reads as activation rows (x or r), in the layout of what it meets."""
         c = qgraph.tensor(name)
-        stride = _row_stride(qgraph, name, layout(name), hw)
+        stride = row_stride(name)
         payload = pack_rows(tensor_rows(c.raw, layout(name)), hw.act_bytes, stride, c.fmt.signed)
         placed[name] = place(Region(name, RegionKind.PARAMS, 0, 0, str(c.fmt), c.shape, stride, hw.act_bits,
                                     layout(name)), payload)
@@ -522,8 +569,10 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         w = qgraph.tensor(group.weight)
         if group.conv is not None:
             # K ordered (ky, kx, c) over the pixels' containers: zero weights for the padding of padded pixels.
-            channels = _row_stride(qgraph, group.x, HWC, hw) // hw.act_bytes
-            w_raw = conv_weight_matrix(np.pad(w.raw, ((0, 0), (0, channels - w.shape[1]), (0, 0), (0, 0))))
+            # A grouped kernel is packed dense: zero weights outside each output's group (block-diagonal).
+            channels = row_stride(group.x) // hw.act_bytes
+            dense = conv_dense_weight(w.raw, group.conv.attr("groups", 1))
+            w_raw = conv_weight_matrix(np.pad(dense, ((0, 0), (0, channels - dense.shape[1]), (0, 0), (0, 0))))
         else:
             w_raw = w.raw.T if group.weight_transposed else w.raw
         if group.weight_key not in placed:
@@ -548,24 +597,24 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
                 else RegionKind.ACTIVATION)
 
     def rows(name: str) -> int:
-        return layout_rows(qgraph.tensor(name).shape, layout(name))[0]
+        return layout_rows(qgraph.tensor(name).shape, layout(name), pad(name))[0]
 
     def region_of(name: str, stride: int) -> Region:
         tensor = qgraph.tensor(name)
-        return Region(name, kind(name), 0, 0, str(tensor.fmt), tensor.shape, stride, hw.act_bits, layout(name))
+        return Region(name, kind(name), 0, 0, str(tensor.fmt), tensor.shape, stride, hw.act_bits, layout(name), pad(name))
 
     # Tensors with a buffer of their own first, then the views into them (same row stride as their buffer).
     tensors = list(dict.fromkeys(list(qgraph.inputs) + fuser.materialized))
     for name in tensors:
         if homes.root(name)[0] == name:
-            stride = _row_stride(qgraph, name, layout(name), hw)
+            stride = row_stride(name)
             placed[name] = place(region_of(name, stride), bytes(rows(name) * stride))
     for name in tensors:
         root, row = homes.root(name)
         if root == name:
             continue
         home = placed[root]
-        natural = _row_stride(qgraph, name, layout(name), hw)
+        natural = row_stride(name)
         if row + rows(name) > home.rows:
             raise ValueError(f"tensor {name!r} must fit inside {root!r} it is a view of, not end at row "
                              f"{row + rows(name)} of {home.rows}")
@@ -701,6 +750,11 @@ def _descriptor(qgraph: Graph, group: _Group | _RowGroup, placed: dict[str, Regi
         rq2=group.rq2, chunk_tiles=chunk_tiles, y_shift=group.y_shift, r_shift=group.r_shift,
     )
     if group.conv is not None:
+        # Into the interior of a bordered output map, from that of a bordered residual (docs/isa.md §3.9, §4).
+        common["out_addr"], common["out_skip"] = interior(out.offset, out.shape, out.row_stride, out.pad)
+        if flags & Flag.RESIDUAL:
+            r = placed[group.residual]
+            common["res_addr"], common["res_skip"] = interior(r.offset, r.shape, r.row_stride, r.pad)
         largest = _conv_descriptor(qgraph, group, x, common, hw)
     else:
         largest = LinearDescriptor(m=m, x_stride=x.row_stride, w_stride=w_stride, **common)
@@ -711,13 +765,16 @@ def _descriptor(qgraph: Graph, group: _Group | _RowGroup, placed: dict[str, Regi
 def _conv_descriptor(qgraph: Graph, group: _Group, x: Region, common: dict, hw: HwParams) -> ConvDescriptor:
     """A Conv2d's CONV: its windows gathered from the channels-last input, one kernel row per segment (§3.9)."""
     node = group.conv
-    width = qgraph.tensor(group.x).shape[2]
+    width = qgraph.tensor(group.x).shape[2] + 2 * x.pad[1]  # pixels of a (bordered) image row
     _, grid_h, grid_w = qgraph.tensor(node.outputs[0]).shape
     kh = qgraph.tensor(group.weight).shape[2]
     stride_y, stride_x = _pair(node.attr("stride", OPS["Conv2d"].attr_defaults()["stride"]))
+    pad_y, pad_x = _pair(node.attr("padding", OPS["Conv2d"].attr_defaults()["padding"]))
     pixel = x.row_stride  # the pixels lie back to back: an image row is width·pixel bytes
+    # The first window starts (border − padding) pixels into the bordered map, on each axis.
+    first = ((x.pad[0] - pad_y) * width + x.pad[1] - pad_x) * pixel
     return ConvDescriptor(grid_h=grid_h, grid_w=grid_w, kh=kh, stride_y=stride_y, x_stride=stride_x * pixel,
-                          seg_stride=width * pixel, **common)
+                          seg_stride=width * pixel, **{**common, "x_addr": x.offset + first})
 
 
 def _fastest_chunking(largest: LinearDescriptor | ConvDescriptor, hw: HwParams) -> LinearDescriptor | ConvDescriptor:

@@ -31,6 +31,7 @@ from hwgen.frontend.spec import Model
 from hwgen.ir import Graph, InputDistribution, Node, Tensor, verify
 from hwgen.ir.serialize import npz_bytes
 from hwgen.qfx import QFmt
+from hwgen.quant.rewrite import fold_batchnorm_params
 
 __all__ = [
     "OnnxImportError",
@@ -626,18 +627,18 @@ def _match_batchnorm(net: Net, node: ONode):
     if conv is None or conv.op != "Conv" or any(p is None for p in params) or len(net.consumers(conv.outputs[0])) != 1:
         return None
     gamma, beta, mean, var = (np.asarray(p, np.float64) for p in params)
-    factor = gamma / np.sqrt(var + node.attr("epsilon", 1e-5))
     weight = net.const(conv.inputs[1])
     if weight is None:
         return None
-    bias = net.const(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else np.zeros(weight.shape[0])
+    bias = net.const(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else None
     w, b = f"{node.outputs[0]}::weight", f"{node.outputs[0]}::bias"
     if any(name in dict(net.formats) for name in conv.inputs[1:]):
         log.warning("%s: BatchNormalization %r folded into a quantized Conv: its weight formats are recalibrated",
                     net.where, node.name)
     found = _Found([conv, node], dataclasses.replace(conv, inputs=(conv.inputs[0], w, b), outputs=(node.outputs[0],)))
-    found.const(w, np.asarray(weight, np.float64) * factor[:, None, None, None])
-    found.const(b, (np.asarray(bias, np.float64) - mean) * factor + beta)
+    folded_weight, folded_bias = fold_batchnorm_params(weight, bias, mean, var, gamma, beta, node.attr("epsilon", 1e-5))
+    found.const(w, folded_weight)
+    found.const(b, folded_bias)
     return found
 
 

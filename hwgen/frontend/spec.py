@@ -165,6 +165,13 @@ def _conv2d(ctx, layer, name, shapes):
     return consts, attrs, [name]
 
 
+def _batchnorm2d(ctx, layer, name, shapes):
+    c = shapes[0][0]
+    consts = [ctx.constant(f"{name}.mean", (c,), 0.1), ctx.constant(f"{name}.var", (c,), 0.25, 1.0),
+              ctx.constant(f"{name}.gamma", (c,), 0.25, 1.0), ctx.constant(f"{name}.beta", (c,), 0.1)]
+    return consts, {k: layer[k] for k in ("eps",) if k in layer}, [name]
+
+
 def _moe_gate(ctx, layer, name, shapes):
     d = shapes[0][-1]
     e = _positive_int(ctx, "experts", layer.get("experts"))
@@ -214,6 +221,7 @@ _LAYERS: dict[str, tuple[tuple[str, ...], int, _Builder]] = {
     "Softmax": (("axis",), 1, _attrs_only("axis")),
     "GELU": (("approximate",), 1, _attrs_only("approximate")),
     "Conv2d": (("channels", "kernel", "stride", "padding", "groups", "bias"), 1, _conv2d),
+    "BatchNorm2d": (("eps",), 1, _batchnorm2d),
     "Attention": (("heads",), 3, _attrs_only("heads")),
     "MoEGate": (("experts",), 1, _moe_gate),
     "TopK": (("k",), 1, _topk),

@@ -20,8 +20,8 @@ from hwgen.ir import Graph, Node
 from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
 
-__all__ = ["run", "quantize_inputs", "exact_matmul", "matmul", "pool2d", "attention_formats", "conv_problem",
-           "conv_windows", "conv_weight_matrix", "EXACT_OPS"]
+__all__ = ["run", "quantize_inputs", "exact_matmul", "matmul", "pool2d", "attention_formats", "flow_problem",
+           "conv_windows", "conv_dense_weight", "conv_weight_matrix", "EXACT_OPS"]
 
 
 def _pair(value) -> tuple[int, int]:
@@ -36,26 +36,44 @@ def pool2d(x: np.ndarray, attrs: dict, fill, reduce) -> np.ndarray:
     return reduce(windows, axis=(3, 4))
 
 
-def conv_problem(node: Node) -> str | None:
-    """Why the fixed-point flow cannot run Conv2d ``node`` yet (one line naming it), or ``None``."""
-    if any(_pair(_attr(node, "padding"))):
-        return f"Conv2d {node.name!r} with padding is not supported yet"
-    if _attr(node, "groups") != 1:
-        return f"Conv2d {node.name!r} with groups is not supported yet"
+def flow_problem(node: Node) -> str | None:
+    """Why the fixed-point flow cannot run ``node`` (one line naming it), or ``None``."""
+    if node.op == "MaxPool2d":
+        return (f"MaxPool2d {node.name!r} is not supported in the fixed-point flow yet (no window-maximum datapath; "
+                f"the float reference runs it)")
     return None
 
 
-def conv_windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
-    """The (grid_h·grid_w, kh·kw·C) rows of a (C, H, W) input's windows (no padding): row ``(gy, gx)``
-    row-major over the grid, columns ordered ``(ky, kx, c)`` — the rows a CONV gathers (docs/isa.md §3.9)."""
-    (kh, kw), (sy, sx) = kernel, stride
+def conv_windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """The (grid_h·grid_w, kh·kw·C) rows of a (C, H, W) input's windows, the input bordered by ``padding`` zeros:
+    row ``(gy, gx)`` row-major over the grid, columns ordered ``(ky, kx, c)`` — the rows a CONV gathers from a
+    zero-bordered feature map (docs/isa.md §3.9, §4)."""
+    (kh, kw), (sy, sx), (py, px) = kernel, stride, padding
+    x = np.pad(x, ((0, 0), (py, py), (px, px)))
     windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::sy, ::sx]  # (C, gh, gw, kh, kw)
     grid_h, grid_w = windows.shape[1:3]
     return windows.transpose(1, 2, 3, 4, 0).reshape(grid_h * grid_w, kh * kw * x.shape[0])
 
 
-def conv_weight_matrix(weight: np.ndarray) -> np.ndarray:
-    """The (kh·kw·C, O) matrix of an (O, C, kh, kw) kernel, rows ordered ``(ky, kx, c)`` like :func:`conv_windows`."""
+def conv_dense_weight(weight: np.ndarray, groups: int) -> np.ndarray:
+    """The (O, C, kh, kw) kernel of an (O, C/groups, kh, kw) grouped one: zero outside each output's group
+    (block-diagonal over the channels), so a grouped convolution is a dense one (docs/isa.md §3.9)."""
+    if groups == 1:
+        return weight
+    out, per_group = weight.shape[:2]
+    dense = np.zeros((out, per_group * groups, *weight.shape[2:]), dtype=weight.dtype)
+    outs_per_group = out // groups
+    for g in range(groups):
+        rows = slice(g * outs_per_group, (g + 1) * outs_per_group)
+        dense[rows, g * per_group:(g + 1) * per_group] = weight[rows]
+    return dense
+
+
+def conv_weight_matrix(weight: np.ndarray, groups: int = 1) -> np.ndarray:
+    """The (kh·kw·C, O) matrix of an (O, C/groups, kh, kw) kernel, rows ordered ``(ky, kx, c)`` like
+    :func:`conv_windows` (block-diagonal for ``groups > 1``)."""
+    weight = conv_dense_weight(weight, groups)
     return weight.transpose(2, 3, 1, 0).reshape(-1, weight.shape[0])
 
 
@@ -68,18 +86,16 @@ def _linear(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt
 
 
 def _conv2d(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
-    problem = conv_problem(node)
-    if problem:
-        raise ValueError(problem)
+    """The exact sums of the zero-bordered input's windows by the (block-diagonal) weight matrix, then the bias
+    aligned to the products' binary point, as a Linear: what a CONV computes (docs/isa.md §3.9)."""
     x, w = args[0], args[1]
-    rows = conv_windows(x, w.shape[2:], _pair(_attr(node, "stride")))
-    acc = exact_matmul(rows, conv_weight_matrix(w))
+    stride, padding = _pair(_attr(node, "stride")), _pair(_attr(node, "padding"))
+    rows = conv_windows(x, w.shape[2:], stride, padding)
+    acc = exact_matmul(rows, conv_weight_matrix(w, _attr(node, "groups")))
     if len(args) > 2:
-        # Like Linear's: the bias aligned to the products' binary point.
         acc = acc + (args[2] << (out[0].frac_bits - fmts[2].frac_bits))
-    channels = w.shape[0]
-    grid = (x.shape[1] - w.shape[2]) // _pair(_attr(node, "stride"))[0] + 1
-    acc = acc.T.reshape(channels, grid, -1)  # pixels are rows: back to (O, grid_h, grid_w)
+    grid_h = (x.shape[1] + 2 * padding[0] - w.shape[2]) // stride[0] + 1
+    acc = acc.T.reshape(w.shape[0], grid_h, -1)  # pixels are rows: back to (O, grid_h, grid_w)
     return (out[0].check_raw(acc, f"accumulator of {node.name!r}"),)
 
 

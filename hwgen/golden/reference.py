@@ -77,6 +77,12 @@ def _conv2d(args, attrs):
     return (y,)
 
 
+def _batchnorm2d(args, attrs):
+    x, mean, var, gamma, beta = args
+    scale = gamma / np.sqrt(var + attrs["eps"])
+    return ((x - mean[:, None, None]) * scale[:, None, None] + beta[:, None, None],)
+
+
 def _attention(args, attrs):
     q, k, v = args
     heads = attrs["heads"]
@@ -119,6 +125,7 @@ FLOAT_OPS: dict[str, Callable[[list[np.ndarray], dict], tuple[np.ndarray, ...]]]
     "Softmax": lambda args, attrs: (_softmax_along(args[0], attrs["axis"]),),
     "GELU": lambda args, attrs: (_gelu_values(args[0], attrs["approximate"]),),
     "Conv2d": _conv2d,
+    "BatchNorm2d": _batchnorm2d,
     "Attention": _attention,
     "MoEGate": lambda args, attrs: (matmul(args[0], args[1]),),
     "TopK": _topk,

@@ -143,6 +143,16 @@ def _conv2d(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ..
     return ((weight[0], *out_hw),)
 
 
+def _batchnorm2d(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
+    x = shapes[0]
+    _need_rank("input", x, 3, 3)
+    for role, shape in zip(("mean", "var", "gamma", "beta"), shapes[1:]):
+        _need(role, shape, (x[0],))
+    if not attrs["eps"] > 0:
+        raise ValueError(f"eps must be positive, not {attrs['eps']!r}")
+    return (x,)
+
+
 def _attention(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
     q, k, v = shapes
     for role, shape in (("q", q), ("k", k), ("v", v)):
@@ -288,6 +298,10 @@ OPS: dict[str, OpSpec] = {
                constant_operands=("weight", "bias"),
                attrs=(("stride", _PAIR, 1), ("padding", _PAIR, 0), ("groups", _INT, 1)),
                doc="2-D convolution of a (C, H, W) input with an (O, C/groups, kh, kw) kernel"),
+        OpSpec("BatchNorm2d", ("input", "mean", "var", "gamma", "beta"), ("output",), _batchnorm2d,
+               constant_operands=("mean", "var", "gamma", "beta"), attrs=(("eps", _FLOAT, 1e-5),),
+               doc="(x − mean[c]) / sqrt(var[c] + eps) · gamma[c] + beta[c] per channel of a (C, H, W) input; folded "
+                   "into the Conv2d before it before quantization"),
         OpSpec("Attention", ("q", "k", "v"), ("output",), _attention,
                attrs=(("heads", _INT, REQUIRED), ("score_format", _STR, ""), ("prob_format", _STR, "")),
                doc="multi-head softmax(q·kᵀ / sqrt(d_head)) · v on projected q, k, v; a quantized graph names "

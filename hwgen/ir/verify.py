@@ -226,7 +226,11 @@ def _check_product_accumulator(graph: Graph, node: Node, fmts: list[Any], out: q
     matrix = weight.raw
     if node.op == "Conv2d":
         matrix = matrix.reshape(matrix.shape[0], -1).T
-    if weight.is_constant and matrix.ndim == 2:
+    x = graph.tensor(node.inputs[0])
+    if x.is_constant and not weight.is_constant and len(weight.shape) == 2 and not node.attr("transpose_b", False):
+        # Constant rows times an activation (a global average pool): bounded by the rows' actual codes.
+        bound = accumulator_bound(w_fmt, x.raw.T, None, 0)
+    elif weight.is_constant and matrix.ndim == 2:
         bias, bias_shift = None, 0
         if len(node.inputs) > 2:
             bias_tensor = graph.tensor(node.inputs[2])

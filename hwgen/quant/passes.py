@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwgen.golden.exact import attention_formats, conv_problem, conv_weight_matrix
+from hwgen.golden.exact import attention_formats, conv_weight_matrix, flow_problem
 from hwgen.golden.reference import run_float, sample_inputs
 from hwgen.ir import Graph, Node, Tensor, accumulator_bound
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt, result_fmt_add
@@ -26,13 +26,13 @@ __all__ = ["QuantConfig", "SUPPORTED_OPS", "check_supported", "insert_requantize
 
 #: Ops the fixed-point flow implements end to end (quantizer, golden model, compiler).
 SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention",
-                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow"})
+                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow", "Flatten"})
 #: Ops whose exact result is wider than an activation: a Requantize follows each of them.
 _WIDENING_OPS = ("Linear", "MatMul", "Add", "Conv2d", "AddConstant")
 #: Widening ops whose exact result is a sum (named ``<out>.sum``); the others' is an accumulator (``<out>.acc``).
 _SUM_OPS = ("Add", "AddConstant")
 #: Ops that only move codes (a view, or a concatenation with a constant): the output keeps the input's format.
-_MOVING_OPS = ("Tokens", "SelectRow", "ClassToken")
+_MOVING_OPS = ("Tokens", "SelectRow", "ClassToken", "Flatten")
 #: Ops computed by a unit generated for fixed formats (``UnitFormats``): their input must be a
 #: tensor whose format can be chosen (a graph input or a Requantize output).
 _UNIT_OPS = ("GELU", "LayerNorm", "Softmax")
@@ -99,10 +99,11 @@ class QuantConfig:
 def check_supported(graph: Graph, config: QuantConfig) -> Graph:
     """Refuse graphs with ops the fixed-point flow does not implement yet (before any work is done)."""
     for node in graph.nodes:
+        problem = flow_problem(node)
+        if problem:
+            raise ValueError(problem)
         if node.op not in SUPPORTED_OPS:
             raise ValueError(f"op {node.op} is not supported yet")
-        if node.op == "Conv2d" and conv_problem(node):
-            raise ValueError(conv_problem(node))
         if node.op == "Softmax":
             axis, rank = node.attr("axis", -1), len(graph.tensor(node.inputs[0]).shape)
             if axis not in (-1, rank - 1):
@@ -322,6 +323,14 @@ def _unit_input_formats(graph: Graph, units: UnitFormats) -> dict[str, QFmt]:
 
 
 def _accumulator_format(graph, node, config, fmts, raws, requested, weight) -> QFmt:
+    a_tensor = graph.tensor(node.inputs[0])
+    if a_tensor.is_constant and a_tensor.name not in fmts:
+        # A constant read as activation rows (a global average pool's row of 1/(H·W)): it weighs the rows of b, so
+        # it takes a weight_bits format of its range (in an activation container), which keeps the sums narrow.
+        fmts[a_tensor.name] = requested.get(a_tensor.name) or range_format(
+            float(np.abs(a_tensor.value).max(initial=0.0)), config.weight_bits, 0.0, config.weight_rounding,
+            config.weight_overflow)
+        raws[a_tensor.name] = fmts[a_tensor.name].quantize(a_tensor.value)
     x_fmt = fmts[node.inputs[0]]
     b_tensor = graph.tensor(node.inputs[1])
     w_fmt = weight(b_tensor) if b_tensor.is_constant else fmts[node.inputs[1]]
@@ -349,10 +358,13 @@ def _accumulator_format(graph, node, config, fmts, raws, requested, weight) -> Q
             raws[bias.name] = bias_raw = bias_fmt.quantize(bias.value)
         b_raw = raws[b_tensor.name]
         if conv:
-            b_raw = conv_weight_matrix(b_raw)
+            b_raw = conv_weight_matrix(b_raw, node.attr("groups", 1))
         elif node.attr("transpose_b", False):
             b_raw = b_raw.T
         bound = accumulator_bound(x_fmt, b_raw, bias_raw, bias_shift)
+    elif a_tensor.is_constant and len(b_tensor.shape) == 2 and not node.attr("transpose_b", False):
+        # Constant rows times an activation: the sums are bounded by the rows' actual codes.
+        bound = accumulator_bound(w_fmt, raws[a_tensor.name].T, None, 0)
     else:
         k = graph.tensor(node.inputs[0]).shape[-1]
         bound = k * max(-x_fmt.min_raw, x_fmt.max_raw) * max(-w_fmt.min_raw, w_fmt.max_raw)
