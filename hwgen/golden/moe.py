@@ -86,7 +86,7 @@ def dispatch(indices: np.ndarray, experts: int) -> list[tuple[np.ndarray, np.nda
     """Per expert, its ``(tokens, slots)``: the tokens ``t`` (ascending) and slots ``j`` with ``indices[t, j] = e``.
 
     This is Edge-MoE's patch reordering: the token lists the gate writes; an expert whose list is
-    empty is skipped. A token chooses ``k`` distinct experts, so it appears at most once per list.
+    empty is skipped. TopK gives a token ``k`` distinct experts, so it appears at most once per list.
     """
     idx = np.asarray(indices, dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= experts):
@@ -198,5 +198,5 @@ def moe(f: ExpertFormats, x: np.ndarray, scores: np.ndarray, indices: np.ndarray
         if not len(tokens):
             continue  # no token chose this expert: its weights are never loaded
         y = expert_ffn(f, x[tokens], w1[e], b1[e], w2[e], b2[e])
-        acc[tokens] += scores[tokens, slots][:, None] * y  # a token appears once per expert
+        np.add.at(acc, tokens, scores[tokens, slots][:, None] * y)  # exact: int64, any order
     return f.sum.check_raw(acc, "weighted sum of the experts")

@@ -106,7 +106,7 @@ def moe_float(x, scores, indices, w1, b1, w2, b2, activation: str = "gelu") -> t
             continue
         pre = matmul(x[tokens], w1[e]) + b1[e]
         y = matmul(act(pre), w2[e]) + b2[e]
-        out[tokens] += scores[tokens, slots][:, None] * y
+        np.add.at(out, tokens, scores[tokens, slots][:, None] * y)  # a token may repeat an expert
         ranges["hidden"] = max(ranges["hidden"], float(np.abs(pre).max()))
         ranges["expert"] = max(ranges["expert"], float(np.abs(y).max()))
     return out, ranges
