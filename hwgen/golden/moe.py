@@ -36,7 +36,7 @@ from functools import cached_property
 import numpy as np
 
 from hwgen.golden import nonlinear as nl
-from hwgen.golden.products import exact_matmul
+from hwgen.golden.products import exact_fmt, exact_matmul, magnitude
 from hwgen.golden.unit_configs import gelu_config
 from hwgen.ir import Graph, Node
 from hwgen.qfx import QFmt
@@ -101,11 +101,6 @@ def index_format(width: int) -> QFmt:
     return QFmt(width, width, False)
 
 
-def _magnitude(fmt: QFmt) -> int:
-    """Largest |raw| of a format."""
-    return max(-fmt.min_raw, fmt.max_raw)
-
-
 @dataclass(frozen=True)
 class ExpertFormats:
     """Every format of one quantized Expert node: its operands', the FFN's (the node's attributes), ``k``."""
@@ -137,14 +132,13 @@ class ExpertFormats:
     @property
     def sum(self) -> QFmt:
         """The exact weighted sum of step 6: ``k`` products of the largest score and expert-output codes."""
-        bound = self.k * _magnitude(self.score) * _magnitude(self.expert)
-        width = max(bound.bit_length() + 1, 2)
-        return QFmt(width, width - self.score.frac_bits - self.expert.frac_bits, True)
+        return exact_fmt(self.k * magnitude(self.score) * magnitude(self.expert),
+                         self.score.frac_bits + self.expert.frac_bits)
 
     @property
     def product_bits(self) -> int:
         """Bits of one ``score · y`` product (signed): what a partial row entry holds."""
-        return (_magnitude(self.score) * _magnitude(self.expert)).bit_length() + 1
+        return (magnitude(self.score) * magnitude(self.expert)).bit_length() + 1
 
     @cached_property
     def gelu(self):

@@ -17,6 +17,7 @@ import numpy as np
 
 from hwgen.golden.exact import attention_formats, conv_problem, conv_weight_matrix
 from hwgen.golden.moe import expert_formats, graph_tasks, index_format
+from hwgen.golden.products import exact_fmt
 from hwgen.golden.reference import moe_float, run_float, sample_inputs
 from hwgen.ir import Graph, Node, Tensor, accumulator_bound
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt, result_fmt_add
@@ -387,10 +388,10 @@ def _bias_format(node: Node, bias: Tensor, product_frac: int, config: QuantConfi
 
 def _exact_accumulator(node: Node, config: QuantConfig, bound: int, product_frac: int) -> QFmt:
     """The signed format holding every sum up to ``bound`` on the products' binary point, within ``acc_bits``."""
-    width = max(bound.bit_length() + 1, 2)
-    if width > config.acc_bits:
-        raise _accumulator_error(node, config, width)
-    return QFmt(width, width - product_frac, True)
+    fmt = exact_fmt(bound, product_frac)
+    if fmt.width > config.acc_bits:
+        raise _accumulator_error(node, config, fmt.width)
+    return fmt
 
 
 def _quantize_expert(graph: Graph, node: Node, config: QuantConfig, units: UnitFormats, fmts: dict[str, QFmt],
