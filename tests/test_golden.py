@@ -65,10 +65,10 @@ def test_run_refuses_bad_inputs_and_unsupported_ops(odd):
     with pytest.raises(ValueError, match=r"^graph must be quantized .*, not a float graph$"):
         golden.run(zoo.load_model("mlp-odd").graph, x)
     fmt = QFmt(16, 4)
-    tensors = (Tensor("x", (2, 3), fmt), Tensor("v", (2, 2), fmt), Tensor("i", (2, 2), fmt))
-    topk = Graph("s", ("x",), ("v", "i"), tensors, (Node("t", "TopK", ("x",), ("v", "i"), {"k": 2}),))
-    with pytest.raises(ValueError, match=r"^op TopK is not supported yet$"):
-        golden.run(topk, np.zeros((2, 3), dtype=np.int64))
+    tensors = (Tensor("x", (2, 3), fmt), Tensor("v", (2, 3), fmt))
+    clip = Graph("s", ("x",), ("v",), tensors, (Node("t", "Clip", ("x",), ("v",), {"min": 0.0, "max": 1.0}),))
+    with pytest.raises(ValueError, match=r"^op Clip is not supported yet$"):
+        golden.run(clip, np.zeros((2, 3), dtype=np.int64))
 
 
 def test_accuracy_report_formula(odd):

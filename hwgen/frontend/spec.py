@@ -175,7 +175,10 @@ def _batchnorm2d(ctx, layer, name, shapes):
 def _moe_gate(ctx, layer, name, shapes):
     d = shapes[0][-1]
     e = _positive_int(ctx, "experts", layer.get("experts"))
-    return [ctx.constant(f"{name}.weight", (d, e), 1.0 / np.sqrt(d))], {}, [name]
+    tasks = _positive_int(ctx, "tasks", layer.get("tasks", 1))
+    # One gate per task (M³ViT's multi-gate): the tasks' matrices stacked, the task chosen at run time.
+    shape = (d, e) if tasks == 1 else (tasks, d, e)
+    return [ctx.constant(f"{name}.weight", shape, 1.0 / np.sqrt(d))], {"tasks": tasks} if tasks > 1 else {}, [name]
 
 
 def _topk(ctx, layer, name, shapes):
@@ -223,7 +226,7 @@ _LAYERS: dict[str, tuple[tuple[str, ...], int, _Builder]] = {
     "Conv2d": (("channels", "kernel", "stride", "padding", "groups", "bias"), 1, _conv2d),
     "BatchNorm2d": (("eps",), 1, _batchnorm2d),
     "Attention": (("heads",), 3, _attrs_only("heads")),
-    "MoEGate": (("experts",), 1, _moe_gate),
+    "MoEGate": (("experts", "tasks"), 1, _moe_gate),
     "TopK": (("k",), 1, _topk),
     "Expert": (("experts", "hidden", "activation"), 3, _expert),
     "MaxPool2d": (("kernel", "stride", "padding"), 1, _pool),

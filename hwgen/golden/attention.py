@@ -30,7 +30,7 @@ from functools import cached_property
 import numpy as np
 
 from hwgen.golden import nonlinear as nl
-from hwgen.golden.products import exact_matmul
+from hwgen.golden.products import exact_fmt, exact_matmul, magnitude
 from hwgen.golden.unit_configs import ROW_MAX, softmax_config
 from hwgen.qfx import QFmt
 
@@ -55,17 +55,6 @@ def score_scale(d_head: int) -> tuple[int, int]:
     top = math.ceil(math.log2(math.sqrt(d_head)))
     frac = SCALE_BITS - 1 + top
     return round(2.0**frac / math.sqrt(d_head)), frac
-
-
-def _magnitude(fmt: QFmt) -> int:
-    """Largest |raw| of a format."""
-    return max(-fmt.min_raw, fmt.max_raw)
-
-
-def _exact_fmt(bound: int, frac_bits: int) -> QFmt:
-    """The signed format holding every integer of magnitude ≤ ``bound`` with ``frac_bits`` fraction bits."""
-    width = max(bound.bit_length() + 1, 2)
-    return QFmt(width, width - frac_bits, True)
 
 
 @dataclass(frozen=True)
@@ -100,19 +89,19 @@ class AttentionFormats:
     @property
     def qk_acc(self) -> QFmt:
         """The exact Q·Kᵀ accumulator: ``d_head`` products of the largest codes."""
-        return _exact_fmt(self.d_head * _magnitude(self.q) * _magnitude(self.k), self.q.frac_bits + self.k.frac_bits)
+        return exact_fmt(self.d_head * magnitude(self.q) * magnitude(self.k), self.q.frac_bits + self.k.frac_bits)
 
     @property
     def scaled(self) -> QFmt:
         """``acc · scale_mul``, exact, with ``scale_frac`` more fraction bits: what the score requantization reads."""
         mul, frac = self.scale
         acc = self.qk_acc
-        return _exact_fmt(_magnitude(acc) * mul, acc.frac_bits + frac)
+        return exact_fmt(magnitude(acc) * mul, acc.frac_bits + frac)
 
     @property
     def av_acc(self) -> QFmt:
         """The exact A·V accumulator: ``keys`` products of the largest probability and value codes."""
-        return _exact_fmt(self.keys * _magnitude(self.prob) * _magnitude(self.v), self.prob.frac_bits + self.v.frac_bits)
+        return exact_fmt(self.keys * magnitude(self.prob) * magnitude(self.v), self.prob.frac_bits + self.v.frac_bits)
 
     @cached_property
     def softmax(self) -> nl.SoftmaxConfig:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from hwgen import qfx
-from hwgen.golden import attention, nonlinear, unit_configs
+from hwgen.golden import attention, moe, nonlinear, unit_configs
 from hwgen.golden.products import exact_matmul, matmul
 from hwgen.ir import Graph, Node
 from hwgen.ir.ops import OPS
@@ -170,6 +170,20 @@ def _attention(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[Q
     return (attention.attention(f, q, k, v),)
 
 
+def _topk(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+    if out[0] != fmts[0]:
+        raise ValueError(f"TopK {node.name!r} must keep its input format {fmts[0]}, not {out[0]}")
+    values, indices = moe.topk(args[0], _attr(node, "k"))
+    return values, out[1].check_raw(indices, f"indices of {node.name!r}")
+
+
+def _expert(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
+    f = moe.expert_formats(node, fmts, args[1].shape[1])
+    if out[0] != f.sum:
+        raise ValueError(f"Expert {node.name!r} must give the exact weighted sum {f.sum}, not {out[0]}")
+    return (moe.moe(f, *args),)
+
+
 def _maxpool2d(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt]) -> tuple[np.ndarray, ...]:
     if out[0] != fmts[0]:
         raise ValueError(f"MaxPool2d {node.name!r} must keep its input format {fmts[0]}, not {out[0]}")
@@ -200,6 +214,9 @@ EXACT_OPS: dict[str, Callable[[Node, list[np.ndarray], list[QFmt], list[QFmt]], 
     "LayerNorm": _layernorm,
     "Softmax": _softmax,
     "Attention": _attention,
+    "MoEGate": _linear,  # the task's W_g (moe.task_weight): a Linear without bias
+    "TopK": _topk,
+    "Expert": _expert,
     "MaxPool2d": _maxpool2d,
     "Flatten": _moved(lambda x, node: x.reshape(-1)),
     "Tokens": _moved(lambda x, node: x.reshape(x.shape[0], -1).T),
@@ -214,10 +231,14 @@ def quantize_inputs(qgraph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str
     return {name: qgraph.tensor(name).fmt.quantize(inputs[name]) for name in qgraph.inputs}
 
 
-def run(qgraph: Graph, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
-    """Every tensor's int64 raw codes for raw ``inputs`` (a dict, or one array for a one-input graph)."""
+def run(qgraph: Graph, inputs: Mapping[str, np.ndarray] | np.ndarray, task: int = 0) -> dict[str, np.ndarray]:
+    """Every tensor's int64 raw codes for raw ``inputs`` (a dict, or one array for a one-input graph).
+
+    ``task`` selects the gate of a multi-task MoE model (``MoEGate`` with ``tasks``); 0 otherwise.
+    """
     if not qgraph.is_quantized:
         raise ValueError("graph must be quantized (formats on every tensor) to run bit-exactly, not a float graph")
+    task = moe.check_task(qgraph, task)
     if not isinstance(inputs, Mapping):
         if len(qgraph.inputs) != 1:
             raise ValueError(f"inputs must be a dict naming each of {', '.join(qgraph.inputs)}, not one array")
@@ -237,7 +258,7 @@ def run(qgraph: Graph, inputs: Mapping[str, np.ndarray] | np.ndarray) -> dict[st
         op = EXACT_OPS.get(node.op)
         if op is None:
             raise ValueError(f"op {node.op} is not supported yet")
-        args = [values[n] for n in node.inputs]
+        args = moe.task_weight(node, [values[n] for n in node.inputs], task)
         fmts = [qgraph.tensor(n).fmt for n in node.inputs]
         outs = [qgraph.tensor(n).fmt for n in node.outputs]
         for name, result in zip(node.outputs, op(node, args, fmts, outs)):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["matmul", "exact_matmul"]
+from hwgen.qfx import QFmt
+
+__all__ = ["matmul", "exact_matmul", "magnitude", "exact_fmt"]
 
 #: Largest magnitude every integer below which a float64 holds exactly.
 _FLOAT_EXACT = 2**53
@@ -40,3 +42,15 @@ def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if bound < 2**63:
         return matmul(a.astype(np.int64), b.astype(np.int64))
     raise ValueError(f"matrix product must stay below 2**63 in magnitude, not reach {bound}")
+
+
+def magnitude(fmt: QFmt) -> int:
+    """Largest |raw| of a format."""
+    return max(-fmt.min_raw, fmt.max_raw)
+
+
+def exact_fmt(bound: int, frac_bits: int) -> QFmt:
+    """The signed format holding every integer of magnitude ≤ ``bound`` with ``frac_bits`` fraction bits:
+    the format of an exact sum whose largest magnitude is ``bound``."""
+    width = max(bound.bit_length() + 1, 2)
+    return QFmt(width, width - frac_bits, True)

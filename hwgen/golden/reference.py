@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from hwgen.golden import moe
 from hwgen.golden.exact import matmul, pool2d
 from hwgen.ir import OPS, Graph, Node
 
-__all__ = ["run_float", "sample_inputs", "FLOAT_OPS"]
+__all__ = ["run_float", "sample_inputs", "moe_float", "FLOAT_OPS"]
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -96,21 +97,29 @@ def _attention(args, attrs):
 
 
 def _topk(args, attrs):
-    x = args[0]
-    # Stable sort of the negated values: ties go to the lower index, as the hardware's insertion does.
-    order = np.argsort(-x, axis=-1, kind="stable")[..., : attrs["k"]]
-    return np.take_along_axis(x, order, axis=-1), order.astype(np.float64)
+    values, order = moe.topk(args[0], attrs["k"])
+    return values, order.astype(np.float64)
+
+
+def moe_float(x, scores, indices, w1, b1, w2, b2, activation: str = "gelu") -> tuple[np.ndarray, dict[str, float]]:
+    """The float Expert layer, expert by expert over :func:`hwgen.golden.moe.dispatch`'s token lists,
+    and the largest |value| of the FFNs' hidden pre-activations and outputs (``hidden``, ``expert``: calibration)."""
+    act = (lambda h: np.maximum(h, 0.0)) if activation == "relu" else (lambda h: _gelu_values(h, "erf"))
+    out = np.zeros_like(x)
+    ranges = {"hidden": 0.0, "expert": 0.0}
+    for e, (tokens, slots) in enumerate(moe.dispatch(indices, w1.shape[0])):
+        if not len(tokens):
+            continue
+        pre = matmul(x[tokens], w1[e]) + b1[e]
+        y = matmul(act(pre), w2[e]) + b2[e]
+        np.add.at(out, tokens, scores[tokens, slots][:, None] * y)  # a token may repeat an expert
+        ranges["hidden"] = max(ranges["hidden"], float(np.abs(pre).max()))
+        ranges["expert"] = max(ranges["expert"], float(np.abs(y).max()))
+    return out, ranges
 
 
 def _expert(args, attrs):
-    x, scores, indices, w1, b1, w2, b2 = args
-    act = (lambda h: np.maximum(h, 0.0)) if attrs["activation"] == "relu" else (lambda h: _gelu_values(h, "erf"))
-    out = np.zeros_like(x)
-    for j in range(scores.shape[1]):
-        e = indices[:, j].astype(np.int64)
-        hidden = act(np.einsum("td,tdh->th", x, w1[e]) + b1[e])
-        out += scores[:, j : j + 1] * (np.einsum("th,thd->td", hidden, w2[e]) + b2[e])
-    return (out,)
+    return (moe_float(*args, activation=attrs["activation"])[0],)
 
 
 #: The float definition of every op: f(arguments, attributes with defaults) -> outputs.
@@ -147,8 +156,12 @@ def _run_node(node: Node, args: list[np.ndarray]) -> tuple[np.ndarray, ...]:
     return FLOAT_OPS[node.op](args, attrs)
 
 
-def run_float(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every tensor's float64 value (constants included) for float ``inputs`` of every graph input."""
+def run_float(graph: Graph, inputs: Mapping[str, np.ndarray], task: int = 0) -> dict[str, np.ndarray]:
+    """Every tensor's float64 value (constants included) for float ``inputs`` of every graph input.
+
+    ``task`` selects the gate of a multi-task MoE model (``MoEGate`` with ``tasks``); 0 otherwise.
+    """
+    task = moe.check_task(graph, task)
     values: dict[str, np.ndarray] = {}
     for name in graph.inputs:
         if name not in inputs:
@@ -160,7 +173,7 @@ def run_float(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.nd
     for tensor in graph.constants:
         values[tensor.name] = tensor.value
     for node in graph.nodes:
-        outs = _run_node(node, [values[n] for n in node.inputs])
+        outs = _run_node(node, moe.task_weight(node, [values[n] for n in node.inputs], task))
         for name, out in zip(node.outputs, outs):
             values[name] = np.asarray(out, dtype=np.float64)
     return values

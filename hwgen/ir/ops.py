@@ -169,10 +169,17 @@ def _attention(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape,
 def _moe_gate(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
     x, weight = shapes
     _need_rank("input", x, 2, 2)
-    _need_rank("weight", weight, 2, 2)
-    if weight[0] != x[1]:
-        raise ValueError(f"weight must have shape ({x[1]}, E), not {_shape(weight)}")
-    return ((x[0], weight[1]),)
+    tasks = attrs["tasks"]
+    if tasks < 1:
+        raise ValueError(f"tasks must be a positive integer, not {tasks}")
+    # One gate: W_g (D, E); one gate per task (M³ViT's multi-gate): (tasks, D, E), the task chosen at run time.
+    if tasks == 1:
+        _need_rank("weight", weight, 2, 2)
+        if weight[0] != x[1]:
+            raise ValueError(f"weight must have shape ({x[1]}, E), not {_shape(weight)}")
+    elif len(weight) != 3 or weight[:2] != (tasks, x[1]):
+        raise ValueError(f"weight must have shape ({tasks}, {x[1]}, E) for {tasks} tasks, not {_shape(weight)}")
+    return ((x[0], weight[-1]),)
 
 
 def _topk(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
@@ -307,12 +314,17 @@ OPS: dict[str, OpSpec] = {
                doc="multi-head softmax(q·kᵀ / sqrt(d_head)) · v on projected q, k, v; a quantized graph names "
                    "the formats of its scores and probabilities (the softmax unit's, set by the quantizer)"),
         OpSpec("MoEGate", ("input", "weight"), ("logits",), _moe_gate, constant_operands=("weight",),
-               doc="gate logits x · W_g (no bias), W_g of shape (D, E)"),
+               attrs=(("tasks", _INT, 1),),
+               doc="gate logits x · W_g (no bias), W_g of shape (D, E), or (tasks, D, E) with one gate per task "
+                   "(the task is an argument of the run, hwgen.golden.moe.task_weight)"),
         OpSpec("TopK", ("input",), ("values", "indices"), _topk, attrs=(("k", _INT, REQUIRED),),
                doc="the k largest entries of the last axis (ties to the lower index) and their indices"),
         OpSpec("Expert", ("input", "scores", "indices", "w1", "b1", "w2", "b2"), ("output",), _expert,
-               constant_operands=("w1", "b1", "w2", "b2"), attrs=(("activation", _STR, "gelu"),),
-               doc="Σ_j scores[t,j] · FFN_{indices[t,j]}(x[t]) over the selected experts"),
+               constant_operands=("w1", "b1", "w2", "b2"),
+               attrs=(("activation", _STR, "gelu"), ("hidden_acc_format", _STR, ""), ("hidden_format", _STR, ""),
+                      ("expert_acc_format", _STR, ""), ("expert_format", _STR, "")),
+               doc="Σ_j scores[t,j] · FFN_{indices[t,j]}(x[t]) over the selected experts; a quantized graph names "
+                   "the formats inside each expert's FFN (set by the quantizer, hwgen.golden.moe)"),
         # Shape and pooling ops the ONNX front end needs (CNN heads, ViT tokens); the float
         # reference runs them, the fixed-point flow does not yet.
         OpSpec("MaxPool2d", ("input",), ("output",), _pool2d,

@@ -143,6 +143,11 @@ def _check_structure(graph: Graph) -> set[str]:
     for tensor in graph.tensors:
         if not tensor.is_constant and tensor.name not in graph.inputs and tensor.name not in produced:
             raise ValueError(f"tensor {tensor.name!r} must be a graph input, a constant or a node's output")
+    gates = [node for node in graph.nodes if node.op == "MoEGate"]
+    for node in gates:
+        if node.attr("tasks", 1) != gates[0].attr("tasks", 1):
+            raise ValueError(f"{_where(node)}: tasks must be the model's {gates[0].attr('tasks', 1)} (as gate"
+                             f" {gates[0].name!r}), not {node.attr('tasks', 1)}")
     return produced
 
 
@@ -199,13 +204,13 @@ def _check_formats(graph: Graph) -> None:
     for node in graph.nodes:
         fmts = [graph.tensor(name).fmt for name in node.inputs]
         out = graph.tensor(node.outputs[0]).fmt
-        if node.op in ("Linear", "MatMul", "Conv2d"):
+        if node.op in ("Linear", "MatMul", "Conv2d", "MoEGate"):
             _check_product_accumulator(graph, node, fmts, out)
         elif node.op in ("Add", "AddConstant"):
             exact = qfx.result_fmt_add(fmts[0], fmts[1])
             if (out.width, out.int_bits, out.signed) != (exact.width, exact.int_bits, exact.signed):
                 raise ValueError(f"{_where(node)}: output format must be the exact sum format {exact}, not {out}")
-        elif node.op in ("ReLU", "Tokens", "SelectRow", "ClassToken"):
+        elif node.op in ("ReLU", "Tokens", "SelectRow", "ClassToken", "TopK"):
             if out != fmts[0]:
                 raise ValueError(f"{_where(node)}: output format must be the input's {fmts[0]}, not {out}")
             if node.op == "ClassToken" and fmts[1] != out:
@@ -230,6 +235,9 @@ def _check_product_accumulator(graph: Graph, node: Node, fmts: list[Any], out: q
     if x.is_constant and not weight.is_constant and len(weight.shape) == 2 and not node.attr("transpose_b", False):
         # Constant rows times an activation (a global average pool): bounded by the rows' actual codes.
         bound = accumulator_bound(w_fmt, x.raw.T, None, 0)
+    elif node.op == "MoEGate" and matrix.ndim == 3:
+        # One gate per task: the largest of the tasks' bounds.
+        bound = max(accumulator_bound(x_fmt, task_matrix, None, 0) for task_matrix in matrix)
     elif weight.is_constant and matrix.ndim == 2:
         bias, bias_shift = None, 0
         if len(node.inputs) > 2:

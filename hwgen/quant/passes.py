@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwgen.golden.exact import attention_formats, conv_weight_matrix, flow_problem
-from hwgen.golden.reference import run_float, sample_inputs
+from hwgen.golden.moe import expert_formats, graph_tasks, index_format
+from hwgen.golden.products import exact_fmt
+from hwgen.golden.reference import moe_float, run_float, sample_inputs
 from hwgen.ir import Graph, Node, Tensor, accumulator_bound
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt, result_fmt_add
 from hwgen.units import UnitFormats
@@ -26,9 +28,10 @@ __all__ = ["QuantConfig", "SUPPORTED_OPS", "check_supported", "insert_requantize
 
 #: Ops the fixed-point flow implements end to end (quantizer, golden model, compiler).
 SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention",
-                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow", "Flatten"})
+                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow", "Flatten", "MoEGate",
+                           "TopK", "Expert"})
 #: Ops whose exact result is wider than an activation: a Requantize follows each of them.
-_WIDENING_OPS = ("Linear", "MatMul", "Add", "Conv2d", "AddConstant")
+_WIDENING_OPS = ("Linear", "MatMul", "Add", "Conv2d", "AddConstant", "MoEGate", "Expert")
 #: Widening ops whose exact result is a sum (named ``<out>.sum``); the others' is an accumulator (``<out>.acc``).
 _SUM_OPS = ("Add", "AddConstant")
 #: Ops that only move codes (a view, or a concatenation with a constant): the output keeps the input's format.
@@ -153,8 +156,13 @@ def range_format(max_abs: float, width: int, margin: float, rounding: str, overf
     return QFmt(width, int_bits, True, rounding, overflow)
 
 
-def _calibrate(graph: Graph, config: QuantConfig) -> dict[str, float]:
-    """Largest |value| of every tensor over seeded calibration inputs, in float."""
+def _calibrate(graph: Graph, config: QuantConfig) -> dict:
+    """Largest |value| of every tensor over seeded calibration inputs and every task, in float.
+
+    Keyed by tensor name, and by ``(expert node, "hidden" | "expert")`` for the values inside an
+    Expert node's FFNs (:func:`hwgen.golden.reference.moe_float`). A multi-task model runs each
+    input once per task: one Program serves every task, so each format covers them all.
+    """
     ranges: dict[str, float] = {}
     if config.calibration:
         if len(graph.inputs) != 1:
@@ -162,10 +170,16 @@ def _calibrate(graph: Graph, config: QuantConfig) -> dict[str, float]:
         samples = [{graph.inputs[0]: x} for x in config.calibration]
     else:
         samples = [sample_inputs(graph, seed=config.seed * 1000 + i) for i in range(config.calibration_samples)]
+    experts = [node for node in graph.nodes if node.op == "Expert"]
     for inputs in samples:
-        values = run_float(graph, inputs)
-        for name, value in values.items():
-            ranges[name] = max(ranges.get(name, 0.0), float(np.abs(value).max(initial=0.0)))
+        for task in range(graph_tasks(graph)):
+            values = run_float(graph, inputs, task)
+            for name, value in values.items():
+                ranges[name] = max(ranges.get(name, 0.0), float(np.abs(value).max(initial=0.0)))
+            for node in experts:
+                _, inside = moe_float(*(values[name] for name in node.inputs), activation=node.attr("activation", "gelu"))
+                for key, value in inside.items():
+                    ranges[(node.name, key)] = max(ranges.get((node.name, key), 0.0), value)
     return ranges
 
 
@@ -250,8 +264,14 @@ def quantize(graph: Graph, config: QuantConfig) -> Graph:
     for node in graph.nodes:
         in_fmts = [fmts.get(n) for n in node.inputs]
         out = node.outputs[0]
-        if node.op in ("Linear", "MatMul", "Conv2d"):
+        if node.op in ("Linear", "MatMul", "Conv2d", "MoEGate"):
             fmts[out] = _accumulator_format(graph, node, config, fmts, raws, requested, weight)
+        elif node.op == "TopK":
+            # The scores are the probabilities themselves; the indices integers in act_bits containers.
+            fmts[out] = in_fmts[0]
+            fmts[node.outputs[1]] = index_format(config.act_bits)
+        elif node.op == "Expert":
+            node = _quantize_expert(graph, node, config, units, fmts, raws, requested, weight, ranges)
         elif node.op == "Add":
             fmts[out] = result_fmt_add(in_fmts[0], in_fmts[1])
         elif node.op == "AddConstant":
@@ -336,24 +356,12 @@ def _accumulator_format(graph, node, config, fmts, raws, requested, weight) -> Q
     w_fmt = weight(b_tensor) if b_tensor.is_constant else fmts[node.inputs[1]]
     product_frac = x_fmt.frac_bits + w_fmt.frac_bits
     conv = node.op == "Conv2d"
-    if b_tensor.is_constant and b_tensor.raw is None and (conv or raws[b_tensor.name].ndim == 2):
+    if b_tensor.is_constant and b_tensor.raw is None and (conv or raws[b_tensor.name].ndim == 2 or node.op == "MoEGate"):
         bias_raw, bias_shift = None, 0
         if len(node.inputs) > 2:
             bias = graph.tensor(node.inputs[2])
-            bias_fmt = requested.get(bias.name)
-            if bias_fmt is None:
-                # Already on the products' binary point, so the hardware adds it without shifting.
-                natural = range_format(float(np.abs(bias.value).max(initial=0.0)), 2, 0.0, "TRN", "WRAP").int_bits
-                width = max(natural + product_frac, 2)
-                if width > config.acc_bits:
-                    raise _accumulator_error(node, config, width)
-                bias_fmt = QFmt(width, width - product_frac, True, config.weight_rounding, "SAT")
+            bias_fmt = _bias_format(node, bias, product_frac, config, requested, x_fmt, w_fmt)
             bias_shift = product_frac - bias_fmt.frac_bits
-            if bias_shift < 0:
-                raise ValueError(
-                    f"format of {bias.name!r} must have at most the products' {product_frac} fraction bits"
-                    f" ({x_fmt} times {w_fmt}), not {bias_fmt}"
-                )
             fmts[bias.name] = bias_fmt
             raws[bias.name] = bias_raw = bias_fmt.quantize(bias.value)
         b_raw = raws[b_tensor.name]
@@ -361,17 +369,77 @@ def _accumulator_format(graph, node, config, fmts, raws, requested, weight) -> Q
             b_raw = conv_weight_matrix(b_raw, node.attr("groups", 1))
         elif node.attr("transpose_b", False):
             b_raw = b_raw.T
-        bound = accumulator_bound(x_fmt, b_raw, bias_raw, bias_shift)
+        # A multi-task gate's (tasks, D, E) weight: every task's sums must fit.
+        matrices = b_raw if b_raw.ndim == 3 else [b_raw]
+        bound = max(accumulator_bound(x_fmt, matrix, bias_raw, bias_shift) for matrix in matrices)
     elif a_tensor.is_constant and len(b_tensor.shape) == 2 and not node.attr("transpose_b", False):
         # Constant rows times an activation: the sums are bounded by the rows' actual codes.
         bound = accumulator_bound(w_fmt, raws[a_tensor.name].T, None, 0)
     else:
         k = graph.tensor(node.inputs[0]).shape[-1]
         bound = k * max(-x_fmt.min_raw, x_fmt.max_raw) * max(-w_fmt.min_raw, w_fmt.max_raw)
-    width = max(bound.bit_length() + 1, 2)
-    if width > config.acc_bits:
-        raise _accumulator_error(node, config, width)
-    return QFmt(width, width - product_frac, True)
+    return _exact_accumulator(node, config, bound, product_frac)
+
+
+def _bias_format(node: Node, bias: Tensor, product_frac: int, config: QuantConfig, requested, x_fmt: QFmt,
+                 w_fmt: QFmt) -> QFmt:
+    """A bias's format: requested, or already on the products' binary point (the hardware adds it unshifted)."""
+    bias_fmt = requested.get(bias.name)
+    if bias_fmt is None:
+        natural = range_format(float(np.abs(bias.value).max(initial=0.0)), 2, 0.0, "TRN", "WRAP").int_bits
+        width = max(natural + product_frac, 2)
+        if width > config.acc_bits:
+            raise _accumulator_error(node, config, width)
+        bias_fmt = QFmt(width, width - product_frac, True, config.weight_rounding, "SAT")
+    if bias_fmt.frac_bits > product_frac:
+        raise ValueError(
+            f"format of {bias.name!r} must have at most the products' {product_frac} fraction bits"
+            f" ({x_fmt} times {w_fmt}), not {bias_fmt}"
+        )
+    return bias_fmt
+
+
+def _exact_accumulator(node: Node, config: QuantConfig, bound: int, product_frac: int) -> QFmt:
+    """The signed format holding every sum up to ``bound`` on the products' binary point, within ``acc_bits``."""
+    fmt = exact_fmt(bound, product_frac)
+    if fmt.width > config.acc_bits:
+        raise _accumulator_error(node, config, fmt.width)
+    return fmt
+
+
+def _quantize_expert(graph: Graph, node: Node, config: QuantConfig, units: UnitFormats, fmts: dict[str, QFmt],
+                     raws: dict[str, np.ndarray], requested, weight, ranges) -> Node:
+    """An Expert node with the formats inside its FFNs (hwgen.golden.moe, step 5), its weights quantized.
+
+    One format per tensor for all experts (one descriptor runs whichever expert the gate picks);
+    accumulators exact for the worst expert; the hidden format is the GELU lanes' (calibrated for
+    ReLU), the expert outputs' calibrated over every expert's tokens; the output is the exact sum.
+    """
+    x_fmt, score_fmt = fmts[node.inputs[0]], fmts[node.inputs[1]]
+    w1, b1, w2, b2 = (graph.tensor(name) for name in node.inputs[3:])
+    relu = node.attr("activation", "gelu") == "relu"
+
+    def layer(x: QFmt, w: Tensor, b: Tensor) -> QFmt:
+        w_fmt = weight(w)
+        frac = x.frac_bits + w_fmt.frac_bits
+        b_fmt = _bias_format(node, b, frac, config, requested, x, w_fmt)
+        fmts[b.name], raws[b.name] = b_fmt, b_fmt.quantize(b.value)
+        shift = frac - b_fmt.frac_bits
+        bound = max(accumulator_bound(x, raws[w.name][e], raws[b.name][e], shift) for e in range(w.shape[0]))
+        return _exact_accumulator(node, config, bound, frac)
+
+    def calibrated(key: str) -> QFmt:
+        return range_format(ranges[(node.name, key)], config.act_bits, config.margin, config.act_rounding,
+                            config.act_overflow)
+
+    hidden_acc = layer(x_fmt, w1, b1)
+    hidden = calibrated("hidden") if relu else units.gelu
+    expert_acc = layer(hidden, w2, b2)
+    node = node.replace(attrs={**dict(node.attrs), "hidden_acc_format": str(hidden_acc), "hidden_format": str(hidden),
+                               "expert_acc_format": str(expert_acc), "expert_format": str(calibrated("expert"))})
+    k = graph.tensor(node.inputs[1]).shape[-1]
+    fmts[node.outputs[0]] = expert_formats(node, [fmts[name] for name in node.inputs], k).sum
+    return node
 
 
 def _accumulator_error(node: Node, config: QuantConfig, width: int) -> ValueError:
