@@ -140,13 +140,13 @@ class Board:
 
         return HwParams.from_dict({**self.accelerator, **changes})
 
-    def core_for(self, graph, hw=None, *, lanes_given: bool = False):
+    def core_for(self, graph, hw=None, *, lanes_given: bool = False, trim_units: bool = False):
         """The core ``graph`` gets on this board: ``hw`` (default the board's) with what the model needs
-        (:func:`hwgen.units.core_for`: the attention engine), at ``attention_lanes`` when it has the
-        attention engine and the lanes were not given by the user."""
+        (:func:`hwgen.units.core_for`: the attention engine; without the row units with ``trim_units``),
+        at ``attention_lanes`` when it has the attention engine and the lanes were not given by the user."""
         from hwgen.units import core_for
 
-        core = core_for(graph, self.hw_params() if hw is None else hw)
+        core = core_for(graph, self.hw_params() if hw is None else hw, trim_units=trim_units)
         if core.has_attention and self.attention_lanes and not lanes_given:
             core = dataclasses.replace(core, lanes_in=self.attention_lanes[0], lanes_out=self.attention_lanes[1])
         return core

@@ -316,6 +316,7 @@ def plan_build(
     progress: Progress | None = None,
     round_scales: bool = False,
     calibration: str | Path | None = None,
+    trim_units: bool = False,
 ) -> tuple[BuildPlan, dict]:
     """Everything ``hwgen build`` writes, in memory: ``(plan, report)``.
 
@@ -337,7 +338,9 @@ def plan_build(
         lanes = parse_lanes(lanes)
     hw = board.hw_params(**({} if lanes is None else {"lanes_in": lanes[0], "lanes_out": lanes[1]}))
     # What the model needs of the core (the attention engine), at the board's lanes for such a core.
-    hw = board.core_for(zoo.load_model(model, round_scales=round_scales).graph, hw, lanes_given=lanes is not None)
+    # With trim_units, a model without LayerNorm, Softmax or Attention gets a core without those units.
+    hw = board.core_for(zoo.load_model(model, round_scales=round_scales).graph, hw, lanes_given=lanes is not None,
+                        trim_units=trim_units)
     lanes_text = f"{hw.lanes_in}x{hw.lanes_out}"
     rtl, hls = flow in ("rtl", "both"), flow in ("hls", "both")
     if sim and not rtl:
@@ -437,6 +440,7 @@ def build_project(
     progress: Progress | None = None,
     round_scales: bool = False,
     calibration: str | Path | None = None,
+    trim_units: bool = False,
 ) -> BuildResult:
     """:func:`plan_build`, then write the folder atomically to ``out`` (default ``build/<board>``)."""
     if out is None:
@@ -445,7 +449,8 @@ def build_project(
     out = Path(out).absolute()
     _check_out(out, force)
     plan, report = plan_build(model, board, flow=flow, lanes=lanes, clock_mhz=clock_mhz, force=force, sim=sim,
-                              progress=progress, round_scales=round_scales, calibration=calibration)
+                              progress=progress, round_scales=round_scales, calibration=calibration,
+                              trim_units=trim_units)
     if progress:
         progress(f"writing {out}")
     written = plan.write(out, force=force)

@@ -147,7 +147,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         with _Progress(args.quiet or args.json) as progress:
             result = build_project(args.model, args.board, args.out, flow=args.flow, lanes=args.lanes,
                                    clock_mhz=args.clock_mhz, force=args.force, sim=args.sim, progress=progress,
-                                   round_scales=args.round_scales, calibration=args.calibration)
+                                   round_scales=args.round_scales, calibration=args.calibration,
+                                   trim_units=args.trim_units)
     except ValueError as exc:
         raise UserError(_one_line(exc)) from None
     except ToolError as exc:
@@ -311,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow", choices=FLOWS, default="both", help="emit the RTL, the HLS design or both (default: both)")
     p.add_argument("--lanes", metavar="INxOUT", help="MAC array lanes, e.g. 16x16 (default: the board's)")
     p.add_argument("--clock-mhz", type=float, metavar="F", help="PL clock in MHz (default: the board's)")
+    p.add_argument("--trim-units", action="store_true",
+                   help="leave the LayerNorm and softmax units out of the core when the model has no LayerNorm, "
+                        "Softmax or Attention (a CNN): fewer DSPs and LUTs; use --lanes to spend them (docs/build.md)")
     p.add_argument("--sim", action="store_true", help="also run the RTL in Verilator and report measured cycles")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out, and write a design over budget")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

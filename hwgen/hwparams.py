@@ -70,6 +70,11 @@ class HwParams:
         the golden model, the HLS core and the RTL core (``rtl/attention_engine.py``, on the LINEAR
         engine's MAC array; it needs AXI words of at least 64 bits). It enters the fingerprint only when set,
         so the fingerprints of the shipped cores are unchanged.
+    has_row_units : bool
+        The core has the LayerNorm and softmax units (opcodes ``LAYERNORM`` and ``SOFTMAX``, docs/isa.md
+        §3.6). ``True`` by default; ``hwgen build --trim-units`` clears it for a model without
+        LayerNorm, Softmax or Attention (a CNN), and every executor then refuses the opcodes
+        (``BAD_OPCODE``) and leaves the units out. It enters the fingerprint only when cleared.
     """
 
     lanes_in: int = 16
@@ -86,6 +91,7 @@ class HwParams:
     layernorm_param_int_bits: int = 4
     softmax_int_bits: int = 6
     has_attention: bool = False
+    has_row_units: bool = True
 
     def __post_init__(self) -> None:
         _check_int("lanes_in", self.lanes_in, 1, MAX_LANES)
@@ -107,8 +113,9 @@ class HwParams:
         for name in ("gelu_int_bits", "layernorm_int_bits", "layernorm_out_int_bits", "layernorm_param_int_bits",
                      "softmax_int_bits"):
             _check_int(name, getattr(self, name), 1, self.act_bits - 1)
-        if not isinstance(self.has_attention, bool):
-            raise ValueError(f"has_attention must be true or false, not {self.has_attention!r}")
+        for name in ("has_attention", "has_row_units"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
 
     # Derived sizes: the single place that defines them for the compiler, isa_sim, RTL and HLS.
 
@@ -182,12 +189,15 @@ class HwParams:
     def canonical(self) -> str:
         """The text the fingerprint hashes: ``hwgen-hw-1;lanes_in=16;lanes_out=16;…`` in field order.
 
-        ``has_attention`` appears (as ``has_attention=1``) only when set, so hardware without the
-        attention engine keeps the fingerprint it had before the field existed.
+        ``has_attention`` appears (as ``has_attention=1``) only when set and ``has_row_units`` (as
+        ``has_row_units=0``) only when cleared, so hardware with the defaults keeps the fingerprint it
+        had before the fields existed.
         """
-        fields = {k: v for k, v in self.to_dict().items() if k != "has_attention"}
+        fields = {k: v for k, v in self.to_dict().items() if k not in ("has_attention", "has_row_units")}
         if self.has_attention:
             fields["has_attention"] = 1
+        if not self.has_row_units:
+            fields["has_row_units"] = 0
         return "hwgen-hw-1;" + ";".join(f"{k}={v}" for k, v in fields.items())
 
     def fingerprint(self) -> int:

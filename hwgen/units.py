@@ -20,7 +20,7 @@ from hwgen.golden.unit_configs import ROW_MAX, gelu_config, layernorm_config, so
 from hwgen.qfx import QFmt
 
 __all__ = ["ROW_MAX", "UnitFormats", "gelu_config", "layernorm_config", "softmax_config", "row_units_problem",
-           "attention_problem"]
+           "attention_problem", "ROW_UNIT_OPS"]
 
 _ROUNDING, _OVERFLOW = "RND_CONV", "SAT"
 
@@ -67,8 +67,11 @@ def row_units_problem(hw) -> str | None:
     At 32-bit activations the units' internal products exceed the 62 bits ``hwgen.qfx`` supports,
     so their configs cannot be built: the RTL and HLS cores then leave the row unit out and refuse
     opcodes 5 and 8 (``BAD_OPCODE``), ``isa_sim`` refuses them too, and the compiler refuses
-    LayerNorm and Softmax layers for such hardware with this reason.
+    LayerNorm and Softmax layers for such hardware with this reason. Hardware built without them
+    (``HwParams.has_row_units`` false: ``hwgen build --trim-units``) is refused the same way.
     """
+    if not hw.has_row_units:
+        return "this hardware has no LayerNorm and softmax unit (HwParams.has_row_units is false)"
     units = UnitFormats.from_hw(hw)
     try:
         cfg = units.layernorm_config()
@@ -104,13 +107,21 @@ def attention_problem(hw) -> str | None:
 ATTENTION_ACC_BITS = 48
 
 
-def core_for(graph, hw):
+#: Ops that run on (or need the numerics of) the LayerNorm and softmax units.
+ROW_UNIT_OPS = frozenset({"LayerNorm", "Softmax", "Attention"})
+
+
+def core_for(graph, hw, *, trim_units: bool = False):
     """``hw`` with what ``graph`` needs of the core: the attention engine and ``ATTENTION_ACC_BITS``
-    accumulators when it has an ``Attention`` node, else ``hw`` unchanged.
+    accumulators when it has an ``Attention`` node; with ``trim_units``, no LayerNorm and softmax unit
+    when it has none of :data:`ROW_UNIT_OPS` (``hwgen build --trim-units``); else ``hw`` unchanged.
 
     A board file gives the core's geometry and buffers; the engines a model never uses stay out, so
     a model without attention builds the same core (and fingerprint) as before the engine existed.
     """
-    if hw.has_attention or not any(node.op == "Attention" for node in graph.nodes):
+    ops = {node.op for node in graph.nodes}
+    if trim_units and not ops & ROW_UNIT_OPS:
+        hw = dataclasses.replace(hw, has_row_units=False)
+    if hw.has_attention or "Attention" not in ops:
         return hw
     return dataclasses.replace(hw, has_attention=True, acc_bits=max(hw.acc_bits, ATTENTION_ACC_BITS))
