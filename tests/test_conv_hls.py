@@ -7,7 +7,7 @@ kernel rows no lane count divides, rectangular kernels and strides, a CONV over 
 constant residual, Add and ReLU) at the shipped geometries and 8×8/AXI64; vit-tiny (patch embedding,
 class token, position embedding, two encoder blocks, final LayerNorm on the class token, head) at
 16×16/AXI128, 8×8/AXI64, 16×8/AXI64 and 32×32/AXI128 with the attention engine; deit-tiny once at
-16×16/AXI128 in ``make test-full`` (its C-simulation takes minutes). A corrupted expected byte of the
+16×16/AXI128 (about 13 s of C-simulation). A corrupted expected byte of the
 patch embedding fails the comparison. The CONV refusal cases are part of ``refusals.refusal_cases``,
 which ``tests/test_accelerator_hls.py::test_refusal_table`` runs.
 """
@@ -83,7 +83,6 @@ def test_corrupted_expected_patch_embedding_fails_the_comparison():
 
 @pytest.mark.cosim
 @pytest.mark.full_model
-@pytest.mark.full_tier  # 3.2 min of C-simulation: make test-full
 def test_deit_tiny_csim_equals_isa_sim():
     hw = ATTENTION_GEOMETRIES["16x16-axi128"]
     result = build(zoo.load_model("deit-tiny"), hw)
