@@ -54,7 +54,7 @@ CONTROL_START, CONTROL_DONE, CONTROL_IDLE, CONTROL_ERROR = 0, 1, 2, 3
 #: STATUS codes: why a run stopped (docs/isa.md §3.7; ``hwgen.isa.Status`` in this order — the driver
 #: runs on the board without hwgen, so the names are spelled out here and a test keeps them equal).
 STATUS_NAMES = ("OK", "BAD_MAGIC", "BAD_VERSION", "BAD_FINGERPRINT", "BAD_HEADER", "BAD_OPCODE", "BAD_DESCRIPTOR",
-                "DOES_NOT_FIT", "MISALIGNED", "OUT_OF_BOUNDS", "READ_ERROR", "WRITE_ERROR")
+                "DOES_NOT_FIT", "MISALIGNED", "OUT_OF_BOUNDS", "READ_ERROR", "WRITE_ERROR", "BAD_TASK", "BAD_COUNT")
 PROGRAM_MAGIC = 0x50475748
 # The Program header's third word is the hardware fingerprint it was compiled for (docs/isa.md §3.1).
 _FINGERPRINT_WORD = 2
