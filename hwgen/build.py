@@ -38,7 +38,7 @@ from hwgen.hwparams import HwParams
 from hwgen.ir.serialize import npz_bytes
 from hwgen.project import RTL_PATH, BuildPlan, HlsDesign, add_board_project
 from hwgen.quant import QuantConfig
-from hwgen.units import core_for
+from hwgen.units import core_for, moe_problem
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -163,7 +163,9 @@ def _c_bytes(data: bytes) -> list[str]:
     return [", ".join(str(b) for b in data[i:i + 24]) + "," for i in range(0, len(data), 24)]
 
 
-def _tb_expected(model_name: str, image: MemoryImage, values: dict[str, np.ndarray], descriptors: int, hw) -> str:
+def _tb_expected(model_name: str, image: MemoryImage, values: dict[str, np.ndarray], descriptors: int, hw,
+                 task: int = 0) -> str:
+    """``tb_expected.h``: the golden output regions; on a core with the MoE engine also the ``task`` they are of."""
     regions = []
     for r in image.regions:
         if r.kind != RegionKind.OUTPUT:
@@ -178,7 +180,8 @@ def _tb_expected(model_name: str, image: MemoryImage, values: dict[str, np.ndarr
             "nbytes": len(data), "lines": _c_bytes(data),
         })
     return render_hls("accelerator_tb_expected.h.j2", model=model_name, description=str(hw), regions=regions,
-                      image_bytes=len(image.data), descriptors=descriptors)
+                      image_bytes=len(image.data), descriptors=descriptors,
+                      task=task if moe_problem(hw) is None else None)
 
 
 # ------------------------------------------------------------------------------------------- build

@@ -145,8 +145,9 @@ def run_rtl(verilog: str, hw: HwParams, image: MemoryImage, expected: bytes, wor
     return {"equal": True, "cycles": result["cycles"], "stalls": result["stalls"], "detail": ""}
 
 
-def _run_hls(built: BuiltFolder, work_dir: Path) -> tuple[bytes, bool, str]:
-    """Compile and run the folder's C testbench: (image after the run, its own verdict, its last line)."""
+def _run_hls(built: BuiltFolder, work_dir: Path, task: int = 0) -> tuple[bytes, bool, str]:
+    """Compile and run the folder's C testbench with the TASK register at ``task`` (a core without the MoE
+    engine has none and ignores it): (image after the run, its own verdict, its last line)."""
     from hwgen import toolchain
 
     hls = built.path / "hls"
@@ -160,7 +161,7 @@ def _run_hls(built: BuiltFolder, work_dir: Path) -> tuple[bytes, bool, str]:
     binary = toolchain.compile_cpp(source, includes=[hls.absolute()], name="hwgen_hls_tb")
     after = work_dir / "after.bin"
     try:
-        out = toolchain.run_cpp(binary, [(built.path / "memory.bin").absolute(), after], cwd=work_dir)
+        out = toolchain.run_cpp(binary, [(built.path / "memory.bin").absolute(), after, task], cwd=work_dir)
         passed, detail = True, out.decode(errors="replace").strip().splitlines()[-1]
     except toolchain.ToolError as exc:
         passed, detail = False, " ".join(str(exc).split())
@@ -169,13 +170,15 @@ def _run_hls(built: BuiltFolder, work_dir: Path) -> tuple[bytes, bool, str]:
     return after.read_bytes(), passed, detail
 
 
-def simulate(folder: str | Path | BuiltFolder, backend: str = "isa", *, work_dir: str | Path | None = None) -> SimResult:
-    """Run the folder's Program on ``backend`` (one of :data:`BACKENDS`) and compare with golden."""
+def simulate(folder: str | Path | BuiltFolder, backend: str = "isa", *, work_dir: str | Path | None = None,
+             task: int = 0) -> SimResult:
+    """Run the folder's Program on ``backend`` (one of :data:`BACKENDS`) with the TASK register at ``task``
+    and compare with golden."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     built = folder if isinstance(folder, BuiltFolder) else load_folder(folder)
     log.info("running %s (%s) on the %s backend", built.path, built.hw, backend)
-    reference = isa_sim(built.program, built.image, built.hw)
+    reference = isa_sim(built.program, built.image, built.hw, task=task)
     analytical = reference.total_cycles
     if backend == "isa":
         problems = _mismatches(built, reference.data)
@@ -193,7 +196,7 @@ def simulate(folder: str | Path | BuiltFolder, backend: str = "isa", *, work_dir
             problems = () if outcome["equal"] else (outcome["detail"],)
             return SimResult("rtl", outcome["equal"], outcome["cycles"], "measured in Verilator (CYCLES register)",
                              analytical, problems)
-        after, passed, detail = _run_hls(built, work)
+        after, passed, detail = _run_hls(built, work, task)
         problems = _mismatches(built, after) + ([] if passed else [f"the C testbench failed: {detail}"])
         return SimResult("hls", not problems, analytical, "analytical (C simulation has no clock)", analytical,
                          tuple(problems), detail)
