@@ -62,6 +62,8 @@ SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GEL
 #: The MoE engine's scratch regions (docs/isa.md §3.10), one set every MoE layer reuses: the per-expert token
 #: lists, the counts, and the hidden rows of an EXPERT_FFN with HIDDEN_DDR.
 MOE_LISTS, MOE_COUNTS, MOE_HIDDEN = "moe.lists", "moe.counts", "moe.hidden"
+#: Ops that run only as part of a MoE layer (with a MoEGate): a TopK or an Expert alone has no engine.
+_MOE_OPS = ("TopK", "Expert")
 #: Ops whose output is a view of their input's bytes: no descriptor (a ClassToken's input is a view of its output).
 _VIEW_OPS = ("Tokens", "SelectRow", "Flatten")
 
@@ -260,6 +262,9 @@ class _Fuser:
             return self.start_gate(node)
         if node.op == "Expert":
             return self.start_expert(node)
+        if node.op == "TopK":  # not taken by a MoEGate's chain
+            raise ValueError(f"TopK {node.name!r} must read the probabilities of a MoEGate's Softmax (one GATE_TOPK), "
+                             f"not {x!r}")
         if node.op == "Attention":
             problem = attention_problem(self.hw)
             if problem is not None:
@@ -662,12 +667,13 @@ def hardware_problem(graph: Graph, hw: HwParams) -> str | None:
 
     Float and quantized graphs alike, so a build refuses before quantizing. Layers are taken in graph
     order, so the first layer the hardware cannot run is the one named, whether its op has no
-    engine anywhere yet or only not on this core.
+    engine anywhere yet or only not on this core. TopK and Expert run only inside a MoE layer.
     """
+    moe = any(node.op == "MoEGate" for node in graph.nodes)
     for node in graph.nodes:
         if flow_problem(node) is not None:
             return flow_problem(node)
-        if node.op not in SUPPORTED_OPS | LOWERED_OPS:
+        if node.op not in SUPPORTED_OPS | LOWERED_OPS or (node.op in _MOE_OPS and not moe):
             return f"op {node.op} is not supported yet"
         if node.op == "Attention" and attention_problem(hw) is not None:
             return f"Attention {node.name!r} needs the attention engine: {attention_problem(hw)}"
