@@ -5,14 +5,17 @@ The kernel itself is the hand-written headers ``hls_templates/accelerator.h`` (t
 fetch, decode, check, dispatch; and one function per engine), ``compute_unit.h`` (the MAC array
 and the post-processing lanes) and ``requantize_rt.h``; from one :class:`~hwgen.hwparams.HwParams`
 Python fills only ``hwgen_accel_config.h`` (lanes, containers, the validity rule's capacities and
-the bank depths they imply, AXI width, fingerprint, whether the attention engine exists, and the config structs of the GELU lanes, the
+the bank depths they imply, AXI width, fingerprint, whether the attention and MoE engines exist (the
+MoE engine's array sizes), and the config structs of the GELU lanes, the
 LayerNorm unit and the softmax unit from ``hw.unit_formats()``) and ``hwgen_accel.cpp`` (the
-``hwgen_accel`` top with its interface pragmas), beside the generated ISA header ``hwgen_isa.h``
+``hwgen_accel`` top with its interface pragmas; the ``task`` port with the MoE engine), beside the
+generated ISA header ``hwgen_isa.h``
 (opcodes, flags, status codes and field positions from the one ISA definition).
 
 :class:`AcceleratorCSim` compiles the same top into a g++ harness (one binary per configuration,
-cached by content) that loads a memory image into the DDR array, runs the Program and returns
-the image after the run, and that also exposes the runtime requantizer on raw vectors.
+cached by content) that loads a memory image into the DDR array, runs the Program (with the TASK
+register on a core with the MoE engine) and returns the image after the run, and that also exposes the
+runtime requantizer on raw vectors.
 """
 
 from __future__ import annotations
