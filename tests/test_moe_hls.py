@@ -14,6 +14,7 @@ Covered, at 8×8/AXI64 and 16×16/AXI128 (cores with ``has_moe``):
   not summing to M·k, a listed token ≥ M), each leaving the image as isa_sim leaves it, and the MoE
   table of ``tests/refusals.py``;
 - a corrupted expected byte of any MoE region fails the comparison;
+- ``hwgen build --flow hls`` and ``hwgen sim --backend hls --task N`` (the testbench's TASK argument);
 - the config: the engine, its array sizes and the ``task`` port only with ``has_moe``.
 """
 
@@ -27,6 +28,7 @@ import numpy as np
 import pytest
 
 from hwgen import golden, zoo
+from hwgen.cli import main
 from hwgen.compiler import Refused, isa_sim
 from hwgen.compiler.layout import pack_rows, pack_tiles, pack_vector
 from hwgen.hls.accelerator import CONFIG_HEADER, TOP_SOURCE, accelerator_context, accelerator_sources
@@ -36,6 +38,7 @@ from hwgen.isa import (
 )
 from hwgen.isa.rules import Limits
 from hwgen.pipeline import build
+from hwgen.sim import load_folder, simulate
 from hwgen.units import core_for
 
 from refusals import moe_refusal_cases
@@ -129,6 +132,24 @@ def test_corrupted_expected_moe_value_fails_the_comparison():
         want[r.offset] ^= 0x01
         with pytest.raises(AssertionError, match=rf"^region {name}: 1 byte\(s\) differ"):
             assert_same_image(after, bytes(want), regions)
+
+
+@pytest.mark.cosim
+def test_hwgen_sim_runs_the_built_testbench_with_the_task(tmp_path, capsys):
+    # hwgen build --flow hls writes tb.cpp and tb_expected.h (task 0's outputs); hwgen sim --backend hls
+    # --task N passes N to the testbench's TASK argument and compares with that task's golden codes.
+    out = tmp_path / "moe"
+    assert main(["build", "--board", "ultra96", "--model", "moe-tiny", "--flow", "hls", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert "static const unsigned task = 0;" in (out / "hls/tb_expected.h").read_text()
+    for task, verdict in ((0, "tb: PASS: every output equals the golden model"),
+                          (1, "tb: the golden outputs here are another task's: not compared")):
+        result = simulate(load_folder(out, task), "hls")
+        assert result.equal and result.mismatches == () and result.detail == verdict, result
+    # Task 1's golden codes as task 0's: the image after the run (task 0) does not match them.
+    (out / "golden.npz").write_bytes((out / "golden_task1.npz").read_bytes())
+    result = simulate(load_folder(out, 0), "hls")
+    assert not result.equal and any(m.startswith("top.indices: ") for m in result.mismatches), result
 
 
 # ------------------------------------------------------------------- hand-assembled descriptors
