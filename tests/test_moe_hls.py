@@ -6,7 +6,7 @@ Covered, at 8×8/AXI64 and 16×16/AXI128 (cores with ``has_moe``):
 - the compiler's Programs for moe-tiny and moe-block, both tasks: status OK, one array step per ideal
   cycle, and the whole image equal to isa_sim's byte for byte (probs, top, indices, the token lists and
   counts, the output; the two tasks' images differ); m3vit-tiny once at 16×16 (task 1; about 45 s);
-- hand-assembled GATE_TOPK + EXPERT_FFN Programs on images filled with random bytes (so a byte written
+- hand-assembled GATE_TOPK + EXPERT_FFN Programs (also at 3×5 lanes, AXI64) on images filled with random bytes (so a byte written
   where it should not be shows), for what the compiled models do not reach: ties (an all-zero gate:
   equal probabilities, the lower index first, experts without tokens skipped), ``RELU``, ``HIDDEN_DDR``,
   no residual, several weight chunks per FC, shapes that fill no tile, one token and one expert;
@@ -50,6 +50,10 @@ GEOMETRIES = {
     "16x16-axi128": HwParams(has_moe=True),
 }
 TASKS = (0, 1)
+#: The hand-assembled Programs also run on lanes that divide nothing (tiles sharing AXI words, chunks
+#: starting inside words), 16-bit weights and 48-bit accumulators.
+HAND_GEOMETRIES = {**GEOMETRIES, "3x5-axi64": HwParams(lanes_in=3, lanes_out=5, weight_bits=16, acc_bits=48,
+                                                         axi_data_width=64, has_moe=True)}
 
 
 def run_task(hw: HwParams, program: Program, data: bytes, regions, task: int) -> bytes:
@@ -255,9 +259,9 @@ def _codes(data: bytes, regions, name: str, rows: int, cols: int, stride: int, n
 
 
 @pytest.mark.cosim
-@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("geometry", HAND_GEOMETRIES)
 def test_hand_assembled_moe_equals_isa_sim(geometry):
-    hw = GEOMETRIES[geometry]
+    hw = HAND_GEOMETRIES[geometry]
     for label, shape in SHAPES.items():
         program, data, regions = moe_image(hw, shape)
         for task in range(shape.tasks):
