@@ -248,17 +248,18 @@ def _counts(desc: ExpertFfnDescriptor, hw: HwParams, memory: np.ndarray | None) 
 
 
 def ddr_bytes(desc: GateTopkDescriptor | ExpertFfnDescriptor, hw: HwParams,
-              memory: np.ndarray | None = None) -> tuple[int, int]:
+              counts: Sequence[int] | None = None) -> tuple[int, int]:
     """(bytes read, bytes written) by one descriptor, whole AXI beats. GATE_TOPK: x, one task's gate; top,
-    idx, probs, the lists and counts. EXPERT_FFN: the counts and lists, each active expert's weights once
-    and its tokens' rows of x (and hidden rows with HIDDEN_DDR), the residual; the output (and hidden rows)."""
+    idx, probs, the lists and counts. EXPERT_FFN (with the token ``counts`` of its layer, else balanced ones):
+    the counts and lists, each active expert's weights once and its tokens' rows of x (and hidden rows with
+    HIDDEN_DDR), the residual; the output (and hidden rows)."""
     act = hw.act_bytes
     if desc.opcode == Opcode.GATE_TOPK:
         read = desc.m * beats(desc.k * act, hw) + beats(Limits(hw).gate_bytes(desc.k_tiles, desc.n_tiles), hw)
         rows = 2 * beats(desc.top_k * act, hw) + (beats(desc.experts * act, hw) if desc.probs_addr else 0)
         written = desc.m * rows + beats(LIST_ENTRY_BYTES * desc.m * desc.top_k, hw) + beats(4 * desc.experts, hw)
         return read * hw.axi_bytes, written * hw.axi_bytes
-    counts = _counts(desc, hw, memory)
+    counts = balanced_counts(desc.m, desc.top_k, desc.experts) if counts is None else list(counts)
     block = Limits(hw).expert_block(desc.d, desc.h)
     active = [n for n in counts if n]
     x_row, h_row = beats(desc.d * act, hw), beats(desc.h * act, hw)
