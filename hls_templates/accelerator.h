@@ -1446,7 +1446,8 @@ struct moe_unit<CONFIG_T, true> {
             s.chunk = chunks2 - 1;
             more = advance(s, count[0], experts, chunks1, chunks2);  // the first expert with tokens
         }
-        if (more) load_chunk<CONFIG_T>(mem, expert_fc<CONFIG_T>(d, s.expert, s.fc, count[0][s.expert]), s.chunk, w_bank, bias_bank, 0);
+        if (more)
+            load_chunk<CONFIG_T>(mem, expert_fc<CONFIG_T>(d, s.expert, s.fc, count[0][s.expert]), s.chunk, w_bank, bias_bank, 0);
         unsigned w_sel = 0;
     WeightStream:
         while (more) {
@@ -1487,8 +1488,10 @@ struct moe_unit<CONFIG_T, true> {
                 WeightedSum:
                     for (unsigned j = 0; j < c.columns; j++) {
                         // Exact: an unsigned act_bits score times a signed act_bits output, into moe_acc_bits.
+                        // The columns of a row are distinct entries: no read-after-write between iterations.
                         #pragma HLS PIPELINE II=1
                         #pragma HLS LOOP_TRIPCOUNT min=1 max=row_elements
+                        #pragma HLS DEPENDENCE variable=sums inter false
                         const ap_int<CONFIG_T::act_bits> y = out_row[sel][j];
                         sums[at + j] += score * y;
                     }
@@ -1514,7 +1517,8 @@ struct moe_unit<CONFIG_T, true> {
                 #pragma HLS LOOP_TRIPCOUNT min=1 max=4
                 const unsigned columns = d.d - first < T::row_elements ? d.d - first : T::row_elements;
                 const uint32_t offset = t * row_bytes + first * T::act_bytes;
-                if (residual) read_containers<CONFIG_T, CONFIG_T::act_bits, T::row_elements>(mem, d.res_addr + offset, columns, res_row, 0);
+                if (residual)
+                    read_containers<CONFIG_T, CONFIG_T::act_bits, T::row_elements>(mem, d.res_addr + offset, columns, res_row, 0);
             FinalColumns:
                 for (unsigned j = 0; j < columns; j++) {
                     #pragma HLS PIPELINE II=1
