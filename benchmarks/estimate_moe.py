@@ -3,8 +3,11 @@
 
 Dense part: the compiler's Program for m3vit-tiny with every block dense (the top-2 x 384 MoE FFN has
 exactly the MACs of the 768 MLP), each descriptor estimated by the calibrated §5 model; the odd blocks'
-fc1/fc2 are then replaced by the proposal's GATE_TOPK + EXPERT_FFN model, run on the token counts the
-golden model's gates give for a seeded image (both tasks). Run: .venv/bin/python benchmarks/estimate_moe.py
+fc1/fc2 are then replaced by the GATE_TOPK + EXPERT_FFN model (the MoE engine's estimate,
+hwgen.compiler.engines.moe, one definition), run on the token counts the golden model's gates give for
+a seeded image (both tasks), and on what-if scenarios the compiled Program does not have (a balanced
+gate, hidden rows in DDR, a second weight port). benchmarks/bench_moe.py runs the compiled m3vit-tiny
+itself on isa_sim. Run: .venv/bin/python benchmarks/estimate_moe.py
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import yaml
 
 from hwgen import golden, zoo
 from hwgen.compiler import CycleModel, compile_graph, estimate_cycles
-from hwgen.compiler.cycles import beats
+from hwgen.compiler.engines import moe as moe_engine
 from hwgen.frontend.spec import parse_spec
 from hwgen.golden import moe
 from hwgen.hwparams import HwParams
+from hwgen.isa import Limits
 from hwgen.pipeline import run_passes
 from hwgen.quant import QuantConfig
 
@@ -48,63 +52,19 @@ def dense_variant() -> dict:
 
 
 def gate_cycles(hw: HwParams, tokens: int, dim: int, experts: int, k: int) -> int:
-    """GATE_TOPK: the array (k_tiles per token), the x row, the softmax unit (1 element a cycle), lists out."""
-    k_tiles = -(-dim // hw.lanes_in)
-    n_tiles = -(-experts // hw.lanes_out)
-    wload = beats(n_tiles * k_tiles * hw.tile_stride(hw.weight_bytes), hw)
-    x_row = beats(dim * hw.act_bytes, hw)
-    per_token = max(k_tiles * n_tiles, x_row, experts)
-    lists = beats(8 * tokens * k, hw) + beats(4 * experts, hw)  # entries + counts, written at the end
-    topk_out = 2 * tokens * beats(k * hw.act_bytes, hw)         # top values and indices rows (graph tensors)
-    return (M.descriptor_fetch(hw) + M.latency + wload + x_row + tokens * per_token + M.row_latency
-            + max(lists + topk_out - tokens * per_token, 0) + lists + M.drain)
-
-
-def chunk_split(tiles: int, k_tiles: int, hw: HwParams) -> list[int]:
-    per_tile = k_tiles * hw.tile_stride(hw.weight_bytes) + hw.lanes_out * hw.bias_bytes
-    c_max = hw.weight_buffer_bytes // per_tile
-    chunks = -(-tiles // c_max)
-    size = -(-tiles // chunks)  # even chunks: a short last chunk cannot hide the next load
-    return [min(size, tiles - s) for s in range(0, tiles, size)]
+    """GATE_TOPK without the probabilities: the engine's model (hwgen.compiler.engines.moe.gate_cycles)."""
+    return moe_engine.gate_cycles(hw, M, tokens, dim, experts, k, probs=False)[0]
 
 
 def expert_cycles(hw: HwParams, counts: list[int], dim: int, hidden: int, hidden_on_chip: bool,
                   weight_port: bool = False) -> dict:
-    """EXPERT_FFN: every active expert's FC1 then FC2 as one stream of weight chunks, each loading while
-    the previous computes; x gathered by token; hidden rows on chip or in DDR scratch; score·y into the
-    on-chip wide accumulator; at the end one pass requantizes, adds the residual and writes the output."""
-    k1, n1 = -(-dim // hw.lanes_in), -(-hidden // hw.lanes_out)
-    k2, n2 = -(-hidden // hw.lanes_in), -(-dim // hw.lanes_out)
-    tile = hw.tile_stride(hw.weight_bytes)
-    x_row, h_row = beats(dim * hw.act_bytes, hw), beats(hidden * hw.act_bytes, hw)
-    stream = []  # (n tokens, tiles, k_tiles, row beats read per token, row beats written per token)
-    for n in counts:
-        if n == 0:
-            continue
-        for t in chunk_split(n1, k1, hw):
-            stream.append((n, t, k1, x_row, 0 if hidden_on_chip else beats(t * hw.lanes_out * hw.act_bytes, hw)))
-        for t in chunk_split(n2, k2, hw):
-            stream.append((n, t, k2, 0 if hidden_on_chip else h_row, 0))
-    load = [beats(t * k * tile, hw) + beats(t * hw.lanes_out * hw.bias_bytes, hw) for _, t, k, _, _ in stream]
-    body = compute_total = weight_beats = 0
-    for i, (n, t, k, rin, rout) in enumerate(stream):
-        compute = n * t * k
-        nxt = load[i + 1] if i + 1 < len(stream) else 0
-        if weight_port:  # a second AXI master carries the weights; the first the gathered rows
-            reads = max(n * rin, -(-(n * rin + n * M.latency) // M.reads_in_flight), nxt + M.latency)
-        else:
-            reads = n * rin + nxt
-            bursts = n * (1 if rin else 0) + -(-nxt // M.weight_piece_beats) + 1  # +1: the next list / counts
-            reads = max(reads, -(-(reads + bursts * M.latency) // M.reads_in_flight))
-        body += max(compute, reads, n * rout)
-        compute_total += compute
-        weight_beats += load[i]
-    # FC2 after FC1 in DDR: its first hidden row waits for FC1's last write (per active expert).
-    hazards = 0 if hidden_on_chip else sum(1 for n in counts if n) * (M.latency + M.drain)
-    start = M.descriptor_fetch(hw) + 2 * M.latency + beats(4 * len(counts), hw) + load[0] + x_row
-    tokens = sum(counts) // 2
-    drain = M.latency + tokens * beats(dim * hw.act_bytes, hw) + M.drain  # residual read / output write per row
-    return {"cycles": start + body + hazards + drain, "ideal": compute_total, "weight_bytes": weight_beats * hw.axi_bytes}
+    """EXPERT_FFN: the engine's model (hwgen.compiler.engines.moe.expert_cycles) with the largest chunks that
+    fit the weight bank, as the compiler chooses them."""
+    limits = Limits(hw)
+    (k1, n1), (k2, n2) = limits.expert_tiles(dim, hidden)
+    chunks = (limits.moe_largest_chunk(k1, n1), limits.moe_largest_chunk(k2, n2))
+    tokens = sum(counts) // 2  # top-2
+    return moe_engine.expert_cycles(hw, M, counts, tokens, dim, hidden, chunks, hidden_on_chip, weight_port)
 
 
 def main(lanes: int = 16, axi: int = 128, weight_buffer: int = 65536) -> None:

@@ -125,6 +125,21 @@ struct scaled_source {
     static const unsigned acc_bits = CONFIG_T::acc_bits + 16;
 };
 
+// The residual step of docs/isa.md §3.3 on y (RQ1's result): the aligned add of the residual
+// container in acc_bits, RQ2, RELU2. The LINEAR lanes and the MoE engine's final pass share it.
+template <class CONFIG_T>
+requant_value_t residual_post(const requant_value_t& y, typename accel_types<CONFIG_T>::act_raw_t residual_raw,
+                              const post_ops& ops) {
+    #pragma HLS INLINE
+    typedef accel_types<CONFIG_T> T;
+    const typename T::acc_t r = extend<typename T::x_t, CONFIG_T::act_bits>(residual_raw, ops.r_unsigned);
+    const typename T::acc_t sum =
+        shift_into_acc<CONFIG_T>(typename T::acc_t(y), ops.y_shift) + shift_into_acc<CONFIG_T>(r, ops.r_shift);
+    requant_value_t out = requantize_rt<CONFIG_T>(sum, ops.rq2);
+    if (ops.relu2 && out < 0) out = 0;
+    return out;
+}
+
 // RQ1, RELU1, GELU, and with RESIDUAL the aligned add, RQ2, RELU2 (docs/isa.md §3.3); the low
 // act_bits bits of the result are what DDR receives. SCALED (the attention engine's Q·Kᵀ,
 // docs/isa.md §3.8): RQ1 of acc·ops.scale, the only step its descriptor asks for.
@@ -137,13 +152,7 @@ typename accel_types<CONFIG_T>::act_raw_t post_process(
                                : requantize_rt<CONFIG_T>(acc, ops.rq1);
     if (ops.relu1 && y < 0) y = 0;
     if (ops.gelu) y = gelu_post<CONFIG_T>(y);
-    if (ops.residual) {
-        const typename T::acc_t r = extend<typename T::x_t, CONFIG_T::act_bits>(residual_raw, ops.r_unsigned);
-        const typename T::acc_t sum =
-            shift_into_acc<CONFIG_T>(typename T::acc_t(y), ops.y_shift) + shift_into_acc<CONFIG_T>(r, ops.r_shift);
-        y = requantize_rt<CONFIG_T>(sum, ops.rq2);
-        if (ops.relu2 && y < 0) y = 0;
-    }
+    if (ops.residual) y = residual_post<CONFIG_T>(y, residual_raw, ops);
     return typename T::act_raw_t(y.range(CONFIG_T::act_bits - 1, 0));
 }
 

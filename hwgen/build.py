@@ -30,15 +30,17 @@ import yaml
 from hwgen import __version__, golden, stamp, zoo
 from hwgen.board import BUDGET_KEYS, Board, load_board
 from hwgen.compiler import Flag, MemoryImage, RowDescriptor, isa_sim
-from hwgen.isa import OPCODE_QK_SOFTMAX_STATS, AttentionDescriptor
+from hwgen.isa import OPCODE_QK_SOFTMAX_STATS, AttentionDescriptor, ExpertFfnDescriptor, GateTopkDescriptor
 from hwgen.compiler.layout import RegionKind, tensor_rows, with_scratch
+from hwgen.golden.moe import graph_tasks
 from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
 from hwgen.hls.emit import render as render_hls
 from hwgen.hwparams import HwParams
 from hwgen.ir.serialize import npz_bytes
 from hwgen.project import RTL_PATH, BuildPlan, HlsDesign, add_board_project
+from hwgen.sim import golden_file
 from hwgen.quant import QuantConfig
-from hwgen.units import core_for
+from hwgen.units import core_for, moe_problem
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -230,7 +232,9 @@ def _c_bytes(data: bytes) -> list[str]:
     return [", ".join(str(b) for b in data[i:i + 24]) + "," for i in range(0, len(data), 24)]
 
 
-def _tb_expected(model_name: str, image: MemoryImage, values: dict[str, np.ndarray], descriptors: int, hw) -> str:
+def _tb_expected(model_name: str, image: MemoryImage, values: dict[str, np.ndarray], descriptors: int, hw,
+                 task: int = 0) -> str:
+    """``tb_expected.h``: the golden output regions; on a core with the MoE engine also the ``task`` they are of."""
     regions = []
     for r in image.regions:
         if r.kind != RegionKind.OUTPUT:
@@ -245,7 +249,8 @@ def _tb_expected(model_name: str, image: MemoryImage, values: dict[str, np.ndarr
             "nbytes": len(data), "lines": _c_bytes(data),
         })
     return render_hls("accelerator_tb_expected.h.j2", model=model_name, description=str(hw), regions=regions,
-                      image_bytes=len(image.data), descriptors=descriptors)
+                      image_bytes=len(image.data), descriptors=descriptors,
+                      task=task if moe_problem(hw) is None else None)
 
 
 # ------------------------------------------------------------------------------------------- build
@@ -272,20 +277,27 @@ class Compiled:
     onnxruntime: list | str | None = None
     #: accuracy of the residual stream (every Add's output, in graph order: a ViT's two per block)
     residuals: list = dataclasses.field(default_factory=list)
+    #: a multi-task (MoE) model's other tasks: every tensor's golden codes for task 1, 2, … (task 0 is ``values``)
+    task_values: dict = dataclasses.field(default_factory=dict)
 
-    def golden(self) -> dict[str, np.ndarray]:
-        """What golden.npz holds: the codes of every tensor that has a region in the image."""
-        return {r.name: self.values[r.name] for r in self.image.regions if r.kind.holds_tensor}
+    def golden(self, task: int = 0) -> dict[str, np.ndarray]:
+        """What golden.npz (``golden_task<N>.npz`` for task N ≥ 1) holds: the codes of every tensor that has
+        a region in the image, for that task."""
+        values = self.task_values[task] if task else self.values
+        return {r.name: values[r.name] for r in self.image.regions if r.kind.holds_tensor}
 
     def files(self) -> dict[str, bytes]:
-        """The folder's program.bin/.txt, memory.bin/.json and golden.npz."""
-        return {
+        """The folder's program.bin/.txt, memory.bin/.json, golden.npz (and golden_task<N>.npz of other tasks)."""
+        files = {
             "memory.bin": self.image.data,
             "memory.json": (json.dumps(self.image.layout(), indent=1) + "\n").encode(),
             "program.bin": self.program.to_bytes(),
             "program.txt": self.program.listing(self.image.labels).encode(),
             "golden.npz": golden_npz(self.golden()),
         }
+        for task in sorted(self.task_values):
+            files[golden_file(task)] = golden_npz(self.golden(task))
+        return files
 
 
 def compile_for(model: str | Path, hw: HwParams, *, round_scales: bool = False,
@@ -314,6 +326,14 @@ def compile_for(model: str | Path, hw: HwParams, *, round_scales: bool = False,
     want = with_scratch(want, reference.data, image.regions)  # every other byte is the golden model's
     if reference.data != want:
         raise RuntimeError(f"isa_sim must equal the golden model on {qgraph.name}, but it does not: a compiler bug")
+    task_values = {}
+    for task in range(1, graph_tasks(qgraph)):  # a multi-task model: one Program and image, the TASK register
+        task_values[task] = golden.run(qgraph, raw_inputs, task=task)
+        kept = {r.name: task_values[task][r.name] for r in image.regions if r.kind.holds_tensor}
+        run = isa_sim(program, image, hw, task=task)
+        if run.data != with_scratch(image.with_values(kept).data, run.data, image.regions):
+            raise RuntimeError(f"isa_sim must equal the golden model on {qgraph.name} task {task}, but it does not: "
+                               f"a compiler bug")
     float_values = golden.run_float(loaded.graph, float_inputs)
     every = {row.name: row for row in golden.accuracy_report(qgraph, float_values, values)}
     accuracy = [every[name] for name in qgraph.outputs if name in every]
@@ -326,7 +346,7 @@ def compile_for(model: str | Path, hw: HwParams, *, round_scales: bool = False,
         against_ort = ort if isinstance(ort, str) else golden.accuracy_report(qgraph, ort, values)
     return Compiled(qgraph, config, hw, program, image, values, want, reference, accuracy, zoo.macs(loaded), loaded.notes,
                     "seeded random inputs" if calibration is None else Path(calibration).name, against_ort,
-                    residuals)
+                    residuals, task_values)
 
 
 
@@ -412,6 +432,9 @@ def plan_build(
     rtl, hls = flow in ("rtl", "both"), flow in ("hls", "both")
     if sim and not rtl:
         raise ValueError(f"--sim measures the RTL core in Verilator, so flow must be rtl or both, not {flow}")
+    if rtl and hw.has_moe:
+        raise ValueError(f"flow must be hls for {model}: it needs the MoE engine, which the RTL core does not have "
+                         f"yet, not {flow}")
     if rtl:
         # Only the RTL core has this geometry limit; an HLS-only build does not depend on it.
         from hwgen.rtl.geometry import Geometry
@@ -563,6 +586,11 @@ def _descriptor_shape(desc) -> tuple[int, int, int, int]:
         m = desc.heads * desc.m
         k, n = (desc.d_head, desc.s) if desc.opcode == OPCODE_QK_SOFTMAX_STATS else (desc.s, desc.d_head)
         return m, k, n, m * k * n
+    if isinstance(desc, GateTopkDescriptor):  # the gate logits: D inputs, E outputs per token
+        return desc.m, desc.k, desc.experts, desc.m * desc.k * desc.experts
+    if isinstance(desc, ExpertFfnDescriptor):  # every token's k experts: FC1 (D → H) and FC2 (H → D)
+        slots = desc.m * desc.top_k
+        return slots, desc.d, desc.h, 2 * slots * desc.d * desc.h
     return desc.m, desc.k, desc.n, 0 if desc.flags & Flag.BYPASS else desc.m * desc.k * desc.n
 
 

@@ -209,7 +209,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from hwgen.toolchain import ToolError
 
     try:
-        built = load_folder(args.folder)
+        built = load_folder(args.folder, args.task)
         with _Progress(args.quiet or args.json) as progress:
             progress(f"running the Program on the {args.backend} backend")
             result = simulate(built, args.backend)
@@ -221,7 +221,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
     else:
-        verdict = "equal to golden.npz" if result.equal else "NOT equal to golden.npz"
+        golden = "golden.npz" if not args.task else f"golden_task{args.task}.npz"
+        verdict = f"equal to {golden}" if result.equal else f"NOT equal to {golden}"
         print(f"{args.backend}: {verdict}; {result.cycles:,} cycles, {result.cycles_source}"
               + (f" (analytical {result.analytical_cycles:,})" if args.backend == "rtl" else ""))
         for problem in result.mismatches:
@@ -327,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", metavar="DIR", help="a folder 'hwgen build' wrote")
     p.add_argument("--backend", choices=BACKENDS, default="isa",
                    help="isa_sim (NumPy), rtl (Verilator) or hls (g++ C simulation); default isa")
+    p.add_argument("--task", type=int, default=0, metavar="N",
+                   help="the TASK register: which gate a multi-task MoE model runs, compared with "
+                        "golden_task<N>.npz (default 0, golden.npz)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--json", action="store_true", help="print the result as JSON (implies --quiet)")
     p.set_defaults(func=_cmd_sim)

@@ -54,7 +54,7 @@ CONTROL_START, CONTROL_DONE, CONTROL_IDLE, CONTROL_ERROR = 0, 1, 2, 3
 #: STATUS codes: why a run stopped (docs/isa.md §3.7; ``hwgen.isa.Status`` in this order — the driver
 #: runs on the board without hwgen, so the names are spelled out here and a test keeps them equal).
 STATUS_NAMES = ("OK", "BAD_MAGIC", "BAD_VERSION", "BAD_FINGERPRINT", "BAD_HEADER", "BAD_OPCODE", "BAD_DESCRIPTOR",
-                "DOES_NOT_FIT", "MISALIGNED", "OUT_OF_BOUNDS", "READ_ERROR", "WRITE_ERROR")
+                "DOES_NOT_FIT", "MISALIGNED", "OUT_OF_BOUNDS", "READ_ERROR", "WRITE_ERROR", "BAD_TASK", "BAD_COUNT")
 PROGRAM_MAGIC = 0x50475748
 # The Program header's third word is the hardware fingerprint it was compiled for (docs/isa.md §3.1).
 _FINGERPRINT_WORD = 2
@@ -137,8 +137,14 @@ class HwgenDriver:
     def _write(self, name: str, value: int) -> None:
         self.device.write(REGISTERS[name], int(value) & 0xFFFFFFFF)
 
-    def run(self, timeout_s: float = 10.0) -> RunResult:
-        """Place the image, start the core, wait for done, read the counters and compare the outputs."""
+    def run(self, timeout_s: float = 10.0, task: int = 0) -> RunResult:
+        """Place the image, start the core, wait for done, read the counters and compare the outputs.
+
+        ``task`` is the TASK register of a multi-task (MoE) model: the outputs are compared with that
+        task's golden codes (``golden_task<N>.npz``). Only a device with the MoE engine takes one
+        (:class:`IsaSimDevice`); the RTL core has none yet.
+        """
+        golden = self._golden(task)
         fingerprint = self._read("FINGERPRINT")
         if fingerprint != self.fingerprint:
             raise DriverError(f"the core's FINGERPRINT must be the Program's {self.fingerprint:#010x}, not "
@@ -153,6 +159,11 @@ class HwgenDriver:
         self._write("PROGRAM_ADDR", address + self.program_offset)
         self._write("IMAGE_BASE", address)
         self._write("ISR", 1)  # clear a stale "finished" from an earlier run
+        if task:
+            set_task = getattr(self.device, "set_task", None)
+            if set_task is None:
+                raise DriverError(f"task must be 0 on this device (the RTL core has no MoE engine yet), not {task}")
+            set_task(task)
         self._write("CONTROL", 1 << CONTROL_START)
         deadline = time.monotonic() + timeout_s
         while not self._read("CONTROL") >> CONTROL_DONE & 1:
@@ -165,7 +176,20 @@ class HwgenDriver:
         self._write("ISR", 1)
         self.device.sync_from_device(buffer)
         after = np.asarray(buffer, dtype=np.uint8).tobytes()
-        return RunResult(status, cycles, stalls, done, tuple(self.compare(after)))
+        return RunResult(status, cycles, stalls, done, tuple(self.compare(after, golden)))
+
+    def _golden(self, task: int) -> dict[str, np.ndarray]:
+        """The golden codes of ``task``: golden.npz, or golden_task<N>.npz of a multi-task model."""
+        if isinstance(task, bool) or not isinstance(task, int) or task < 0:
+            raise DriverError(f"task must be a non-negative integer, not {task!r}")
+        if not task:
+            return self.golden
+        path = self.folder / f"golden_task{task}.npz"
+        if not path.is_file():
+            tasks = 1 + len(list(self.folder.glob("golden_task*.npz")))
+            raise DriverError(f"task must be in 0..{tasks - 1} for this build, not {task}")
+        with np.load(path) as golden:
+            return {name: golden[name] for name in golden.files}
 
     # Outputs.
 
@@ -196,13 +220,14 @@ class HwgenDriver:
                 outputs[r["name"]] = containers.reshape(shape)
         return outputs
 
-    def compare(self, image: bytes) -> list[OutputCheck]:
-        """Every output of ``image`` against ``golden.npz``: integer equality, first mismatch named."""
+    def compare(self, image: bytes, golden: dict[str, np.ndarray] | None = None) -> list[OutputCheck]:
+        """Every output of ``image`` against ``golden`` (default ``golden.npz``): integer equality, first mismatch named."""
+        golden = self.golden if golden is None else golden
         checks = []
         for name, got in self.read_outputs(image).items():
-            if name not in self.golden:
+            if name not in golden:
                 raise DriverError(f"golden.npz must hold output {name!r}, but it does not")
-            want = self.golden[name].astype(np.int64)
+            want = golden[name].astype(np.int64)
             if want.shape != got.shape:
                 checks.append(OutputCheck(name, got.shape, got.size, f"golden shape {want.shape}"))
                 continue
@@ -275,6 +300,7 @@ class IsaSimDevice:
         self.buffers: list[_Buffer] = []
         self.writes: list[tuple[str, int]] = []  # (register name, value), in order
         self._next = self._BASE
+        self.task = 0  # the TASK register of a core with the MoE engine (hw.has_moe)
 
     def allocate(self, nbytes: int) -> _Buffer:
         buffer = np.zeros(nbytes, dtype=np.uint8).view(_Buffer)
@@ -312,6 +338,12 @@ class IsaSimDevice:
         else:
             self.registers[offset] = value
 
+    def set_task(self, task: int) -> None:
+        """Write the TASK register (the gate a multi-task MoE model runs); only a core with the MoE engine has it."""
+        if not self.hw.has_moe:
+            raise DriverError(f"task must be 0 on a core without the MoE engine, not {task}")
+        self.task = task
+
     def _buffer_at(self, address: int) -> tuple[_Buffer, int]:
         for buffer in self.buffers:
             if buffer.physical_address <= address < buffer.physical_address + buffer.size:
@@ -327,7 +359,7 @@ class IsaSimDevice:
         image = bytes(buffer[base_offset:])
         status = cycles = stalls = done = 0
         try:
-            result = isa_sim(image[offset:], image, self.hw, program_offset=offset)
+            result = isa_sim(image[offset:], image, self.hw, program_offset=offset, task=self.task)
         except Refused as refused:
             status, done = int(refused.status), refused.executed
             buffer[base_offset:] = np.frombuffer(refused.data, dtype=np.uint8)
@@ -355,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", default=str(here.parent), help="the built folder (default: this file's parent)")
     parser.add_argument("--bitfile", default=None, help="bitstream (default: FOLDER/vivado/rtl/hwgen.bit)")
     parser.add_argument("--isa-sim", action="store_true", help="run on IsaSimDevice (needs hwgen) instead of a board")
+    parser.add_argument("--task", type=int, default=0, help="the TASK register of a multi-task MoE model (default 0)")
     args = parser.parse_args(argv)
     folder = Path(args.folder)
     if args.isa_sim:
@@ -366,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         device = IsaSimDevice(HwParams.from_dict(config["accelerator"]))
     else:
         device = PynqDevice(args.bitfile or folder / "vivado" / "rtl" / "hwgen.bit")
-    result = HwgenDriver(folder, device).run()
+    result = HwgenDriver(folder, device).run(task=args.task)
     sys.stdout.write(result.summary() + "\n")
     return 0 if result.passed else 1
 

@@ -24,6 +24,8 @@ CONTAINER_BITS = (8, 16, 32)
 #: Widest hardware accumulator: the DSP48E2 accumulator is 48 bits.
 MAX_ACC_BITS = 48
 MAX_LANES = 128
+#: The MoE engine's fields: in the fingerprint only when ``has_moe`` is set.
+_MOE_FIELDS = ("has_moe", "moe_acc_entries", "moe_acc_bits", "moe_hidden_bytes")
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -75,6 +77,18 @@ class HwParams:
         §3.6). ``True`` by default; ``hwgen build --trim-units`` clears it for a model without
         LayerNorm, Softmax or Attention (a CNN), and every executor then refuses the opcodes
         (``BAD_OPCODE``) and leaves the units out. It enters the fingerprint only when cleared.
+    has_moe : bool
+        The core has the MoE engine (opcodes ``GATE_TOPK`` and ``EXPERT_FFN``, docs/isa.md §3.10).
+        ``False`` by default (every executor then refuses them with ``BAD_OPCODE``); ``hwgen build``
+        sets it for a model with a ``MoEGate`` (:func:`hwgen.units.core_for`). It and the three
+        ``moe_*`` sizes enter the fingerprint only when set, so every other core keeps its fingerprint.
+    moe_acc_entries : int
+        Entries of the on-chip weighted-sum accumulator ``A`` (``m·D`` of an EXPERT_FFN must fit).
+    moe_acc_bits : int
+        Width of each entry of ``A`` (the exact weighted sum ``ExpertFormats.sum`` must fit).
+    moe_hidden_bytes : int
+        Bytes of the on-chip hidden buffer: one expert's hidden rows (``m·align(H·act_bytes)``) stay
+        on chip when they fit, else they go to a DDR scratch (``HIDDEN_DDR``).
     """
 
     lanes_in: int = 16
@@ -92,6 +106,10 @@ class HwParams:
     softmax_int_bits: int = 6
     has_attention: bool = False
     has_row_units: bool = True
+    has_moe: bool = False
+    moe_acc_entries: int = 32768
+    moe_acc_bits: int = 36
+    moe_hidden_bytes: int = 102400
 
     def __post_init__(self) -> None:
         _check_int("lanes_in", self.lanes_in, 1, MAX_LANES)
@@ -113,7 +131,10 @@ class HwParams:
         for name in ("gelu_int_bits", "layernorm_int_bits", "layernorm_out_int_bits", "layernorm_param_int_bits",
                      "softmax_int_bits"):
             _check_int(name, getattr(self, name), 1, self.act_bits - 1)
-        for name in ("has_attention", "has_row_units"):
+        _check_int("moe_acc_entries", self.moe_acc_entries, 1, 1 << 24)
+        _check_int("moe_acc_bits", self.moe_acc_bits, 8, 64)
+        _check_int("moe_hidden_bytes", self.moe_hidden_bytes, 0, 1 << 30)
+        for name in ("has_attention", "has_row_units", "has_moe"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
 
@@ -191,13 +212,16 @@ class HwParams:
 
         ``has_attention`` appears (as ``has_attention=1``) only when set and ``has_row_units`` (as
         ``has_row_units=0``) only when cleared, so hardware with the defaults keeps the fingerprint it
-        had before the fields existed.
+        had before the fields existed. Likewise ``has_moe=1`` and the three ``moe_*`` sizes appear only
+        when ``has_moe`` is set (a core without the engine does not depend on them).
         """
-        fields = {k: v for k, v in self.to_dict().items() if k not in ("has_attention", "has_row_units")}
+        fields = {k: v for k, v in self.to_dict().items() if k not in ("has_attention", "has_row_units", *_MOE_FIELDS)}
         if self.has_attention:
             fields["has_attention"] = 1
         if not self.has_row_units:
             fields["has_row_units"] = 0
+        if self.has_moe:
+            fields.update(has_moe=1, **{k: getattr(self, k) for k in _MOE_FIELDS[1:]})
         return "hwgen-hw-1;" + ";".join(f"{k}={v}" for k, v in fields.items())
 
     def fingerprint(self) -> int:
@@ -209,4 +233,5 @@ class HwParams:
             f"{self.lanes_in}x{self.lanes_out} lanes, acc {self.acc_bits} b, act/weight {self.act_bits}/"
             f"{self.weight_bits} b, buffers {self.act_buffer_bytes}/{self.weight_buffer_bytes} B, "
             f"AXI {self.axi_data_width} b" + (", attention engine" if self.has_attention else "")
+            + (", MoE engine" if self.has_moe else "")
         )

@@ -28,7 +28,7 @@ from hwgen.compiler import MemoryImage, Program, isa_sim
 from hwgen.compiler.layout import RegionKind, with_scratch
 from hwgen.hwparams import HwParams
 
-__all__ = ["BACKENDS", "BuiltFolder", "SimResult", "load_folder", "run_rtl", "simulate"]
+__all__ = ["BACKENDS", "BuiltFolder", "SimResult", "golden_file", "load_folder", "run_rtl", "simulate"]
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,15 @@ class BuiltFolder:
     program: Program
     image: MemoryImage
     golden: dict[str, np.ndarray]
+    task: int = 0  # the TASK register of the run (a multi-task MoE model); ``golden`` is that task's
 
     def expected(self) -> bytes:
         """The image after a correct run: the golden codes in every tensor, and in a scratch region
-        (attention scores and statistics) what isa_sim leaves there."""
+        (attention scores and statistics, MoE lists and counts) what isa_sim leaves there."""
         want = self.image.with_values(self.golden).data
         if any(region.kind is RegionKind.SCRATCH for region in self.image.regions):
-            want = with_scratch(want, isa_sim(self.program, self.image, self.hw).data, self.image.regions)
+            want = with_scratch(want, isa_sim(self.program, self.image, self.hw, task=self.task).data,
+                                self.image.regions)
         return want
 
 
@@ -76,17 +78,28 @@ class SimResult:
                 "mismatches": list(self.mismatches), "detail": self.detail}
 
 
-def load_folder(folder: str | Path) -> BuiltFolder:
-    """Read a built folder; a folder that is not one (or is damaged) is a one-line ``ValueError``."""
+def golden_file(task: int) -> str:
+    """The name of a built folder's golden codes for ``task``: ``golden.npz`` for task 0, else ``golden_task<N>.npz``."""
+    return "golden.npz" if task == 0 else f"golden_task{task}.npz"
+
+
+def load_folder(folder: str | Path, task: int = 0) -> BuiltFolder:
+    """Read a built folder, with the golden codes of ``task`` (``golden.npz``, or ``golden_task<N>.npz`` of a
+    multi-task model); a folder that is not one (or is damaged) is a one-line ``ValueError``."""
     path = Path(folder)
     if not (path / "hwgen.yaml").is_file():
         raise ValueError(f"folder must be one hwgen build wrote (with hwgen.yaml), not {str(folder)!r}")
+    if isinstance(task, bool) or not isinstance(task, int) or task < 0:
+        raise ValueError(f"task must be a non-negative integer, not {task!r}")
+    if task and not (path / golden_file(task)).is_file():
+        tasks = 1 + sum(1 for _ in path.glob("golden_task*.npz"))
+        raise ValueError(f"task must be in 0..{tasks - 1} for this build, not {task}")
     try:
         config = yaml.safe_load((path / "hwgen.yaml").read_text(encoding="utf-8"))
         hw = HwParams.from_dict(dict(config["accelerator"]))
         program = Program.load(path / "program.bin")
         image = MemoryImage.load(path)
-        with np.load(path / "golden.npz", allow_pickle=False) as archive:
+        with np.load(path / golden_file(task), allow_pickle=False) as archive:
             golden = {name: archive[name].astype(np.int64) for name in archive.files}
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
@@ -98,7 +111,7 @@ def load_folder(folder: str | Path) -> BuiltFolder:
             if golden[region.name].shape != region.shape:
                 raise ValueError(f"golden.npz tensor {region.name!r} must have shape {region.shape}, "
                                  f"not {golden[region.name].shape}")
-    return BuiltFolder(path, config, hw, program, image, golden)
+    return BuiltFolder(path, config, hw, program, image, golden, task)
 
 
 def _mismatches(built: BuiltFolder, after: bytes) -> list[str]:
@@ -160,7 +173,8 @@ def _run_hls(built: BuiltFolder, work_dir: Path) -> tuple[bytes, bool, str]:
     binary = toolchain.compile_cpp(source, includes=[hls.absolute()], name="hwgen_hls_tb")
     after = work_dir / "after.bin"
     try:
-        out = toolchain.run_cpp(binary, [(built.path / "memory.bin").absolute(), after], cwd=work_dir)
+        # The task is the testbench's third argument (the top's `task` scalar).
+        out = toolchain.run_cpp(binary, [(built.path / "memory.bin").absolute(), after, str(built.task)], cwd=work_dir)
         passed, detail = True, out.decode(errors="replace").strip().splitlines()[-1]
     except toolchain.ToolError as exc:
         passed, detail = False, " ".join(str(exc).split())
@@ -174,8 +188,9 @@ def simulate(folder: str | Path | BuiltFolder, backend: str = "isa", *, work_dir
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     built = folder if isinstance(folder, BuiltFolder) else load_folder(folder)
-    log.info("running %s (%s) on the %s backend", built.path, built.hw, backend)
-    reference = isa_sim(built.program, built.image, built.hw)
+    log.info("running %s (%s) on the %s backend%s", built.path, built.hw, backend,
+             f", task {built.task}" if built.task else "")
+    reference = isa_sim(built.program, built.image, built.hw, task=built.task)
     analytical = reference.total_cycles
     if backend == "isa":
         problems = _mismatches(built, reference.data)
@@ -189,6 +204,8 @@ def simulate(folder: str | Path | BuiltFolder, backend: str = "isa", *, work_dir
             if not verilog_path.is_file():
                 raise ValueError("folder must hold rtl/hwgen_accel.v for the rtl backend (built with --flow rtl or "
                                  "both), but it does not")
+            if built.task:
+                raise ValueError(f"task must be 0 on the rtl backend (the RTL core has no MoE engine), not {built.task}")
             outcome = run_rtl(verilog_path.read_text(encoding="utf-8"), built.hw, built.image, built.expected(), work)
             problems = () if outcome["equal"] else (outcome["detail"],)
             return SimResult("rtl", outcome["equal"], outcome["cycles"], "measured in Verilator (CYCLES register)",

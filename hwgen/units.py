@@ -19,7 +19,7 @@ from hwgen.golden import nonlinear as nl
 from hwgen.golden.unit_configs import ROW_MAX, gelu_config, layernorm_config, softmax_config
 from hwgen.qfx import QFmt
 
-__all__ = ["ROW_MAX", "UnitFormats", "gelu_config", "layernorm_config", "softmax_config", "row_units_problem",
+__all__ = ["ROW_MAX", "UnitFormats", "gelu_config", "layernorm_config", "softmax_config", "row_units_problem", "moe_problem",
            "attention_problem", "ROW_UNIT_OPS"]
 
 _ROUNDING, _OVERFLOW = "RND_CONV", "SAT"
@@ -101,6 +101,21 @@ def attention_problem(hw) -> str | None:
     return None
 
 
+def moe_problem(hw) -> str | None:
+    """Why hardware ``hw`` cannot run the MoE opcodes (``GATE_TOPK``, ``EXPERT_FFN``), or ``None``.
+
+    The MoE engine is a capability of the core (``HwParams.has_moe``); ``hwgen build`` turns it on for
+    a model with a ``MoEGate`` (:func:`core_for`). Its gate runs on the softmax unit and its experts on
+    the GELU lanes, so it also needs the row units' numerics.
+    """
+    if not hw.has_moe:
+        return "this hardware has no MoE engine (HwParams.has_moe is false)"
+    problem = row_units_problem(hw)
+    if problem is not None:
+        return f"the MoE engine needs the softmax unit's numerics: {problem}"
+    return None
+
+
 #: Accumulator bits of a core with the attention engine. Q·Kᵀ and A·V of 16-bit codes need about 40
 #: (``hwgen.golden.attention.AttentionFormats.acc_bits``: d_head or keys products of two 16-bit codes);
 #: 48 is the accumulator of a DSP48, so the MACs cost no more DSPs than at 32.
@@ -108,12 +123,13 @@ ATTENTION_ACC_BITS = 48
 
 
 #: Ops that run on (or need the numerics of) the LayerNorm and softmax units.
-ROW_UNIT_OPS = frozenset({"LayerNorm", "Softmax", "Attention"})
+ROW_UNIT_OPS = frozenset({"LayerNorm", "Softmax", "Attention", "MoEGate"})
 
 
 def core_for(graph, hw, *, trim_units: bool = False):
     """``hw`` with what ``graph`` needs of the core: the attention engine and ``ATTENTION_ACC_BITS``
-    accumulators when it has an ``Attention`` node; with ``trim_units``, no LayerNorm and softmax unit
+    accumulators when it has an ``Attention`` node; the MoE engine (``has_moe``) when it has a
+    ``MoEGate``; with ``trim_units``, no LayerNorm and softmax unit
     when it has none of :data:`ROW_UNIT_OPS` (``hwgen build --trim-units``); else ``hw`` unchanged.
 
     A board file gives the core's geometry and buffers; the engines a model never uses stay out, so
@@ -122,6 +138,8 @@ def core_for(graph, hw, *, trim_units: bool = False):
     ops = {node.op for node in graph.nodes}
     if trim_units and not ops & ROW_UNIT_OPS:
         hw = dataclasses.replace(hw, has_row_units=False)
+    if "MoEGate" in ops and not hw.has_moe:
+        hw = dataclasses.replace(hw, has_moe=True)
     if hw.has_attention or "Attention" not in ops:
         return hw
     return dataclasses.replace(hw, has_attention=True, acc_bits=max(hw.acc_bits, ATTENTION_ACC_BITS))

@@ -17,6 +17,11 @@ descriptors of a small convolution model (docs/isa.md §3.9) the same way.
 :func:`attention_refusal_cases` is the same kind of table for the attention pair (docs/isa.md §3.8)
 on hardware with the attention engine (``HwParams.has_attention``): only the executors that have
 the engine run it (isa_sim, the HLS core and the RTL core).
+
+:func:`moe_refusal_cases` is the table of the MoE pair (docs/isa.md §3.10) on hardware with the MoE
+engine (``HwParams.has_moe``), with the run-time statuses ``BAD_TASK`` (a case's ``task``) and
+``BAD_COUNT``: isa_sim and the HLS core run it. :func:`refusal_cases` (every core) expects opcodes 6
+and 7 to be ``BAD_OPCODE``: no shipped core has the engine by default, and the RTL core has none.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from hwgen.isa import DESCRIPTOR_BYTES, HEADER_BYTES, Flag, Opcode, Status
 from hwgen.pipeline import run_passes
 from hwgen.quant import QuantConfig
 
-__all__ = ["RefusalCase", "refusal_cases", "conv_refusal_cases", "attention_refusal_cases", "BASE_SPEC", "CONV_SPEC",
-           "ATTENTION_SPEC", "ROWLESS_HW"]
+__all__ = ["RefusalCase", "refusal_cases", "conv_refusal_cases", "attention_refusal_cases", "moe_refusal_cases",
+           "BASE_SPEC", "CONV_SPEC", "ATTENTION_SPEC", "MOE_SPEC", "ROWLESS_HW"]
 
 #: The valid Program every case starts from: fc1 (LINEAR), ln (LAYERNORM), fc2 with bias and the
 #: residual add of fc1's output (LINEAR), a standalone Add (BYPASS), softmax (SOFTMAX).
@@ -98,6 +103,7 @@ class RefusalCase:
     status: Status
     executed: int
     program_offset: int = 0
+    task: int = 0  # the TASK register of the run (the MoE table's BAD_TASK cases)
 
     @property
     def program(self) -> bytes:
@@ -498,3 +504,184 @@ def rowless_case() -> RefusalCase:
     layernorm = [int(Opcode.LAYERNORM), 3, 8, 0, words[4], 0, 0, 0, words[8], words[9], 0, 0, words[12], 0, 0, 0]
     return RefusalCase("LAYERNORM without a row unit", ROWLESS_HW, _put(base, 1, layernorm), Status.BAD_OPCODE, 1)
 
+
+
+#: The valid Program of the MoE table: a 2-task gate over 4 experts (top-2) of 7 tokens of 32, and the experts
+#: (hidden 48) with the residual add of x: a GATE_TOPK and an EXPERT_FFN with RESIDUAL.
+MOE_SPEC = {
+    "name": "refusal-moe",
+    "inputs": {"x": {"shape": [7, 32], "distribution": "normal", "scale": 1.0}},
+    "layers": [
+        {"name": "gate", "op": "MoEGate", "input": "x", "experts": 4, "tasks": 2},
+        {"name": "probs", "op": "Softmax", "input": "gate"},
+        {"name": "top", "op": "TopK", "input": "probs", "k": 2},
+        {"name": "moe", "op": "Expert", "inputs": ["x", "top", "top.indices"], "experts": 4, "hidden": 48},
+        {"name": "out", "op": "Add", "inputs": ["moe", "x"]},
+    ],
+    "outputs": ["out"],
+}
+GATE, FFN = 0, 1
+
+
+def moe_refusal_cases(hw: HwParams) -> list[RefusalCase]:
+    """The MoE table for hardware ``hw`` with the MoE engine: one case per rule of docs/isa.md §3.10 (§3.7's
+    order) on the GATE_TOPK or the EXPERT_FFN of :data:`MOE_SPEC`; the run-time refusals ``BAD_TASK`` (the
+    ``task`` of the case) and ``BAD_COUNT`` (counts and lists corrupted in an image the gate already ran on,
+    under a Program of the EXPERT_FFN alone); the Program on a core without the engine; and changes the rule
+    accepts."""
+    if not hw.has_moe:
+        raise ValueError(f"the MoE table needs hardware with the MoE engine, not {hw}")
+    program, base = _compiled(MOE_SPEC, hw)
+    assert [d.opcode for d in program.descriptors] == [Opcode.GATE_TOPK, Opcode.EXPERT_FFN], program.descriptors
+    gate, ffn = program.descriptors
+    assert (gate.m, gate.experts, gate.top_k, gate.k, gate.tasks) == (7, 4, 2, 32, 2), gate
+    assert (ffn.d, ffn.h, int(ffn.flags)) == (32, 48, 1), ffn  # RESIDUAL
+    image_bytes = struct.unpack_from("<I", base, 20)[0]
+    a, act = hw.axi_bytes, hw.act_bytes
+    end = image_bytes // a * a
+    cases: list[RefusalCase] = []
+
+    def case(name, index, status, *edits, executed=None, task=0, image=base):
+        words = _words(image, index)
+        for word, lo, bits, value in edits:
+            _field(words, word, lo, bits, value)
+        cases.append(RefusalCase(name, hw, _put(image, index, words), status, index if executed is None else executed,
+                                 task=task))
+
+    g, e = _words(base, GATE), _words(base, FFN)
+    far = (1 << 31) // a * a  # a stride that passes every size check and leaves the image
+
+    # BAD_TASK: the TASK register is a run argument; the gate has 2 tasks.
+    case("GATE_TOPK: task 2 of 2", GATE, Status.BAD_TASK, task=2)
+    case("GATE_TOPK: task 1 of 1", GATE, Status.BAD_TASK, (2, 16, 8, 1), task=1)
+    case("accepted: GATE_TOPK task 1 of 2", GATE, Status.OK, executed=2, task=1)
+
+    # GATE_TOPK: BAD_DESCRIPTOR
+    case("GATE_TOPK: reserved word 0 bits", GATE, Status.BAD_DESCRIPTOR, (0, 8, 24, 1))
+    case("GATE_TOPK: reserved word 2 bits", GATE, Status.BAD_DESCRIPTOR, (2, 24, 8, 1))
+    case("GATE_TOPK: reserved word 15", GATE, Status.BAD_DESCRIPTOR, (15, 31, 1, 1))
+    case("GATE_TOPK: M = 0", GATE, Status.BAD_DESCRIPTOR, (1, 0, 16, 0))
+    case("GATE_TOPK: experts = 0", GATE, Status.BAD_DESCRIPTOR, (1, 16, 8, 0), (3, 16, 16, 0))
+    case("GATE_TOPK: top_k = 0", GATE, Status.BAD_DESCRIPTOR, (1, 24, 8, 0))
+    case("GATE_TOPK: top_k = E + 1", GATE, Status.BAD_DESCRIPTOR, (1, 24, 8, 5))
+    case("GATE_TOPK: top_k = 9 of 16 experts", GATE, Status.BAD_DESCRIPTOR, (1, 16, 8, 16), (1, 24, 8, 9),
+         (3, 16, 16, -(-16 // hw.lanes_out)))
+    case("GATE_TOPK: D = 0", GATE, Status.BAD_DESCRIPTOR, (2, 0, 16, 0), (3, 0, 16, 0))
+    case("GATE_TOPK: tasks = 0", GATE, Status.BAD_DESCRIPTOR, (2, 16, 8, 0))
+    case("GATE_TOPK: k_tiles one too many", GATE, Status.BAD_DESCRIPTOR, (3, 0, 16, (g[3] & 0xFFFF) + 1))
+    case("GATE_TOPK: n_tiles one too many", GATE, Status.BAD_DESCRIPTOR, (3, 16, 16, (g[3] >> 16) + 1))
+    case("GATE_TOPK: task_stride below one task's tiles", GATE, Status.BAD_DESCRIPTOR, (6, 0, 32, g[6] - a))
+    case("GATE_TOPK: rq width 0", GATE, Status.BAD_DESCRIPTOR, (13, 8, 6, 0))
+    case("GATE_TOPK: rq reserved bit 31", GATE, Status.BAD_DESCRIPTOR, (13, 31, 1, 1))
+    case("GATE_TOPK: rq into an unsigned format", GATE, Status.BAD_DESCRIPTOR, (13, 14, 1, 0))
+    case(f"GATE_TOPK: rq into {hw.act_bits - 1} bits", GATE, Status.BAD_DESCRIPTOR, (13, 8, 6, hw.act_bits - 1))
+
+    # GATE_TOPK: DOES_NOT_FIT (the tile counts follow D and E, so only the capacities are over)
+    max_k_tiles = hw.act_buffer_bytes // (hw.lanes_in * act)
+    case("GATE_TOPK: a row of x over the activation bank", GATE, Status.DOES_NOT_FIT,
+         (2, 0, 16, (max_k_tiles + 1) * hw.lanes_in), (3, 0, 16, max_k_tiles + 1), (6, 0, 32, far))
+    tile = hw.tile_stride(hw.weight_bytes)
+    n_255 = -(-255 // hw.lanes_out)
+    k_over = hw.weight_buffer_bytes // (n_255 * tile) + 1
+    case("GATE_TOPK: one task's gate of 255 experts over the weight bank", GATE, Status.DOES_NOT_FIT,
+         (1, 16, 8, 255), (3, 16, 16, n_255), (2, 0, 16, k_over * hw.lanes_in), (3, 0, 16, k_over), (6, 0, 32, far))
+
+    # GATE_TOPK: MISALIGNED
+    for name, word in (("x_addr", 4), ("w_addr", 5), ("task_stride", 6), ("probs_addr", 7), ("top_addr", 8),
+                       ("x_stride", 9), ("lists_addr", 10), ("counts_addr", 11), ("idx_addr", 12)):
+        case(f"GATE_TOPK: {name} misaligned", GATE, Status.MISALIGNED, (word, 0, 32, g[word] + act))
+
+    # GATE_TOPK: OUT_OF_BOUNDS
+    case("GATE_TOPK: x stride past the image", GATE, Status.OUT_OF_BOUNDS, (9, 0, 32, end))
+    case("GATE_TOPK: task 1's gate past the image", GATE, Status.OUT_OF_BOUNDS, (6, 0, 32, end))
+    for name, word in (("probs", 7), ("top", 8), ("lists", 10), ("idx", 12)):
+        case(f"GATE_TOPK: {name} past the image", GATE, Status.OUT_OF_BOUNDS, (word, 0, 32, end - a))
+    case("GATE_TOPK: counts past the image", GATE, Status.OUT_OF_BOUNDS, (11, 0, 32, end))
+    case("accepted: GATE_TOPK without probs (probs_addr 0)", GATE, Status.OK, (7, 0, 32, 0), executed=2)
+
+    # EXPERT_FFN: BAD_DESCRIPTOR (after the gate ran: executed 1)
+    case("EXPERT_FFN: flag bit 3", FFN, Status.BAD_DESCRIPTOR, (0, 11, 1, 1))
+    case("EXPERT_FFN: M = 0", FFN, Status.BAD_DESCRIPTOR, (1, 0, 16, 0))
+    case("EXPERT_FFN: experts = 0", FFN, Status.BAD_DESCRIPTOR, (1, 16, 8, 0))
+    case("EXPERT_FFN: top_k = 0", FFN, Status.BAD_DESCRIPTOR, (1, 24, 8, 0))
+    case("EXPERT_FFN: top_k = E + 1", FFN, Status.BAD_DESCRIPTOR, (1, 24, 8, 5))
+    case("EXPERT_FFN: D = 0", FFN, Status.BAD_DESCRIPTOR, (2, 0, 16, 0))
+    case("EXPERT_FFN: H = 0", FFN, Status.BAD_DESCRIPTOR, (2, 16, 16, 0))
+    n1, n2 = -(-48 // hw.lanes_out), -(-32 // hw.lanes_out)
+    case("EXPERT_FFN: chunk1 = 0", FFN, Status.BAD_DESCRIPTOR, (3, 0, 8, 0))
+    case("EXPERT_FFN: chunk1 > FC1's tiles", FFN, Status.BAD_DESCRIPTOR, (3, 0, 8, n1 + 1))
+    case("EXPERT_FFN: chunk2 > FC2's tiles", FFN, Status.BAD_DESCRIPTOR, (3, 8, 8, n2 + 1))
+    case("EXPERT_FFN: residual fields without RESIDUAL", FFN, Status.BAD_DESCRIPTOR, (0, 8, 1, 0))
+    case("EXPERT_FFN: hidden_addr without HIDDEN_DDR", FFN, Status.BAD_DESCRIPTOR, (11, 0, 32, a))
+    case("EXPERT_FFN: expert_stride below one expert's block", FFN, Status.BAD_DESCRIPTOR, (6, 0, 32, e[6] - a))
+    case("EXPERT_FFN: rq_hidden width 0", FFN, Status.BAD_DESCRIPTOR, (12, 8, 6, 0))
+    case("EXPERT_FFN: rq_expert rounding code 7", FFN, Status.BAD_DESCRIPTOR, (13, 16, 3, 7))
+    case("EXPERT_FFN: rq_out reserved bit 15", FFN, Status.BAD_DESCRIPTOR, (14, 15, 1, 1))
+    case("EXPERT_FFN: rq2 overflow code 7 with RESIDUAL", FFN, Status.BAD_DESCRIPTOR, (15, 20, 3, 7))
+
+    # EXPERT_FFN: DOES_NOT_FIT (a large expert_stride keeps the block-size check quiet)
+    case("EXPERT_FFN: M·D over the MoE accumulator", FFN, Status.DOES_NOT_FIT,
+         (1, 0, 16, hw.moe_acc_entries // 32 + 1))
+    case("EXPERT_FFN: a weighted sum wider than moe_acc_bits", FFN, Status.DOES_NOT_FIT,
+         (14, 24, 6, hw.moe_acc_bits + 1))
+    case("EXPERT_FFN: a row of x over the activation bank", FFN, Status.DOES_NOT_FIT,
+         (2, 0, 16, (max_k_tiles + 1) * hw.lanes_in), (6, 0, 32, far))
+    per_tile = -(-32 // hw.lanes_in) * tile + hw.lanes_out * hw.bias_bytes
+    c_over = hw.weight_buffer_bytes // per_tile + 1
+    case("EXPERT_FFN: an FC1 chunk over the weight bank", FFN, Status.DOES_NOT_FIT,
+         (2, 16, 16, c_over * hw.lanes_out), (3, 0, 8, min(c_over, 255)), (6, 0, 32, far))
+    tokens = hw.moe_hidden_bytes // hw.align(64 * act) + 1
+    assert tokens * 32 <= hw.moe_acc_entries, tokens
+    case("EXPERT_FFN: the hidden rows over the hidden buffer", FFN, Status.DOES_NOT_FIT,
+         (1, 0, 16, tokens), (2, 16, 16, 64), (6, 0, 32, far))
+
+    # EXPERT_FFN: MISALIGNED
+    for name, word in (("x_addr", 4), ("w_addr", 5), ("expert_stride", 6), ("lists_addr", 7), ("counts_addr", 8),
+                       ("res_addr", 9), ("out_addr", 10)):
+        case(f"EXPERT_FFN: {name} misaligned", FFN, Status.MISALIGNED, (word, 0, 32, e[word] + act))
+    case("EXPERT_FFN: hidden_addr misaligned with HIDDEN_DDR", FFN, Status.MISALIGNED, (0, 10, 1, 1),
+         (11, 0, 32, act))
+
+    # EXPERT_FFN: OUT_OF_BOUNDS
+    for name, word in (("x", 4), ("lists", 7), ("r", 9), ("out", 10)):
+        case(f"EXPERT_FFN: {name} past the image", FFN, Status.OUT_OF_BOUNDS, (word, 0, 32, end - a))
+    case("EXPERT_FFN: counts past the image", FFN, Status.OUT_OF_BOUNDS, (8, 0, 32, end))
+    case("EXPERT_FFN: the last expert past the image", FFN, Status.OUT_OF_BOUNDS, (6, 0, 32, far))
+    case("EXPERT_FFN: hidden rows past the image", FFN, Status.OUT_OF_BOUNDS, (0, 10, 1, 1), (11, 0, 32, end - a))
+
+    # BAD_COUNT: the image after the gate ran, under a Program of the EXPERT_FFN alone.
+    from hwgen.compiler import isa_sim
+
+    ran = bytearray(isa_sim(program, base, hw).data)
+    header = _words(base, None)
+    header[3] = 1
+    struct.pack_into("<16I", ran, 0, *header)
+    struct.pack_into("<16I", ran, HEADER_BYTES, *e)
+    counts_addr, lists_addr = e[8], e[7]
+    counts = list(struct.unpack_from("<4I", ran, counts_addr))
+    stride = -(-8 * 7 // a) * a
+
+    def corrupted(name, status, *writes):
+        image = bytearray(ran)
+        for addr, value in writes:
+            struct.pack_into("<I", image, addr, value)
+        cases.append(RefusalCase(name, hw, bytes(image), status, 0 if status != Status.OK else 1))
+
+    first = counts.index(max(counts))
+    corrupted("accepted: EXPERT_FFN alone on the gate's lists", Status.OK)
+    corrupted("EXPERT_FFN: a count one too many (sum ≠ M·k)", Status.BAD_COUNT, (counts_addr, counts[0] + 1))
+    corrupted("EXPERT_FFN: a count above M", Status.BAD_COUNT, (counts_addr + 4 * first, 8),
+              *[(counts_addr + 4 * i, 0) for i in range(4) if i != first])
+    corrupted("EXPERT_FFN: a list entry's token = M", Status.BAD_COUNT, (lists_addr + first * stride, 7))
+    corrupted("EXPERT_FFN: a list entry's token ≥ M in its high bits", Status.BAD_COUNT,
+              (lists_addr + first * stride, 0x8000))
+    corrupted("accepted: EXPERT_FFN ignores a list entry's slot bits", Status.OK,
+              (lists_addr + first * stride, struct.unpack_from("<I", ran, lists_addr + first * stride)[0] | 0xFF0000))
+
+    # The same Program on the same core without the engine: BAD_OPCODE at the GATE_TOPK.
+    plain = dataclasses.replace(hw, has_moe=False)
+    words = _words(base, None)
+    words[2] = plain.fingerprint()
+    cases.append(RefusalCase("GATE_TOPK on a core without the engine", plain, _put(base, None, words),
+                             Status.BAD_OPCODE, GATE))
+    return cases

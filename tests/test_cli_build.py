@@ -94,6 +94,9 @@ BAD = {
                                  "--sim measures the RTL core in Verilator, so flow must be rtl or both, not hls"),
     "clock": (lambda t: ["--board", "ultra96", "--clock-mhz", "900", "--out", t / "o"],
               "clock_mhz must be a number from 10 to 500, not 900.0"),
+    "a MoE model on the RTL flow": (lambda t: ["--board", "ultra96", "--model", "moe-tiny", "--out", t / "o"],
+                                    "flow must be hls for moe-tiny: it needs the MoE engine, which the RTL core does "
+                                    "not have yet, not both"),
 }
 
 
@@ -267,3 +270,24 @@ def test_golden_npz_is_deterministic_and_loads():
         assert sorted(archive.files) == ["a", "b"]
         assert all(np.array_equal(archive[k], v) for k, v in arrays.items())
     assert {i.date_time for i in zipfile.ZipFile(io.BytesIO(data)).infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_a_moe_model_builds_for_hls_and_sim_takes_the_task(tmp_path, capsys):
+    """moe-tiny with --flow hls: golden.npz for task 0 and golden_task1.npz; ``hwgen sim --task`` runs isa_sim
+    with that TASK register against that task's codes, and a task the model does not have is one line."""
+    out = tmp_path / "moe"
+    code, _, err = run(capsys, "build", "--board", "ultra96", "--model", "moe-tiny", "--flow", "hls", "--out", out,
+                       "--quiet")
+    assert code == 0, err
+    assert (out / "golden.npz").is_file() and (out / "golden_task1.npz").is_file()
+    assert yaml.safe_load((out / "hwgen.yaml").read_text())["accelerator"]["has_moe"] is True
+    for task in (0, 1):
+        code, text, _ = run(capsys, "sim", out, "--task", task, "--quiet")
+        golden = "golden.npz" if task == 0 else "golden_task1.npz"
+        assert code == 0 and text.startswith(f"isa: equal to {golden}"), text
+    # Task 1's image against task 0's codes: not equal.
+    shutil.copy(out / "golden_task1.npz", out / "golden.npz")
+    code, text, _ = run(capsys, "sim", out, "--quiet")
+    assert code == 1 and "NOT equal" in text, text
+    code, _, err = run(capsys, "sim", out, "--task", 2)
+    assert code == 2 and err.strip() == "hwgen: error: task must be in 0..1 for this build, not 2"

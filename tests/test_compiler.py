@@ -84,7 +84,7 @@ def test_descriptor_word_layout_matches_the_isa_document():
         (b"XXXX" + bytes(60), r"^Program magic must be 0x50475748, not 0x58585858$"),
         (struct.pack("<16I", MAGIC, 9, 0, 0, 64, 0, *[0] * 10), r"^Program version must be 1, not 9$"),
         (struct.pack("<16I", MAGIC, 1, 0, 2, 64, 0, *[0] * 10), r"^a Program of 2 descriptors must be 192 bytes, not 64$"),
-        (struct.pack("<16I", MAGIC, 1, 0, 1, 64, 0, *[0] * 10) + bytes(64), r"^descriptor opcode must be one of 1, 2, 3, 4, 5, 8, not 0$"),
+        (struct.pack("<16I", MAGIC, 1, 0, 1, 64, 0, *[0] * 10) + bytes(64), r"^descriptor opcode must be one of 1, 2, 3, 4, 5, 6, 7, 8, not 0$"),
     ],
 )
 def test_bad_program_bytes_are_refused(data, message):

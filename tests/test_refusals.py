@@ -16,13 +16,17 @@ from hwgen.compiler import Refused, isa_sim
 from hwgen.hwparams import HwParams
 from hwgen.isa import DESCRIPTOR_BYTES, HEADER_BYTES, Status, check_descriptor
 
-from refusals import FC2, attention_refusal_cases, refusal_cases, rowless_case
+from refusals import FC2, attention_refusal_cases, moe_refusal_cases, refusal_cases, rowless_case
 
 #: Every shipped board's geometry, and the 8x8 / AXI 64 bench configuration.
 GEOMETRIES = {name: load_board(name).hw_params() for name in board_names()}
 GEOMETRIES["8x8-axi64"] = HwParams(lanes_in=8, lanes_out=8, axi_data_width=64)
 #: The same geometries with the attention engine (and the 48-bit accumulators attention needs).
 ATTENTION_GEOMETRIES = {name: dataclasses.replace(hw, acc_bits=48, has_attention=True) for name, hw in GEOMETRIES.items()}
+#: The same geometries with the MoE engine.
+MOE_GEOMETRIES = {name: dataclasses.replace(hw, has_moe=True) for name, hw in GEOMETRIES.items()}
+#: The statuses only the MoE engine reports (at run time): its own table covers them.
+MOE_STATUSES = {Status.BAD_TASK, Status.BAD_COUNT}
 
 
 def _truncated(case):
@@ -36,7 +40,7 @@ def _truncated(case):
 def test_isa_sim_refuses_each_case_with_its_status(hw):
     cases = refusal_cases(hw) + [rowless_case()]
     statuses = {case.status for case in cases}
-    assert statuses >= set(Status) - {Status.READ_ERROR, Status.WRITE_ERROR}, "every refusal status is covered"
+    assert statuses >= set(Status) - {Status.READ_ERROR, Status.WRITE_ERROR} - MOE_STATUSES, "every status is covered"
     _run_on_isa_sim(cases)
 
 
@@ -48,16 +52,25 @@ def test_isa_sim_refuses_each_attention_case_with_its_status(hw):
     _run_on_isa_sim(cases)
 
 
+@pytest.mark.parametrize("hw", MOE_GEOMETRIES.values(), ids=MOE_GEOMETRIES.keys())
+def test_isa_sim_refuses_each_moe_case_with_its_status(hw):
+    cases = moe_refusal_cases(hw)
+    assert {case.status for case in cases} == {Status.OK, Status.BAD_OPCODE, Status.BAD_DESCRIPTOR, Status.DOES_NOT_FIT,
+                                               Status.MISALIGNED, Status.OUT_OF_BOUNDS} | MOE_STATUSES
+    _run_on_isa_sim(cases)
+
+
 def _run_on_isa_sim(cases):
     for case in cases:
         where = case.program_offset
         if case.status == Status.OK:
-            isa_sim(case.image[where:], case.image, case.hw, program_offset=where)
+            result = isa_sim(case.image[where:], case.image, case.hw, program_offset=where, task=case.task)
+            assert len(result.cycles) == case.executed, case.name
             continue
         with pytest.raises(Refused) as caught:
-            isa_sim(case.image[where:], case.image, case.hw, program_offset=where)
+            isa_sim(case.image[where:], case.image, case.hw, program_offset=where, task=case.task)
         assert (caught.value.status, caught.value.executed) == (case.status, case.executed), case.name
-        before = isa_sim(_truncated(case), case.image, case.hw).data if case.executed else case.image
+        before = isa_sim(_truncated(case), case.image, case.hw, task=case.task).data if case.executed else case.image
         assert caught.value.data == before, case.name
 
 

@@ -20,8 +20,9 @@ from hwgen.compiler.engines import engine_for
 from hwgen.compiler.engines.integer import requantize_int
 from hwgen.compiler.layout import MemoryImage
 from hwgen.hwparams import HwParams
+from hwgen.compiler.engines.moe import Stopped
 from hwgen.isa import (
-    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, Program, Refusal, Status, check_descriptor, check_header,
+    DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, MOE_OPCODES, Program, Refusal, Status, check_descriptor, check_header,
     decode_descriptor, unpack,
 )
 
@@ -56,14 +57,18 @@ class IsaResult:
 
 
 def isa_sim(program: Program | bytes, image: MemoryImage | bytes, hw: HwParams, model: CycleModel = CycleModel(), *,
-            program_offset: int = 0) -> IsaResult:
+            program_offset: int = 0, task: int = 0) -> IsaResult:
     """Run every descriptor of ``program`` on a copy of ``image``, as the controller does.
 
     The header and each descriptor pass :func:`hwgen.isa.check_header` / :func:`~hwgen.isa.check_descriptor`
     first; a refusal raises :class:`Refused` (a ``ValueError``) with the status the hardware reports,
     the number of descriptors completed and the image as they left it. ``program_offset`` is where
-    the Program sits in the image (the controller's ``PROGRAM_ADDR`` minus its image base).
+    the Program sits in the image (the controller's ``PROGRAM_ADDR`` minus its image base). ``task`` is
+    the ``TASK`` register: the gate every GATE_TOPK uses (``BAD_TASK`` when not below its ``tasks``).
+    The MoE engine's run-time refusals (``BAD_TASK``, ``BAD_COUNT``) stop the run the same way.
     """
+    if isinstance(task, bool) or not isinstance(task, int) or task < 0:
+        raise ValueError(f"task must be a non-negative integer, not {task!r}")
     raw = program.to_bytes() if isinstance(program, Program) else bytes(program)
     data = image.data if isinstance(image, MemoryImage) else bytes(image)
     memory = np.frombuffer(data, dtype=np.uint8).copy()
@@ -85,6 +90,13 @@ def isa_sim(program: Program | bytes, image: MemoryImage | bytes, hw: HwParams, 
             raise Refused(refusal, index, memory.tobytes(), f"descriptor {index}")
         desc = decode_descriptor(block)
         engine = engine_for(desc.opcode)
+        if desc.opcode in MOE_OPCODES:  # the task register; the counts the estimate depends on
+            try:
+                engine.run(desc, memory, hw, task)
+            except Stopped as stop:
+                raise Refused(stop.refusal, index, memory.tobytes(), f"descriptor {index}") from None
+            estimates.append(engine.estimate(desc, hw, model, memory))
+            continue
         engine.run(desc, memory, hw)
         estimates.append(engine.estimate(desc, hw, model))
     return IsaResult(memory.tobytes(), tuple(estimates), model.program_overhead(hw))

@@ -4,9 +4,11 @@
 Three steps, in order: fuse nodes into descriptor-sized groups (a Linear, MatMul or Conv2d with its
 requantize, ReLU or GELU and residual Add or AddConstant; a standalone Add / AddConstant / ReLU /
 GELU / Requantize on the bypass path; a ClassToken's row 0, a BYPASS copy of the constant token; a
-LayerNorm or a Softmax alone; an Attention alone), place every buffer in the image, then encode one
-LINEAR, CONV, LAYERNORM or SOFTMAX descriptor per group, or the QK_SOFTMAX_STATS and AV pair of an
-Attention (its Q, K and V projections are ordinary LINEAR groups before it). Layers that cannot fit
+LayerNorm or a Softmax alone; an Attention alone; a MoEGate with its Requantize, Softmax and TopK; an
+Expert with its Requantize and a residual Add with its Requantize), place every buffer in the image,
+then encode one LINEAR, CONV, LAYERNORM, SOFTMAX, GATE_TOPK or EXPERT_FFN descriptor per group, or the
+QK_SOFTMAX_STATS and AV pair of an Attention (its Q, K and V projections are ordinary LINEAR groups
+before it). Layers that cannot fit
 the hardware (formats wider than the containers or the accumulator, rows or weight columns larger
 than the on-chip buffers, fields out of range) are refused with a message naming them.
 
@@ -36,17 +38,19 @@ from hwgen.compiler.layout import (
     tensor_rows,
 )
 from hwgen.compiler.maxpool import WEIGHT_FORMAT, MaxStep, maxpool_problem, maxpool_steps, step_descriptor, step_weights
+from hwgen.golden import moe as golden_moe
 from hwgen.golden.exact import attention_formats, conv_dense_weight, conv_weight_matrix
 from hwgen.isa import (
     OPCODE_AV, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX, STATS_ENTRY_BYTES, AttentionDescriptor,
-    ConvDescriptor, Flag, Limits, LinearDescriptor, Program, Requant, RowDescriptor, check_descriptor,
+    ConvDescriptor, ExpertFfnDescriptor, Flag, GateTopkDescriptor, Limits, LinearDescriptor, MoeFlag, Program, Requant,
+    RowDescriptor, check_descriptor,
 )
 from hwgen.hwparams import HwParams
 from hwgen.ir import Graph, Node, verify
 from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
 from hwgen.quant.rewrite import LOWERED_OPS
-from hwgen.units import ROW_MAX, UnitFormats, attention_problem, layernorm_config, row_units_problem
+from hwgen.units import ROW_MAX, UnitFormats, attention_problem, layernorm_config, moe_problem, row_units_problem
 
 __all__ = ["compile_graph", "hardware_problem", "SUPPORTED_OPS"]
 
@@ -54,7 +58,13 @@ log = logging.getLogger(__name__)
 
 #: Ops the compiler lowers; every other IR op is refused as not supported yet.
 SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention",
-                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow", "Flatten", "MaxPool2d"})
+                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow", "Flatten", "MaxPool2d", "MoEGate",
+                           "TopK", "Expert"})
+#: The MoE engine's scratch regions (docs/isa.md §3.10), one set every MoE layer reuses: the per-expert token
+#: lists, the counts, and the hidden rows of an EXPERT_FFN with HIDDEN_DDR.
+MOE_LISTS, MOE_COUNTS, MOE_HIDDEN = "moe.lists", "moe.counts", "moe.hidden"
+#: Ops that run only as part of a MoE layer (with a MoEGate): a TopK or an Expert alone has no engine.
+_MOE_OPS = ("TopK", "Expert")
 #: Ops whose output is a view of their input's bytes: no descriptor (a ClassToken's input is a view of its output).
 _VIEW_OPS = ("Tokens", "SelectRow", "Flatten")
 
@@ -149,6 +159,58 @@ class _MaxPoolGroup(_NodeGroup):
     steps: list[MaxStep] = field(default_factory=list)
 
 
+@dataclass
+class _GateGroup(_NodeGroup):
+    """A MoEGate with its Requantize, Softmax and TopK: one GATE_TOPK. ``y`` is the scores (``top``)."""
+
+    requantize: Node = None
+    softmax: Node = None
+    topk: Node = None
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self.node, self.requantize, self.softmax, self.topk]
+
+    @property
+    def label(self) -> str:
+        return " + ".join(node.name for node in self.nodes)
+
+    @property
+    def probs(self) -> str:
+        return self.softmax.outputs[0]
+
+    @property
+    def indices(self) -> str:
+        return self.topk.outputs[1]
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Every tensor the descriptor writes: the probabilities, the scores and the indices."""
+        return (self.probs, self.y, self.indices)
+
+
+@dataclass
+class _ExpertGroup(_NodeGroup):
+    """An Expert with its Requantize, and a residual Add with its Requantize when one follows: one EXPERT_FFN."""
+
+    gate: _GateGroup = None
+    requantize: Node = None
+    add: Node | None = None
+    add_requantize: Node | None = None
+    residual: str | None = None
+    y_shift: int = 0
+    r_shift: int = 0
+    rq2: Requant | None = None
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [n for n in (self.node, self.requantize, self.add, self.add_requantize) if n is not None]
+
+    @property
+    def label(self) -> str:
+        return " + ".join(node.name for node in self.nodes)
+
+
 def _descriptor_count(group) -> int:
     if isinstance(group, _MaxPoolGroup):
         return len(group.steps)
@@ -164,6 +226,7 @@ class _Fuser:
         self.units: UnitFormats = hw.unit_formats()
         self.materialized: list[str] = list(graph.inputs)
         self.grouped: set[str] = set()
+        self.gates: list[_GateGroup] = []  # the MoE gates so far: an Expert reads one's scores and indices
 
     def fmt(self, name: str) -> QFmt:
         return self.graph.tensor(name).fmt
@@ -189,8 +252,10 @@ class _Fuser:
                 self.materialized.append(node.outputs[0])
                 continue
             group = self.start(node)
+            if isinstance(group, _GateGroup):
+                self.gates.append(group)
             self.extend(group)
-            self.materialized.append(group.y)
+            self.materialized += list(getattr(group, "outputs", (group.y,)))
             groups.append(group)
         return groups
 
@@ -201,7 +266,7 @@ class _Fuser:
                 f" (HwParams.{field_name}), not {self.fmt(name)}"
             )
 
-    def start(self, node: Node) -> _Group | _RowGroup | _AttentionGroup | _MaxPoolGroup:
+    def start(self, node: Node) -> _Group | _RowGroup | _AttentionGroup | _MaxPoolGroup | _GateGroup | _ExpertGroup:
         x = node.inputs[0]
         if node.op == "MaxPool2d":
             problem = maxpool_problem(self.graph, node)
@@ -212,6 +277,13 @@ class _Fuser:
                                  f"not {self.fmt(x)}")
             self.grouped.add(node.name)
             return _MaxPoolGroup(node, x, node.outputs[0], maxpool_steps(self.graph, node))
+        if node.op == "MoEGate":
+            return self.start_gate(node)
+        if node.op == "Expert":
+            return self.start_expert(node)
+        if node.op == "TopK":  # not taken by a MoEGate's chain
+            raise ValueError(f"TopK {node.name!r} must read the probabilities of a MoEGate's Softmax (one GATE_TOPK), "
+                             f"not {x!r}")
         if node.op == "Attention":
             problem = attention_problem(self.hw)
             if problem is not None:
@@ -284,8 +356,8 @@ class _Fuser:
             self.add_residual(group, node, other=node.inputs[1])
         return group
 
-    def extend(self, group: _Group | _RowGroup | _AttentionGroup | _MaxPoolGroup) -> None:
-        if isinstance(group, (_RowGroup, _AttentionGroup, _MaxPoolGroup)) or not group.fusable:
+    def extend(self, group: _Group | _RowGroup | _AttentionGroup | _MaxPoolGroup | _GateGroup | _ExpertGroup) -> None:
+        if not isinstance(group, _Group) or not group.fusable:
             return
         if group.flags & Flag.RESIDUAL:
             self.maybe_relu(group, Flag.RELU2)
@@ -306,6 +378,72 @@ class _Fuser:
                 self.take(group, nxt)
                 self.add_residual(group, nxt, other)
                 self.maybe_relu(group, Flag.RELU2)
+
+    def need_moe(self, node: Node) -> None:
+        problem = moe_problem(self.hw)
+        if problem is not None:
+            raise ValueError(f"{node.op} {node.name!r} needs the MoE engine: {problem}")
+
+    def chain(self, node: Node, op: str, what: str) -> Node:
+        """The one node of op ``op`` reading ``node``'s output, or a one-line refusal naming ``what``."""
+        nxt = self.sole_consumer(node.outputs[0])
+        if nxt is None or nxt.op != op:
+            raise ValueError(f"{what}: output {node.outputs[0]!r} of {node.op} {node.name!r} must feed one {op} "
+                             f"and nothing else")
+        self.grouped.add(nxt.name)
+        return nxt
+
+    def start_gate(self, node: Node) -> _GateGroup:
+        """A MoEGate → Requantize → Softmax → TopK chain: one GATE_TOPK (docs/isa.md §3.10)."""
+        self.need_moe(node)
+        what = f"MoEGate {node.name!r} (one GATE_TOPK)"
+        self.grouped.add(node.name)
+        requantize = self.chain(node, "Requantize", what)
+        softmax = self.chain(requantize, "Softmax", what)
+        consumers = self.graph.consumers(softmax.outputs[0])
+        topk = next((c for c in consumers if c.op == "TopK"), None)
+        if topk is None:
+            raise ValueError(f"{what}: the probabilities {softmax.outputs[0]!r} must feed a TopK")
+        self.grouped.update({topk.name})
+        units = self.units
+        self.need_fmt(requantize.outputs[0], units.softmax_in, softmax, "input", "softmax_int_bits")
+        self.need_fmt(softmax.outputs[0], units.softmax_out, softmax, "output", "act_bits")
+        self.need_fmt(topk.outputs[0], units.softmax_out, topk, "scores", "act_bits")
+        index = self.fmt(topk.outputs[1])
+        if index.signed or index.frac_bits or index.width > self.hw.act_bits:
+            raise ValueError(f"indices {topk.outputs[1]!r} of TopK {topk.name!r} must be unsigned integers of at most "
+                             f"{self.hw.act_bits} bits, not {index}")
+        x = node.inputs[0]
+        if not self.fmt(x).signed:
+            raise ValueError(f"input {x!r} of MoEGate {node.name!r} must be signed, not {self.fmt(x)}")
+        return _GateGroup(node, x, topk.outputs[0], requantize=requantize, softmax=softmax, topk=topk)
+
+    def start_expert(self, node: Node) -> _ExpertGroup:
+        """An Expert → Requantize (→ Add → Requantize): one EXPERT_FFN (docs/isa.md §3.10)."""
+        self.need_moe(node)
+        x, top, indices = node.inputs[:3]
+        gate = next((g for g in self.gates if g.y == top and g.indices == indices), None)
+        if gate is None:
+            raise ValueError(f"Expert {node.name!r} must read the scores and indices of one MoEGate's TopK, "
+                             f"not {top!r} and {indices!r}")
+        self.grouped.add(node.name)
+        requantize = self.chain(node, "Requantize", f"Expert {node.name!r} (one EXPERT_FFN)")
+        group = _ExpertGroup(node, x, requantize.outputs[0], gate=gate, requantize=requantize)
+        add = self.sole_consumer(group.y)
+        if add is not None and add.op == "Add":
+            other = add.inputs[1] if add.inputs[0] == group.y else add.inputs[0]
+            wide = self.sole_consumer(add.outputs[0])
+            if other in self.materialized and other != group.y and wide is not None and wide.op == "Requantize":
+                y_fmt, r_fmt, sum_fmt = self.fmt(group.y), self.fmt(other), self.fmt(add.outputs[0])
+                if sum_fmt.width > self.hw.acc_bits:
+                    raise ValueError(f"residual add {add.name!r} needs a {sum_fmt.width}-bit sum, more than "
+                                     f"acc_bits={self.hw.acc_bits}")
+                self.grouped.update({add.name, wide.name})
+                group.add, group.add_requantize, group.residual = add, wide, other
+                group.y_shift, group.r_shift = sum_fmt.frac_bits - y_fmt.frac_bits, sum_fmt.frac_bits - r_fmt.frac_bits
+                group.rq2 = Requant.between(sum_fmt, self.fmt(wide.outputs[0]))
+                group.y = wide.outputs[0]
+        return group
 
     def add_gelu(self, group: _Group, gelu: Node) -> None:
         """Apply ``gelu`` (reading ``group.y``) in the post-processing lanes."""
@@ -350,7 +488,17 @@ def _check_containers(graph: Graph, groups: list[_Group], hw: HwParams) -> None:
         fmt = graph.tensor(name).fmt
         if fmt.width > hw.act_bits:
             raise ValueError(f"format of {name!r} must fit the {hw.act_bits}-bit activation container, not {fmt}")
+    activations += [name for g in groups if isinstance(g, _GateGroup) for name in g.outputs]
     for group in groups:
+        if isinstance(group, _GateGroup):
+            acc = graph.tensor(group.node.outputs[0]).fmt
+            if acc.width > hw.acc_bits:
+                raise ValueError(f"accumulator of MoEGate {group.node.name!r} needs {acc.width} bits, more than the "
+                                 f"hardware's acc_bits={hw.acc_bits}")
+            continue
+        if isinstance(group, _ExpertGroup):
+            _expert_problem(graph, group, hw)
+            continue
         if isinstance(group, _AttentionGroup):
             f = _attention_formats(graph, group.node)
             if f.acc_bits > hw.acc_bits:
@@ -375,6 +523,53 @@ def _check_containers(graph: Graph, groups: list[_Group], hw: HwParams) -> None:
             )
 
 
+def _expert_formats(graph: Graph, group: _ExpertGroup) -> golden_moe.ExpertFormats:
+    node = group.node
+    return golden_moe.expert_formats(node, [graph.tensor(n).fmt for n in node.inputs], group.gate.topk.attr("k"))
+
+
+def _expert_problem(graph: Graph, group: _ExpertGroup, hw: HwParams) -> None:
+    """Refuse, in one line naming the limit, an Expert the EXPERT_FFN of ``hw`` cannot run."""
+    node, name = group.node, f"Expert {group.node.name!r}"
+    f = _expert_formats(graph, group)
+    m, d = graph.tensor(group.x).shape
+    h = graph.tensor(node.inputs[3]).shape[2]
+    for what, fmt in (("x", f.x), ("w1", f.w1), ("w2", f.w2), ("hidden", f.hidden), ("expert output", f.expert)):
+        if not fmt.signed:
+            raise ValueError(f"{what} of {name} must be signed, not {fmt}")
+    if group.residual is not None and not graph.tensor(group.residual).fmt.signed:
+        raise ValueError(f"residual {group.residual!r} of {name} must be signed, not {graph.tensor(group.residual).fmt}")
+    for what, fmt in (("w1", f.w1), ("w2", f.w2)):
+        if fmt.width > hw.weight_bits:
+            raise ValueError(f"format of {what} of {name} must fit the {hw.weight_bits}-bit weight container, not {fmt}")
+    for what, fmt in (("hidden", f.hidden), ("expert output", f.expert)):
+        if fmt.width > hw.act_bits:
+            raise ValueError(f"format of the {what} of {name} must fit the {hw.act_bits}-bit activation container, "
+                             f"not {fmt}")
+    for what, fmt in (("FC1", f.hidden_acc), ("FC2", f.expert_acc)):
+        if fmt.width > hw.acc_bits:
+            raise ValueError(f"{what} accumulator of {name} needs {fmt.width} bits, more than the hardware's "
+                             f"acc_bits={hw.acc_bits}")
+    if f.activation == "gelu" and f.hidden != hw.unit_formats().gelu:
+        raise ValueError(f"hidden format of {name} must be the GELU lanes' {hw.unit_formats().gelu} "
+                         f"(HwParams.gelu_int_bits), not {f.hidden}")
+    if f.sum.width > hw.moe_acc_bits:
+        raise ValueError(f"{name} needs {f.sum.width}-bit weighted sums, more than the MoE accumulator's "
+                         f"moe_acc_bits={hw.moe_acc_bits}")
+    if m * d > hw.moe_acc_entries:
+        raise ValueError(f"{name} needs M·D = {m}·{d} = {m * d} weighted sums on chip, more than the MoE "
+                         f"accumulator's moe_acc_entries={hw.moe_acc_entries}")
+    limits = Limits(hw)
+    (k1, n1), (k2, n2) = limits.expert_tiles(d, h)
+    for what, k_tiles, n_tiles in (("FC1", k1, n1), ("FC2", k2, n2)):
+        if k_tiles > limits.max_k_tiles:
+            raise ValueError(f"one {what} input row of {name} needs {k_tiles * hw.lanes_in * hw.act_bytes} bytes of "
+                             f"activation buffer, more than act_buffer_bytes={hw.act_buffer_bytes}")
+        if limits.moe_largest_chunk(k_tiles, n_tiles) == 0:
+            raise ValueError(f"one column of {what} weight tiles of {name} needs {limits.moe_chunk_bytes(k_tiles, 1)} "
+                             f"bytes, more than weight_buffer_bytes={hw.weight_buffer_bytes}")
+
+
 def _feature_maps(graph: Graph, groups: list) -> set[str]:
     """The (C, H, W) tensors stored channels-last (docs/isa.md §4): what a Conv2d or a Tokens reads, what a
     Conv2d's descriptor writes, and what a descriptor reads or writes row for row with one of them (the
@@ -392,9 +587,9 @@ def _feature_maps(graph: Graph, groups: list) -> set[str]:
                 maps.update(names)
                 changed = True
     for g in groups:
-        if isinstance(g, _MaxPoolGroup):
+        if isinstance(g, _MaxPoolGroup):  # its CONVs read the map's windows
             continue
-        x = g.x if isinstance(g, (_RowGroup, _AttentionGroup)) or not (g.flags & Flag.BYPASS or g.conv) else None
+        x = g.x if not isinstance(g, _Group) or not (g.flags & Flag.BYPASS or g.conv) else None
         if x in maps:
             raise ValueError(f"{g.nodes[0].op} {g.nodes[0].name!r} must read rows, not the feature map {x!r} of shape "
                              f"{graph.tensor(x).shape} (make tokens of it with a Tokens layer)")
@@ -495,15 +690,18 @@ def hardware_problem(graph: Graph, hw: HwParams) -> str | None:
 
     Float and quantized graphs alike, so a build refuses before quantizing. Layers are taken in graph
     order, so the first layer the hardware cannot run is the one named, whether its op has no
-    engine anywhere yet or only not on this core.
+    engine anywhere yet or only not on this core. TopK and Expert run only inside a MoE layer.
     """
+    moe = any(node.op == "MoEGate" for node in graph.nodes)
     for node in graph.nodes:
         if node.op == "MaxPool2d" and maxpool_problem(graph, node) is not None:
             return maxpool_problem(graph, node)
-        if node.op not in SUPPORTED_OPS | LOWERED_OPS:
+        if node.op not in SUPPORTED_OPS | LOWERED_OPS or (node.op in _MOE_OPS and not moe):
             return f"op {node.op} is not supported yet"
         if node.op == "Attention" and attention_problem(hw) is not None:
             return f"Attention {node.name!r} needs the attention engine: {attention_problem(hw)}"
+        if node.op == "MoEGate" and moe_problem(hw) is not None:
+            return f"MoEGate {node.name!r} needs the MoE engine: {moe_problem(hw)}"
     return None
 
 
@@ -583,7 +781,15 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
     program_bytes = 64 + 64 * sum(_descriptor_count(g) for g in groups)
     program_region = place(Region("program", RegionKind.PROGRAM, 0, 0), bytes(program_bytes))
     placed: dict[str, Region] = {}
+    scratch = _moe_scratch(qgraph, groups, hw)
     for group in groups:
+        if isinstance(group, (_GateGroup, _ExpertGroup)):
+            for name, size in scratch.items():  # one set of scratch regions for every MoE layer
+                if name not in placed:
+                    placed[name] = place(Region(name, RegionKind.SCRATCH, 0, 0, "", (size // 4,), 0, 32), bytes(size))
+            key, region, payload = (_gate_weights if isinstance(group, _GateGroup) else _expert_weights)(qgraph, group, hw)
+            placed[key] = place(region, payload)
+            continue
         if isinstance(group, _AttentionGroup):
             # The scores of every head (heads·M rows of S) and their row statistics: scratch the pair shares.
             heads = group.node.attr("heads")
@@ -699,6 +905,134 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
     return program, image
 
 
+def _moe_scratch(qgraph: Graph, groups: list, hw: HwParams) -> dict[str, int]:
+    """Bytes of each MoE scratch region, for the largest layer: the lists (``E·align(8·M)``), the counts
+    (``4·E``) and, when an EXPERT_FFN keeps its hidden rows in DDR, those (``M·align(H·act_bytes)``)."""
+    limits = Limits(hw)
+    sizes: dict[str, int] = {}
+    for g in groups:
+        if isinstance(g, _GateGroup):
+            m, experts = rows_of(qgraph.tensor(g.probs).shape)
+            sizes[MOE_LISTS] = max(sizes.get(MOE_LISTS, 0), experts * limits.list_stride(m))
+            sizes[MOE_COUNTS] = max(sizes.get(MOE_COUNTS, 0), hw.align(4 * experts))
+        if isinstance(g, _ExpertGroup) and _hidden_in_ddr(qgraph, g, hw):
+            sizes[MOE_HIDDEN] = max(sizes.get(MOE_HIDDEN, 0), limits.moe_hidden_bytes(*_expert_shape(qgraph, g)[::2]))
+    return sizes
+
+
+def _expert_shape(qgraph: Graph, group: _ExpertGroup) -> tuple[int, int, int]:
+    """(M, D, H) of an Expert: tokens, model width, hidden width."""
+    m, d = rows_of(qgraph.tensor(group.x).shape)
+    return m, d, qgraph.tensor(group.node.inputs[3]).shape[2]
+
+
+def _hidden_in_ddr(qgraph: Graph, group: _ExpertGroup, hw: HwParams) -> bool:
+    """An expert's hidden rows for every token do not fit the on-chip hidden buffer: HIDDEN_DDR."""
+    m, _, h = _expert_shape(qgraph, group)
+    return Limits(hw).moe_hidden_bytes(m, h) > hw.moe_hidden_bytes
+
+
+def _gate_weights(qgraph: Graph, group: _GateGroup, hw: HwParams) -> tuple[str, Region, bytes]:
+    """Every task's ``(D, E)`` gate as LINEAR weight tiles, task-major (docs/isa.md §3.10)."""
+    w = qgraph.tensor(group.node.inputs[1])
+    tasks = w.raw if w.raw.ndim == 3 else w.raw[None]
+    payload = b"".join(pack_tiles(t, hw.lanes_in, hw.lanes_out, hw.weight_bytes, hw.tile_stride(hw.weight_bytes),
+                                  w.fmt.signed) for t in tasks)
+    return w.name, Region(w.name, RegionKind.WEIGHTS, 0, 0, str(w.fmt), w.shape, 0, hw.weight_bits), payload
+
+
+def _experts_key(group: _ExpertGroup) -> str:
+    return f"{group.node.name}.experts"
+
+
+def _expert_weights(qgraph: Graph, group: _ExpertGroup, hw: HwParams) -> tuple[str, Region, bytes]:
+    """Every expert's block, ``expert_stride`` apart: W1 tiles, b1, W2 tiles, b2 (biases on their accumulator's
+    binary point, as LINEAR's), each part on an AXI word (:meth:`hwgen.isa.rules.Limits.expert_block`)."""
+    f = _expert_formats(qgraph, group)
+    _, d, h = _expert_shape(qgraph, group)
+    w1, b1, w2, b2 = (qgraph.tensor(name) for name in group.node.inputs[3:7])
+    limits = Limits(hw)
+    block = limits.expert_block(d, h)
+    (_, n1), (_, n2) = limits.expert_tiles(d, h)
+    tile = hw.tile_stride(hw.weight_bytes)
+    experts = w1.shape[0]
+    payload = bytearray(experts * block.size)
+    for e in range(experts):
+        base = e * block.size
+        parts = ((block.w1, pack_tiles(w1.raw[e], hw.lanes_in, hw.lanes_out, hw.weight_bytes, tile, w1.fmt.signed)),
+                 (block.b1, pack_vector(b1.raw[e] << (f.hidden_acc.frac_bits - f.b1.frac_bits), n1 * hw.lanes_out,
+                                        hw.bias_bytes)),
+                 (block.w2, pack_tiles(w2.raw[e], hw.lanes_in, hw.lanes_out, hw.weight_bytes, tile, w2.fmt.signed)),
+                 (block.b2, pack_vector(b2.raw[e] << (f.expert_acc.frac_bits - f.b2.frac_bits), n2 * hw.lanes_out,
+                                        hw.bias_bytes)))
+        for offset, data in parts:
+            payload[base + offset: base + offset + len(data)] = data
+    key = _experts_key(group)
+    return key, Region(key, RegionKind.WEIGHTS, 0, 0, str(w1.fmt), (experts, block.size), block.size,
+                       hw.weight_bits), bytes(payload)
+
+
+def _need_rows(region: Region, cols: int, hw: HwParams, what: str) -> None:
+    """The MoE descriptors read and write dense rows (``align(cols·act_bytes)`` apart)."""
+    if region.row_stride != hw.align(cols * hw.act_bytes):
+        raise ValueError(f"{what} {region.name!r} must have rows {hw.align(cols * hw.act_bytes)} bytes apart, "
+                         f"not {region.row_stride}")
+
+
+def _gate_descriptor(qgraph: Graph, group: _GateGroup, placed: dict[str, Region], hw: HwParams) -> GateTopkDescriptor:
+    x = placed[group.x]
+    m, dim = rows_of(qgraph.tensor(group.x).shape)
+    experts, k = qgraph.tensor(group.probs).shape[-1], group.topk.attr("k")
+    w = qgraph.tensor(group.node.inputs[1])
+    probs, top, idx = (placed[name] for name in group.outputs)
+    _need_rows(probs, experts, hw, "probabilities")
+    for region in (top, idx):
+        _need_rows(region, k, hw, "top-k output")
+    k_tiles, n_tiles = -(-dim // hw.lanes_in), -(-experts // hw.lanes_out)
+    rq = Requant.between(qgraph.tensor(group.node.outputs[0]).fmt, qgraph.tensor(group.requantize.outputs[0]).fmt)
+    return GateTopkDescriptor(m=m, experts=experts, top_k=k, k=dim, tasks=w.shape[0] if len(w.shape) == 3 else 1,
+                              k_tiles=k_tiles, n_tiles=n_tiles, x_addr=x.offset, w_addr=placed[w.name].offset,
+                              task_stride=Limits(hw).gate_bytes(k_tiles, n_tiles), probs_addr=probs.offset,
+                              top_addr=top.offset, x_stride=x.row_stride, lists_addr=placed[MOE_LISTS].offset,
+                              counts_addr=placed[MOE_COUNTS].offset, idx_addr=idx.offset, rq=rq)
+
+
+def _expert_descriptor(qgraph: Graph, group: _ExpertGroup, placed: dict[str, Region],
+                       hw: HwParams) -> ExpertFfnDescriptor:
+    f = _expert_formats(qgraph, group)
+    m, d, h = _expert_shape(qgraph, group)
+    node = group.node
+    acc = qgraph.tensor(node.outputs[0]).fmt
+    if acc != f.sum:
+        raise ValueError(f"the weighted sum {node.outputs[0]!r} must have the exact format {f.sum}, not {acc}")
+    x, out = placed[group.x], placed[group.y]
+    _need_rows(x, d, hw, "input")
+    _need_rows(out, d, hw, "output")
+    flags = MoeFlag(0)
+    res_addr = 0
+    if group.residual is not None:
+        flags |= MoeFlag.RESIDUAL
+        _need_rows(placed[group.residual], d, hw, "residual")
+        res_addr = placed[group.residual].offset
+    if f.activation == "relu":
+        flags |= MoeFlag.RELU
+    hidden_addr = 0
+    if _hidden_in_ddr(qgraph, group, hw):
+        flags |= MoeFlag.HIDDEN_DDR
+        hidden_addr = placed[MOE_HIDDEN].offset
+    limits = Limits(hw)
+    (k1, n1), (k2, n2) = limits.expert_tiles(d, h)
+    experts = placed[_experts_key(group)]
+    return ExpertFfnDescriptor(
+        flags=flags, m=m, experts=qgraph.tensor(node.inputs[3]).shape[0], top_k=f.k, d=d, h=h,
+        chunk1=limits.moe_largest_chunk(k1, n1), chunk2=limits.moe_largest_chunk(k2, n2), x_addr=x.offset,
+        w_addr=experts.offset, expert_stride=experts.row_stride, lists_addr=placed[MOE_LISTS].offset,
+        counts_addr=placed[MOE_COUNTS].offset, res_addr=res_addr, out_addr=out.offset, hidden_addr=hidden_addr,
+        rq_hidden=Requant.between(f.hidden_acc, f.hidden), rq_expert=Requant.between(f.expert_acc, f.expert),
+        rq_out=Requant.between(acc, qgraph.tensor(group.requantize.outputs[0]).fmt), rq2=group.rq2,
+        y_shift=group.y_shift, r_shift=group.r_shift)
+
+
 def _attention_formats(qgraph: Graph, node: Node):
     q, k, v, out = (qgraph.tensor(name) for name in (*node.inputs, node.outputs[0]))
     return attention_formats(node, [q.fmt, k.fmt, v.fmt], out.fmt, q.shape[1], k.shape[0])
@@ -780,6 +1114,10 @@ def _descriptor(qgraph: Graph, group: _Group | _RowGroup, placed: dict[str, Regi
                 hw: HwParams) -> LinearDescriptor | ConvDescriptor | RowDescriptor:
     if isinstance(group, _RowGroup):
         return _row_descriptor(qgraph, group, placed)
+    if isinstance(group, _GateGroup):
+        return _gate_descriptor(qgraph, group, placed, hw)
+    if isinstance(group, _ExpertGroup):
+        return _expert_descriptor(qgraph, group, placed, hw)
     x = placed[group.x]
     out = placed[group.y]
     m, k = layout_rows(qgraph.tensor(group.x).shape, x.layout)

@@ -5,14 +5,17 @@ The kernel itself is the hand-written headers ``hls_templates/accelerator.h`` (t
 fetch, decode, check, dispatch; and one function per engine), ``compute_unit.h`` (the MAC array
 and the post-processing lanes) and ``requantize_rt.h``; from one :class:`~hwgen.hwparams.HwParams`
 Python fills only ``hwgen_accel_config.h`` (lanes, containers, the validity rule's capacities and
-the bank depths they imply, AXI width, fingerprint, whether the attention engine exists, and the config structs of the GELU lanes, the
+the bank depths they imply, AXI width, fingerprint, whether the attention and MoE engines exist (the
+MoE engine's array sizes), and the config structs of the GELU lanes, the
 LayerNorm unit and the softmax unit from ``hw.unit_formats()``) and ``hwgen_accel.cpp`` (the
-``hwgen_accel`` top with its interface pragmas), beside the generated ISA header ``hwgen_isa.h``
+``hwgen_accel`` top with its interface pragmas; the ``task`` port with the MoE engine), beside the
+generated ISA header ``hwgen_isa.h``
 (opcodes, flags, status codes and field positions from the one ISA definition).
 
 :class:`AcceleratorCSim` compiles the same top into a g++ harness (one binary per configuration,
-cached by content) that loads a memory image into the DDR array, runs the Program and returns
-the image after the run, and that also exposes the runtime requantizer on raw vectors.
+cached by content) that loads a memory image into the DDR array, runs the Program (with the TASK
+register on a core with the MoE engine) and returns the image after the run, and that also exposes the
+runtime requantizer on raw vectors.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from hwgen.hls_templates import TEMPLATE_DIR
 from hwgen.hwparams import HwParams
 from hwgen.isa import Flag, Limits, Status
 from hwgen.isa.cpp import ISA_HEADER_NAME, isa_header
-from hwgen.units import ROW_MAX, attention_problem, row_units_problem
+from hwgen.units import ROW_MAX, attention_problem, moe_problem, row_units_problem
 
 __all__ = [
     "TOP_NAME",
@@ -89,7 +92,11 @@ def _unit_configs(hw: HwParams) -> dict[str, object]:
     and the controller refuses opcodes 5 and 8 with ``BAD_OPCODE``, as ``isa_sim`` and the RTL do.
     The attention engine exists when :func:`hwgen.units.attention_problem` finds none
     (``HwParams.has_attention`` and the softmax unit, whose numerics it uses); without it the
-    controller refuses opcodes 3 and 4 with ``BAD_OPCODE``.
+    controller refuses opcodes 3 and 4 with ``BAD_OPCODE``. The MoE engine likewise when
+    :func:`hwgen.units.moe_problem` finds none (``HwParams.has_moe`` and the softmax unit), with
+    its on-chip arrays sized by ``moe_acc_entries``, ``moe_acc_bits`` and ``moe_hidden_bytes``;
+    without it opcodes 6 and 7 are ``BAD_OPCODE``, and the config and the top are those of a core
+    that never had it (no ``task`` port), byte for byte.
     """
     units = hw.unit_formats()
     parts = [nonlinear.gelu_config(UNIT_CONFIG_NAMES["gelu"], units.gelu_config(), lanes=hw.lanes_out)]
@@ -99,12 +106,17 @@ def _unit_configs(hw: HwParams) -> dict[str, object]:
         parts.append(nonlinear.softmax_config(UNIT_CONFIG_NAMES["softmax"], units.softmax_config()))
     else:
         log.info("no LayerNorm or softmax unit for %s: %s", hw, problem)
+    has_moe = moe_problem(hw) is None
     return {
         "unit_configs": "\n".join(parts),
         "has_layernorm": problem is None,
         "has_softmax": problem is None,
         "has_attention": attention_problem(hw) is None,
         "layernorm_frac_bits": units.layernorm_in.frac_bits,
+        "has_moe": has_moe,
+        "moe_acc_entries": hw.moe_acc_entries,
+        "moe_acc_bits": hw.moe_acc_bits,
+        "moe_hidden_bytes": hw.moe_hidden_bytes,
     }
 
 
@@ -222,18 +234,23 @@ class AcceleratorCSim:
     def __init__(self, hw: HwParams):
         self.hw = _check_hw(hw)
         context = accelerator_context(hw)
+        self.has_moe = context["has_moe"]
         self.source = render("accelerator_csim.cpp.j2", **context, mem_depth=_mem_depth(hw, None))
         name = f"hwgen_accel_{hw.lanes_in}x{hw.lanes_out}_axi{hw.axi_data_width}"
         self.binary = toolchain.compile_cpp(self.source, includes=[TEMPLATE_DIR, _isa_header_dir()], name=name)
 
-    def run(self, image: bytes, program_addr: int = 0) -> AccelRun:
-        """Run the Program at ``program_addr`` on a copy of ``image``; return the registers and image."""
+    def run(self, image: bytes, program_addr: int = 0, task: int = 0) -> AccelRun:
+        """Run the Program at ``program_addr`` on a copy of ``image`` with the TASK register at ``task``;
+        return the registers and image. Hardware without the MoE engine has no TASK register (no
+        descriptor reads it, as in isa_sim), so ``task`` changes nothing there."""
         if not isinstance(image, (bytes, bytearray)):
             raise ValueError(f"image must be bytes, not {type(image).__name__}")
-        if isinstance(program_addr, bool) or not isinstance(program_addr, int) or not 0 <= program_addr < 1 << 32:
-            raise ValueError(f"program_addr must be an integer from 0 to 2**32-1, not {program_addr!r}")
-        log.info("C-simulating hwgen_accel (%s) on a %d-byte image", self.hw, len(image))
-        out = toolchain.run_cpp(self.binary, ["run", str(program_addr)], stdin=bytes(image))
+        for name, value in (("program_addr", program_addr), ("task", task)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 32:
+                raise ValueError(f"{name} must be an integer from 0 to 2**32-1, not {value!r}")
+        log.info("C-simulating hwgen_accel (%s) on a %d-byte image, task %d", self.hw, len(image), task)
+        args = ["run", str(program_addr)] + ([str(task)] if self.has_moe else [])
+        out = toolchain.run_cpp(self.binary, args, stdin=bytes(image))
         trailer = np.frombuffer(out[: _TRAILER.itemsize], dtype=_TRAILER)[0]
         data = out[_TRAILER.itemsize :]
         padded = self.hw.align(len(image))

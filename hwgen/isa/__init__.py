@@ -9,22 +9,26 @@
 """
 
 from hwgen.isa.codec import (
-    AttentionDescriptor, ConvDescriptor, Descriptor, LinearDescriptor, Program, Requant, RowDescriptor, decode_descriptor,
-    pack, unpack,
+    AttentionDescriptor, ConvDescriptor, Descriptor, ExpertFfnDescriptor, GateTopkDescriptor, LinearDescriptor, Program,
+    Requant, RowDescriptor, decode_descriptor, pack, unpack,
 )
 from hwgen.isa.rules import Limits, Refusal, check_descriptor, check_header, rows_end
 from hwgen.isa.spec import (
-    ATTENTION_FIELDS, ATTENTION_OPCODES, CONV_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC,
-    REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS, STATS_ENTRY_BYTES, VERSION, Field, Flag, Opcode, Status, OPCODE_AV,
-    OPCODE_CONV, OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX,
+    ATTENTION_FIELDS, ATTENTION_OPCODES, CONV_FIELDS, DESCRIPTOR_BYTES, EXPERT_FFN_FIELDS, GATE_TOPK_FIELDS, HEADER_BYTES,
+    HEADER_FIELDS, LINEAR_FIELDS, LIST_ENTRY_BYTES, MAGIC, MOE_OPCODES, REQUANT_FIELDS, RESERVED_OPCODES, ROW_FIELDS,
+    STATS_ENTRY_BYTES, VERSION, Field, Flag, MoeFlag, Opcode, Status, OPCODE_AV, OPCODE_CONV, OPCODE_EXPERT_FFN,
+    OPCODE_GATE_TOPK, OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX,
 )
 
 __all__ = [
     "MAGIC", "VERSION", "HEADER_BYTES", "DESCRIPTOR_BYTES",
     "Opcode", "OPCODE_LINEAR", "OPCODE_LAYERNORM", "OPCODE_SOFTMAX", "OPCODE_QK_SOFTMAX_STATS", "OPCODE_AV", "OPCODE_CONV",
-    "ATTENTION_OPCODES", "STATS_ENTRY_BYTES", "RESERVED_OPCODES", "Flag", "Status", "Field",
-    "HEADER_FIELDS", "LINEAR_FIELDS", "ROW_FIELDS", "ATTENTION_FIELDS", "CONV_FIELDS", "REQUANT_FIELDS",
-    "pack", "unpack", "Requant", "LinearDescriptor", "RowDescriptor", "AttentionDescriptor", "ConvDescriptor", "Descriptor",
+    "OPCODE_GATE_TOPK", "OPCODE_EXPERT_FFN", "ATTENTION_OPCODES", "MOE_OPCODES", "STATS_ENTRY_BYTES", "LIST_ENTRY_BYTES",
+    "RESERVED_OPCODES", "Flag", "MoeFlag", "Status", "Field",
+    "HEADER_FIELDS", "LINEAR_FIELDS", "ROW_FIELDS", "ATTENTION_FIELDS", "CONV_FIELDS", "GATE_TOPK_FIELDS",
+    "EXPERT_FFN_FIELDS", "REQUANT_FIELDS",
+    "pack", "unpack", "Requant", "LinearDescriptor", "RowDescriptor", "AttentionDescriptor", "ConvDescriptor",
+    "GateTopkDescriptor", "ExpertFfnDescriptor", "Descriptor",
     "decode_descriptor", "Program",
     "Refusal", "Limits", "check_header", "check_descriptor", "rows_end",
 ]

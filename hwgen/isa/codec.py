@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hwgen.isa.spec import (
-    ATTENTION_FIELDS, CONV_FIELDS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, ROW_FIELDS,
-    VERSION, Field, Flag, Opcode,
+    ATTENTION_FIELDS, CONV_FIELDS, DESCRIPTOR_BYTES, EXPERT_FFN_FIELDS, GATE_TOPK_FIELDS, HEADER_BYTES, HEADER_FIELDS,
+    LINEAR_FIELDS, MAGIC, REQUANT_FIELDS, ROW_FIELDS, VERSION, Field, Flag, MoeFlag, Opcode,
 )
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES, QFmt
 
@@ -25,12 +25,15 @@ __all__ = [
     "ConvDescriptor",
     "RowDescriptor",
     "AttentionDescriptor",
+    "GateTopkDescriptor",
+    "ExpertFfnDescriptor",
     "Descriptor",
     "decode_descriptor",
     "Program",
 ]
 
 _ALL_FLAGS = sum(int(f) for f in Flag)
+_ALL_MOE_FLAGS = sum(int(f) for f in MoeFlag)
 
 
 def _fits(name: str, value: int, bits: int, signed: bool = False) -> int:
@@ -417,7 +420,151 @@ class AttentionDescriptor:
         return lines
 
 
-Descriptor = LinearDescriptor | ConvDescriptor | RowDescriptor | AttentionDescriptor
+def _reserved_zero(fields: tuple[Field, ...], f: dict[str, int], name: str) -> None:
+    """Drop the reserved fields of ``f``; any of them set is refused."""
+    if any(f.pop(field.name) for field in fields if field.reserved):
+        raise ValueError(f"{name} descriptor must have its reserved fields 0")
+
+
+@dataclass(frozen=True)
+class GateTopkDescriptor:
+    """A GATE_TOPK descriptor (opcode 6): one MoE layer's gate for the task in ``TASK`` (docs/isa.md §3.10).
+
+    Logits ``x·W_g[task]`` on the array, requantized by ``rq`` into the softmax unit's input format,
+    the softmax unit over each token's ``E`` logits, a ``top_k``-long insertion; writes ``probs``
+    (if ``probs_addr``), ``top``, ``idx``, the per-expert token lists and the counts.
+    """
+
+    m: int
+    experts: int
+    top_k: int
+    k: int
+    tasks: int
+    k_tiles: int
+    n_tiles: int
+    x_addr: int
+    w_addr: int
+    task_stride: int
+    probs_addr: int
+    top_addr: int
+    x_stride: int
+    lists_addr: int
+    counts_addr: int
+    idx_addr: int
+    rq: Requant
+
+    opcode = Opcode.GATE_TOPK
+    name = "GATE_TOPK"
+
+    def encode(self) -> bytes:
+        """The 64 bytes of the descriptor."""
+        values = {f.name: getattr(self, f.name) for f in GATE_TOPK_FIELDS if not f.reserved and f.name not in ("opcode", "rq")}
+        values.update(opcode=int(self.opcode), rq=self.rq.encode())
+        return pack(GATE_TOPK_FIELDS, values)
+
+    @classmethod
+    def decode(cls, data: bytes) -> GateTopkDescriptor:
+        """Read 64 descriptor bytes of a GATE_TOPK descriptor; reserved bits must be 0."""
+        f = unpack(GATE_TOPK_FIELDS, data)
+        if f["opcode"] != Opcode.GATE_TOPK:
+            raise ValueError(f"descriptor opcode must be {int(Opcode.GATE_TOPK)} (GATE_TOPK), not {f['opcode']}")
+        del f["opcode"]
+        _reserved_zero(GATE_TOPK_FIELDS, f, "GATE_TOPK")
+        return cls(rq=Requant.decode(f.pop("rq")), **f)
+
+    def listing(self) -> list[str]:
+        """Disassembly: a few indented lines."""
+        lines = [f"GATE_TOPK M={self.m} D={self.k} E={self.experts} top {self.top_k} tasks {self.tasks}"
+                 f" tiles {self.k_tiles}x{self.n_tiles}",
+                 f"  x    @{self.x_addr:#010x} stride {self.x_stride}",
+                 f"  w    @{self.w_addr:#010x} (tiles) task stride {self.task_stride}",
+                 f"  rq   {self.rq}"]
+        if self.probs_addr:
+            lines.append(f"  probs @{self.probs_addr:#010x}")
+        lines += [f"  top  @{self.top_addr:#010x} idx @{self.idx_addr:#010x}",
+                  f"  lists @{self.lists_addr:#010x} counts @{self.counts_addr:#010x}"]
+        return lines
+
+
+@dataclass(frozen=True)
+class ExpertFfnDescriptor:
+    """An EXPERT_FFN descriptor (opcode 7): every active expert of one MoE layer and its output (docs/isa.md §3.10).
+
+    Reads the counts and lists a GATE_TOPK wrote; each active expert's FFN on its gathered tokens,
+    ``score·y`` summed exactly on chip, then ``out[t] = requantize(A[t], rq_out)`` (with ``RESIDUAL``:
+    ``requantize((y1 << y_shift) + (r[t] << r_shift), rq2)``).
+    """
+
+    flags: MoeFlag
+    m: int
+    experts: int
+    top_k: int
+    d: int
+    h: int
+    chunk1: int
+    chunk2: int
+    x_addr: int
+    w_addr: int
+    expert_stride: int
+    lists_addr: int
+    counts_addr: int
+    res_addr: int
+    out_addr: int
+    hidden_addr: int
+    rq_hidden: Requant
+    rq_expert: Requant
+    rq_out: Requant
+    rq2: Requant | None
+    y_shift: int = 0
+    r_shift: int = 0
+
+    opcode = Opcode.EXPERT_FFN
+    name = "EXPERT_FFN"
+    _REQUANTS = ("rq_hidden", "rq_expert", "rq_out", "rq2")
+
+    def encode(self) -> bytes:
+        """The 64 bytes of the descriptor."""
+        values = {f.name: getattr(self, f.name) for f in EXPERT_FFN_FIELDS
+                  if f.name not in ("opcode", "flags", *self._REQUANTS)}
+        values.update(opcode=int(self.opcode), flags=int(self.flags), rq_hidden=self.rq_hidden.encode(),
+                      rq_expert=self.rq_expert.encode(), rq_out=self.rq_out.encode(),
+                      rq2=self.rq2.encode() if self.rq2 is not None else 0)
+        return pack(EXPERT_FFN_FIELDS, values)
+
+    @classmethod
+    def decode(cls, data: bytes) -> ExpertFfnDescriptor:
+        """Read 64 descriptor bytes of an EXPERT_FFN descriptor (flags and requantization words defined)."""
+        f = unpack(EXPERT_FFN_FIELDS, data)
+        if f["opcode"] != Opcode.EXPERT_FFN:
+            raise ValueError(f"descriptor opcode must be {int(Opcode.EXPERT_FFN)} (EXPERT_FFN), not {f['opcode']}")
+        del f["opcode"]
+        if f["flags"] & ~_ALL_MOE_FLAGS:
+            raise ValueError(f"EXPERT_FFN flags must use only defined bits, not {f['flags']:#x}")
+        flags = MoeFlag(f.pop("flags"))
+        rq2 = f.pop("rq2")
+        rqs = {name: Requant.decode(f.pop(name)) for name in ("rq_hidden", "rq_expert", "rq_out")}
+        return cls(flags=flags, rq2=Requant.decode(rq2) if flags & MoeFlag.RESIDUAL else None, **rqs, **f)
+
+    def listing(self) -> list[str]:
+        """Disassembly: a few indented lines."""
+        flags = "|".join(f.name for f in MoeFlag if f in self.flags) or "-"
+        lines = [f"EXPERT_FFN M={self.m} D={self.d} H={self.h} E={self.experts} top {self.top_k}"
+                 f" chunks {self.chunk1}/{self.chunk2} flags {flags}",
+                 f"  x    @{self.x_addr:#010x} (gathered)",
+                 f"  w    @{self.w_addr:#010x} expert stride {self.expert_stride}",
+                 f"  lists @{self.lists_addr:#010x} counts @{self.counts_addr:#010x}",
+                 f"  rq_hidden {self.rq_hidden}", f"  rq_expert {self.rq_expert}", f"  rq_out    {self.rq_out}"]
+        if self.flags & MoeFlag.HIDDEN_DDR:
+            lines.append(f"  hidden @{self.hidden_addr:#010x}")
+        if self.flags & MoeFlag.RESIDUAL:
+            lines.append(f"  res  @{self.res_addr:#010x}  (y<<{self.y_shift}) + (r<<{self.r_shift})")
+            lines.append(f"  rq2  {self.rq2}")
+        lines.append(f"  out  @{self.out_addr:#010x}")
+        return lines
+
+
+Descriptor = (LinearDescriptor | ConvDescriptor | RowDescriptor | AttentionDescriptor | GateTopkDescriptor
+              | ExpertFfnDescriptor)
 
 
 def decode_descriptor(data: bytes) -> Descriptor:
@@ -431,6 +578,10 @@ def decode_descriptor(data: bytes) -> Descriptor:
         return RowDescriptor.decode(data)
     if opcode in AttentionDescriptor.OPCODES:
         return AttentionDescriptor.decode(data)
+    if opcode == Opcode.GATE_TOPK:
+        return GateTopkDescriptor.decode(data)
+    if opcode == Opcode.EXPERT_FFN:
+        return ExpertFfnDescriptor.decode(data)
     known = ", ".join(str(int(o)) for o in Opcode)
     raise ValueError(f"descriptor opcode must be one of {known}, not {opcode}")
 

@@ -2,15 +2,16 @@
 """The C++ header of the ISA (``hwgen_isa.h``), generated from :mod:`hwgen.isa.spec` for the HLS core.
 
 It holds the magic, version and block sizes, the opcode, flag and status enums, and one struct plus
-one decoder per block (header, LINEAR, CONV, LAYERNORM/SOFTMAX, QK_SOFTMAX_STATS/AV, requantization word) whose
+one decoder per block (header, LINEAR, CONV, LAYERNORM/SOFTMAX, QK_SOFTMAX_STATS/AV, GATE_TOPK, EXPERT_FFN,
+requantization word) whose
 members are the spec's fields: the HLS controller never writes a bit position by hand.
 """
 
 from __future__ import annotations
 
 from hwgen.isa.spec import (
-    BLOCKS, DESCRIPTOR_BYTES, HEADER_BYTES, MAGIC, RESERVED_OPCODES, STATS_ENTRY_BYTES, VERSION, Field, Flag, Opcode,
-    Status,
+    BLOCKS, DESCRIPTOR_BYTES, HEADER_BYTES, LIST_ENTRY_BYTES, MAGIC, MOE_MAX_TOP_K, RESERVED_OPCODES, STATS_ENTRY_BYTES,
+    VERSION, Field, Flag, MoeFlag, Opcode, Status,
 )
 
 __all__ = ["ISA_HEADER_NAME", "isa_header"]
@@ -55,6 +56,8 @@ def _block(struct: str, decoder: str, fields: tuple[Field, ...], words: int, wha
 def isa_header() -> str:
     """The text of ``hwgen_isa.h``."""
     defined = sum(int(f) for f in Flag)
+    moe_defined = sum(int(f) for f in MoeFlag)
+    reserved = ", ".join(f"{code} {name}" for code, name in sorted(RESERVED_OPCODES.items())) or "none"
     lines = [
         "// SPDX-License-Identifier: Apache-2.0",
         "//",
@@ -75,9 +78,12 @@ def isa_header() -> str:
         f"static const unsigned DESCRIPTOR_BYTES = {DESCRIPTOR_BYTES};",
         "// Bytes of one score row's statistics (max, then 1/sum, one 32-bit word each; docs/isa.md §3.8).",
         f"static const unsigned STATS_ENTRY_BYTES = {STATS_ENTRY_BYTES};",
+        "// Bytes of one entry of a MoE token list (token | slot << 16, then the score code; docs/isa.md §3.10).",
+        f"static const unsigned LIST_ENTRY_BYTES = {LIST_ENTRY_BYTES};",
+        "// Most experts per token a GATE_TOPK may choose (its insertion registers).",
+        f"static const unsigned MOE_MAX_TOP_K = {MOE_MAX_TOP_K};",
         "",
-        "// Opcodes (bits 7:0 of word 0); reserved for later operators: "
-        + ", ".join(f"{code} {name}" for code, name in sorted(RESERVED_OPCODES.items())) + ".",
+        f"// Opcodes (bits 7:0 of word 0); reserved for later operators: {reserved}.",
         "enum opcode {",
         *[f"    OPCODE_{op.name} = {int(op)}," for op in Opcode],
         "};",
@@ -91,6 +97,12 @@ def isa_header() -> str:
         "enum linear_flag {",
         *[f"    FLAG_{f.name} = 1u << {int(f).bit_length() - 1}," for f in Flag],
         f"    FLAGS_DEFINED = 0x{defined:X}u,",
+        "};",
+        "",
+        "// Flags of an EXPERT_FFN descriptor (its 24-bit `flags` field).",
+        "enum moe_flag {",
+        *[f"    MOE_FLAG_{f.name} = 1u << {int(f).bit_length() - 1}," for f in MoeFlag],
+        f"    MOE_FLAGS_DEFINED = 0x{moe_defined:X}u,",
         "};",
         "",
     ]

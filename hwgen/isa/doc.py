@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from hwgen.isa.spec import (
-    BLOCKS, FLAG_MEANINGS, OPCODE_MEANINGS, RESERVED_OPCODES, STATUS_MEANINGS, Field, Flag, Opcode, Status,
+    BLOCKS, FLAG_MEANINGS, MOE_FLAG_MEANINGS, OPCODE_MEANINGS, RESERVED_OPCODES, STATUS_MEANINGS, Field, Flag, MoeFlag,
+    Opcode, Status,
 )
 from hwgen.qfx import OVERFLOW_MODES, ROUNDING_MODES
 
@@ -50,10 +51,10 @@ def _opcodes() -> str:
     return "\n".join(rows)
 
 
-def _flags() -> str:
+def _flags(flags=Flag, meanings=FLAG_MEANINGS) -> str:
     rows = ["| bit | name | meaning |", "|---|---|---|"]
-    rows += [f"| {int(f).bit_length() - 1} | `{f.name}` | {FLAG_MEANINGS[f]} |" for f in Flag]
-    rows.append(f"| {len(Flag)}–23 | reserved | `0` (`BAD_DESCRIPTOR` otherwise) |")
+    rows += [f"| {int(f).bit_length() - 1} | `{f.name}` | {meanings[f]} |" for f in flags]
+    rows.append(f"| {len(flags)}–23 | reserved | `0` (`BAD_DESCRIPTOR` otherwise) |")
     return "\n".join(rows)
 
 
@@ -73,11 +74,12 @@ TABLES = {
     **{name: (lambda block=block: _field_table(block.fields, word_column=block.bits > 32)) for name, block in BLOCKS.items()},
     "opcodes": _opcodes,
     "flags": _flags,
+    "moe_flags": lambda: _flags(MoeFlag, MOE_FLAG_MEANINGS),
     "modes": _modes,
     "status": _status,
 }
 
-_MARKED = re.compile(r"(<!-- isa:(?P<name>[a-z]+) -->\n)(?P<body>.*?)(\n<!-- /isa:(?P=name) -->)", re.S)
+_MARKED = re.compile(r"(<!-- isa:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(\n<!-- /isa:(?P=name) -->)", re.S)
 
 
 def render_document(text: str) -> str:

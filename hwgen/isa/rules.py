@@ -11,6 +11,12 @@ same checks in the same order (``docs/isa.md`` §3.7), proven by one table of re
 The checks are grouped by status and the groups are tried in this order, so a descriptor with
 several problems gets the same code everywhere: ``BAD_OPCODE``, ``BAD_DESCRIPTOR``,
 ``DOES_NOT_FIT``, ``MISALIGNED``, ``OUT_OF_BOUNDS``.
+
+Two statuses depend on data and the run, not on the descriptor alone, so the MoE engine of every
+executor detects them while running, before the descriptor writes anything: ``BAD_TASK``
+(:func:`check_task`, a GATE_TOPK whose ``tasks`` the ``TASK`` register is not below) and ``BAD_COUNT``
+(:func:`check_counts`, :func:`check_list`: the counts and lists an EXPERT_FFN reads). They are
+defined here, once, beside the static rule.
 """
 
 from __future__ import annotations
@@ -18,14 +24,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwgen.hwparams import HwParams
-from hwgen.units import ROW_MAX, attention_problem, row_units_problem
+from hwgen.units import ROW_MAX, attention_problem, moe_problem, row_units_problem
 from hwgen.isa.codec import Requant, unpack
 from hwgen.isa.spec import (
-    ATTENTION_FIELDS, ATTENTION_OPCODES, CONV_FIELDS, CONV_FORBIDDEN_FLAGS, DESCRIPTOR_BYTES, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, MAGIC,
-    ROW_FIELDS, STATS_ENTRY_BYTES, VERSION, Flag, Opcode, Status,
+    ATTENTION_FIELDS, ATTENTION_OPCODES, CONV_FIELDS, CONV_FORBIDDEN_FLAGS, DESCRIPTOR_BYTES, EXPERT_FFN_FIELDS,
+    GATE_TOPK_FIELDS, HEADER_BYTES, HEADER_FIELDS, LINEAR_FIELDS, LIST_ENTRY_BYTES, MAGIC, MOE_MAX_TOP_K, MOE_OPCODES,
+    ROW_FIELDS, STATS_ENTRY_BYTES, VERSION, Flag, MoeFlag, Opcode, Status,
 )
 
-__all__ = ["Refusal", "Limits", "check_header", "check_descriptor", "rows_end"]
+__all__ = ["Refusal", "Limits", "ExpertBlock", "check_header", "check_descriptor", "check_task", "check_counts",
+           "check_list", "rows_end"]
+
+_DEFINED_MOE_FLAGS = sum(int(f) for f in MoeFlag)
 
 _DEFINED_FLAGS = sum(int(f) for f in Flag)
 #: Flags that name the second operand; with BYPASS there is none.
@@ -41,6 +51,19 @@ class Refusal:
 
     def __str__(self) -> str:
         return f"{self.status.name}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ExpertBlock:
+    """Where the parts of one expert's weight block lie, in bytes from its start (docs/isa.md §3.10):
+    W1 tiles, b1, W2 tiles, b2, each on an AXI word; ``size`` is the block aligned (the least
+    ``expert_stride``)."""
+
+    w1: int
+    b1: int
+    w2: int
+    b2: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -89,6 +112,42 @@ class Limits:
         one = self.chunk_bytes(flags, k_tiles, 1)
         return min(n_tiles, self.max_chunk_tiles, self.hw.weight_buffer_bytes // one)
 
+    # The MoE engine's sizes (docs/isa.md §3.10).
+
+    def list_stride(self, m: int) -> int:
+        """Bytes from one expert's token list to the next: ``align(8·M)`` (room for every token)."""
+        return self.hw.align(LIST_ENTRY_BYTES * m)
+
+    def gate_bytes(self, k_tiles: int, n_tiles: int) -> int:
+        """Bytes of one task's gate tiles (the least ``task_stride``); they are one weight chunk."""
+        return k_tiles * n_tiles * self.hw.tile_stride(self.hw.weight_bytes)
+
+    def expert_tiles(self, d: int, h: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((k_tiles, n_tiles) of FC1, (k_tiles, n_tiles) of FC2)`` of an expert of width ``d``, hidden ``h``."""
+        li, lo = self.hw.lanes_in, self.hw.lanes_out
+        return (-(-d // li), -(-h // lo)), (-(-h // li), -(-d // lo))
+
+    def expert_block(self, d: int, h: int) -> ExpertBlock:
+        """The layout of one expert's weight block."""
+        hw = self.hw
+        (k1, n1), (k2, n2) = self.expert_tiles(d, h)
+        tile = hw.tile_stride(hw.weight_bytes)
+        b1 = n1 * k1 * tile
+        w2 = b1 + hw.align(n1 * hw.lanes_out * hw.bias_bytes)
+        b2 = w2 + n2 * k2 * tile
+        return ExpertBlock(0, b1, w2, b2, b2 + hw.align(n2 * hw.lanes_out * hw.bias_bytes))
+
+    def moe_chunk_bytes(self, k_tiles: int, chunk: int) -> int:
+        """Weight-bank bytes of an expert FC chunk of ``chunk`` output tiles: its tiles and its bias entries."""
+        return self.chunk_bytes(Flag.BIAS, k_tiles, chunk)
+
+    def moe_largest_chunk(self, k_tiles: int, n_tiles: int) -> int:
+        """The most output tiles an expert FC chunk may have (0: not even one fits)."""
+        return self.largest_chunk(Flag.BIAS, k_tiles, n_tiles)
+
+    def moe_hidden_bytes(self, m: int, h: int) -> int:
+        """Bytes the hidden rows of one expert take at most (every token): ``M·align(H·act_bytes)``."""
+        return m * self.hw.align(h * self.hw.act_bytes)
 
 def rows_end(addr: int, rows: int, stride: int, columns: int, element_bytes: int) -> int:
     """One past the last byte of ``rows`` rows of ``columns`` containers, ``stride`` bytes apart."""
@@ -145,6 +204,13 @@ def check_descriptor(data: bytes, hw: HwParams, image_bytes: int) -> Refusal | N
         if problem is not None:
             return Refusal(Status.BAD_OPCODE, f"{Opcode(opcode).name} needs the attention engine: {problem}")
         return _check_attention(unpack(ATTENTION_FIELDS, data), hw, image_bytes)
+    if opcode in MOE_OPCODES:
+        problem = moe_problem(hw)
+        if problem is not None:
+            return Refusal(Status.BAD_OPCODE, f"{Opcode(opcode).name} needs the MoE engine: {problem}")
+        if opcode == Opcode.GATE_TOPK:
+            return _check_gate_topk(unpack(GATE_TOPK_FIELDS, data), hw, image_bytes)
+        return _check_expert_ffn(unpack(EXPERT_FFN_FIELDS, data), hw, image_bytes)
     return Refusal(Status.BAD_OPCODE, f"descriptor opcode must be one of {', '.join(str(int(o)) for o in Opcode)}, "
                                       f"not {opcode}")
 
@@ -341,3 +407,152 @@ def _check_attention(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refus
         ends.update(V=rows_end(d["v_addr"], s, d["v_stride"], width, act),
                     out=rows_end(d["out_addr"], m, d["out_stride"], width, act))
     return _first([_misaligned(hw, aligned), _beyond(image_bytes, ends)])
+
+
+def _experts_and_top_k(name: str, m: int, experts: int, top_k: int) -> list:
+    """The shape checks GATE_TOPK and EXPERT_FFN share: ``M ≥ 1``, ``E ≥ 1``, ``1 ≤ k ≤ min(E, 8)``."""
+    return [
+        (Status.BAD_DESCRIPTOR, not (m and experts), f"{name} must have M and experts ≥ 1, not M={m}, experts={experts}"),
+        (Status.BAD_DESCRIPTOR, experts and not 1 <= top_k <= min(experts, MOE_MAX_TOP_K),
+         f"{name} top_k must be in 1..{min(experts, MOE_MAX_TOP_K)}, not {top_k}"),
+    ]
+
+
+def _check_gate_topk(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal | None:
+    reserved = [f.name for f in GATE_TOPK_FIELDS if f.reserved and d[f.name]]
+    m, experts, top_k, dim, tasks = d["m"], d["experts"], d["top_k"], d["k"], d["tasks"]
+    k_tiles, n_tiles = d["k_tiles"], d["n_tiles"]
+    rq = Requant.problem(d["rq"])
+    gate_rq = None if rq is not None else Requant.decode(d["rq"])
+    limits = Limits(hw)
+    gate = limits.gate_bytes(k_tiles, n_tiles)
+    refusal = _first([
+        (Status.BAD_DESCRIPTOR, reserved, f"GATE_TOPK descriptor must have its reserved fields 0, not {', '.join(reserved)}"),
+        *_experts_and_top_k("GATE_TOPK", m, experts, top_k),
+        (Status.BAD_DESCRIPTOR, not (dim and tasks), f"GATE_TOPK must have D and tasks ≥ 1, not D={dim}, tasks={tasks}"),
+        (Status.BAD_DESCRIPTOR, k_tiles != -(-dim // hw.lanes_in) or n_tiles != -(-experts // hw.lanes_out),
+         f"tile counts must match D={dim}, E={experts} and the lanes, not {k_tiles}x{n_tiles}"),
+        (Status.BAD_DESCRIPTOR, tasks > 1 and d["task_stride"] < gate,
+         f"GATE_TOPK task_stride must be at least one task's {gate} bytes of tiles, not {d['task_stride']}"),
+        (Status.BAD_DESCRIPTOR, rq is not None, f"rq: {rq}"),
+        (Status.BAD_DESCRIPTOR, gate_rq is not None and (gate_rq.width != hw.act_bits or not gate_rq.signed),
+         f"GATE_TOPK must requantize into the signed {hw.act_bits}-bit softmax input, not {gate_rq}"),
+        (Status.DOES_NOT_FIT, k_tiles > limits.max_k_tiles,
+         f"a row of x must fit one activation bank ({limits.max_k_tiles} words of {hw.lanes_in}), not {k_tiles}"),
+        (Status.DOES_NOT_FIT, n_tiles > limits.max_chunk_tiles,
+         f"the gate's {n_tiles} output tiles must be at most {limits.max_chunk_tiles} (one chunk), not more"),
+        (Status.DOES_NOT_FIT, gate > hw.weight_buffer_bytes,
+         f"one task's gate must fit one weight bank ({hw.weight_buffer_bytes} bytes), not {gate}"),
+    ])
+    if refusal:
+        return refusal
+    act = hw.act_bytes
+    aligned = {name: d[name] for name in ("x_addr", "x_stride", "w_addr", "top_addr", "idx_addr", "lists_addr",
+                                          "counts_addr")}
+    if tasks > 1:
+        aligned["task_stride"] = d["task_stride"]
+    top_stride, probs_stride = hw.align(top_k * act), hw.align(experts * act)
+    ends = {"x": rows_end(d["x_addr"], m, d["x_stride"], dim, act),
+            "gates": d["w_addr"] + (tasks - 1) * d["task_stride"] + gate,
+            "top": rows_end(d["top_addr"], m, top_stride, top_k, act),
+            "idx": rows_end(d["idx_addr"], m, top_stride, top_k, act),
+            "lists": d["lists_addr"] + experts * limits.list_stride(m),
+            "counts": d["counts_addr"] + 4 * experts}
+    if d["probs_addr"]:
+        aligned["probs_addr"] = d["probs_addr"]
+        ends["probs"] = rows_end(d["probs_addr"], m, probs_stride, experts, act)
+    return _first([_misaligned(hw, aligned), _beyond(image_bytes, ends)])
+
+
+def _check_expert_ffn(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refusal | None:
+    raw_flags = d["flags"]
+    flags = MoeFlag(raw_flags & _DEFINED_MOE_FLAGS)
+    residual, hidden_ddr = bool(flags & MoeFlag.RESIDUAL), bool(flags & MoeFlag.HIDDEN_DDR)
+    m, experts, top_k, dim, hidden = d["m"], d["experts"], d["top_k"], d["d"], d["h"]
+    limits = Limits(hw)
+    (k1, n1), (k2, n2) = limits.expert_tiles(dim, hidden) if dim and hidden else ((0, 0), (0, 0))
+    block = limits.expert_block(dim, hidden)
+    problems = {name: Requant.problem(d[name]) for name in ("rq_hidden", "rq_expert", "rq_out")}
+    if residual:
+        problems["rq2"] = Requant.problem(d["rq2"])
+    bad_rq = [f"{name}: {problem}" for name, problem in problems.items() if problem]
+    rq_out = None if problems["rq_out"] else Requant.decode(d["rq_out"])
+    unused = [name for name in ("res_addr", "rq2", "y_shift", "r_shift") if not residual and d[name]]
+    chunk1, chunk2 = d["chunk1"], d["chunk2"]
+    hidden_bytes = limits.moe_hidden_bytes(m, hidden)
+    refusal = _first([
+        (Status.BAD_DESCRIPTOR, raw_flags & ~_DEFINED_MOE_FLAGS,
+         f"EXPERT_FFN flags must use only defined bits, not {raw_flags:#x}"),
+        *_experts_and_top_k("EXPERT_FFN", m, experts, top_k),
+        (Status.BAD_DESCRIPTOR, not (dim and hidden), f"EXPERT_FFN must have D and H ≥ 1, not D={dim}, H={hidden}"),
+        (Status.BAD_DESCRIPTOR, not (1 <= chunk1 <= n1 and 1 <= chunk2 <= n2),
+         f"EXPERT_FFN chunks must be in 1..{n1} (FC1) and 1..{n2} (FC2), not {chunk1} and {chunk2}"),
+        (Status.BAD_DESCRIPTOR, unused, f"EXPERT_FFN without RESIDUAL must have {', '.join(unused)} 0"),
+        (Status.BAD_DESCRIPTOR, not hidden_ddr and d["hidden_addr"], "EXPERT_FFN without HIDDEN_DDR must have hidden_addr 0"),
+        (Status.BAD_DESCRIPTOR, experts > 1 and d["expert_stride"] < block.size,
+         f"EXPERT_FFN expert_stride must be at least one expert's {block.size} bytes, not {d['expert_stride']}"),
+        (Status.BAD_DESCRIPTOR, bad_rq, "; ".join(bad_rq)),
+        (Status.DOES_NOT_FIT, m * dim > hw.moe_acc_entries,
+         f"the weighted sums (M·D = {m * dim}) must fit the {hw.moe_acc_entries} entries of the MoE accumulator, "
+         f"not more"),
+        (Status.DOES_NOT_FIT, rq_out is not None and rq_out.src_width > hw.moe_acc_bits,
+         f"the weighted sum must fit the {hw.moe_acc_bits}-bit MoE accumulator entries, not be "
+         f"{rq_out.src_width if rq_out else 0} bits wide"),
+        (Status.DOES_NOT_FIT, max(k1, k2) > limits.max_k_tiles,
+         f"a row of x and of the hidden layer must fit one activation bank ({limits.max_k_tiles} words of "
+         f"{hw.lanes_in}), not {max(k1, k2)}"),
+        (Status.DOES_NOT_FIT, max(chunk1, chunk2) > limits.max_chunk_tiles,
+         f"EXPERT_FFN chunks must be at most {limits.max_chunk_tiles} tiles, not {max(chunk1, chunk2)}"),
+        (Status.DOES_NOT_FIT, max(limits.moe_chunk_bytes(k1, chunk1), limits.moe_chunk_bytes(k2, chunk2))
+         > hw.weight_buffer_bytes,
+         f"a weight chunk must fit one weight bank ({hw.weight_buffer_bytes} bytes), not "
+         f"{max(limits.moe_chunk_bytes(k1, chunk1), limits.moe_chunk_bytes(k2, chunk2))}"),
+        (Status.DOES_NOT_FIT, not hidden_ddr and hidden_bytes > hw.moe_hidden_bytes,
+         f"the hidden rows (M·align(H·act_bytes) = {hidden_bytes} bytes) must fit the {hw.moe_hidden_bytes}-byte "
+         f"hidden buffer, or be in DDR (HIDDEN_DDR)"),
+    ])
+    if refusal:
+        return refusal
+    act = hw.act_bytes
+    row = hw.align(dim * act)
+    aligned = {name: d[name] for name in ("x_addr", "w_addr", "lists_addr", "counts_addr", "out_addr")}
+    if experts > 1:
+        aligned["expert_stride"] = d["expert_stride"]
+    ends = {"x": rows_end(d["x_addr"], m, row, dim, act),
+            "experts": d["w_addr"] + (experts - 1) * d["expert_stride"] + block.size,
+            "lists": d["lists_addr"] + experts * limits.list_stride(m),
+            "counts": d["counts_addr"] + 4 * experts,
+            "out": rows_end(d["out_addr"], m, row, dim, act)}
+    if residual:
+        aligned["res_addr"] = d["res_addr"]
+        ends["r"] = rows_end(d["res_addr"], m, row, dim, act)
+    if hidden_ddr:
+        aligned["hidden_addr"] = d["hidden_addr"]
+        ends["hidden"] = d["hidden_addr"] + hidden_bytes
+    return _first([_misaligned(hw, aligned), _beyond(image_bytes, ends)])
+
+
+def check_task(tasks: int, task: int) -> Refusal | None:
+    """Why a GATE_TOPK of ``tasks`` gates must stop for the ``TASK`` register's ``task`` (``BAD_TASK``), or ``None``."""
+    if not 0 <= task < tasks:
+        return Refusal(Status.BAD_TASK, f"TASK must be below the GATE_TOPK's {tasks} tasks, not {task}")
+    return None
+
+
+def check_counts(counts, m: int, top_k: int) -> Refusal | None:
+    """Why an EXPERT_FFN must stop at the counts it read (``BAD_COUNT``): one above ``M``, or a sum other than ``M·k``."""
+    counts = [int(c) for c in counts]
+    over = [f"count[{e}]={c}" for e, c in enumerate(counts) if c > m]
+    if over:
+        return Refusal(Status.BAD_COUNT, f"expert token counts must be at most M={m}, not {', '.join(over[:4])}")
+    if sum(counts) != m * top_k:
+        return Refusal(Status.BAD_COUNT, f"expert token counts must sum to M·top_k = {m * top_k}, not {sum(counts)}")
+    return None
+
+
+def check_list(tokens, expert: int, m: int) -> Refusal | None:
+    """Why an EXPERT_FFN must stop at expert ``expert``'s list of ``tokens`` (``BAD_COUNT``): a token ``≥ M``."""
+    bad = [int(t) for t in tokens if int(t) >= m]
+    if bad:
+        return Refusal(Status.BAD_COUNT, f"list {expert} must hold tokens below M={m}, not {bad[0]}")
+    return None

@@ -25,13 +25,19 @@ __all__ = [
     "OPCODE_QK_SOFTMAX_STATS",
     "OPCODE_AV",
     "OPCODE_CONV",
+    "OPCODE_GATE_TOPK",
+    "OPCODE_EXPERT_FFN",
     "ATTENTION_OPCODES",
+    "MOE_OPCODES",
     "STATS_ENTRY_BYTES",
+    "LIST_ENTRY_BYTES",
     "RESERVED_OPCODES",
     "OPCODE_MEANINGS",
     "OPCODE_ENGINES",
     "Flag",
     "FLAG_MEANINGS",
+    "MoeFlag",
+    "MOE_FLAG_MEANINGS",
     "Status",
     "STATUS_MEANINGS",
     "Field",
@@ -41,6 +47,9 @@ __all__ = [
     "ATTENTION_FIELDS",
     "CONV_FIELDS",
     "CONV_FORBIDDEN_FLAGS",
+    "GATE_TOPK_FIELDS",
+    "EXPERT_FFN_FIELDS",
+    "MOE_MAX_TOP_K",
     "REQUANT_FIELDS",
     "ROUNDING_MODES",
     "OVERFLOW_MODES",
@@ -61,24 +70,35 @@ class Opcode(enum.IntEnum):
     QK_SOFTMAX_STATS = 3
     AV = 4
     LAYERNORM = 5
+    GATE_TOPK = 6
+    EXPERT_FFN = 7
     SOFTMAX = 8
 
 
 OPCODE_LINEAR, OPCODE_LAYERNORM, OPCODE_SOFTMAX = Opcode.LINEAR, Opcode.LAYERNORM, Opcode.SOFTMAX
 OPCODE_QK_SOFTMAX_STATS, OPCODE_AV = Opcode.QK_SOFTMAX_STATS, Opcode.AV
 OPCODE_CONV = Opcode.CONV
+OPCODE_GATE_TOPK, OPCODE_EXPERT_FFN = Opcode.GATE_TOPK, Opcode.EXPERT_FFN
 #: The attention engine's pair: only on hardware with ``HwParams.has_attention`` (else ``BAD_OPCODE``).
 ATTENTION_OPCODES = (Opcode.QK_SOFTMAX_STATS, Opcode.AV)
 #: Bytes of one row's statistics: the max (a sign-extended 32-bit word), then 1/sum (an unsigned 32-bit word).
 STATS_ENTRY_BYTES = 8
+#: The MoE engine's pair: only on hardware with ``HwParams.has_moe`` (else ``BAD_OPCODE``).
+MOE_OPCODES = (Opcode.GATE_TOPK, Opcode.EXPERT_FFN)
+#: Bytes of one entry of a per-expert token list: word 0 = token (bits 15:0) and slot (bits 23:16),
+#: word 1 = the score code, zero-extended (docs/isa.md §3.10).
+LIST_ENTRY_BYTES = 8
+#: Most experts per token (`top_k`) a GATE_TOPK may choose: the length of its insertion registers.
+MOE_MAX_TOP_K = 8
 
 #: Opcodes kept for later operators; every executor refuses them with ``BAD_OPCODE`` today.
-RESERVED_OPCODES = {6: "GATE_TOPK", 7: "EXPERT_FFN"}
+RESERVED_OPCODES: dict[int, str] = {}
 
 #: The engine that runs each opcode, by the name of its module in every executor:
 #: ``hwgen/compiler/engines/<name>.py`` (isa_sim and the cycle model), and the RTL and HLS engines.
 OPCODE_ENGINES = {Opcode.LINEAR: "linear", Opcode.CONV: "linear", Opcode.LAYERNORM: "rows", Opcode.SOFTMAX: "rows",
-                  Opcode.QK_SOFTMAX_STATS: "attention", Opcode.AV: "attention"}
+                  Opcode.QK_SOFTMAX_STATS: "attention", Opcode.AV: "attention", Opcode.GATE_TOPK: "moe",
+                  Opcode.EXPERT_FFN: "moe"}
 
 OPCODE_MEANINGS = {
     Opcode.LINEAR: "matrix product with bias, requantization, ReLU/GELU and residual add (§3.3)",
@@ -89,6 +109,12 @@ OPCODE_MEANINGS = {
     Opcode.AV: "attention output Σ softmax(s)·V of every head, the normalization fused (§3.8); only with the "
                "attention engine, else `BAD_OPCODE`",
     Opcode.LAYERNORM: "LayerNorm over rows on the row unit (§3.6)",
+    Opcode.GATE_TOPK: "MoE gate of the task in the `TASK` register: logits on the array, the softmax unit, top-k, "
+                      "and the per-expert token lists and counts (§3.10); only with the MoE engine (`has_moe`), "
+                      "else `BAD_OPCODE`",
+    Opcode.EXPERT_FFN: "every active expert of a MoE layer (FC1 → GELU/ReLU → FC2, score-weighted sum on chip), "
+                       "then the output rows with the residual add (§3.10); only with the MoE engine, else "
+                       "`BAD_OPCODE`",
     Opcode.SOFTMAX: "softmax over rows on the row unit (§3.6)",
 }
 
@@ -130,6 +156,22 @@ FLAG_MEANINGS = {
 }
 
 
+class MoeFlag(enum.IntFlag):
+    """Flag bits of an EXPERT_FFN descriptor (its 24-bit ``flags`` field, bits 31:8 of word 0)."""
+
+    RESIDUAL = 1 << 0
+    RELU = 1 << 1
+    HIDDEN_DDR = 1 << 2
+
+
+MOE_FLAG_MEANINGS = {
+    MoeFlag.RESIDUAL: "add the residual `r` to the requantized weighted sum and requantize with `rq2`",
+    MoeFlag.RELU: "the hidden activation is `max(h, 0)`, not the GELU lanes",
+    MoeFlag.HIDDEN_DDR: "one expert's hidden rows go to DDR at `hidden_addr` (and are read back by FC2) instead "
+                        "of the on-chip hidden buffer",
+}
+
+
 class Status(enum.IntEnum):
     """Why a run stopped: the RTL ``STATUS`` register, the HLS ``status`` output, ``isa_sim`` and the driver."""
 
@@ -145,6 +187,8 @@ class Status(enum.IntEnum):
     OUT_OF_BOUNDS = 9
     READ_ERROR = 10
     WRITE_ERROR = 11
+    BAD_TASK = 12
+    BAD_COUNT = 13
 
 
 STATUS_MEANINGS = {
@@ -160,6 +204,9 @@ STATUS_MEANINGS = {
     Status.OUT_OF_BOUNDS: "an operand extends past `image_bytes`",
     Status.READ_ERROR: "a read response was SLVERR or DECERR",
     Status.WRITE_ERROR: "a write response was SLVERR or DECERR",
+    Status.BAD_TASK: "the `TASK` register is not below a GATE_TOPK's `tasks` (§3.10)",
+    Status.BAD_COUNT: "an EXPERT_FFN read a count above `m`, counts summing to other than `m·top_k`, or a list "
+                      "entry whose token is not below `m` (§3.10)",
 }
 
 
@@ -309,6 +356,60 @@ CONV_FIELDS = (
 #: LINEAR flags a CONV descriptor must leave 0: its second operand is always weight tiles, and it has products.
 CONV_FORBIDDEN_FLAGS = Flag.BYPASS | Flag.B_ROWMAJOR | Flag.B_TRANSPOSED
 
+#: GATE_TOPK (6): the gate of one MoE layer for the task in the ``TASK`` register (docs/isa.md §3.10).
+GATE_TOPK_FIELDS = (
+    Field("opcode", 0, 0, 8, "`6`"),
+    Field("reserved0", 0, 8, 24, "`0`"),
+    Field("m", 1, 0, 16, "tokens (rows of `x`); ≥ 1"),
+    Field("experts", 1, 16, 8, "`E`: gate outputs = softmax row length; 1 … 255"),
+    Field("top_k", 1, 24, 8, "`k`: experts per token; 1 … min(E, 8)"),
+    Field("k", 2, 0, 16, "`D`: input columns; ≥ 1"),
+    Field("tasks", 2, 16, 8, "gates in the image (one per task); ≥ 1; `TASK` must be below it (`BAD_TASK`)"),
+    Field("reserved2", 2, 24, 8, "`0`"),
+    Field("k_tiles", 3, 0, 16, "`ceil(D / lanes_in)`"),
+    Field("n_tiles", 3, 16, 16, "`ceil(E / lanes_out)`"),
+    _word("x_addr", 4, "first byte of `x` (the LayerNorm output the experts also read)"),
+    _word("w_addr", 5, "task 0's gate: `(D, E)` weight tiles as LINEAR's (§3.3); task `t` at `w_addr + t·task_stride`"),
+    _word("task_stride", 6, "bytes from one task's gate tiles to the next (`k_tiles·n_tiles·tile_stride(weight_bytes)`)"),
+    _word("probs_addr", 7, "the probabilities, `M` rows of `E` containers (`ufixed<act_bits,1>`), rows "
+                           "`align(E·act_bytes)` apart; 0: not written"),
+    _word("top_addr", 8, "the scores, `M` rows of `k` containers, rows `align(k·act_bytes)` apart"),
+    _word("x_stride", 9, "bytes from one row of `x` to the next"),
+    _word("lists_addr", 10, "the per-expert lists (§3.10): list `e` at `lists_addr + e·align(8·M)`"),
+    _word("counts_addr", 11, "`E` u32 counts (§3.10)"),
+    _word("idx_addr", 12, "the indices, `M` rows of `k` containers (`uint<act_bits>`), rows `align(k·act_bytes)` apart"),
+    _word("rq", 13, "requantization of the gate accumulator into the softmax unit's input format (signed `act_bits`)"),
+    Field("reserved14", 14, 0, 64, "`0`"),
+)
+
+#: EXPERT_FFN (7): every active expert of one MoE layer and its output rows (docs/isa.md §3.10).
+EXPERT_FFN_FIELDS = (
+    Field("opcode", 0, 0, 8, "`7`"),
+    Field("flags", 0, 8, 24, "bit 0 `RESIDUAL` (add `r`, requantize with `rq2`), bit 1 `RELU` (hidden ReLU, "
+                             "not GELU), bit 2 `HIDDEN_DDR` (hidden rows in DDR at `hidden_addr`); others 0"),
+    Field("m", 1, 0, 16, "tokens; ≥ 1; `m·D ≤ moe_acc_entries`"),
+    Field("experts", 1, 16, 8, "`E`; 1 … 255"),
+    Field("top_k", 1, 24, 8, "`k`; as the GATE_TOPK that wrote the lists"),
+    Field("d", 2, 0, 16, "`D`: model width (FC1 input, FC2 output); ≥ 1"),
+    Field("h", 2, 16, 16, "`H`: expert hidden width; ≥ 1"),
+    Field("chunk1", 3, 0, 8, "FC1 output tiles per weight chunk (`1 … ceil(H/lanes_out)`)"),
+    Field("chunk2", 3, 8, 8, "FC2 output tiles per weight chunk (`1 … ceil(D/lanes_out)`)"),
+    Field("y_shift", 3, 16, 8, "as LINEAR: left shift of the requantized sum before the residual add"),
+    Field("r_shift", 3, 24, 8, "as LINEAR: left shift of `r`"),
+    _word("x_addr", 4, "first byte of `x`; token `t`'s row at `x_addr + t·align(D·act_bytes)` (gathered by the lists)"),
+    _word("w_addr", 5, "expert 0's block: W1 tiles, b1, W2 tiles, b2 (§3.10); expert `e` at `w_addr + e·expert_stride`"),
+    _word("expert_stride", 6, "bytes from one expert's block to the next"),
+    _word("lists_addr", 7, "as GATE_TOPK"),
+    _word("counts_addr", 8, "as GATE_TOPK"),
+    _word("res_addr", 9, "the residual `r` (`M` rows of `D`, rows `align(D·act_bytes)` apart); `RESIDUAL` only, else 0"),
+    _word("out_addr", 10, "the output (`M` rows of `D`, rows `align(D·act_bytes)` apart)"),
+    _word("hidden_addr", 11, "`HIDDEN_DDR`: scratch of `M` rows of `align(H·act_bytes)`; else 0"),
+    _word("rq_hidden", 12, "FC1 accumulator → hidden format (the GELU format unless `RELU`)"),
+    _word("rq_expert", 13, "FC2 accumulator → expert output format (signed `act_bits`)"),
+    _word("rq_out", 14, "the exact weighted sum → the layer's output format (`moe`)"),
+    _word("rq2", 15, "the residual sum → the block output format (`RESIDUAL` only, else 0)"),
+)
+
 #: The requantization word (``RQ1``, ``RQ2``), bit 0 first.
 REQUANT_FIELDS = (
     Field("shift", 0, 0, 8, "`s8`: source fraction bits minus destination fraction bits "
@@ -349,6 +450,10 @@ BLOCKS = {
                  "A LAYERNORM or SOFTMAX descriptor (docs/isa.md §3.6)."),
     "attention": Block(ATTENTION_FIELDS, 8 * DESCRIPTOR_BYTES, "attention_descriptor", "decode_attention",
                        "A QK_SOFTMAX_STATS or AV descriptor (docs/isa.md §3.8)."),
+    "gate_topk": Block(GATE_TOPK_FIELDS, 8 * DESCRIPTOR_BYTES, "gate_topk_descriptor", "decode_gate_topk",
+                       "A GATE_TOPK descriptor (docs/isa.md §3.10)."),
+    "expert_ffn": Block(EXPERT_FFN_FIELDS, 8 * DESCRIPTOR_BYTES, "expert_ffn_descriptor", "decode_expert_ffn",
+                        "An EXPERT_FFN descriptor (docs/isa.md §3.10)."),
     "requant": Block(REQUANT_FIELDS, 32, "requant_fields", "decode_requant_fields",
                      "A requantization word, RQ1 or RQ2 (docs/isa.md §3.5)."),
 }
