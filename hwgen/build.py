@@ -33,6 +33,7 @@ from hwgen.compiler import Flag, MemoryImage, RowDescriptor, isa_sim
 from hwgen.isa import OPCODE_QK_SOFTMAX_STATS, AttentionDescriptor, ExpertFfnDescriptor, GateTopkDescriptor
 from hwgen.compiler.layout import RegionKind, tensor_rows, with_scratch
 from hwgen.golden.moe import graph_tasks
+from hwgen.sim import golden_file
 from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
 from hwgen.hls.emit import render as render_hls
 from hwgen.hwparams import HwParams
@@ -50,7 +51,6 @@ __all__ = [
     "parse_lanes",
     "accelerator_verilog",
     "golden_npz",
-    "golden_file",
     "Compiled",
     "compile_for",
     "plan_build",
@@ -112,11 +112,6 @@ def accelerator_verilog(hw: HwParams) -> str:
     from hwgen.rtl.accelerator import core_verilog
 
     return core_verilog(hw)
-
-
-def golden_file(task: int) -> str:
-    """The name of a built folder's golden codes for ``task``: ``golden.npz`` for task 0, else ``golden_task<N>.npz``."""
-    return "golden.npz" if task == 0 else f"golden_task{task}.npz"
 
 
 def golden_npz(arrays: dict[str, np.ndarray]) -> bytes:

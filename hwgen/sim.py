@@ -28,13 +28,18 @@ from hwgen.compiler import MemoryImage, Program, isa_sim
 from hwgen.compiler.layout import RegionKind, with_scratch
 from hwgen.hwparams import HwParams
 
-__all__ = ["BACKENDS", "BuiltFolder", "SimResult", "load_folder", "run_rtl", "simulate"]
+__all__ = ["BACKENDS", "BuiltFolder", "SimResult", "golden_file", "load_folder", "run_rtl", "simulate"]
 
 log = logging.getLogger(__name__)
 
 #: Executors ``hwgen sim`` can run a folder's Program on.
 BACKENDS = ("isa", "rtl", "hls")
 _ACTIVATIONS = ("input", "activation", "output")
+
+
+def golden_file(task: int) -> str:
+    """The name of a built folder's golden codes for ``task``: ``golden.npz`` for task 0, else ``golden_task<N>.npz``."""
+    return "golden.npz" if task == 0 else f"golden_task{task}.npz"
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,6 @@ class SimResult:
 def load_folder(folder: str | Path, task: int = 0) -> BuiltFolder:
     """Read a built folder, with the golden codes of ``task`` (``golden.npz``, or ``golden_task<N>.npz`` of a
     multi-task model); a folder that is not one (or is damaged) is a one-line ``ValueError``."""
-    from hwgen.build import golden_file
-
     path = Path(folder)
     if not (path / "hwgen.yaml").is_file():
         raise ValueError(f"folder must be one hwgen build wrote (with hwgen.yaml), not {str(folder)!r}")
