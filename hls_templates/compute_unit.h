@@ -83,6 +83,24 @@ T extend(ap_uint<BITS> raw, bool is_unsigned) {
     return is_unsigned ? T(raw) : T(ap_int<BITS>(raw));
 }
 
+// The exact product of two signed integers, a·b in W1 + W2 bits. C-simulation only: the ap_int model
+// multiplies `a * b` as two operands already widened to W1 + W2 bits, whose product type is over
+// 64 bits, so every product took a multi-word multiply and a malloc (60 % of a deit-tiny C-sim);
+// widening one operand and multiplying in place is one native multiply of the same exact value.
+// Synthesis sees the plain `a * b`, a W1 x W2 multiplier.
+template <int W1, int W2>
+ap_int<W1 + W2> exact_product(const ap_int<W1>& a, const ap_int<W2>& b) {
+    #pragma HLS INLINE
+#ifndef __SYNTHESIS__
+    if (W1 + W2 <= 64) {
+        ap_int<W1 + W2> p = a;
+        p *= b;
+        return p;
+    }
+#endif
+    return a * b;
+}
+
 // v << amount in acc_bits two's complement; amounts past the width leave nothing.
 template <class CONFIG_T>
 typename accel_types<CONFIG_T>::acc_t shift_into_acc(typename accel_types<CONFIG_T>::acc_t v, ap_uint<8> amount) {
@@ -158,7 +176,7 @@ ArraySteps:
         InputLanes:
             for (unsigned i = 0; i < CONFIG_T::lanes_in; i++) {
                 #pragma HLS UNROLL
-                sum += x_bank[x_sel][kt][i] * w_bank[w_sel][tile * k_tiles + kt][i][o];
+                sum += exact_product(x_bank[x_sel][kt][i], w_bank[w_sel][tile * k_tiles + kt][i][o]);
             }
             acc[o] = sum;
             v.lane[o] = sum;

@@ -136,6 +136,73 @@ def _check_out(out: Path, force: bool) -> None:
         raise ValueError(f"out folder {out} must be in a writable folder, not in {parent}")
 
 
+#: Lanes ``--trim-units`` may widen to: each a multiple of the other (the RTL core's rule), at most this many.
+_LANE_CHOICES = (4, 8, 12, 16, 20, 24, 32, 40, 48, 64)
+#: Wider geometries ``--trim-units`` estimates with Yosys before it keeps the board's lanes.
+_TRIM_TRIES = 3
+
+
+def _spend_on_lanes(board: Board, model, hw: HwParams, compiled: Compiled, *, lanes_given: bool, rtl: bool,
+                    round_scales: bool, calibration) -> tuple[HwParams, Compiled, dict]:
+    """``--trim-units``: the trimmed core at the widest lanes that fit the board and run the model faster.
+
+    Candidates have more MACs than ``hw``, at most the board's DSPs (one per MAC), pass the RTL core's geometry
+    rule and run the model in fewer analytical cycles; from the most MACs down, fastest first, at most
+    :data:`_TRIM_TRIES` of them are estimated with Yosys, and the first under every budget wins. Lanes the user gave, or an HLS-only build
+    (no resource estimate), keep ``hw``. Returns the core, its compiled model and the report's ``trim`` section:
+    the board's default core and the trimmed one, resources and analytical cycles.
+    """
+    from hwgen import toolchain
+    from hwgen.rtl.geometry import Geometry
+
+    def estimate(core: HwParams) -> dict | None:
+        return toolchain.yosys_resources(accelerator_verilog(core), "hwgen_accel", family=board.family) if rtl else None
+
+    default = board.hw_params()
+    default_compiled = compile_for(model, default, round_scales=round_scales, calibration=calibration)
+    chosen, chosen_compiled, reason = hw, compiled, None
+    if lanes_given:
+        reason = "lanes given with --lanes"
+    elif not rtl:
+        reason = "an HLS-only build has no resource estimate to widen the lanes by"
+    else:
+        candidates = [dataclasses.replace(hw, lanes_in=li, lanes_out=lo) for li in _LANE_CHOICES for lo in _LANE_CHOICES
+                      if hw.macs_per_cycle < li * lo <= board.budget["DSP"] and max(li, lo) % min(li, lo) == 0]
+        candidates = [core for core in candidates if Geometry.problem(core) is None]
+        reason = "no wider lanes pass the core's geometry rule and the board's DSPs"
+        tries = 0
+        for macs in sorted({core.macs_per_cycle for core in candidates}, reverse=True):
+            runs = []  # the geometries of this many MACs that run the model faster, fastest first
+            for core in (c for c in candidates if c.macs_per_cycle == macs):
+                try:
+                    attempt = compile_for(model, core, round_scales=round_scales, calibration=calibration)
+                except ValueError as exc:  # a layer that no longer fits the buffers at these lanes
+                    log.info("--trim-units: %dx%d lanes cannot run the model: %s", core.lanes_in, core.lanes_out, exc)
+                    continue
+                if attempt.reference.total_cycles < compiled.reference.total_cycles:
+                    runs.append((attempt.reference.total_cycles, core.lanes_in, core, attempt))
+            for _, _, core, attempt in sorted(runs, key=lambda run: run[:2]):
+                if tries == _TRIM_TRIES:
+                    break
+                tries += 1
+                if not _overruns(estimate(core), board.budget):
+                    chosen, chosen_compiled, reason = core, attempt, None
+                    break
+                reason = f"the widest faster lanes ({core.lanes_in}x{core.lanes_out}) are over the board's budget"
+            if chosen is not hw or tries == _TRIM_TRIES:
+                break
+
+    def row(core: HwParams, run: Compiled) -> dict:
+        used = estimate(core)
+        return {"lanes": f"{core.lanes_in}x{core.lanes_out}", "has_row_units": core.has_row_units,
+                "resources": None if used is None else {k: used[k] for k in BUDGET_KEYS},
+                "cycles": run.reference.total_cycles}
+
+    trim = {"default": row(default, default_compiled), "trimmed": row(chosen, chosen_compiled),
+            "widened": chosen is not hw, "why_not_widened": reason}
+    return chosen, chosen_compiled, trim
+
+
 def _overruns(used: dict[str, int], budget: dict[str, int]) -> list[str]:
     return [f"{key} {used[key]:,} of {budget[key]:,} (+{used[key] - budget[key]:,})"
             for key in BUDGET_KEYS if used[key] > budget[key]]
@@ -388,6 +455,15 @@ def plan_build(
     qgraph, program, image, values = compiled.qgraph, compiled.program, compiled.image, compiled.values
 
     budget = dict(board.budget)
+    trim = None
+    if trim_units and not hw.has_row_units:
+        # The units' DSPs go to lanes (RTL flow: the Yosys estimate says what fits), and the report sets the
+        # trimmed core beside the board's default one.
+        announce("trimming the units: trying wider lanes with the freed resources")
+        hw, compiled, trim = _spend_on_lanes(board, model, hw, compiled, lanes_given=lanes is not None, rtl=rtl,
+                                             round_scales=round_scales, calibration=calibration)
+        lanes_text = f"{hw.lanes_in}x{hw.lanes_out}"
+        qgraph, program, image, values = compiled.qgraph, compiled.program, compiled.image, compiled.values
     verilog_text, resources, over = None, None, []
     if rtl:
         announce("emitting the RTL (Amaranth to Verilog)")
@@ -440,6 +516,8 @@ def plan_build(
         calibration=compiled.calibration,
         onnxruntime=compiled.onnxruntime,
     )
+    if trim is not None:
+        report["trim"] = trim
     plan.add_file("hwgen.yaml", _hwgen_yaml(report, compiled.config, sim=sim, round_scales=round_scales,
                                             calibration=None if calibration is None else Path(calibration).name))
     plan.add_file("report.json", json.dumps(report, indent=1) + "\n")
@@ -713,6 +791,20 @@ def render_report(report: dict) -> str:
         extra = ", ".join(f"{k} {_n(v)}" for k, v in res["used"].items() if k not in BUDGET_KEYS)
         lines += ["", f"Also mapped: {extra}. Vivado's numbers after implementation are in "
                       "`vivado/<flow>/utilization.rpt`."]
+    if "trim" in report:
+        trim = report["trim"]
+        lines += ["", "## Trimmed units (`--trim-units`)", "",
+                  "The core leaves out the LayerNorm and softmax units this model never uses"
+                  + (f"; its freed resources went to wider lanes." if trim["widened"]
+                     else f"; the lanes stay ({trim['why_not_widened']}).") + " Beside the board's default core:", ""]
+        keys = [k for k in BUDGET_KEYS if any((r["resources"] or {}).get(k) for r in (trim["default"], trim["trimmed"]))]
+        rows = []
+        for label, r in (("board default", trim["default"]), ("trimmed", trim["trimmed"])):
+            used = r["resources"] or {}
+            latency = f"{r['cycles'] / perf['clock_mhz']:,.1f} µs"
+            rows.append([label, r["lanes"], *(_n(used[k]) if k in used else "—" for k in keys), _n(r["cycles"]), latency])
+        lines += _table(["core", "lanes", *keys, "cycles (analytical)", f"latency at {perf['clock_mhz']:g} MHz"], rows,
+                        "ll" + "r" * (len(keys) + 2))
     lines += ["", "## Accuracy against float", "",
               "The quantized model (golden, bit-exact with the hardware) against the float64 reference on the "
               f"test inputs (seed {report['test_inputs']['seed']}, never used for calibration; formats calibrated on "

@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clock-mhz", type=float, metavar="F", help="PL clock in MHz (default: the board's)")
     p.add_argument("--trim-units", action="store_true",
                    help="leave the LayerNorm and softmax units out of the core when the model has no LayerNorm, "
-                        "Softmax or Attention (a CNN): fewer DSPs and LUTs; use --lanes to spend them (docs/build.md)")
+                        "Softmax or Attention (a CNN), and spend the freed DSPs on wider lanes when that is faster and the "
+                        "Yosys estimate fits the board (unless --lanes is given; docs/build.md)")
     p.add_argument("--sim", action="store_true", help="also run the RTL in Verilator and report measured cycles")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out, and write a design over budget")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

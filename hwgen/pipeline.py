@@ -20,7 +20,7 @@ from hwgen.frontend import Model
 from hwgen.hwparams import HwParams
 from hwgen.ir import Graph, save_graph, verify
 from hwgen.quant import QuantConfig, check_supported, insert_requantize, quantize
-from hwgen.quant.rewrite import fold_batchnorm, lower_pools
+from hwgen.quant.rewrite import fold_batchnorm, lower_flatten_linear, lower_pools
 
 __all__ = ["PASSES", "run_passes", "build", "Build", "save_build"]
 
@@ -32,6 +32,7 @@ PASSES: list[tuple[str, Pass]] = [
     # Float rewrites into ops the accelerator runs: BatchNorm2d into its Conv2d, pools into convolutions and rows.
     ("fold_batchnorm", fold_batchnorm),
     ("lower_pools", lower_pools),
+    ("lower_flatten_linear", lower_flatten_linear),
     # Then: refuse ops the fixed-point flow does not implement before spending calibration time.
     ("check_supported", check_supported),
     # Before formats: every point where a value narrows must be an explicit node to receive one.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from hwgen.isa import ConvDescriptor, Flag, check_descriptor
 from hwgen.pipeline import build
 from hwgen.quant.rewrite import fold_batchnorm, lower_pools
 
-from test_conv import GEOMETRIES as CONV_GEOMETRIES, _mismatches, _quantized, _run, _sqnr, assert_isa_sim_equals_golden
+from test_conv import GEOMETRIES as CONV_GEOMETRIES, MAXPOOL_SPEC, _mismatches, _quantized, _run, _sqnr, assert_isa_sim_equals_golden
 
 #: The issue's geometries: 8×8/AXI64, 16×8/AXI64 (pynq-z2's core for a CNN) and 16×16/AXI128.
 GEOMETRIES = {"8x8-axi64": CONV_GEOMETRIES["8x8-axi64"], "16x8-axi64": CONV_GEOMETRIES["16x8-axi64"],
@@ -198,6 +199,35 @@ def test_batchnorm_and_pools_are_rewritten_in_float():
     assert np.allclose(rewritten.tensor("c1.bias").value, beta - mean * factor)
 
 
+FLATTEN_SPEC = {
+    "name": "flatten-head",
+    "inputs": {"x": {"shape": [6, 5, 4], "distribution": "normal", "scale": 1.0}},
+    "layers": [
+        {"name": "c", "op": "Conv2d", "input": "x", "channels": 8, "kernel": 3, "padding": 1},
+        {"name": "r", "op": "ReLU", "input": "c"},
+        {"name": "flat", "op": "Flatten", "input": "r"},
+        {"name": "fc", "op": "Linear", "input": "flat", "features": 7},
+    ],
+    "outputs": ["fc"],
+}
+
+
+def test_a_linear_on_a_flattened_map_is_a_whole_map_convolution():
+    """PyTorch's (c, h, w) flatten order becomes the kernel's; the float graph computes the same logits, and
+    isa_sim (a CONV gathering the bordered channels-last map as one row) equals the golden model."""
+    from hwgen.quant.rewrite import lower_flatten_linear
+
+    graph = parse_spec(FLATTEN_SPEC).graph
+    rewritten = lower_flatten_linear(graph)
+    assert [(n.op, n.inputs[0]) for n in rewritten.nodes][1:] == [("ReLU", "c"), ("Conv2d", "r"), ("Flatten", "fc.map")]
+    assert rewritten.tensor("fc.weight").shape == (7, 8, 5, 4)
+    inputs = golden.sample_inputs(graph, seed=1)
+    assert np.allclose(golden.run_float(graph, inputs)["fc"], golden.run_float(rewritten, inputs)["fc"], rtol=1e-12)
+    for hw in (GEOMETRIES["8x8-axi64"], GEOMETRIES["16x16-axi128"]):
+        program, image = assert_isa_sim_equals_golden(_quantized(FLATTEN_SPEC, hw), hw)
+        assert [d.name for d in program.descriptors] == ["CONV", "CONV"]
+
+
 def test_grouped_weights_are_block_diagonal():
     w = np.arange(4 * 2 * 3 * 3).reshape(4, 2, 3, 3) + 1  # 4 outputs, 2 groups of 2 input channels
     matrix = conv_weight_matrix(w, groups=2).reshape(3, 3, 4, 4)  # (ky, kx, c, o)
@@ -224,9 +254,11 @@ def _spec(*layers, shape=(4, 8, 8)):
 
 
 @pytest.mark.parametrize("spec,message", [
-    (_spec({"name": "mp", "op": "MaxPool2d", "input": "x", "kernel": 2, "stride": 2}),
-     r"^MaxPool2d 'mp' is not supported in the fixed-point flow yet \(no window-maximum datapath; the float "
-     r"reference runs it\)$"),
+    (_spec({"name": "mp", "op": "MaxPool2d", "input": "x", "kernel": 3, "stride": 2, "padding": 1}),
+     r"^MaxPool2d 'mp' must read a ReLU's output \(or an unsigned format\) when it pads, not 'x': feature maps are "
+     r"bordered with zeros, the maximum of a window needs −∞$"),
+    (_spec({"name": "mp", "op": "MaxPool2d", "input": "x", "kernel": 2, "stride": 3}),
+     r"^MaxPool2d 'mp' must have a stride no larger than its kernel, not stride \(3, 3\) kernel \(2, 2\)$"),
     (_spec({"name": "bn", "op": "BatchNorm2d", "input": "x"}),
      r"^BatchNorm2d 'bn' must follow a Conv2d read by it alone \(it is folded into the convolution\), not a graph "
      r"input$"),
@@ -249,14 +281,44 @@ def test_what_cannot_run_is_refused_in_one_line(spec, message):
         build(parse_spec(spec), HwParams())
 
 
-def test_maxpool_runs_in_the_float_reference_and_is_refused_by_the_hardware_check():
+def test_the_hardware_check_accepts_what_lowers_and_names_what_does_not():
     from hwgen.compiler import hardware_problem
 
-    graph = parse_spec(_spec({"name": "mp", "op": "MaxPool2d", "input": "x", "kernel": 2, "stride": 2})).graph
-    assert golden.run_float(graph, golden.sample_inputs(graph, seed=1))["mp"].shape == (4, 4, 4)
-    assert hardware_problem(graph, HwParams()).startswith("MaxPool2d 'mp' is not supported")
+    refused = parse_spec(_spec({"name": "mp", "op": "MaxPool2d", "input": "x", "kernel": 2, "stride": 3})).graph
+    assert hardware_problem(refused, HwParams()).startswith("MaxPool2d 'mp' must have a stride no larger")
     ok = parse_spec(CNN_SPEC).graph  # BatchNorm2d and the pools are lowered, so the hardware has what they need
     assert hardware_problem(ok, HwParams()) is None
+    assert hardware_problem(parse_spec(MAXPOOL_SPEC).graph, HwParams()) is None
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_maxpools_in_isa_sim_equal_golden(name):
+    """Each MaxPool2d is ceil(log2 kw) + ceil(log2 kh) pairwise-maximum CONVs (a 1-wide strided axis: one copy)."""
+    hw = GEOMETRIES[name]
+    program, image = assert_isa_sim_equals_golden(_quantized(MAXPOOL_SPEC, hw), hw)
+    steps = Counter(label for label in image.labels)
+    assert steps["mp1"] == 4 and steps["mp2"] == 2 and steps["mp3"] == 4 and steps["mp4"] == 1
+    by_label = [(label, desc) for label, desc in zip(image.labels, program.descriptors) if label.startswith("mp")]
+    assert all(isinstance(d, ConvDescriptor) and d.flags & Flag.RELU1 and d.flags & Flag.RESIDUAL for _, d in by_label)
+    assert image.region("r1").pad == (1, 1)  # the padded pool reads a zero border (its input is a ReLU's)
+    assert image.region("mp1.max0").kind.name == "SCRATCH"
+
+
+def test_maxpool_steps_double_then_stride():
+    from hwgen.compiler.maxpool import maxpool_steps
+
+    graph = parse_spec(MAXPOOL_SPEC).graph
+    plan = {name: [(s.axis, s.distance, s.stride, s.dst_hw, s.pitch) for s in maxpool_steps(graph, graph.node(name))]
+            for name in ("mp1", "mp3", "mp4")}
+    # 3×3/2 with padding 1 of 13×12 (15×14 bordered): spans of 2 pixels (13 of them), then every second pair of
+    # spans (6); then the same down the 15 rows (14, then 7).
+    assert plan["mp1"] == [("x", 1, 1, (15, 13), 13), ("x", 1, 2, (15, 6), 6), ("y", 1, 1, (14, 6), 6),
+                           ("y", 1, 2, (7, 6), 6)]
+    # (2, 5)/(1, 3) of 9×11: spans 2 and 4, then the strided step joins spans 4 apart by 1; its scratch input is
+    # widened to 3·3 pixels so the residual walk goes forward.
+    assert plan["mp3"] == [("x", 1, 1, (9, 10), 10), ("x", 2, 1, (9, 8), 9), ("x", 1, 3, (9, 3), 3),
+                           ("y", 1, 1, (8, 3), 3)]
+    assert plan["mp4"] == [("x", 1, 2, (9, 5), 5)]
 
 
 def test_every_cnn_descriptor_passes_the_validity_rule():

@@ -158,7 +158,7 @@ def test_every_artefact_round_trips_byte_identically(tmp_path):
     first = build(model, hw, save_dir=tmp_path / "a")
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert {str(f) for f in files} >= {"program.bin", "program.txt", "memory.bin", "memory.json",
-                                       "qgraph/graph.yaml", "qgraph/graph.npz", "passes/05_quantize/graph.yaml"}
+                                       "qgraph/graph.yaml", "qgraph/graph.npz", "passes/06_quantize/graph.yaml"}
 
     qgraph = load_graph(tmp_path / "a" / "qgraph")
     program = Program.load(tmp_path / "a" / "program.bin")
@@ -174,7 +174,7 @@ def test_every_artefact_round_trips_byte_identically(tmp_path):
     x = golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=0))
     assert all(np.array_equal(a, b) for a, b in zip(golden.run(qgraph, x).values(), golden.run(first.qgraph, x).values()))
     # The saved passes are resumable: the last one is the quantized graph.
-    assert (tmp_path / "a" / "passes/05_quantize/graph.npz").read_bytes() == (tmp_path / "a" / "qgraph/graph.npz").read_bytes()
+    assert (tmp_path / "a" / "passes/06_quantize/graph.npz").read_bytes() == (tmp_path / "a" / "qgraph/graph.npz").read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -197,8 +197,8 @@ def test_unsupported_and_float_graphs_are_refused(qgraphs):
     with pytest.raises(ValueError, match=r"^graph must be quantized before compiling, not a float graph$"):
         compile_graph(zoo.load_model("mlp-odd").graph, HwParams())
     spec = {"name": "pool", "inputs": {"x": {"shape": [2, 6, 6]}},
-            "layers": [{"name": "p", "op": "MaxPool2d", "input": "x", "kernel": 2}], "outputs": ["p"]}
-    with pytest.raises(ValueError, match=r"^MaxPool2d 'p' is not supported in the fixed-point flow yet"):
+            "layers": [{"name": "p", "op": "MaxPool2d", "input": "x", "kernel": 3, "padding": 1}], "outputs": ["p"]}
+    with pytest.raises(ValueError, match=r"^MaxPool2d 'p' must read a ReLU's output \(or an unsigned format\) when"):
         build(parse_spec(spec), HwParams())
     spec["layers"] = [{"name": "t", "op": "TopK", "input": "x", "k": 2}]
     spec["outputs"] = ["t"]
@@ -318,15 +318,16 @@ def test_compiler_picks_the_chunk_size_of_the_lowest_estimate(qgraphs):
 
 def test_pipeline_verifies_after_every_pass_and_can_stop_early(tmp_path, monkeypatch):
     graph = zoo.load_model("mlp-odd").graph
-    assert [name for name, _ in pipeline.PASSES] == ["fold_batchnorm", "lower_pools", "check_supported",
-                                                      "insert_requantize", "quantize"]
+    assert [name for name, _ in pipeline.PASSES] == ["fold_batchnorm", "lower_pools", "lower_flatten_linear",
+                                                      "check_supported", "insert_requantize", "quantize"]
     partial = run_passes(graph, QuantConfig(), save_dir=tmp_path, stop_after="insert_requantize")
     assert not partial.is_quantized and any(n.op == "Requantize" for n in partial.nodes)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_fold_batchnorm", "02_lower_pools", "03_check_supported",
-                                                          "04_insert_requantize"]
-    assert load_graph(tmp_path / "04_insert_requantize") == partial
-    with pytest.raises(ValueError, match=r"^stop_after must be one of fold_batchnorm, lower_pools, check_supported, "
-                                         r"insert_requantize, quantize, not 'fuse'$"):
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01_fold_batchnorm", "02_lower_pools",
+                                                          "03_lower_flatten_linear", "04_check_supported",
+                                                          "05_insert_requantize"]
+    assert load_graph(tmp_path / "05_insert_requantize") == partial
+    with pytest.raises(ValueError, match=r"^stop_after must be one of fold_batchnorm, lower_pools, lower_flatten_linear, "
+                                         r"check_supported, insert_requantize, quantize, not 'fuse'$"):
         run_passes(graph, QuantConfig(), stop_after="fuse")
 
     def drop_producer(g, config):  # a broken pass: leaves a tensor without producer

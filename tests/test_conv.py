@@ -143,6 +143,27 @@ CONV_SPEC = {
     ],
     "outputs": ["c2", "lin", "r5", "c6"],
 }
+
+#: MaxPool2d as pairwise-maximum CONVs (hwgen/compiler/maxpool.py): ResNet's padded 3×3/2 pool on a ReLU's
+#: output (two doubling-and-strided steps per axis, a zero border standing in for −∞), a 2×2/2 pool of a
+#: signed conv output, a (2, 5)/(1, 3) pool of a signed input whose strided step reads a widened scratch
+#: map, and a (1, 2)/(1, 2) pool (a single step per axis).
+MAXPOOL_SPEC = {
+    "name": "maxpools",
+    "inputs": {"img": {"shape": [3, 13, 12], "distribution": "normal", "scale": 1.0},
+               "fm": {"shape": [8, 9, 11], "distribution": "normal", "scale": 2.0}},
+    "layers": [
+        {"name": "c1", "op": "Conv2d", "input": "img", "channels": 16, "kernel": 3, "padding": 1},
+        {"name": "r1", "op": "ReLU", "input": "c1"},
+        {"name": "mp1", "op": "MaxPool2d", "input": "r1", "kernel": 3, "stride": 2, "padding": 1},
+        {"name": "c2", "op": "Conv2d", "input": "mp1", "channels": 16, "kernel": 3, "padding": 1},
+        {"name": "mp2", "op": "MaxPool2d", "input": "c2", "kernel": 2, "stride": 2},
+        {"name": "mp3", "op": "MaxPool2d", "input": "fm", "kernel": [2, 5], "stride": [1, 3]},
+        {"name": "mp4", "op": "MaxPool2d", "input": "fm", "kernel": [1, 2], "stride": [1, 2]},
+    ],
+    "outputs": ["mp2", "mp3", "mp4"],
+}
+
 GEOMETRIES = {"8x8-axi64": HwParams(lanes_in=8, lanes_out=8, axi_data_width=64),
               "16x8-axi64": HwParams(lanes_in=16, lanes_out=8, axi_data_width=64),
               "16x16-axi128": HwParams(),

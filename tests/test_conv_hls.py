@@ -7,8 +7,8 @@ kernel rows no lane count divides, rectangular kernels and strides, a CONV over 
 constant residual, Add and ReLU) at the shipped geometries and 8×8/AXI64; vit-tiny (patch embedding,
 class token, position embedding, two encoder blocks, final LayerNorm on the class token, head) at
 16×16/AXI128, 8×8/AXI64, 16×8/AXI64 and 32×32/AXI128 with the attention engine; deit-tiny once at
-16×16/AXI128 in ``make test-full`` (its C-simulation takes minutes). A corrupted expected byte of the
-patch embedding fails the comparison. The CONV refusal cases are part of ``refusals.refusal_cases``,
+16×16/AXI128 (about 13 s of C-simulation). MaxPool2d's pairwise-maximum CONVs (tests/test_conv.py's MAXPOOL_SPEC) at
+the same geometries. A corrupted expected byte of the patch embedding fails the comparison. The CONV refusal cases are part of ``refusals.refusal_cases``,
 which ``tests/test_accelerator_hls.py::test_refusal_table`` runs.
 """
 
@@ -29,7 +29,7 @@ from hwgen.quant import QuantConfig
 
 from test_accelerator_hls import assert_same_image, image_regions, run_and_compare
 from test_attention_hls import GEOMETRIES as ATTENTION_GEOMETRIES
-from test_conv import CONV_SPEC
+from test_conv import CONV_SPEC, MAXPOOL_SPEC
 
 #: The shipped boards' geometries and 8×8/AXI64, without the attention engine (CONV is in every core).
 GEOMETRIES = {name: dataclasses.replace(hw, acc_bits=32, has_attention=False) for name, hw in ATTENTION_GEOMETRIES.items()}
@@ -37,12 +37,13 @@ GEOMETRIES = {name: dataclasses.replace(hw, acc_bits=32, has_attention=False) fo
 
 @pytest.mark.cosim
 @pytest.mark.parametrize("name", GEOMETRIES)
-def test_convolutions_csim_equal_isa_sim(name):
+@pytest.mark.parametrize("spec,convs", [(CONV_SPEC, 6), (MAXPOOL_SPEC, 13)], ids=["conv", "maxpool"])
+def test_convolutions_csim_equal_isa_sim(name, spec, convs):
     hw = GEOMETRIES[name]
-    model = parse_spec(CONV_SPEC)
+    model = parse_spec(spec)
     qgraph = run_passes(model.graph, QuantConfig.for_hw(hw))
     program, image = compile_graph(qgraph, hw)
-    assert sum(d.opcode == Opcode.CONV for d in program.descriptors) == 6
+    assert sum(d.opcode == Opcode.CONV for d in program.descriptors) == convs
     for seed, scale in ((1, 1.0), (2, 3.0)):
         data = image.write_all(golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=seed, scale=scale))).data
         run_and_compare(hw, program, data, image_regions(image))
@@ -83,7 +84,6 @@ def test_corrupted_expected_patch_embedding_fails_the_comparison():
 
 @pytest.mark.cosim
 @pytest.mark.full_model
-@pytest.mark.full_tier  # 3.2 min of C-simulation: make test-full
 def test_deit_tiny_csim_equals_isa_sim():
     hw = ATTENTION_GEOMETRIES["16x16-axi128"]
     result = build(zoo.load_model("deit-tiny"), hw)

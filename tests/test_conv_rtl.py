@@ -48,7 +48,7 @@ from hwgen.rtl.conv_geometry import ConvGeometry
 
 from refusals import conv_refusal_cases
 from test_accelerator_rtl import _compiled, _shared_refusal_runs, _with_program
-from test_conv import CONV_SPEC
+from test_conv import CONV_SPEC, MAXPOOL_SPEC
 
 GEOMETRIES = {
     "8x8-axi64": HwParams(lanes_in=8, lanes_out=8, axi_data_width=64),
@@ -496,15 +496,17 @@ def skip_runs(case: ConvCase, hw: HwParams) -> list[tb.Run]:
 def compiled_convolutions(hw: HwParams) -> list[tb.Run]:
     """tests/test_conv.py's CONV_SPEC as the compiler lowers it (six CONVs: padded and packed RGB pixels, 8-channel
     kernel rows no lane count divides, rectangular kernels and strides, a CONV over a CONV's output, fused constant
-    residual, Add and ReLU; a Linear on a CONV's tokens) for two seeded inputs, against isa_sim."""
-    qgraph = run_passes(parse_spec(CONV_SPEC).graph, QuantConfig.for_hw(hw))
-    program, image = compile_graph(qgraph, hw)
-    assert sum(isinstance(d, ConvDescriptor) for d in program.descriptors) == 6
+    residual, Add and ReLU; a Linear on a CONV's tokens) and its MAXPOOL_SPEC (pairwise-maximum CONVs through
+    scratch maps, a padded pool reading a zero border) for two seeded inputs each, against isa_sim."""
     runs = []
-    for seed, scale in ((1, 1.0), (2, 3.0)):  # 3x the calibrated range: saturation
-        data = image.write_all(golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=seed, scale=scale)))
-        runs.append(tb.Run(data.data, isa_sim(program, data, hw).data, data.regions, label=f"CONV_SPEC seed {seed}",
-                           expect_done=len(program.descriptors)))
+    for label, spec, convs in (("CONV_SPEC", CONV_SPEC, 6), ("MAXPOOL_SPEC", MAXPOOL_SPEC, 13)):
+        qgraph = run_passes(parse_spec(spec).graph, QuantConfig.for_hw(hw))
+        program, image = compile_graph(qgraph, hw)
+        assert sum(isinstance(d, ConvDescriptor) for d in program.descriptors) == convs
+        for seed, scale in ((1, 1.0), (2, 3.0)):  # 3x the calibrated range: saturation
+            data = image.write_all(golden.quantize_inputs(qgraph, golden.sample_inputs(qgraph, seed=seed, scale=scale)))
+            runs.append(tb.Run(data.data, isa_sim(program, data, hw).data, data.regions, label=f"{label} seed {seed}",
+                               expect_done=len(program.descriptors)))
     return runs
 
 

@@ -43,7 +43,7 @@ TV_RESNET = (["Conv2d", "ReLU", "MaxPool2d"] + 2 * _BASIC + 3 * (_BASIC_DOWN + _
 _EXPAND = ["Conv2d", "Clip", "Conv2d", "Clip", "Conv2d"]
 TV_MOBILENET = (["Conv2d", "Clip", "Conv2d", "Clip", "Conv2d"] + _EXPAND + _EXPAND + ["Add"] + _EXPAND
                 + 2 * (_EXPAND + ["Add"]) + ["Conv2d", "Clip", "GlobalAvgPool", "Flatten", "Linear"])
-ZOO = {  # not run by shipped cores yet: `hwgen build` refuses them in one line (the first layer a core cannot run)
+ZOO = {  # the timm and torchvision classes, exported (MobileNetV2's ReLU6 is refused: no Clip yet)
     "timm_vit_legacy17": TIMM_VIT,  # timm's Attention with F.scaled_dot_product_attention, Gather of the class token
     "timm_vit_dynamo18": TIMM_VIT,
     "tv_resnet18_w8_legacy17": TV_RESNET,  # BatchNorm folded by the exporter
@@ -90,11 +90,12 @@ def test_export_imports_and_equals_onnxruntime_and_torch(name):
         assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
 
 
-def test_zoo_exports_report_their_macs_and_build_refuses_them_in_one_line(capsys):
+def test_zoo_exports_report_their_macs_and_compile_or_are_refused_in_one_line(capsys):
     """The timm and torchvision models: their MACs and op count as ``hwgen models`` lists them; the timm
-    ViTs compile (patch embedding, class token, position embedding, attention on the attention engine the
-    build adds) and isa_sim equals the golden model; ``hwgen build`` refuses the CNNs with one line naming
-    the first op the accelerator does not run yet."""
+    ViTs (patch embedding, class token, position embedding, attention on the attention engine the build
+    adds) and torchvision's ResNet (its stem's padded 3×3/2 MaxPool2d as pairwise-maximum CONVs) compile,
+    isa_sim equals the golden model and the logits are close to onnxruntime's; MobileNetV2 is refused in one
+    line naming its ReLU6 (Clip), which the accelerator does not run yet."""
     from hwgen.cli import main
 
     assert main(["models", str(DATA / "timm_vit_legacy17.onnx"), str(DATA / "tv_resnet18_w8_legacy17.onnx")]) == 0
@@ -106,19 +107,19 @@ def test_zoo_exports_report_their_macs_and_build_refuses_them_in_one_line(capsys
     for name in ZOO:
         model = load_onnx(DATA / f"{name}.onnx")
         assert macs(model) == want_macs[name], name
-        if name.startswith("timm_vit"):
+        if name.startswith(("timm_vit", "tv_resnet")):
             compiled = compile_for(DATA / f"{name}.onnx", HwParams())
-            assert compiled.hw.has_attention and compiled.reference.data == compiled.expected
-            # 8-bit weights and 16-bit activations on this 2-block export with random weights
+            assert compiled.hw.has_attention == name.startswith("timm")
+            assert compiled.reference.data == compiled.expected
+            # 8-bit weights and 16-bit activations on these small exports with random weights
             assert [row.name for row in compiled.onnxruntime] == ["y"] and compiled.onnxruntime[0].sqnr_db > 25
             continue
-        # ResNet-18's stem max pool, MobileNetV2's ReLU6 (Clip)
-        with pytest.raises(ValueError, match=r"^(MaxPool2d '.*' is not supported in the fixed-point flow yet .*|"
-                                             r"op Clip is not supported yet)$"):
+        with pytest.raises(ValueError, match=r"^op Clip is not supported yet$"):  # MobileNetV2's ReLU6
             compile_for(DATA / f"{name}.onnx", HwParams())
 
 
-@pytest.mark.parametrize("name", ["mlp_block_legacy17", "mlp_block_legacy14", "mlp_block_tanh_dynamo18"])
+@pytest.mark.parametrize("name", ["mlp_block_legacy17", "mlp_block_legacy14", "mlp_block_tanh_dynamo18",
+                                  "cnn_legacy17_nofold", "cnn_dynamo18"])
 def test_exports_the_accelerator_runs_compile_bit_exactly(name):
     compiled = compile_for(DATA / f"{name}.onnx", HwParams())
     assert compiled.reference.data == compiled.expected  # isa_sim = golden, byte for byte
@@ -135,10 +136,12 @@ def test_without_onnxruntime_the_sqnr_against_it_is_not_computed(monkeypatch):
 
 @pytest.mark.cosim
 @pytest.mark.full_model
-@pytest.mark.parametrize("name", ["mlp_block_legacy17", "mlp_block_tanh_dynamo18", "brevitas_qmlp"])
+@pytest.mark.parametrize("name", ["mlp_block_legacy17", "mlp_block_tanh_dynamo18", "brevitas_qmlp", "cnn_dynamo18",
+                                  "brevitas_qcnn", "tv_resnet18_w8_legacy17"])
 def test_exports_build_and_run_bit_exactly_on_isa_rtl_and_hls(name, full_board, tmp_path):
     """``hwgen build --model x.onnx --board B`` then ``hwgen sim --backend isa|rtl|hls``, as a user does:
-    a legacy and a dynamo float export and the Brevitas QONNX MLP, on ultra96 (every board with ``--full``).
+    a legacy and a dynamo float export, the Brevitas QONNX MLP and CNN (MaxPool2d, and a Linear on a flattened
+    4×4 map lowered to a whole-map Conv2d) and torchvision's ResNet, on ultra96 (every board with ``--full``).
     The RTL core is the board's default geometry, the same Verilog as tests/test_build.py's build, so
     its Yosys estimate and Verilator model come from the content-keyed cache; the HLS core is compiled by g++."""
     from hwgen.build import build_project
@@ -152,7 +155,7 @@ def test_exports_build_and_run_bit_exactly_on_isa_rtl_and_hls(name, full_board, 
         assert "SQNR against onnxruntime: not computed (onnxruntime cannot run QONNX's quantizer nodes)." in markdown
     else:
         assert ort["computed"] and [row["output"] for row in ort["outputs"]] == ["y"]
-        assert 30 < ort["outputs"][0]["sqnr_db"] < 80  # quantized against float32: close, not exact
+        assert 25 < ort["outputs"][0]["sqnr_db"] < 80  # quantized against float32: close, not exact
         assert abs(ort["outputs"][0]["sqnr_db"] - report["accuracy"][0]["sqnr_db"]) < 0.5  # float64 ≈ float32 reference
         assert "Against onnxruntime's float32 output" in markdown
     for backend in ("isa", "rtl", "hls"):

@@ -4,8 +4,10 @@
 Fast tier: the field enters the fingerprint only when cleared (the shipped cores keep theirs); ``core_for``
 trims a CNN's core and no other; the RTL controller and the HLS config leave the row engine out; the
 compiler, the validity rule (isa_sim) and ``hwgen build`` refuse LayerNorm on such a core in one line.
-Cosim tier: resnet8 on pynq-z2's core without the units (16×8/AXI64, random stalls) equals the golden
-model in Verilator, and the CLI builds it with ``--trim-units``.
+An HLS-only build trims but keeps the board's lanes (no resource estimate). Cosim tier: ``hwgen build
+--trim-units`` of resnet8 on pynq-z2 spends the units' DSPs on 24×8 lanes (Yosys-checked), its report sets
+that core beside the board's default one, and the core equals the golden model in g++ and in Verilator
+with random stalls.
 """
 
 from __future__ import annotations
@@ -65,16 +67,34 @@ def test_layernorm_is_refused_on_a_trimmed_core():
     refusal = check_descriptor(data[offset:offset + DESCRIPTOR_BYTES], TRIMMED, len(data))
     assert refusal is not None and refusal.status == Status.BAD_OPCODE
 
+def test_an_hls_only_build_trims_but_keeps_the_lanes(tmp_path):
+    result = build_project("resnet8", "pynq-z2", tmp_path / "out", flow="hls", trim_units=True)
+    accel, trim = result.report["accelerator"], result.report["trim"]
+    assert accel["has_row_units"] is False and (accel["lanes_in"], accel["lanes_out"]) == (16, 8)
+    assert trim["widened"] is False and trim["why_not_widened"].startswith("an HLS-only build has no resource estimate")
+    assert trim["default"]["resources"] is None and trim["default"]["lanes"] == trim["trimmed"]["lanes"] == "16x8"
+    assert "## Trimmed units (`--trim-units`)" in (result.out / "report.md").read_text()
+
+
 @pytest.mark.cosim
 @pytest.mark.full_model
-def test_resnet8_on_the_trimmed_pynq_core_equals_golden(tmp_path):
-    result = build_project("resnet8", "pynq-z2", tmp_path / "out", flow="hls", trim_units=True)
-    accel = result.report["accelerator"]
-    assert accel["has_row_units"] is False and (accel["lanes_in"], accel["lanes_out"]) == (16, 8)
+def test_resnet8_on_the_trimmed_widened_pynq_core_equals_golden(tmp_path):
+    """pynq-z2's units cost about 75 DSPs: the trimmed core spends them on lanes (24×8, Yosys-checked under the
+    board's 220), runs resnet8 in fewer cycles, and equals the golden model in g++ and in Verilator with stalls."""
+    result = build_project("resnet8", "pynq-z2", tmp_path / "out", flow="both", trim_units=True)
+    report = result.report
+    accel, trim, used = report["accelerator"], report["trim"], report["resources"]["used"]
+    assert accel["has_row_units"] is False and trim["widened"] is True
+    assert (accel["lanes_in"], accel["lanes_out"]) == (24, 8) and trim["trimmed"]["lanes"] == "24x8"
+    assert trim["default"]["has_row_units"] is True and trim["default"]["lanes"] == "16x8"
+    assert trim["trimmed"]["resources"] == {k: used[k] for k in trim["trimmed"]["resources"]}
+    assert used["DSP"] <= 220 < trim["default"]["resources"]["DSP"] + 24 * 8 - 16 * 8  # the units' DSPs paid for it
+    assert trim["trimmed"]["cycles"] == report["performance"]["analytical"]["cycles"] < trim["default"]["cycles"]
     assert simulate(result.out, "hls").equal  # the HLS core without the units, in g++
-    compiled = compile_for("resnet8", TRIMMED)
+    core = HwParams.from_dict({k: accel[k] for k in HwParams().to_dict()})
+    compiled = compile_for("resnet8", core)
     done = len(compiled.program.descriptors)
     runs = [tb.Run(compiled.image.data, compiled.expected, compiled.image.regions, label="resnet8", expect_done=done)]
-    (run,) = tb.run_bench(tmp_path / "rtl", TRIMMED, runs, stall_prob=0.3)
+    (run,) = tb.run_bench(tmp_path / "rtl", core, runs, stall_prob=0.3)
     assert run["status"] == 0 and run["descriptors_done"] == done
-    assert isa_sim(compiled.program, compiled.image, TRIMMED).data == compiled.expected
+    assert isa_sim(compiled.program, compiled.image, core).data == compiled.expected

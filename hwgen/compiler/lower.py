@@ -37,8 +37,9 @@ from hwgen.compiler.layout import (
     HWC, ROWS, MemoryImage, Region, RegionKind, interior, layout_rows, pack_rows, pack_tiles, pack_vector, rows_of,
     tensor_rows,
 )
+from hwgen.compiler.maxpool import WEIGHT_FORMAT, MaxStep, maxpool_problem, maxpool_steps, step_descriptor, step_weights
 from hwgen.golden import moe as golden_moe
-from hwgen.golden.exact import attention_formats, conv_dense_weight, conv_weight_matrix, flow_problem
+from hwgen.golden.exact import attention_formats, conv_dense_weight, conv_weight_matrix
 from hwgen.isa import (
     OPCODE_AV, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX, STATS_ENTRY_BYTES, AttentionDescriptor,
     ConvDescriptor, ExpertFfnDescriptor, Flag, GateTopkDescriptor, Limits, LinearDescriptor, MoeFlag, Program, Requant,
@@ -57,8 +58,8 @@ log = logging.getLogger(__name__)
 
 #: Ops the compiler lowers; every other IR op is refused as not supported yet.
 SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention",
-                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow", "Flatten", "MoEGate", "TopK",
-                           "Expert"})
+                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow", "Flatten", "MaxPool2d",
+                           "MoEGate", "TopK", "Expert"})
 #: The MoE engine's scratch regions (docs/isa.md §3.10), one set every MoE layer reuses: the per-expert token
 #: lists, the counts, and the hidden rows of an EXPERT_FFN with HIDDEN_DDR.
 MOE_LISTS, MOE_COUNTS, MOE_HIDDEN = "moe.lists", "moe.counts", "moe.hidden"
@@ -152,6 +153,13 @@ class _AttentionGroup(_NodeGroup):
 
 
 @dataclass
+class _MaxPoolGroup(_NodeGroup):
+    """One MaxPool2d: a CONV per pairwise-maximum step (:mod:`hwgen.compiler.maxpool`), through scratch maps."""
+
+    steps: list[MaxStep] = field(default_factory=list)
+
+
+@dataclass
 class _GateGroup(_NodeGroup):
     """A MoEGate with its Requantize, Softmax and TopK: one GATE_TOPK. ``y`` is the scores (``top``)."""
 
@@ -204,6 +212,8 @@ class _ExpertGroup(_NodeGroup):
 
 
 def _descriptor_count(group) -> int:
+    if isinstance(group, _MaxPoolGroup):
+        return len(group.steps)
     return 2 if isinstance(group, _AttentionGroup) else 1
 
 
@@ -256,8 +266,17 @@ class _Fuser:
                 f" (HwParams.{field_name}), not {self.fmt(name)}"
             )
 
-    def start(self, node: Node) -> _Group | _RowGroup | _AttentionGroup | _GateGroup | _ExpertGroup:
+    def start(self, node: Node) -> _Group | _RowGroup | _AttentionGroup | _MaxPoolGroup | _GateGroup | _ExpertGroup:
         x = node.inputs[0]
+        if node.op == "MaxPool2d":
+            problem = maxpool_problem(self.graph, node)
+            if problem is not None:
+                raise ValueError(problem)
+            if self.fmt(x).width >= 32:
+                raise ValueError(f"MaxPool2d {node.name!r} must read a format under 32 bits (b − a needs one more), "
+                                 f"not {self.fmt(x)}")
+            self.grouped.add(node.name)
+            return _MaxPoolGroup(node, x, node.outputs[0], maxpool_steps(self.graph, node))
         if node.op == "MoEGate":
             return self.start_gate(node)
         if node.op == "Expert":
@@ -337,7 +356,7 @@ class _Fuser:
             self.add_residual(group, node, other=node.inputs[1])
         return group
 
-    def extend(self, group: _Group | _RowGroup | _AttentionGroup) -> None:
+    def extend(self, group: _Group | _RowGroup | _AttentionGroup | _MaxPoolGroup | _GateGroup | _ExpertGroup) -> None:
         if not isinstance(group, _Group) or not group.fusable:
             return
         if group.flags & Flag.RESIDUAL:
@@ -486,6 +505,8 @@ def _check_containers(graph: Graph, groups: list[_Group], hw: HwParams) -> None:
                 raise ValueError(f"accumulators of Attention {group.node.name!r} need {f.acc_bits} bits, more than the "
                                  f"hardware's acc_bits={hw.acc_bits}")
             continue
+        if isinstance(group, _MaxPoolGroup):
+            continue
         if isinstance(group, _RowGroup):
             n = graph.tensor(group.x).shape[-1]
             if n > ROW_MAX:
@@ -553,8 +574,8 @@ def _feature_maps(graph: Graph, groups: list) -> set[str]:
     """The (C, H, W) tensors stored channels-last (docs/isa.md §4): what a Conv2d or a Tokens reads, what a
     Conv2d's descriptor writes, and what a descriptor reads or writes row for row with one of them (the
     residual and output of a CONV, the input, residual and output of a BYPASS descriptor)."""
-    maps = {node.inputs[0] for node in graph.nodes if node.op in ("Conv2d", "Tokens")}
-    maps |= {g.y for g in groups if isinstance(g, _Group) and g.conv is not None}
+    maps = {node.inputs[0] for node in graph.nodes if node.op in ("Conv2d", "Tokens", "MaxPool2d")}
+    maps |= {g.y for g in groups if isinstance(g, _Group) and g.conv is not None or isinstance(g, _MaxPoolGroup)}
     linked = [[name for name in (g.y, g.residual, g.x if g.flags & Flag.BYPASS else None)
                if name is not None and len(graph.tensor(name).shape) == 3]
               for g in groups if isinstance(g, _Group)]
@@ -566,6 +587,8 @@ def _feature_maps(graph: Graph, groups: list) -> set[str]:
                 maps.update(names)
                 changed = True
     for g in groups:
+        if isinstance(g, _MaxPoolGroup):
+            continue
         x = g.x if not isinstance(g, _Group) or not (g.flags & Flag.BYPASS or g.conv) else None
         if x in maps:
             raise ValueError(f"{g.nodes[0].op} {g.nodes[0].name!r} must read rows, not the feature map {x!r} of shape "
@@ -575,12 +598,12 @@ def _feature_maps(graph: Graph, groups: list) -> set[str]:
 
 def _borders(graph: Graph, groups: list) -> dict[str, tuple[int, int]]:
     """The zero border ``(py, px)`` of each feature map (docs/isa.md §4): the largest padding, per axis, of the
-    Conv2d layers reading it. Only CONV descriptors read (their windows, their residual) or write (their
-    output) a bordered map; anything reading or writing it row by row is refused in one line."""
+    Conv2d and MaxPool2d layers reading it. Only CONV descriptors read (their windows, their residual) or write
+    (their output) a bordered map; anything reading or writing it row by row is refused in one line."""
     borders: dict[str, tuple[int, int]] = {}
     readers: dict[str, Node] = {}
     for node in graph.nodes:
-        if node.op == "Conv2d":
+        if node.op in ("Conv2d", "MaxPool2d"):
             py, px = _pair(node.attr("padding", 0))
             if py or px:
                 x = node.inputs[0]
@@ -591,7 +614,7 @@ def _borders(graph: Graph, groups: list) -> dict[str, tuple[int, int]]:
         if node.op in _VIEW_OPS and node.inputs[0] in borders:
             x = node.inputs[0]
             raise ValueError(f"{node.op} {node.name!r} must read a feature map without a zero border, not {x!r} "
-                             f"(bordered for the padding of Conv2d {readers[x].name!r})")
+                             f"(bordered for the padding of {readers[x].op} {readers[x].name!r})")
     for g in groups:
         if not isinstance(g, _Group) or g.conv is not None:
             continue
@@ -599,7 +622,7 @@ def _borders(graph: Graph, groups: list) -> dict[str, tuple[int, int]]:
             if name in borders:
                 raise ValueError(f"{g.nodes[0].op} {g.nodes[0].name!r} must not read or write the bordered feature map "
                                  f"{name!r} row by row (only a Conv2d with what fuses into it can; {name!r} is bordered "
-                                 f"for the padding of Conv2d {readers[name].name!r})")
+                                 f"for the padding of {readers[name].op} {readers[name].name!r})")
     return borders
 
 
@@ -651,8 +674,8 @@ def _row_stride(graph: Graph, name: str, layout: str, hw: HwParams, pad: tuple[i
         pixel = channels * hw.act_bytes
         steps = [(width + 2 * pad[1]) * pixel]  # an image row (of the bordered map)
         for node in graph.consumers(name):
-            if node.op == "Tokens":
-                steps.append(pixel)  # a token row
+            if node.op in ("Tokens", "MaxPool2d"):
+                steps.append(pixel)  # a token row; a pairwise maximum's window and residual steps
             if node.op == "Conv2d":
                 kw, stride_x = graph.tensor(node.inputs[1]).shape[3], _pair(node.attr("stride", 1))[1]
                 start = pad[1] - _pair(node.attr("padding", 0))[1]  # the first window's pixel in a bordered row
@@ -671,8 +694,8 @@ def hardware_problem(graph: Graph, hw: HwParams) -> str | None:
     """
     moe = any(node.op == "MoEGate" for node in graph.nodes)
     for node in graph.nodes:
-        if flow_problem(node) is not None:
-            return flow_problem(node)
+        if node.op == "MaxPool2d" and maxpool_problem(graph, node) is not None:
+            return maxpool_problem(graph, node)
         if node.op not in SUPPORTED_OPS | LOWERED_OPS or (node.op in _MOE_OPS and not moe):
             return f"op {node.op} is not supported yet"
         if node.op == "Attention" and attention_problem(hw) is not None:
@@ -737,6 +760,24 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
         placed[name] = place(Region(name, RegionKind.PARAMS, 0, 0, str(c.fmt), c.shape, stride, hw.act_bits,
                                     layout(name)), payload)
 
+    def place_maxpool(group: _MaxPoolGroup) -> None:
+        """Each step's ±1 weight tiles, and the scratch maps between steps (pixels as wide as the input's)."""
+        pixel = row_stride(group.x)
+        channels, outputs = pixel // hw.act_bytes, qgraph.tensor(group.x).shape[0]
+        x_fmt = qgraph.tensor(group.x).fmt
+        for i, step in enumerate(group.steps):
+            last = i == len(group.steps) - 1
+            w_raw = step_weights(step, channels, outputs if last else channels)
+            name = f"{group.node.name}.w{i}"
+            placed[name] = place(Region(name, RegionKind.WEIGHTS, 0, 0, str(WEIGHT_FORMAT), w_raw.shape, 0,
+                                        hw.weight_bits),
+                                 pack_tiles(w_raw, hw.lanes_in, hw.lanes_out, hw.weight_bytes,
+                                            hw.tile_stride(hw.weight_bytes), True))
+            if not last:
+                rows_, pitch = step.dst_hw[0], step.pitch
+                placed[step.dst] = place(Region(step.dst, RegionKind.SCRATCH, 0, 0, str(x_fmt), (channels, rows_, pitch),
+                                                pixel, hw.act_bits, HWC), bytes(rows_ * pitch * pixel))
+
     program_bytes = 64 + 64 * sum(_descriptor_count(g) for g in groups)
     program_region = place(Region("program", RegionKind.PROGRAM, 0, 0), bytes(program_bytes))
     placed: dict[str, Region] = {}
@@ -758,6 +799,9 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
                                                 (heads * m, s), stride, hw.act_bits), bytes(heads * m * stride))
             placed[group.stats] = place(Region(group.stats, RegionKind.SCRATCH, 0, 0, "", (heads * m, 2),
                                                STATS_ENTRY_BYTES, 32), bytes(heads * m * STATS_ENTRY_BYTES))
+            continue
+        if isinstance(group, _MaxPoolGroup):
+            place_maxpool(group)
             continue
         if isinstance(group, _RowGroup):
             for name in group.node.inputs[1:]:
@@ -837,8 +881,12 @@ def compile_graph(qgraph: Graph, hw: HwParams) -> tuple[Program, MemoryImage]:
     descriptors, owners = [], []
     for group in groups:
         try:
-            made = _attention_descriptors(qgraph, group, placed, hw) if isinstance(group, _AttentionGroup) \
-                else [_descriptor(qgraph, group, placed, hw)]
+            if isinstance(group, _AttentionGroup):
+                made = _attention_descriptors(qgraph, group, placed, hw)
+            elif isinstance(group, _MaxPoolGroup):
+                made = _maxpool_descriptors(qgraph, group, placed, hw)
+            else:
+                made = [_descriptor(qgraph, group, placed, hw)]
         except ValueError as exc:
             raise ValueError(f"layer {group.nodes[0].name!r}: {exc}") from None
         descriptors += made
@@ -1029,6 +1077,37 @@ def _row_descriptor(qgraph: Graph, group: _RowGroup, placed: dict[str, Region]) 
 
 def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _maxpool_descriptors(qgraph: Graph, group: _MaxPoolGroup, placed: dict[str, Region],
+                         hw: HwParams) -> list[ConvDescriptor]:
+    """One CONV per pairwise-maximum step: the first reads the (bordered) input from its padding's corner, the
+    last writes the output's interior (:mod:`hwgen.compiler.maxpool`)."""
+    x = placed[group.x]
+    pixel, fmt = x.row_stride, qgraph.tensor(group.x).fmt
+    channels, outputs = pixel // hw.act_bytes, qgraph.tensor(group.x).shape[0]
+    pad_y, pad_x = _pair(group.node.attr("padding", 0))
+    width = x.shape[2] + 2 * x.pad[1]  # pixels of a (bordered) image row
+    src = (x.offset + ((x.pad[0] - pad_y) * width + x.pad[1] - pad_x) * pixel, pixel, width * pixel)
+    made = []
+    for i, step in enumerate(group.steps):
+        last = i == len(group.steps) - 1
+        if last:
+            out = placed[step.dst]
+            addr, skip = interior(out.offset, out.shape, out.row_stride, out.pad)
+            dst = (addr, out.row_stride, skip)
+        else:
+            dst = (placed[step.dst].offset, pixel, (step.pitch - step.dst_hw[1]) * pixel)
+        largest = step_descriptor(step, fmt, src, dst, placed[f"{group.node.name}.w{i}"].offset, channels,
+                                  outputs if last else channels, hw)
+        largest.encode()  # a field out of its range is refused here, per layer
+        chunk = Limits(hw).largest_chunk(largest.flags, largest.k_tiles, largest.n_tiles)
+        if chunk == 0:
+            raise ValueError(f"one column of weight tiles of step {i} (K={largest.k}) does not fit "
+                             f"weight_buffer_bytes={hw.weight_buffer_bytes}")
+        made.append(_fastest_chunking(dataclasses.replace(largest, chunk_tiles=chunk), hw))
+        src = (dst[0], pixel, step.pitch * pixel)
+    return made
 
 
 def _descriptor(qgraph: Graph, group: _Group | _RowGroup, placed: dict[str, Region],

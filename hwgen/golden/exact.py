@@ -20,7 +20,7 @@ from hwgen.ir import Graph, Node
 from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
 
-__all__ = ["run", "quantize_inputs", "exact_matmul", "matmul", "pool2d", "attention_formats", "flow_problem",
+__all__ = ["run", "quantize_inputs", "exact_matmul", "matmul", "pool2d", "attention_formats",
            "conv_windows", "conv_dense_weight", "conv_weight_matrix", "EXACT_OPS"]
 
 
@@ -34,14 +34,6 @@ def pool2d(x: np.ndarray, attrs: dict, fill, reduce) -> np.ndarray:
     padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw)), constant_values=fill)
     windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
     return reduce(windows, axis=(3, 4))
-
-
-def flow_problem(node: Node) -> str | None:
-    """Why the fixed-point flow cannot run ``node`` (one line naming it), or ``None``."""
-    if node.op == "MaxPool2d":
-        return (f"MaxPool2d {node.name!r} is not supported in the fixed-point flow yet (no window-maximum datapath; "
-                f"the float reference runs it)")
-    return None
 
 
 def conv_windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwgen.golden.exact import attention_formats, conv_weight_matrix, flow_problem
+from hwgen.golden.exact import attention_formats, conv_weight_matrix
 from hwgen.golden.moe import expert_formats, graph_tasks, index_format
 from hwgen.golden.products import exact_fmt
 from hwgen.golden.reference import moe_float, run_float, sample_inputs
@@ -29,13 +29,14 @@ __all__ = ["QuantConfig", "SUPPORTED_OPS", "check_supported", "insert_requantize
 #: Ops the fixed-point flow implements end to end (quantizer, golden model, compiler).
 SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention",
                            "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow", "Flatten", "MoEGate",
-                           "TopK", "Expert"})
+                           "TopK", "Expert", "MaxPool2d"})
 #: Ops whose exact result is wider than an activation: a Requantize follows each of them.
 _WIDENING_OPS = ("Linear", "MatMul", "Add", "Conv2d", "AddConstant", "MoEGate", "Expert")
 #: Widening ops whose exact result is a sum (named ``<out>.sum``); the others' is an accumulator (``<out>.acc``).
 _SUM_OPS = ("Add", "AddConstant")
-#: Ops that only move codes (a view, or a concatenation with a constant): the output keeps the input's format.
-_MOVING_OPS = ("Tokens", "SelectRow", "ClassToken", "Flatten")
+#: Ops that only move codes (a view, a concatenation with a constant, a window's largest code): the output keeps the
+#: input's format.
+_MOVING_OPS = ("Tokens", "SelectRow", "ClassToken", "Flatten", "MaxPool2d")
 #: Ops computed by a unit generated for fixed formats (``UnitFormats``): their input must be a
 #: tensor whose format can be chosen (a graph input or a Requantize output).
 _UNIT_OPS = ("GELU", "LayerNorm", "Softmax")
@@ -102,9 +103,6 @@ class QuantConfig:
 def check_supported(graph: Graph, config: QuantConfig) -> Graph:
     """Refuse graphs with ops the fixed-point flow does not implement yet (before any work is done)."""
     for node in graph.nodes:
-        problem = flow_problem(node)
-        if problem:
-            raise ValueError(problem)
         if node.op not in SUPPORTED_OPS:
             raise ValueError(f"op {node.op} is not supported yet")
         if node.op == "Softmax":

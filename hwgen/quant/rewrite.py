@@ -8,8 +8,11 @@
 - ``GlobalAvgPool`` of a ``(C, H, W)`` map is ``MatMul(mean, Tokens(x))``: a constant ``(1, H·W)`` row of
   ``1/(H·W)`` times the map's ``H·W`` pixel rows, a one-row LINEAR with ``B_ROWMAJOR`` (docs/isa.md §3.9).
   Its output becomes the ``(1, C)`` row (a ``Flatten`` of it is a view).
+- ``Linear(Flatten(x))`` of a ``(C, H, W)`` map is a ``Conv2d`` whose kernel is the whole map (``(N, C, H, W)``,
+  the Linear's weight in PyTorch's ``(c, h, w)`` flatten order), then a ``Flatten`` of its ``(N, 1, 1)``
+  output (a view): the CONV gathers the channels-last map as one row, so no transposed copy is made.
 
-Both passes take and return a float graph and run first in :data:`hwgen.pipeline.PASSES`; the float
+The passes take and return a float graph and run first in :data:`hwgen.pipeline.PASSES`; the float
 reference runs the graph before and after alike (up to float rounding).
 """
 
@@ -20,7 +23,7 @@ import numpy as np
 from hwgen.ir import Graph, Node, Tensor
 from hwgen.ir.ops import OPS
 
-__all__ = ["fold_batchnorm_params", "fold_batchnorm", "lower_pools", "LOWERED_OPS"]
+__all__ = ["fold_batchnorm_params", "fold_batchnorm", "lower_pools", "lower_flatten_linear", "LOWERED_OPS"]
 
 #: Ops these passes replace before quantization: the fixed-point flow never sees them.
 LOWERED_OPS = frozenset({"BatchNorm2d", "AvgPool2d", "GlobalAvgPool"})
@@ -120,3 +123,39 @@ def lower_pools(graph: Graph, config=None) -> Graph:
         else:
             nodes.append(node)
     return graph.replace(tensors=tuple(tensors), nodes=tuple(nodes))
+
+
+def lower_flatten_linear(graph: Graph, config=None) -> Graph:
+    """Each ``Linear`` reading the ``Flatten`` of a ``(C, H, W)`` map (``H·W > 1``) as a whole-map ``Conv2d`` and a
+    ``Flatten`` of its ``(N, 1, 1)`` output. Flattens read by anything else are left (and refused downstream)."""
+    flattens = {node.outputs[0]: node for node in graph.nodes if node.op == "Flatten"
+                and len(graph.tensor(node.inputs[0]).shape) == 3 and graph.tensor(node.inputs[0]).shape[1:] != (1, 1)}
+    rewrites = [node for node in graph.nodes if node.op == "Linear" and node.inputs[0] in flattens
+                and graph.tensor(node.inputs[1]).is_constant and len(graph.consumers(node.inputs[1])) == 1]
+    if not rewrites:
+        return graph
+    tensors = {t.name: t for t in graph.tensors}
+    nodes: list[Node] = []
+    for node in graph.nodes:
+        if node not in rewrites:
+            nodes.append(node)
+            continue
+        x = flattens[node.inputs[0]].inputs[0]
+        channels, height, width = graph.tensor(x).shape
+        weight = tensors[node.inputs[1]]
+        features = weight.shape[1]
+        kernel = np.asarray(weight.value).T.reshape(features, channels, height, width)
+        tensors[weight.name] = weight.replace(shape=kernel.shape, value=kernel)
+        out = node.outputs[0]
+        conv_out = f"{node.name}.map"
+        if conv_out in tensors:
+            raise ValueError(f"tensor name {conv_out!r} is reserved for the lowering of Linear {node.name!r}, rename it")
+        tensors[conv_out] = Tensor(conv_out, (features, 1, 1))
+        nodes.append(Node(node.name, "Conv2d", (x, *node.inputs[1:]), (conv_out,), {}))
+        nodes.append(Node(f"{node.name}.flatten", "Flatten", (conv_out,), (out,)))
+    used = {name for node in nodes for name in node.inputs} | set(graph.outputs)
+    for flatten in flattens.values():  # a Flatten read by the rewritten Linears alone is gone
+        if flatten.outputs[0] not in used:
+            nodes.remove(flatten)
+            del tensors[flatten.outputs[0]]
+    return graph.replace(tensors=tuple(tensors.values()), nodes=tuple(nodes))
