@@ -16,11 +16,11 @@ import sys
 import time
 
 from hwgen import golden, zoo
-from hwgen.compiler import compile_graph, isa_sim
+from hwgen.compiler import CycleModel, compile_graph, isa_sim
 from hwgen.compiler.engines import moe as moe_engine
 from hwgen.golden import moe
 from hwgen.hwparams import HwParams
-from hwgen.isa import ExpertFfnDescriptor, Flag, GateTopkDescriptor, Limits, LinearDescriptor, Opcode
+from hwgen.isa import ExpertFfnDescriptor, Flag, GateTopkDescriptor, Limits, LinearDescriptor, MoeFlag, Opcode
 from hwgen.pipeline import run_passes
 from hwgen.quant import QuantConfig
 from hwgen.units import core_for
@@ -63,8 +63,9 @@ def main(lanes_list: list[int]) -> None:
                 row[0] += 1
                 row[1] += est.cycles
                 row[2] += est.ideal
-            print(f"  task {task}: {result.total_cycles:,} cycles (isa_sim + golden + float {time.perf_counter() - t0:.1f} s)"
-                  f", SQNR of 'norm' {report['norm'].sqnr_db:.1f} dB")
+            seconds = time.perf_counter() - t0
+            print(f"  task {task}: {result.total_cycles:,} cycles (isa_sim + golden + float {seconds:.1f} s), "
+                  f"SQNR of 'norm' {report['norm'].sqnr_db:.1f} dB")
             for kind, (count, cycles, ideal) in sorted(kinds.items(), key=lambda kv: -kv[1][1]):
                 share = 100 * cycles / result.total_cycles
                 util = f", {100 * ideal / cycles:5.1f} % of ideal" if ideal else ""
@@ -76,8 +77,9 @@ def main(lanes_list: list[int]) -> None:
             for index, (gate, ffn) in enumerate(zip(gates, layers)):
                 block = f"b{2 * index + 1}"
                 counts = [len(t) for t, _ in moe.dispatch(values[f"{block}.top.indices"], ffn.experts)]
-                cycles = moe_engine.expert_cycles(hw, moe_engine.CycleModel(), counts, ffn.m, ffn.d, ffn.h,
-                                                  (ffn.chunk1, ffn.chunk2), not ffn.flags & moe_engine.MoeFlag.HIDDEN_DDR)
+                on_chip = not ffn.flags & MoeFlag.HIDDEN_DDR
+                cycles = moe_engine.expert_cycles(hw, CycleModel(), counts, ffn.m, ffn.d, ffn.h,
+                                                  (ffn.chunk1, ffn.chunk2), on_chip)
                 traffic += cycles["weight_bytes"]
                 once += sum(1 for n in counts if n) * limits.expert_block(ffn.d, ffn.h).size
                 for desc, layer_counts in ((gate, None), (ffn, counts)):

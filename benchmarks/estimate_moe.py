@@ -12,11 +12,9 @@ itself on isa_sim. Run: .venv/bin/python benchmarks/estimate_moe.py
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 
-import numpy as np
 import yaml
 
 from hwgen import golden, zoo

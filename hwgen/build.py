@@ -33,6 +33,7 @@ from hwgen.compiler import Flag, MemoryImage, RowDescriptor, isa_sim
 from hwgen.isa import OPCODE_QK_SOFTMAX_STATS, AttentionDescriptor, ExpertFfnDescriptor, GateTopkDescriptor
 from hwgen.compiler.layout import RegionKind, tensor_rows, with_scratch
 from hwgen.golden.moe import graph_tasks
+from hwgen.sim import golden_file
 from hwgen.hls.accelerator import TOP_NAME, TOP_SOURCE, accelerator_sources
 from hwgen.hls.emit import render as render_hls
 from hwgen.hwparams import HwParams

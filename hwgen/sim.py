@@ -37,6 +37,11 @@ BACKENDS = ("isa", "rtl", "hls")
 _ACTIVATIONS = ("input", "activation", "output")
 
 
+def golden_file(task: int) -> str:
+    """The name of a built folder's golden codes for ``task``: ``golden.npz`` for task 0, else ``golden_task<N>.npz``."""
+    return "golden.npz" if task == 0 else f"golden_task{task}.npz"
+
+
 @dataclass(frozen=True)
 class BuiltFolder:
     """A folder ``hwgen build`` wrote, read back: parameters, Program, image and golden codes."""

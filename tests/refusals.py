@@ -549,7 +549,7 @@ def moe_refusal_cases(hw: HwParams) -> list[RefusalCase]:
                                  task=task))
 
     g, e = _words(base, GATE), _words(base, FFN)
-    far = (1 << 31) // a * a  # a stride that passes every size check and leaves the image
+    far = (1 << 30) // a * a  # a stride that passes every size check and leaves the image (3 strides < 2^32)
 
     # BAD_TASK: the TASK register is a run argument; the gate has 2 tasks.
     case("GATE_TOPK: task 2 of 2", GATE, Status.BAD_TASK, task=2)

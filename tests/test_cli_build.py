@@ -285,8 +285,19 @@ def test_a_moe_model_builds_for_hls_and_sim_takes_the_task(tmp_path, capsys):
         code, text, _ = run(capsys, "sim", out, "--task", task, "--quiet")
         golden = "golden.npz" if task == 0 else "golden_task1.npz"
         assert code == 0 and text.startswith(f"isa: equal to {golden}"), text
+    # The board driver on its isa_sim device: the TASK register, compared with that task's codes.
+    from hwgen.driver import DriverError, HwgenDriver, IsaSimDevice
+    from hwgen.hwparams import HwParams
+
+    hw = HwParams.from_dict(yaml.safe_load((out / "hwgen.yaml").read_text())["accelerator"])
+    for task in (0, 1):
+        result = HwgenDriver(out, IsaSimDevice(hw)).run(task=task)
+        assert result.passed and result.status == 0, result.summary()
+    with pytest.raises(DriverError, match=r"^task must be in 0\.\.1 for this build, not 2$"):
+        HwgenDriver(out, IsaSimDevice(hw)).run(task=2)
     # Task 1's image against task 0's codes: not equal.
     shutil.copy(out / "golden_task1.npz", out / "golden.npz")
+    assert not HwgenDriver(out, IsaSimDevice(hw)).run(task=0).passed
     code, text, _ = run(capsys, "sim", out, "--quiet")
     assert code == 1 and "NOT equal" in text, text
     code, _, err = run(capsys, "sim", out, "--task", 2)

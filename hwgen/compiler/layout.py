@@ -199,7 +199,8 @@ class RegionKind(str, enum.Enum):
     INPUT = "input"
     ACTIVATION = "activation"
     OUTPUT = "output"
-    #: Written and read by the Program itself (attention scores and row statistics): no tensor of the graph.
+    #: Written and read by the Program itself (attention scores and row statistics, MoE token lists and counts):
+    #: no tensor of the graph.
     SCRATCH = "scratch"
 
     @property
@@ -213,8 +214,8 @@ class RegionKind(str, enum.Enum):
 
 def with_scratch(expected: bytes, after: bytes, regions) -> bytes:
     """``expected`` with every scratch region's bytes taken from ``after`` (a run's image): a scratch
-    region (attention scores and row statistics) holds no tensor of the graph, so what the Program
-    leaves there is defined by isa_sim, not by the golden model."""
+    region (attention scores and row statistics, MoE lists and counts) holds no tensor of the graph, so
+    what the Program leaves there is defined by isa_sim, not by the golden model."""
     for region in regions:
         if region.kind is RegionKind.SCRATCH:
             end = region.offset + region.size

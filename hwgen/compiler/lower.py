@@ -58,8 +58,8 @@ log = logging.getLogger(__name__)
 
 #: Ops the compiler lowers; every other IR op is refused as not supported yet.
 SUPPORTED_OPS = frozenset({"Linear", "MatMul", "Add", "ReLU", "Requantize", "GELU", "LayerNorm", "Softmax", "Attention",
-                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow", "Flatten", "MaxPool2d", "MoEGate",
-                           "TopK", "Expert"})
+                           "Conv2d", "Tokens", "ClassToken", "AddConstant", "SelectRow", "Flatten", "MaxPool2d",
+                           "MoEGate", "TopK", "Expert"})
 #: The MoE engine's scratch regions (docs/isa.md §3.10), one set every MoE layer reuses: the per-expert token
 #: lists, the counts, and the hidden rows of an EXPERT_FFN with HIDDEN_DDR.
 MOE_LISTS, MOE_COUNTS, MOE_HIDDEN = "moe.lists", "moe.counts", "moe.hidden"

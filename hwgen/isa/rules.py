@@ -440,7 +440,7 @@ def _check_gate_topk(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refus
         (Status.DOES_NOT_FIT, k_tiles > limits.max_k_tiles,
          f"a row of x must fit one activation bank ({limits.max_k_tiles} words of {hw.lanes_in}), not {k_tiles}"),
         (Status.DOES_NOT_FIT, n_tiles > limits.max_chunk_tiles,
-         f"the gate's {n_tiles} output tiles must be at most {limits.max_chunk_tiles} (one chunk), not more"),
+         f"the gate's output tiles must be at most {limits.max_chunk_tiles} (one chunk), not {n_tiles}"),
         (Status.DOES_NOT_FIT, gate > hw.weight_buffer_bytes,
          f"one task's gate must fit one weight bank ({hw.weight_buffer_bytes} bytes), not {gate}"),
     ])
@@ -493,11 +493,10 @@ def _check_expert_ffn(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refu
          f"EXPERT_FFN expert_stride must be at least one expert's {block.size} bytes, not {d['expert_stride']}"),
         (Status.BAD_DESCRIPTOR, bad_rq, "; ".join(bad_rq)),
         (Status.DOES_NOT_FIT, m * dim > hw.moe_acc_entries,
-         f"the weighted sums (M·D = {m * dim}) must fit the {hw.moe_acc_entries} entries of the MoE accumulator, "
-         f"not more"),
+         f"M·D (the weighted sums on chip) must be at most moe_acc_entries={hw.moe_acc_entries}, not {m * dim}"),
         (Status.DOES_NOT_FIT, rq_out is not None and rq_out.src_width > hw.moe_acc_bits,
-         f"the weighted sum must fit the {hw.moe_acc_bits}-bit MoE accumulator entries, not be "
-         f"{rq_out.src_width if rq_out else 0} bits wide"),
+         f"the weighted sum (rq_out's source) must be at most moe_acc_bits={hw.moe_acc_bits} wide, not "
+         f"{rq_out.src_width if rq_out else 0} bits"),
         (Status.DOES_NOT_FIT, max(k1, k2) > limits.max_k_tiles,
          f"a row of x and of the hidden layer must fit one activation bank ({limits.max_k_tiles} words of "
          f"{hw.lanes_in}), not {max(k1, k2)}"),
@@ -508,8 +507,8 @@ def _check_expert_ffn(d: dict[str, int], hw: HwParams, image_bytes: int) -> Refu
          f"a weight chunk must fit one weight bank ({hw.weight_buffer_bytes} bytes), not "
          f"{max(limits.moe_chunk_bytes(k1, chunk1), limits.moe_chunk_bytes(k2, chunk2))}"),
         (Status.DOES_NOT_FIT, not hidden_ddr and hidden_bytes > hw.moe_hidden_bytes,
-         f"the hidden rows (M·align(H·act_bytes) = {hidden_bytes} bytes) must fit the {hw.moe_hidden_bytes}-byte "
-         f"hidden buffer, or be in DDR (HIDDEN_DDR)"),
+         f"without HIDDEN_DDR the hidden rows (M·align(H·act_bytes)) must be at most "
+         f"moe_hidden_bytes={hw.moe_hidden_bytes}, not {hidden_bytes}"),
     ])
     if refusal:
         return refusal
