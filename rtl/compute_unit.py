@@ -22,7 +22,7 @@ so fill beats always find room and the read channel never stalls on this unit.
 from __future__ import annotations
 
 from amaranth import Const, Module, Mux, Signal
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.hwparams import HwParams
@@ -36,7 +36,18 @@ from .mac_array import MacArray
 from .post_lanes import PostLanes
 from .weight_banks import WeightBanks
 
-__all__ = ["PIECE_BEATS", "Geometry", "ChunkWalker", "ComputeUnit", "compute_unit_signature", "ArrayEngine"]
+__all__ = ["PIECE_BEATS", "Geometry", "ChunkWalker", "ComputeUnit", "compute_unit_signature", "ArrayEngine",
+           "WINDOW_LAYOUT"]
+
+#: A CONV's window mode (docs/isa.md §8.2): the ring holds whole kernel-row strips of the feature map and the
+#: array reads each window's words out of them. Sizes are in ring words (``lanes_in`` elements).
+WINDOW_LAYOUT = data.StructLayout({
+    "on": 1,            # the window mode: rows of x are read out of strips (a ring half per grid row)
+    "seg_words": 16,    # ring words of one kernel-row segment (K / kh elements)
+    "span_words": 16,   # ring words of one strip: a grid row's kernel row, window 0 to the last window
+    "step_words": 16,   # ring words from one window to the next along the strip (x_stride)
+    "grid_w": 16,       # windows per grid row
+})
 
 
 def compute_unit_signature(hw: HwParams) -> wiring.Signature:
@@ -54,6 +65,7 @@ def compute_unit_signature(hw: HwParams) -> wiring.Signature:
         "issuing": Out(1),
         "scale": In(16),
         "head_cols": In(32),
+        "window": In(WINDOW_LAYOUT),
     })
 
 
@@ -100,6 +112,9 @@ class ComputeUnit(wiring.Component):
         with the attention engine (``hw.has_attention``).
     head_cols : In(32)
         Not 0: every chunk has this many output columns (the attention engine runs one head per chunk).
+    window : In(WINDOW_LAYOUT)
+        A CONV's window mode (``on``) and its strip sizes: the array reads row ``(gy, gx)``'s words out of the
+        kernel-row strips of grid row ``gy`` (ring half ``gy mod 2``) instead of a gathered row; 0 otherwise.
     """
 
     def __init__(self, hw: HwParams):
@@ -133,7 +148,7 @@ class ComputeUnit(wiring.Component):
         m.d.comb += [
             banks.b_rowmajor.eq(flags.b_rowmajor), banks.b_transposed.eq(flags.b_transposed),
             banks.w_unsigned.eq(flags.w_unsigned), banks.k_tiles.eq(desc.k_tiles),
-            acts.row_words.eq(desc.k_tiles),
+            acts.row_words.eq(Mux(self.window.on, geo.ring_words // 2, desc.k_tiles)),
         ]
 
         # ------------------------------------------------------------------ issue
@@ -145,7 +160,7 @@ class ComputeUnit(wiring.Component):
         ktile = Signal(16)
         row_base = Signal(range(geo.ring_words))
         weight_addr = Signal(16)  # tile of the chunk the array reads (bank row, and slot for weight tiles)
-        rows_ready = Signal(range(geo.ring_words + 1))
+        rows_ready = Signal(18)  # rows of x in the ring (window mode: two grid rows of up to 2^16 - 1 windows)
         tiles_owed = Signal(range(geo.tile_fifo_depth + 1))  # issued tiles not yet out of the tile FIFO
         bypass = flags.bypass
         k_last = Signal(16)
@@ -164,8 +179,18 @@ class ComputeUnit(wiring.Component):
         m.d.comb += issue.eq(issue_running & (bypass | banks.loaded.bit_select(bank, 1)) & (rows_ready != 0)
                              & (~first | (tiles_owed < geo.tile_fifo_depth)))
         m.d.comb += self.issuing.eq(issue)
+        # Window mode: the word the array reads walks the window's segments through the strips of its grid row
+        # (half ``win_half`` of the ring): ``seg_words`` consecutive words per strip, ``span_words`` apart.
+        win = self.window
+        half_words = geo.ring_words // 2
+        x_word = Signal(range(geo.ring_words))    # the ring word of this k-tile
+        x_seg_word = Signal(16)                   # its word within its segment
+        win_base = Signal(range(geo.ring_words))  # the window's first word (its first strip)
+        win_gx = Signal(16)                       # the window within its grid row
+        win_half = Signal()                       # the ring half of the current grid row
         m.d.comb += [
-            acts.read_addr.eq(wrap(row_base + Mux(bypass, bypass_word, ktile), geo.ring_words)),
+            acts.read_addr.eq(Mux(win.on, x_word,
+                                  wrap(row_base + Mux(bypass, bypass_word, ktile), geo.ring_words))),
             banks.read_bank.eq(bank),
             banks.read_tile.eq(weight_addr),
         ]
@@ -183,10 +208,22 @@ class ComputeUnit(wiring.Component):
                 m.d.sync += bypass_word.eq(bypass_word + 1)
             with m.If(~last):
                 m.d.sync += [ktile.eq(ktile + 1), weight_addr.eq(weight_addr + 1)]
+                with m.If(x_seg_word == win.seg_words - 1):  # the next strip's segment of this window
+                    m.d.sync += [x_seg_word.eq(0), x_word.eq(x_word + win.span_words - win.seg_words + 1)]
+                with m.Else():
+                    m.d.sync += [x_seg_word.eq(x_seg_word + 1), x_word.eq(x_word + 1)]
             with m.Elif(~tile_last):
-                m.d.sync += [ktile.eq(0), tile.eq(tile + 1), weight_addr.eq(weight_addr + 1)]
+                m.d.sync += [ktile.eq(0), tile.eq(tile + 1), weight_addr.eq(weight_addr + 1),
+                             x_word.eq(win_base), x_seg_word.eq(0)]
             with m.Else():
                 m.d.comb += row_done.eq(1)
+                m.d.sync += x_seg_word.eq(0)
+                with m.If(win_gx == win.grid_w - 1):  # the next grid row's strips, in the other half
+                    next_half = Mux(win_half, 0, half_words)
+                    m.d.sync += [win_gx.eq(0), win_half.eq(~win_half), win_base.eq(next_half), x_word.eq(next_half)]
+                with m.Else():  # the next window along the strips
+                    m.d.sync += [win_gx.eq(win_gx + 1), win_base.eq(win_base + win.step_words),
+                                 x_word.eq(win_base + win.step_words)]
                 m.d.sync += [ktile.eq(0), tile.eq(0), bypass_word.eq(0), bypass_sel.eq(0),
                              row_base.eq(wrap(row_base + desc.k_tiles, geo.ring_words)),
                              weight_addr.eq(0)]
@@ -199,7 +236,9 @@ class ComputeUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += row.eq(row + 1)
         m.d.comb += [self.row_released.eq(row_done), banks.release.eq(chunk_issued)]
-        m.d.sync += rows_ready.eq(rows_ready + acts.row_arrived - row_done)
+        # A row's last beat makes it ready; in window mode, a grid row's last strip makes its grid_w windows ready.
+        arrived = Mux(acts.row_arrived, Mux(win.on, win.grid_w, 1), 0)
+        m.d.sync += rows_ready.eq(rows_ready + arrived - row_done)
         m.d.sync += tiles_owed.eq(tiles_owed + (issue & first) - tile_popped)
 
         # ------------------------------------------------------------------ MAC array
@@ -312,6 +351,7 @@ class ComputeUnit(wiring.Component):
             m.d.sync += [
                 issue_running.eq(1), bank.eq(0), row.eq(0), tile.eq(0), ktile.eq(0), row_base.eq(0),
                 bypass_word.eq(0), bypass_sel.eq(0),
+                x_word.eq(0), x_seg_word.eq(0), win_base.eq(0), win_gx.eq(0), win_half.eq(0),
                 weight_addr.eq(0), rows_ready.eq(0), tiles_owed.eq(0), *issue_chunk.reset(),
                 post_running.eq(1), post_bank.eq(0), post_row.eq(0), post_tile.eq(0), post_part.eq(0),
                 post_beat.eq(0), bias_addr.eq(0), *post_chunk.reset(),
