@@ -170,39 +170,40 @@ class LinearEngine(ArrayEngine):
         grid_step = geometry.grid_step   # CONV: bytes from one grid row of windows to the next
         waiting = Signal()               # CONV: started, its geometry or its window mode not there yet
 
-        # CONV's window mode (docs/isa.md §8.2): when a window's segments and its step are whole ring words,
-        # the windows overlap or touch, and the kh strips of a grid row (window 0 to the last, one kernel row each) fit in one activation
-        # bank (half the ring), each strip is read once per grid row and chunk, one command each, into a ring
-        # half, and the array reads every window's words out of them. kh·span is summed a strip per cycle
+        # CONV's window mode (docs/isa.md §8.2): when the windows overlap or touch (x_stride ≤ seg_bytes) and the
+        # kh strips of a grid row (one kernel row each, window 0's first byte to the last window's segment end),
+        # each `pitch` AXI words after the one before, fit in one activation bank (half the ring), each strip is
+        # read once per grid row and chunk, one command each, into a ring half, and the array reads every
+        # window's words out of them. The pitch is the strip rounded up to ≡ seg_beats modulo act_slots, so the
+        # AXI words of a window's ring word sit in distinct slot memories. kh·pitch is summed a strip per cycle
         # (no multiplier) once the geometry is ready: at most kh cycles, fewer when it outgrows the half.
-        ring_word_bytes = hw.lanes_in * hw.act_bytes
-        half_words = geo.ring_words // 2
-        word_shift = ring_word_bytes.bit_length() - 1
+        half_beats = geo.ring_words * geo.act_slots // 2
         seg_bytes = Signal(32)
         m.d.comb += seg_bytes.eq(geometry.seg * hw.act_bytes)
         span_bytes = Signal(33)          # a strip: from window 0's first byte to the last window's segment end
         m.d.comb += span_bytes.eq(geometry.x_across + seg_bytes)
-        span_words = span_bytes >> word_shift
-        word_mask = ring_word_bytes - 1
-        aligned = (ring_word_bytes & word_mask) == 0 and ring_word_bytes % axi_bytes == 0
-        # Windows that overlap or touch (x_stride ≤ seg_bytes): a strip holds no byte its windows skip.
-        whole_words = (((seg_bytes & word_mask) == 0) & ((conv_desc.x_stride & word_mask) == 0)
-                       & (conv_desc.x_stride <= seg_bytes) if aligned else 0)
-        fit_sum = Signal(34)             # span_words summed over the strips counted so far
+        strip_beats = Signal(BEATS_WIDTH)  # AXI words of one strip (checks: every term whole AXI words)
+        m.d.comb += strip_beats.eq(span_bytes >> shift)
+        seg_words = Signal(16)            # AXI words of one segment (window mode: at most a strip)
+        m.d.comb += seg_words.eq(seg_bytes >> shift)
+        pitch = Signal(BEATS_WIDTH + 1)
+        m.d.comb += pitch.eq(strip_beats + ((seg_words - strip_beats)[:max(1, geo.act_slots.bit_length() - 1)]
+                                            if geo.act_slots > 1 else 0))
+        fit_sum = Signal(34)             # pitch summed over the strips counted so far
         fit_count = Signal.like(conv_desc.kh)
         sized = Signal()                 # the window mode is decided
         window = Signal()                # CONV: the window mode
         sizing = waiting & geometry.ready & ~sized
+        capable = 1 if geo.window_bits else 0
         with m.If(sizing):
-            total = fit_sum + span_words
+            total = fit_sum + pitch
             m.d.sync += [fit_sum.eq(total), fit_count.eq(fit_count + 1)]
-            with m.If((fit_count == conv_desc.kh - 1) | (total > half_words)):
-                m.d.sync += [sized.eq(1), window.eq(whole_words & (total <= half_words))]
+            with m.If((fit_count == conv_desc.kh - 1) | (total > half_beats)):
+                m.d.sync += [sized.eq(1),
+                             window.eq(capable & (conv_desc.x_stride <= seg_bytes) & (total <= half_beats))]
         with m.If(self.start):
             m.d.sync += [fit_sum.eq(0), fit_count.eq(0), sized.eq(0), window.eq(0)]
         window_mode = is_conv & window
-        strip_beats = Signal(BEATS_WIDTH)  # AXI words of one strip
-        m.d.comb += strip_beats.eq(span_bytes >> shift)
 
         go = Signal()  # the unit and the streams start: with start (LINEAR), once the geometry and mode are ready (CONV)
         m.d.comb += go.eq((self.start & ~is_conv) | (waiting & geometry.ready & sized))
@@ -214,9 +215,8 @@ class LinearEngine(ArrayEngine):
         unit = self.unit
         m.d.comb += [
             unit.desc.eq(desc), unit.start.eq(go), unit.scale.eq(1), unit.head_cols.eq(0),
-            unit.window.on.eq(window_mode), unit.window.seg_words.eq(seg_bytes >> word_shift),
-            unit.window.span_words.eq(span_words), unit.window.step_words.eq(conv_desc.x_stride >> word_shift),
-            unit.window.grid_w.eq(conv_desc.grid_w),
+            unit.window.on.eq(window_mode), unit.window.seg_beats.eq(seg_words), unit.window.pitch.eq(pitch),
+            unit.window.step.eq(conv_desc.x_stride >> shift), unit.window.grid_w.eq(conv_desc.grid_w),
             self.done.eq(unit.done), self.status.eq(0), self.issuing.eq(unit.issuing),
         ]
         wiring.connect(m, wiring.flipped(self.read_data), wiring.flipped(unit.fill))
@@ -268,6 +268,7 @@ class LinearEngine(ArrayEngine):
         residual_free = Signal(range(geo.residual_beats + 1))
         a_gy = Signal.like(conv_desc.grid_h)  # CONV window mode: the grid row whose strips are read
         first_strip = a_seg == 0              # window mode: the grid row's first strip takes a ring half
+        half_words = geo.ring_words // 2
         a_wants_x = a_active & ~a_on_residual & Mux(window_mode, ~first_strip | (ring_free >= half_words),
                                                     mid_row | (ring_free >= desc.k_tiles))
         a_wants_r = a_active & a_on_residual & (residual_free >= a_chunk.out_beats)

@@ -46,20 +46,23 @@ def conv_strip_beats(desc: ConvDescriptor, hw: HwParams) -> int:
 
 
 def conv_window_mode(desc: LinearDescriptor | ConvDescriptor, hw: HwParams) -> bool:
-    """Whether the RTL core runs a CONV in its window mode (docs/isa.md §8.2): its segments and window step
-    are whole ring words (``lanes_in`` elements), its windows overlap or touch (``x_stride ≤ seg_bytes``: a strip
-    holds no byte its windows skip) and the ``kh`` strips of a grid row fit in one activation
-    bank, so each strip is read once per grid row and chunk and the array reads the windows out of them."""
+    """Whether the RTL core runs a CONV in its window mode (docs/isa.md §8.2): its windows overlap or touch
+    (``x_stride ≤ seg_bytes``: a strip holds no byte its windows skip) and the ``kh`` strips of a grid row, each
+    ``pitch`` AXI words after the one before (the strip rounded up to ``≡ seg_beats`` modulo the ring word's AXI
+    words), fit in one activation bank, so each strip is read once per grid row and chunk and the array reads the
+    windows out of them. A core whose ring word or ring is not a power of two AXI words has no window mode."""
     if not isinstance(desc, ConvDescriptor):
         return False
-    word = hw.lanes_in * hw.act_bytes
-    if word & (word - 1) or word % hw.axi_bytes:
+    slots = hw.lanes_in * hw.act_bytes // hw.axi_bytes
+    ring = 2 * hw.act_buffer_bytes // hw.axi_bytes
+    if slots & (slots - 1) or ring & (ring - 1):
         return False
     seg_bytes = desc.seg_elems * hw.act_bytes
-    if seg_bytes % word or desc.x_stride % word or desc.x_stride > seg_bytes:
+    if desc.x_stride > seg_bytes:
         return False
-    span_words = ((desc.grid_w - 1) * desc.x_stride + seg_bytes) // word
-    return desc.kh * span_words <= hw.act_buffer_bytes // word
+    strip, seg = conv_strip_beats(desc, hw), beats(seg_bytes, hw)
+    pitch = strip + (seg - strip) % slots
+    return desc.kh * pitch <= ring // 2
 
 
 def run(desc: LinearDescriptor | ConvDescriptor, memory: np.ndarray, hw: HwParams) -> None:
