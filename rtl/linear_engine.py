@@ -31,6 +31,13 @@ grid row's first, so a CONV writes (reads) the interior of a feature map stored 
 in cycles.
 ``K / kh`` (the segment length) and the grid's products come from :class:`~hwgen.rtl.conv_geometry.ConvGeometry`,
 a bit per cycle, so a CONV starts the unit and its streams 17 cycles after ``start``; LINEAR starts at once.
+
+A CONV whose windows overlap or touch and whose grid row of ``kh`` strips fits in one activation bank runs in
+the **window mode** (docs/isa.md §8.2), decided ``kh`` cycles later: per chunk and grid row, the activation
+stream reads the ``kh`` strips (window 0's first byte to the last window's segment end of each kernel row), one
+command each, into a ring half, then the grid row's residual rows (one command for them all when they are dense
+and there is one chunk); the compute unit reads each window out of the strips (``unit.window``). A ring half is
+taken with a grid row's first strip and returns when the array finishes the grid row's last window.
 """
 
 from __future__ import annotations
@@ -271,7 +278,15 @@ class LinearEngine(ArrayEngine):
         half_words = geo.ring_words // 2
         a_wants_x = a_active & ~a_on_residual & Mux(window_mode, ~first_strip | (ring_free >= half_words),
                                                     mid_row | (ring_free >= desc.k_tiles))
-        a_wants_r = a_active & a_on_residual & (residual_free >= a_chunk.out_beats)
+        # Window mode, one chunk, residual rows exactly res_stride apart and a grid row of them within the FIFO:
+        # a grid row's residual rows are one read command (res_stride·grid_w bytes), not grid_w short ones.
+        res_row_bytes = Signal(33)       # CONV: grid_w·res_stride, a grid row of residual rows
+        m.d.comb += res_row_bytes.eq(geometry.res_across + conv_desc.res_stride)
+        res_row_beats = Signal(BEATS_WIDTH)
+        m.d.comb += res_row_beats.eq(res_row_bytes >> shift)
+        res_merged = Signal()            # set at go
+        r_beats = Mux(res_merged, res_row_beats, a_chunk.out_beats)
+        a_wants_r = a_active & a_on_residual & (residual_free >= r_beats)
         a_wants = a_wants_x | a_wants_r
 
         # Write stream: one command per chunk and row.
@@ -308,7 +323,7 @@ class LinearEngine(ArrayEngine):
         returned = Mux(window_mode, Mux(half_released, half_words, 0), Mux(unit.row_released, desc.k_tiles, 0))
         m.d.sync += [
             ring_free.eq(ring_free + returned - Mux(take_ring, Mux(window_mode, half_words, desc.k_tiles), 0)),
-            residual_free.eq(residual_free + unit.residual_released - Mux(take_residual, a_chunk.out_beats, 0)),
+            residual_free.eq(residual_free + unit.residual_released - Mux(take_residual, r_beats, 0)),
             banks_free.eq(banks_free + unit.chunk_released - take_bank),
         ]
 
@@ -374,8 +389,11 @@ class LinearEngine(ArrayEngine):
                     with m.Else():
                         grid_row_end()
             with m.Else():
-                m.d.sync += issue(self.read_cmd, addr=a_r_addr, beats=a_chunk.out_beats, tag=Tag.RES)
-                with m.If(a_gx == conv_desc.grid_w - 1):
+                m.d.sync += issue(self.read_cmd, addr=a_r_addr, beats=r_beats, tag=Tag.RES)
+                with m.If(res_merged):  # the whole grid row's residual rows at once
+                    m.d.sync += [a_on_residual.eq(0), a_r_addr.eq(a_r_addr + res_row_bytes + conv_desc.res_skip)]
+                    grid_row_end()
+                with m.Elif(a_gx == conv_desc.grid_w - 1):
                     m.d.sync += [a_gx.eq(0), a_on_residual.eq(0), a_r_addr.eq(a_r_addr + r_jump)]
                     grid_row_end()
                 with m.Else():
@@ -429,6 +447,9 @@ class LinearEngine(ArrayEngine):
                 x_row_beats.eq((desc.k * hw.act_bytes + axi_bytes - 1) >> shift),
                 chunk_bytes.eq(desc.chunk_tiles * (hw.lanes_out * hw.act_bytes)),
                 ring_free.eq(geo.ring_words), residual_free.eq(geo.residual_beats), banks_free.eq(2),
+                res_merged.eq(window_mode & (desc.chunk_tiles == desc.n_tiles)
+                              & (conv_desc.res_stride == (((desc.n * hw.act_bytes + axi_bytes - 1) >> shift) << shift))
+                              & (res_row_beats <= geo.residual_beats)),
                 w_active.eq(~flags.bypass), w_phase.eq(0), w_left.eq(0), *w_chunk.reset(),
                 w_bias_addr.eq(base + desc.bias_addr), w_weight_addr.eq(base + desc.w_addr),
                 w_b_chunk_addr.eq(base + desc.w_addr),

@@ -65,6 +65,16 @@ def conv_window_mode(desc: LinearDescriptor | ConvDescriptor, hw: HwParams) -> b
     return desc.kh * pitch <= ring // 2
 
 
+def conv_residual_merged(desc: ConvDescriptor, hw: HwParams) -> bool:
+    """Whether the RTL core reads a window-mode CONV's residual a grid row per command (docs/isa.md §8.2): one
+    chunk, residual rows exactly ``res_stride`` apart (``res_stride = beats(N·act_bytes)·axi_bytes``) and a grid
+    row of them within the residual FIFO."""
+    row = beats(desc.n * hw.act_bytes, hw)
+    fifo = 1 << max(0, 2 * Limits(hw).max_chunk_tiles * (hw.lanes_out * hw.act_bytes // hw.axi_bytes) - 1).bit_length()
+    return (desc.chunk_tiles == desc.n_tiles and desc.res_stride == row * hw.axi_bytes
+            and desc.grid_w * desc.res_stride // hw.axi_bytes <= fifo)
+
+
 def run(desc: LinearDescriptor | ConvDescriptor, memory: np.ndarray, hw: HwParams) -> None:
     """Execute one LINEAR (docs/isa.md §3.3) or CONV (§3.9) descriptor on ``memory`` (the image as a uint8 array)."""
     flags = desc.flags
@@ -127,9 +137,12 @@ def estimate(desc: LinearDescriptor | ConvDescriptor, hw: HwParams, model: Cycle
     ideal = desc.m * depth * desc.n_tiles
     x_row, x_commands = x_row_reads(desc, hw)
     window = conv_window_mode(desc, hw)
+    r_commands = desc.m * residual  # per chunk: a residual row each
     if window:  # per chunk: each grid row's kh strips, one command each, instead of M gathered rows
         strips = desc.kh * conv_strip_beats(desc, hw)
         x_rows, x_row_commands = desc.grid_h * strips, desc.grid_h * desc.kh
+        if residual and conv_residual_merged(desc, hw):  # a grid row's residual rows in one command
+            r_commands = desc.grid_h
     else:
         x_rows, x_row_commands = desc.m * x_row, desc.m * x_commands
 
@@ -149,11 +162,13 @@ def estimate(desc: LinearDescriptor | ConvDescriptor, hw: HwParams, model: Cycle
         next_weights = sum(next_pieces)
         reads = x_rows + desc.m * residual * out_row + next_weights
         next_bursts = sum(-(-b // model.weight_piece_beats) for b in next_pieces)
-        lifetimes = (x_row_commands + desc.m * residual) * model.latency + next_bursts * model.latency + reads
+        lifetimes = (x_row_commands + r_commands) * model.latency + next_bursts * model.latency + reads
         reads = max(reads, -(-lifetimes // model.reads_in_flight))
         writes = desc.m * out_row
-        if window:  # a grid row's strips are read once a ring half is free: while the grid row before it computes
-            reads = max(reads, desc.grid_h * (model.latency + strips + residual * desc.grid_w * out_row))
+        if window:
+            # A grid row's strips are read once a ring half is free, while the grid row before it computes; the next
+            # chunk's weights, read in the gaps, delay them.
+            reads = max(reads, desc.grid_h * (model.latency + strips) + next_weights)
         body += max(compute, reads, writes)
 
     fetch = model.descriptor_fetch(hw)
