@@ -198,10 +198,12 @@ class ComputeUnit(wiring.Component):
         jumps = [Signal(range(ring_axi), name=f"jump{t}") for t in range(slots + 1)]
         # Ring addresses wrap by truncation (powers of two; a core without them never runs the window mode).
         slot_bits, ring_bits = geo.window_bits or ((slots - 1).bit_length(), (ring_axi - 1).bit_length())
+        seg_sum, jump_sum = Const(0, 20), Const(0, ring_bits)  # t·seg_beats, t·(pitch − seg_beats) of the inputs
         with m.If(self.start):
             for t in range(1, slots + 1):
-                m.d.sync += [seg_ends[t].eq(seg_ends[t - 1] + win.seg_beats),
-                             jumps[t].eq((jumps[t - 1] + win.pitch - win.seg_beats)[:ring_bits])]
+                seg_sum = (seg_sum + win.seg_beats)[:20]
+                jump_sum = (jump_sum + win.pitch - win.seg_beats)[:ring_bits]
+                m.d.sync += [seg_ends[t].eq(seg_sum), jumps[t].eq(jump_sum)]
 
         def crossed(values, offset):
             """values[c], c the segment ends between lane word 0 and the one ``offset`` words on."""
