@@ -22,7 +22,7 @@ so fill beats always find room and the read channel never stalls on this unit.
 from __future__ import annotations
 
 from amaranth import Const, Module, Mux, Signal
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.hwparams import HwParams
@@ -36,7 +36,18 @@ from .mac_array import MacArray
 from .post_lanes import PostLanes
 from .weight_banks import WeightBanks
 
-__all__ = ["PIECE_BEATS", "Geometry", "ChunkWalker", "ComputeUnit", "compute_unit_signature", "ArrayEngine"]
+__all__ = ["PIECE_BEATS", "Geometry", "ChunkWalker", "ComputeUnit", "compute_unit_signature", "ArrayEngine",
+           "WINDOW_LAYOUT"]
+
+#: A CONV's window mode (docs/isa.md §8.2): the ring holds a grid row's kernel-row strips of the feature map and the
+#: array reads each window's words out of them. Sizes are in AXI words.
+WINDOW_LAYOUT = data.StructLayout({
+    "on": 1,            # the window mode: rows of x are read out of strips (a ring half per grid row)
+    "seg_beats": 16,    # AXI words of one kernel-row segment (K / kh elements)
+    "pitch": 16,        # AXI words from one strip's start to the next's (≡ seg_beats modulo act_slots)
+    "step": 16,         # AXI words from one window to the next along the strip (x_stride)
+    "grid_w": 16,       # windows per grid row
+})
 
 
 def compute_unit_signature(hw: HwParams) -> wiring.Signature:
@@ -54,6 +65,7 @@ def compute_unit_signature(hw: HwParams) -> wiring.Signature:
         "issuing": Out(1),
         "scale": In(16),
         "head_cols": In(32),
+        "window": In(WINDOW_LAYOUT),
     })
 
 
@@ -100,6 +112,9 @@ class ComputeUnit(wiring.Component):
         with the attention engine (``hw.has_attention``).
     head_cols : In(32)
         Not 0: every chunk has this many output columns (the attention engine runs one head per chunk).
+    window : In(WINDOW_LAYOUT)
+        A CONV's window mode (``on``) and its strip sizes: the array reads row ``(gy, gx)``'s words out of the
+        kernel-row strips of grid row ``gy`` (ring half ``gy mod 2``) instead of a gathered row; 0 otherwise.
     """
 
     def __init__(self, hw: HwParams):
@@ -133,7 +148,7 @@ class ComputeUnit(wiring.Component):
         m.d.comb += [
             banks.b_rowmajor.eq(flags.b_rowmajor), banks.b_transposed.eq(flags.b_transposed),
             banks.w_unsigned.eq(flags.w_unsigned), banks.k_tiles.eq(desc.k_tiles),
-            acts.row_words.eq(desc.k_tiles),
+            acts.row_words.eq(Mux(self.window.on, geo.ring_words // 2, desc.k_tiles)),
         ]
 
         # ------------------------------------------------------------------ issue
@@ -145,7 +160,7 @@ class ComputeUnit(wiring.Component):
         ktile = Signal(16)
         row_base = Signal(range(geo.ring_words))
         weight_addr = Signal(16)  # tile of the chunk the array reads (bank row, and slot for weight tiles)
-        rows_ready = Signal(range(geo.ring_words + 1))
+        rows_ready = Signal(18)  # rows of x in the ring (window mode: two grid rows of up to 2^16 - 1 windows)
         tiles_owed = Signal(range(geo.tile_fifo_depth + 1))  # issued tiles not yet out of the tile FIFO
         bypass = flags.bypass
         k_last = Signal(16)
@@ -164,8 +179,53 @@ class ComputeUnit(wiring.Component):
         m.d.comb += issue.eq(issue_running & (bypass | banks.loaded.bit_select(bank, 1)) & (rows_ready != 0)
                              & (~first | (tiles_owed < geo.tile_fifo_depth)))
         m.d.comb += self.issuing.eq(issue)
+        # Window mode: the AXI words the array reads walk the window's segments through the strips of its grid row
+        # (ring half ``win_half``): lane word p of a k-tile is row word i = act_slots·ktile + p, segment i div seg_beats
+        # at word i mod seg_beats of its strip. ``a0``/``o0`` follow lane word 0 (its ring AXI word, its word within
+        # its segment); lane word p is a0 + p + c·(pitch − seg_beats), c the segment ends between them. The pitch
+        # keeps a0 + p modulo act_slots, so the lane words sit in distinct slot memories, rotated by a0 mod act_slots.
+        win = self.window
+        slots = geo.act_slots
+        ring_axi = geo.ring_words * slots
+        half_axi = ring_axi // 2
+        a0 = Signal(range(ring_axi))        # ring AXI word of lane word 0 of this k-tile
+        o0 = Signal(16)                     # its word within its segment
+        win_a = Signal(range(ring_axi))     # the window's first AXI word (its first strip)
+        win_gx = Signal(16)                 # the window within its grid row
+        win_half = Signal()                 # the ring half of the current grid row
+        # t·seg_beats and t·(pitch − seg_beats) for t ≤ act_slots, registered at start (the window fields hold).
+        seg_ends = [Signal(20, name=f"seg_end{t}") for t in range(slots + 1)]
+        jumps = [Signal(range(ring_axi), name=f"jump{t}") for t in range(slots + 1)]
+        # Ring addresses wrap by truncation (powers of two; a core without them never runs the window mode).
+        slot_bits, ring_bits = geo.window_bits or ((slots - 1).bit_length(), (ring_axi - 1).bit_length())
+        seg_sum, jump_sum = Const(0, 20), Const(0, ring_bits)  # t·seg_beats, t·(pitch − seg_beats) of the inputs
+        with m.If(self.start):
+            for t in range(1, slots + 1):
+                seg_sum = (seg_sum + win.seg_beats)[:20]
+                jump_sum = (jump_sum + win.pitch - win.seg_beats)[:ring_bits]
+                m.d.sync += [seg_ends[t].eq(seg_sum), jumps[t].eq(jump_sum)]
+
+        def crossed(values, offset):
+            """values[c], c the segment ends between lane word 0 and the one ``offset`` words on."""
+            chosen = values[0]
+            for t in range(1, slots + 1):
+                chosen = Mux(o0 + offset >= seg_ends[t], values[t], chosen)
+            return chosen
+
+        lane_words = [(a0 + p + crossed(jumps, p))[:ring_bits] for p in range(slots)]
+        rotate = a0[:slot_bits]
+        slot_words = []
+        for s_ in range(slots):
+            word = lane_words[s_]  # rotation 0: slot s holds lane word s
+            for r in range(1, slots):
+                word = Mux(rotate == r, lane_words[(s_ - r) % slots], word)
+            slot_words.append(word[slot_bits:])
+        ring_word = wrap(row_base + Mux(bypass, bypass_word, ktile), geo.ring_words)
+        m.d.comb += acts.read_rotate.eq(Mux(win.on, rotate, 0))
+        for s_ in range(slots):
+            m.d.comb += acts.read_slots[s_].eq(Mux(win.on, slot_words[s_], ring_word))
+        m.d.comb += acts.strip_pitch.eq(Mux(win.on, win.pitch, 0))
         m.d.comb += [
-            acts.read_addr.eq(wrap(row_base + Mux(bypass, bypass_word, ktile), geo.ring_words)),
             banks.read_bank.eq(bank),
             banks.read_tile.eq(weight_addr),
         ]
@@ -183,10 +243,21 @@ class ComputeUnit(wiring.Component):
                 m.d.sync += bypass_word.eq(bypass_word + 1)
             with m.If(~last):
                 m.d.sync += [ktile.eq(ktile + 1), weight_addr.eq(weight_addr + 1)]
+                # Window mode: lane word 0 moves act_slots words on, past the segment ends it crosses.
+                m.d.sync += [a0.eq((a0 + slots + crossed(jumps, slots))[:ring_bits]),
+                             o0.eq(o0 + slots - crossed(seg_ends, slots))]
             with m.Elif(~tile_last):
-                m.d.sync += [ktile.eq(0), tile.eq(tile + 1), weight_addr.eq(weight_addr + 1)]
+                m.d.sync += [ktile.eq(0), tile.eq(tile + 1), weight_addr.eq(weight_addr + 1),
+                             a0.eq(win_a), o0.eq(0)]
             with m.Else():
                 m.d.comb += row_done.eq(1)
+                m.d.sync += o0.eq(0)
+                with m.If(win_gx == win.grid_w - 1):  # the next grid row's strips, in the other half
+                    next_half = Mux(win_half, 0, half_axi)
+                    m.d.sync += [win_gx.eq(0), win_half.eq(~win_half), win_a.eq(next_half), a0.eq(next_half)]
+                with m.Else():  # the next window along the strips
+                    next_window = (win_a + win.step)[:ring_bits]
+                    m.d.sync += [win_gx.eq(win_gx + 1), win_a.eq(next_window), a0.eq(next_window)]
                 m.d.sync += [ktile.eq(0), tile.eq(0), bypass_word.eq(0), bypass_sel.eq(0),
                              row_base.eq(wrap(row_base + desc.k_tiles, geo.ring_words)),
                              weight_addr.eq(0)]
@@ -199,7 +270,9 @@ class ComputeUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += row.eq(row + 1)
         m.d.comb += [self.row_released.eq(row_done), banks.release.eq(chunk_issued)]
-        m.d.sync += rows_ready.eq(rows_ready + acts.row_arrived - row_done)
+        # A row's last beat makes it ready; in window mode, a grid row's last strip makes its grid_w windows ready.
+        arrived = Mux(acts.row_arrived, Mux(win.on, win.grid_w, 1), 0)
+        m.d.sync += rows_ready.eq(rows_ready + arrived - row_done)
         m.d.sync += tiles_owed.eq(tiles_owed + (issue & first) - tile_popped)
 
         # ------------------------------------------------------------------ MAC array
@@ -312,6 +385,7 @@ class ComputeUnit(wiring.Component):
             m.d.sync += [
                 issue_running.eq(1), bank.eq(0), row.eq(0), tile.eq(0), ktile.eq(0), row_base.eq(0),
                 bypass_word.eq(0), bypass_sel.eq(0),
+                a0.eq(0), o0.eq(0), win_a.eq(0), win_gx.eq(0), win_half.eq(0),
                 weight_addr.eq(0), rows_ready.eq(0), tiles_owed.eq(0), *issue_chunk.reset(),
                 post_running.eq(1), post_bank.eq(0), post_row.eq(0), post_tile.eq(0), post_part.eq(0),
                 post_beat.eq(0), bias_addr.eq(0), *post_chunk.reset(),

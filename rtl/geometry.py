@@ -165,6 +165,15 @@ class Geometry:
         """Residual FIFO depth in AXI words: two of the longest chunk-rows."""
         return _next_pow2(2 * self.max_chunk_tiles * self.tile_out_beats)
 
+    @property
+    def window_bits(self) -> tuple[int, int] | None:
+        """CONV's window mode (docs/isa.md §8.2) addresses the ring by AXI word: (bits of ``act_slots``, bits of
+        the ring's AXI words) when both are powers of two, else ``None`` (no window mode)."""
+        slots, ring = self.act_slots, self.ring_words * self.act_slots
+        if slots & (slots - 1) or ring & (ring - 1):
+            return None
+        return slots.bit_length() - 1, ring.bit_length() - 1
+
     tile_fifo_depth = 8  # finished tiles waiting for the post-processing lanes
 
 

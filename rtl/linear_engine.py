@@ -31,6 +31,13 @@ grid row's first, so a CONV writes (reads) the interior of a feature map stored 
 in cycles.
 ``K / kh`` (the segment length) and the grid's products come from :class:`~hwgen.rtl.conv_geometry.ConvGeometry`,
 a bit per cycle, so a CONV starts the unit and its streams 17 cycles after ``start``; LINEAR starts at once.
+
+A CONV whose windows overlap or touch and whose grid row of ``kh`` strips fits in one activation bank runs in
+the **window mode** (docs/isa.md §8.2), decided ``kh`` cycles later: per chunk and grid row, the activation
+stream reads the ``kh`` strips (window 0's first byte to the last window's segment end of each kernel row), one
+command each, into a ring half, then the grid row's residual rows (one command for them all when they are dense
+and there is one chunk); the compute unit reads each window out of the strips (``unit.window``). A ring half is
+taken with a grid row's first strip and returns when the array finishes the grid row's last window.
 """
 
 from __future__ import annotations
@@ -168,9 +175,45 @@ class LinearEngine(ArrayEngine):
         seg_beats = Signal(BEATS_WIDTH)  # CONV: AXI words of one segment (K/kh elements; the checks made it whole)
         m.d.comb += seg_beats.eq((geometry.seg * hw.act_bytes) >> shift)
         grid_step = geometry.grid_step   # CONV: bytes from one grid row of windows to the next
-        waiting = Signal()               # CONV: started, its geometry not there yet
-        go = Signal()  # the unit and the streams start: with start (LINEAR), once the geometry is ready (CONV)
-        m.d.comb += go.eq((self.start & ~is_conv) | (waiting & geometry.ready))
+        waiting = Signal()               # CONV: started, its geometry or its window mode not there yet
+
+        # CONV's window mode (docs/isa.md §8.2): when the windows overlap or touch (x_stride ≤ seg_bytes) and the
+        # kh strips of a grid row (one kernel row each, window 0's first byte to the last window's segment end),
+        # each `pitch` AXI words after the one before, fit in one activation bank (half the ring), each strip is
+        # read once per grid row and chunk, one command each, into a ring half, and the array reads every
+        # window's words out of them. The pitch is the strip rounded up to ≡ seg_beats modulo act_slots, so the
+        # AXI words of a window's ring word sit in distinct slot memories. kh·pitch is summed a strip per cycle
+        # (no multiplier) once the geometry is ready: at most kh cycles, fewer when it outgrows the half.
+        half_beats = geo.ring_words * geo.act_slots // 2
+        seg_bytes = Signal(32)
+        m.d.comb += seg_bytes.eq(geometry.seg * hw.act_bytes)
+        span_bytes = Signal(33)          # a strip: from window 0's first byte to the last window's segment end
+        m.d.comb += span_bytes.eq(geometry.x_across + seg_bytes)
+        strip_beats = Signal(BEATS_WIDTH)  # AXI words of one strip (checks: every term whole AXI words)
+        m.d.comb += strip_beats.eq(span_bytes >> shift)
+        seg_words = Signal(16)            # AXI words of one segment (window mode: at most a strip)
+        m.d.comb += seg_words.eq(seg_bytes >> shift)
+        pitch = Signal(BEATS_WIDTH + 1)
+        m.d.comb += pitch.eq(strip_beats + ((seg_words - strip_beats)[:max(1, geo.act_slots.bit_length() - 1)]
+                                            if geo.act_slots > 1 else 0))
+        fit_sum = Signal(34)             # pitch summed over the strips counted so far
+        fit_count = Signal.like(conv_desc.kh)
+        sized = Signal()                 # the window mode is decided
+        window = Signal()                # CONV: the window mode
+        sizing = waiting & geometry.ready & ~sized
+        capable = 1 if geo.window_bits else 0
+        with m.If(sizing):
+            total = fit_sum + pitch
+            m.d.sync += [fit_sum.eq(total), fit_count.eq(fit_count + 1)]
+            with m.If((fit_count == conv_desc.kh - 1) | (total > half_beats)):
+                m.d.sync += [sized.eq(1),
+                             window.eq(capable & (conv_desc.x_stride <= seg_bytes) & (total <= half_beats))]
+        with m.If(self.start):
+            m.d.sync += [fit_sum.eq(0), fit_count.eq(0), sized.eq(0), window.eq(0)]
+        window_mode = is_conv & window
+
+        go = Signal()  # the unit and the streams start: with start (LINEAR), once the geometry and mode are ready (CONV)
+        m.d.comb += go.eq((self.start & ~is_conv) | (waiting & geometry.ready & sized))
         with m.If(self.start & is_conv):
             m.d.sync += waiting.eq(1)
         with m.Elif(go):
@@ -179,6 +222,8 @@ class LinearEngine(ArrayEngine):
         unit = self.unit
         m.d.comb += [
             unit.desc.eq(desc), unit.start.eq(go), unit.scale.eq(1), unit.head_cols.eq(0),
+            unit.window.on.eq(window_mode), unit.window.seg_beats.eq(seg_words), unit.window.pitch.eq(pitch),
+            unit.window.step.eq(conv_desc.x_stride >> shift), unit.window.grid_w.eq(conv_desc.grid_w),
             self.done.eq(unit.done), self.status.eq(0), self.issuing.eq(unit.issuing),
         ]
         wiring.connect(m, wiring.flipped(self.read_data), wiring.flipped(unit.fill))
@@ -228,8 +273,20 @@ class LinearEngine(ArrayEngine):
         mid_row = is_conv & (a_seg != 0)  # a CONV row's later segments: the first took the row's ring words
         ring_free = Signal(range(geo.ring_words + 1))
         residual_free = Signal(range(geo.residual_beats + 1))
-        a_wants_x = a_active & ~a_on_residual & (mid_row | (ring_free >= desc.k_tiles))
-        a_wants_r = a_active & a_on_residual & (residual_free >= a_chunk.out_beats)
+        a_gy = Signal.like(conv_desc.grid_h)  # CONV window mode: the grid row whose strips are read
+        first_strip = a_seg == 0              # window mode: the grid row's first strip takes a ring half
+        half_words = geo.ring_words // 2
+        a_wants_x = a_active & ~a_on_residual & Mux(window_mode, ~first_strip | (ring_free >= half_words),
+                                                    mid_row | (ring_free >= desc.k_tiles))
+        # Window mode, one chunk, residual rows exactly res_stride apart and a grid row of them within the FIFO:
+        # a grid row's residual rows are one read command (res_stride·grid_w bytes), not grid_w short ones.
+        res_row_bytes = Signal(33)       # CONV: grid_w·res_stride, a grid row of residual rows
+        m.d.comb += res_row_bytes.eq(geometry.res_across + conv_desc.res_stride)
+        res_row_beats = Signal(BEATS_WIDTH)
+        m.d.comb += res_row_beats.eq(res_row_bytes >> shift)
+        res_merged = Signal()            # set at go
+        r_beats = Mux(res_merged, res_row_beats, a_chunk.out_beats)
+        a_wants_r = a_active & a_on_residual & (residual_free >= r_beats)
         a_wants = a_wants_x | a_wants_r
 
         # Write stream: one command per chunk and row.
@@ -251,12 +308,22 @@ class LinearEngine(ArrayEngine):
         ]
 
         # Credits, returned by the compute unit's release pulses.
-        take_ring = pick_act & ~a_on_residual & ~mid_row
+        take_ring = pick_act & ~a_on_residual & Mux(window_mode, first_strip, ~mid_row)
         take_residual = pick_act & a_on_residual
         take_bank = Signal()
+        # Window mode: a ring half returns when the array finishes the last window of its grid row.
+        released_gx = Signal.like(conv_desc.grid_w)
+        half_released = Signal()
+        with m.If(unit.row_released):
+            with m.If(released_gx == conv_desc.grid_w - 1):
+                m.d.comb += half_released.eq(1)
+                m.d.sync += released_gx.eq(0)
+            with m.Else():
+                m.d.sync += released_gx.eq(released_gx + 1)
+        returned = Mux(window_mode, Mux(half_released, half_words, 0), Mux(unit.row_released, desc.k_tiles, 0))
         m.d.sync += [
-            ring_free.eq(ring_free + Mux(unit.row_released, desc.k_tiles, 0) - Mux(take_ring, desc.k_tiles, 0)),
-            residual_free.eq(residual_free + unit.residual_released - Mux(take_residual, a_chunk.out_beats, 0)),
+            ring_free.eq(ring_free + returned - Mux(take_ring, Mux(window_mode, half_words, desc.k_tiles), 0)),
+            residual_free.eq(residual_free + unit.residual_released - Mux(take_residual, r_beats, 0)),
             banks_free.eq(banks_free + unit.chunk_released - take_bank),
         ]
 
@@ -290,7 +357,48 @@ class LinearEngine(ArrayEngine):
                 with m.If(w_chunk.last):
                     m.d.sync += w_active.eq(0)
 
-        with m.If(pick_act):
+        def chunk_end():
+            """The activation stream's next chunk: x and r from their first rows again."""
+            m.d.sync += [a_row.eq(0), a_gy.eq(0), a_chunk.advance(), a_x_addr.eq(base + desc.x_addr),
+                         a_r_addr.eq(a_r_row_addr + chunk_bytes), a_r_row_addr.eq(a_r_row_addr + chunk_bytes),
+                         a_gx.eq(0), a_window.eq(base + desc.x_addr), a_grid_row.eq(base + desc.x_addr)]
+            with m.If(a_chunk.last):
+                m.d.sync += a_active.eq(0)
+
+        def grid_row_end():
+            """Window mode: the grid row's strips (and residual rows) are issued; the next grid row's strips."""
+            with m.If(a_gy == conv_desc.grid_h - 1):
+                chunk_end()
+            with m.Else():
+                next_row = a_grid_row + grid_step
+                m.d.sync += [a_gy.eq(a_gy + 1), a_grid_row.eq(next_row), a_x_addr.eq(next_row)]
+
+        # Window mode: per grid row, its kh strips (one command each, ACT_PART but the last: the ring half
+        # fills as one row), then with RESIDUAL its grid_w residual rows.
+        with m.If(pick_act & window_mode):
+            with m.If(~a_on_residual):
+                last_strip = a_seg == conv_desc.kh - 1
+                m.d.sync += issue(self.read_cmd, addr=a_x_addr, beats=strip_beats,
+                                  tag=Mux(last_strip, Tag.ACT, Tag.ACT_PART))
+                with m.If(~last_strip):
+                    m.d.sync += [a_seg.eq(a_seg + 1), a_x_addr.eq(a_x_addr + conv_desc.seg_stride)]
+                with m.Else():
+                    m.d.sync += a_seg.eq(0)
+                    with m.If(flags.residual):
+                        m.d.sync += a_on_residual.eq(1)
+                    with m.Else():
+                        grid_row_end()
+            with m.Else():
+                m.d.sync += issue(self.read_cmd, addr=a_r_addr, beats=r_beats, tag=Tag.RES)
+                with m.If(res_merged):  # the whole grid row's residual rows at once
+                    m.d.sync += [a_on_residual.eq(0), a_r_addr.eq(a_r_addr + res_row_bytes + conv_desc.res_skip)]
+                    grid_row_end()
+                with m.Elif(a_gx == conv_desc.grid_w - 1):
+                    m.d.sync += [a_gx.eq(0), a_on_residual.eq(0), a_r_addr.eq(a_r_addr + r_jump)]
+                    grid_row_end()
+                with m.Else():
+                    m.d.sync += [a_gx.eq(a_gx + 1), a_r_addr.eq(a_r_addr + desc.res_stride)]
+        with m.Elif(pick_act):
             with m.If(~a_on_residual):
                 m.d.sync += issue(self.read_cmd, addr=a_x_addr, beats=Mux(is_conv, seg_beats, x_row_beats),
                                   tag=Mux(seg_last, Tag.ACT, Tag.ACT_PART))
@@ -306,11 +414,7 @@ class LinearEngine(ArrayEngine):
             row_end = a_on_residual | (seg_last & ~flags.residual)
             with m.If(row_end):
                 with m.If(a_row == desc.m - 1):
-                    m.d.sync += [a_row.eq(0), a_chunk.advance(), a_x_addr.eq(base + desc.x_addr),
-                                 a_r_addr.eq(a_r_row_addr + chunk_bytes), a_r_row_addr.eq(a_r_row_addr + chunk_bytes),
-                                 a_gx.eq(0), a_window.eq(base + desc.x_addr), a_grid_row.eq(base + desc.x_addr)]
-                    with m.If(a_chunk.last):
-                        m.d.sync += a_active.eq(0)
+                    chunk_end()
                 with m.Else():
                     m.d.sync += a_row.eq(a_row + 1)
                     with m.If(~is_conv):
@@ -343,12 +447,15 @@ class LinearEngine(ArrayEngine):
                 x_row_beats.eq((desc.k * hw.act_bytes + axi_bytes - 1) >> shift),
                 chunk_bytes.eq(desc.chunk_tiles * (hw.lanes_out * hw.act_bytes)),
                 ring_free.eq(geo.ring_words), residual_free.eq(geo.residual_beats), banks_free.eq(2),
+                res_merged.eq(window_mode & (desc.chunk_tiles == desc.n_tiles)
+                              & (conv_desc.res_stride == (((desc.n * hw.act_bytes + axi_bytes - 1) >> shift) << shift))
+                              & (res_row_beats <= geo.residual_beats)),
                 w_active.eq(~flags.bypass), w_phase.eq(0), w_left.eq(0), *w_chunk.reset(),
                 w_bias_addr.eq(base + desc.bias_addr), w_weight_addr.eq(base + desc.w_addr),
                 w_b_chunk_addr.eq(base + desc.w_addr),
                 a_active.eq(1), a_on_residual.eq(0), a_row.eq(0), *a_chunk.reset(),
                 a_x_addr.eq(base + desc.x_addr), a_r_addr.eq(base + desc.res_addr),
-                a_seg.eq(0), a_gx.eq(0), a_window.eq(base + desc.x_addr), a_grid_row.eq(base + desc.x_addr),
+                a_seg.eq(0), a_gx.eq(0), a_gy.eq(0), released_gx.eq(0), a_window.eq(base + desc.x_addr), a_grid_row.eq(base + desc.x_addr),
                 a_r_row_addr.eq(base + desc.res_addr), r_jump.eq(conv_desc.res_stride + conv_desc.res_skip),
                 o_active.eq(1), o_row.eq(0), *o_chunk.reset(), o_gx.eq(0),
                 o_jump.eq(conv_desc.out_stride + conv_desc.out_skip),

@@ -231,13 +231,36 @@ def _documented_cycles(desc, hw, latency=64, drain=30):
     # A row of x: one burst (LINEAR), or one per kernel row of the window (CONV, docs/isa.md §3.9).
     commands = getattr(desc, "kh", 1)
     x_row = commands * beats(desc.k // commands * hw.act_bytes)
-    beats_c = [desc.m * (x_row + res * beats(cols[c] * hw.act_bytes)) + wload[c + 1] for c in range(n_chunks)]
-    reads = [max(beats_c[c], -(-(beats_c[c] + (desc.m * (commands + res) + bursts[c + 1]) * latency) // 8))
+    x_rows = [desc.m * x_row] * n_chunks
+    x_commands = [desc.m * (commands + res)] * n_chunks
+    grid = [0] * n_chunks
+    first_x = x_row
+    # The window mode (docs/isa.md §8.2): overlapping or touching windows whose grid row of kh strips, pitch words
+    # apart, fits in one activation bank (half the ring); the ring word and the ring powers of two AXI words.
+    if hasattr(desc, "kh"):
+        seg_bytes = desc.k // desc.kh * hw.act_bytes
+        slots, ring = hw.lanes_in * hw.act_bytes // hw.axi_bytes, 2 * hw.act_buffer_bytes // hw.axi_bytes
+        strip = beats((desc.grid_w - 1) * desc.x_stride + seg_bytes)
+        pitch = strip + (beats(seg_bytes) - strip) % slots
+        if (desc.x_stride <= seg_bytes and not slots & (slots - 1) and not ring & (ring - 1)
+                and desc.kh * pitch <= ring // 2):
+            fifo = 1
+            while fifo < 2 * (hw.weight_buffer_bytes // (hw.tile_stride(hw.weight_bytes) + hw.lanes_out
+                                                         * hw.bias_bytes)) * (hw.lanes_out * hw.act_bytes // hw.axi_bytes):
+                fifo *= 2
+            merged = (n_chunks == 1 and desc.res_stride == beats(desc.n * hw.act_bytes) * hw.axi_bytes
+                      and desc.grid_w * desc.res_stride // hw.axi_bytes <= fifo)
+            x_rows = [desc.grid_h * desc.kh * strip] * n_chunks
+            x_commands = [desc.grid_h * desc.kh + res * (desc.grid_h if merged else desc.m)] * n_chunks
+            grid = [desc.grid_h * (latency + desc.kh * strip) + wload[c + 1] for c in range(n_chunks)]
+            first_x = desc.kh * strip + desc.kh
+    beats_c = [x_rows[c] + desc.m * res * beats(cols[c] * hw.act_bytes) + wload[c + 1] for c in range(n_chunks)]
+    reads = [max(beats_c[c], -(-(beats_c[c] + (x_commands[c] + bursts[c + 1]) * latency) // 8))
              for c in range(n_chunks)]
     writes = [desc.m * beats(cols[c] * hw.act_bytes) for c in range(n_chunks)]
-    body = sum(max(compute[c], reads[c], writes[c]) for c in range(n_chunks))
+    body = sum(max(compute[c], reads[c], writes[c], grid[c]) for c in range(n_chunks))
     fetch = latency + beats(64) + 6  # the descriptor, then the controller's 6 cycles of checks
-    return fetch + latency + wload[0] + x_row + body + drain
+    return fetch + latency + wload[0] + first_x + body + drain
 
 
 def test_cycle_estimates_follow_the_documented_model(qgraphs):

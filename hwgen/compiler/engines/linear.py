@@ -3,7 +3,8 @@
 
 CONV (§3.9) runs here too: it is LINEAR whose rows of ``x`` are gathered window by window from a
 channels-last feature map, so only reading ``x`` (:func:`read_x`) and the read commands of a row
-(:func:`x_row_reads`) differ.
+(:func:`x_row_reads`) differ; a CONV in the RTL's window mode (:func:`conv_window_mode`, docs/isa.md §8.2)
+reads each grid row's kh feature-map strips once instead (:func:`conv_strip_beats`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hwgen.golden.exact import exact_matmul
 from hwgen.hwparams import HwParams
 from hwgen.isa import ConvDescriptor, Flag, Limits, LinearDescriptor
 
-__all__ = ["run", "estimate", "read_x", "x_row_reads"]
+__all__ = ["run", "estimate", "read_x", "x_row_reads", "conv_window_mode", "conv_strip_beats"]
 
 
 def read_x(desc: LinearDescriptor | ConvDescriptor, memory: np.ndarray, hw: HwParams) -> np.ndarray:
@@ -36,6 +37,42 @@ def x_row_reads(desc: LinearDescriptor | ConvDescriptor, hw: HwParams) -> tuple[
     if isinstance(desc, ConvDescriptor):
         return desc.kh * beats(desc.seg_elems * hw.act_bytes, hw), desc.kh
     return beats(desc.k * hw.act_bytes, hw), 1
+
+
+def conv_strip_beats(desc: ConvDescriptor, hw: HwParams) -> int:
+    """AXI words of one strip of a CONV: one kernel row of a grid row, window 0's first byte to the last
+    window's segment end, ``(grid_w − 1)·x_stride + seg_bytes`` (docs/isa.md §8.2)."""
+    return beats((desc.grid_w - 1) * desc.x_stride + desc.seg_elems * hw.act_bytes, hw)
+
+
+def conv_window_mode(desc: LinearDescriptor | ConvDescriptor, hw: HwParams) -> bool:
+    """Whether the RTL core runs a CONV in its window mode (docs/isa.md §8.2): its windows overlap or touch
+    (``x_stride ≤ seg_bytes``: a strip holds no byte its windows skip) and the ``kh`` strips of a grid row, each
+    ``pitch`` AXI words after the one before (the strip rounded up to ``≡ seg_beats`` modulo the ring word's AXI
+    words), fit in one activation bank, so each strip is read once per grid row and chunk and the array reads the
+    windows out of them. A core whose ring word or ring is not a power of two AXI words has no window mode."""
+    if not isinstance(desc, ConvDescriptor):
+        return False
+    slots = hw.lanes_in * hw.act_bytes // hw.axi_bytes
+    ring = 2 * hw.act_buffer_bytes // hw.axi_bytes
+    if slots & (slots - 1) or ring & (ring - 1):
+        return False
+    seg_bytes = desc.seg_elems * hw.act_bytes
+    if desc.x_stride > seg_bytes:
+        return False
+    strip, seg = conv_strip_beats(desc, hw), beats(seg_bytes, hw)
+    pitch = strip + (seg - strip) % slots
+    return desc.kh * pitch <= ring // 2
+
+
+def conv_residual_merged(desc: ConvDescriptor, hw: HwParams) -> bool:
+    """Whether the RTL core reads a window-mode CONV's residual a grid row per command (docs/isa.md §8.2): one
+    chunk, residual rows exactly ``res_stride`` apart (``res_stride = beats(N·act_bytes)·axi_bytes``) and a grid
+    row of them within the residual FIFO."""
+    row = beats(desc.n * hw.act_bytes, hw)
+    fifo = 1 << max(0, 2 * Limits(hw).max_chunk_tiles * (hw.lanes_out * hw.act_bytes // hw.axi_bytes) - 1).bit_length()
+    return (desc.chunk_tiles == desc.n_tiles and desc.res_stride == row * hw.axi_bytes
+            and desc.grid_w * desc.res_stride // hw.axi_bytes <= fifo)
 
 
 def run(desc: LinearDescriptor | ConvDescriptor, memory: np.ndarray, hw: HwParams) -> None:
@@ -99,6 +136,15 @@ def estimate(desc: LinearDescriptor | ConvDescriptor, hw: HwParams, model: Cycle
     depth = 1 if bypass else desc.k_tiles
     ideal = desc.m * depth * desc.n_tiles
     x_row, x_commands = x_row_reads(desc, hw)
+    window = conv_window_mode(desc, hw)
+    r_commands = desc.m * residual  # per chunk: a residual row each
+    if window:  # per chunk: each grid row's kh strips, one command each, instead of M gathered rows
+        strips = desc.kh * conv_strip_beats(desc, hw)
+        x_rows, x_row_commands = desc.grid_h * strips, desc.grid_h * desc.kh
+        if residual and conv_residual_merged(desc, hw):  # a grid row's residual rows in one command
+            r_commands = desc.grid_h
+    else:
+        x_rows, x_row_commands = desc.m * x_row, desc.m * x_commands
 
     chunk_sizes = [min(desc.chunk_tiles, desc.n_tiles - start) for start in range(0, desc.n_tiles, desc.chunk_tiles)]
     # Per chunk, the read commands of its weights: bias then tiles, each in pieces.
@@ -114,13 +160,18 @@ def estimate(desc: LinearDescriptor | ConvDescriptor, hw: HwParams, model: Cycle
         # one beat per cycle at best, and no faster than reads_in_flight bursts per burst lifetime.
         next_pieces = pieces[index + 1] if index + 1 < len(chunk_sizes) else []
         next_weights = sum(next_pieces)
-        reads = desc.m * (x_row + residual * out_row) + next_weights
+        reads = x_rows + desc.m * residual * out_row + next_weights
         next_bursts = sum(-(-b // model.weight_piece_beats) for b in next_pieces)
-        lifetimes = desc.m * (x_commands + residual) * model.latency + next_bursts * model.latency + reads
+        lifetimes = (x_row_commands + r_commands) * model.latency + next_bursts * model.latency + reads
         reads = max(reads, -(-lifetimes // model.reads_in_flight))
         writes = desc.m * out_row
+        if window:
+            # A grid row's strips are read once a ring half is free, while the grid row before it computes; the next
+            # chunk's weights, read in the gaps, delay them.
+            reads = max(reads, desc.grid_h * (model.latency + strips) + next_weights)
         body += max(compute, reads, writes)
 
     fetch = model.descriptor_fetch(hw)
-    first_load = model.latency + wload[0] + x_row
+    # The first row of x (window mode: the first grid row's strips, after kh cycles of sizing).
+    first_load = model.latency + wload[0] + (strips + desc.kh if window else x_row)
     return CycleEstimate(ideal, fetch + first_load + body + model.drain, fetch, first_load, body, model.drain)
