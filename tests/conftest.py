@@ -39,7 +39,7 @@ SECOND = (("test_build.py::", "pynq-z2"), ("test_build.py::", "zcu102"), ("test_
           ("test_rtl_equals_isa_sim[zcu102]",), ("test_layernorm.py::test_layernorm_rtl",),
           ("test_attention_rtl.py::", "16x16"), ("test_attention_rtl.py::", "16x8"),
           ("test_conv_rtl_equals_isa_sim[8x8",),  # the plain 8x8 core (test_fast_memory's too)
-          ("test_trim_units.py::test_resnet8",))  # the trimmed 24x8 pynq-z2 core: Yosys and Verilator
+          ("test_trim_units.py::test_resnet8",))  # the trimmed, widened pynq-z2 core: Yosys and Verilator
 
 
 def _matches(nodeid: str, entries) -> bool:
