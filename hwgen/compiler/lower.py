@@ -39,7 +39,7 @@ from hwgen.compiler.layout import (
 )
 from hwgen.compiler.maxpool import WEIGHT_FORMAT, MaxStep, maxpool_problem, maxpool_steps, step_descriptor, step_weights
 from hwgen.golden import moe as golden_moe
-from hwgen.golden.exact import attention_formats, conv_dense_weight, conv_weight_matrix
+from hwgen.golden.exact import attention_formats, conv_dense_weight, conv_weight_matrix, pair
 from hwgen.isa import (
     OPCODE_AV, OPCODE_LAYERNORM, OPCODE_QK_SOFTMAX_STATS, OPCODE_SOFTMAX, STATS_ENTRY_BYTES, AttentionDescriptor,
     ConvDescriptor, ExpertFfnDescriptor, Flag, GateTopkDescriptor, Limits, LinearDescriptor, MoeFlag, Program, Requant,
@@ -604,7 +604,7 @@ def _borders(graph: Graph, groups: list) -> dict[str, tuple[int, int]]:
     readers: dict[str, Node] = {}
     for node in graph.nodes:
         if node.op in ("Conv2d", "MaxPool2d"):
-            py, px = _pair(node.attr("padding", 0))
+            py, px = pair(node.attr("padding", 0))
             if py or px:
                 x = node.inputs[0]
                 old = borders.get(x, (0, 0))
@@ -677,8 +677,8 @@ def _row_stride(graph: Graph, name: str, layout: str, hw: HwParams, pad: tuple[i
             if node.op in ("Tokens", "MaxPool2d"):
                 steps.append(pixel)  # a token row; a pairwise maximum's window and residual steps
             if node.op == "Conv2d":
-                kw, stride_x = graph.tensor(node.inputs[1]).shape[3], _pair(node.attr("stride", 1))[1]
-                start = pad[1] - _pair(node.attr("padding", 0))[1]  # the first window's pixel in a bordered row
+                kw, stride_x = graph.tensor(node.inputs[1]).shape[3], pair(node.attr("stride", 1))[1]
+                start = pad[1] - pair(node.attr("padding", 0))[1]  # the first window's pixel in a bordered row
                 steps += [kw * pixel, stride_x * pixel, start * pixel]  # a segment, a window step, the first window
         if all(step % hw.axi_bytes == 0 for step in steps):
             return pixel
@@ -1075,10 +1075,6 @@ def _row_descriptor(qgraph: Graph, group: _RowGroup, placed: dict[str, Region]) 
                          placed[gamma.name].offset, placed[beta.name].offset, n * n * cfg.eps_raw)
 
 
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
 def _maxpool_descriptors(qgraph: Graph, group: _MaxPoolGroup, placed: dict[str, Region],
                          hw: HwParams) -> list[ConvDescriptor]:
     """One CONV per pairwise-maximum step: the first reads the (bordered) input from its padding's corner, the
@@ -1086,7 +1082,7 @@ def _maxpool_descriptors(qgraph: Graph, group: _MaxPoolGroup, placed: dict[str, 
     x = placed[group.x]
     pixel, fmt = x.row_stride, qgraph.tensor(group.x).fmt
     channels, outputs = pixel // hw.act_bytes, qgraph.tensor(group.x).shape[0]
-    pad_y, pad_x = _pair(group.node.attr("padding", 0))
+    pad_y, pad_x = pair(group.node.attr("padding", 0))
     width = x.shape[2] + 2 * x.pad[1]  # pixels of a (bordered) image row
     src = (x.offset + ((x.pad[0] - pad_y) * width + x.pad[1] - pad_x) * pixel, pixel, width * pixel)
     made = []
@@ -1185,8 +1181,8 @@ def _conv_descriptor(qgraph: Graph, group: _Group, x: Region, common: dict, hw: 
     width = qgraph.tensor(group.x).shape[2] + 2 * x.pad[1]  # pixels of a (bordered) image row
     _, grid_h, grid_w = qgraph.tensor(node.outputs[0]).shape
     kh = qgraph.tensor(group.weight).shape[2]
-    stride_y, stride_x = _pair(node.attr("stride", OPS["Conv2d"].attr_defaults()["stride"]))
-    pad_y, pad_x = _pair(node.attr("padding", OPS["Conv2d"].attr_defaults()["padding"]))
+    stride_y, stride_x = pair(node.attr("stride", OPS["Conv2d"].attr_defaults()["stride"]))
+    pad_y, pad_x = pair(node.attr("padding", OPS["Conv2d"].attr_defaults()["padding"]))
     pixel = x.row_stride  # the pixels lie back to back: an image row is width·pixel bytes
     # The first window starts (border − padding) pixels into the bordered map, on each axis.
     first = ((x.pad[0] - pad_y) * width + x.pad[1] - pad_x) * pixel

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hwgen.golden.exact import pair
 from hwgen.hwparams import HwParams
 from hwgen.ir import Graph, Node
 from hwgen.isa import ConvDescriptor, Flag, Requant
@@ -37,10 +38,6 @@ __all__ = ["MaxStep", "maxpool_steps", "maxpool_problem", "step_weights", "step_
 
 #: The ±1 weights' format: two integer bits, no fraction (codes −1 and +1 are the values).
 WEIGHT_FORMAT = QFmt(2, 2)
-
-
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 @dataclass(frozen=True)
@@ -66,10 +63,10 @@ class MaxStep:
 
 def maxpool_problem(graph: Graph, node: Node) -> str | None:
     """Why ``node`` (a MaxPool2d) cannot run on the array, one line naming it; or ``None``."""
-    (kh, kw), (sh, sw) = _pair(node.attr("kernel", 1)), _pair(node.attr("stride", 1))
+    (kh, kw), (sh, sw) = pair(node.attr("kernel", 1)), pair(node.attr("stride", 1))
     if sh > kh or sw > kw:
         return f"MaxPool2d {node.name!r} must have a stride no larger than its kernel, not stride {(sh, sw)} kernel {(kh, kw)}"
-    if any(_pair(node.attr("padding", 0))):
+    if any(pair(node.attr("padding", 0))):
         producer = graph.producer(node.inputs[0])
         fmt = graph.tensor(node.inputs[0]).fmt
         if not ((producer is not None and producer.op == "ReLU") or (fmt is not None and not fmt.signed)):
@@ -97,7 +94,7 @@ def maxpool_steps(graph: Graph, node: Node) -> list[MaxStep]:
     """The pairwise-maximum steps of ``node``, rows (``x``) first; scratch maps are named ``<node>.max<i>``."""
     _, height, width = graph.tensor(node.inputs[0]).shape
     _, out_h, out_w = graph.tensor(node.outputs[0]).shape
-    (kh, kw), (sh, sw), (ph, pw) = (_pair(node.attr(a, d)) for a, d in (("kernel", 1), ("stride", 1), ("padding", 0)))
+    (kh, kw), (sh, sw), (ph, pw) = (pair(node.attr(a, d)) for a, d in (("kernel", 1), ("stride", 1), ("padding", 0)))
     rows, cols = height + 2 * ph, width + 2 * pw
     plan = [("x", *s) for s in _axis_steps(kw, sw, cols, out_w)] + [("y", *s) for s in _axis_steps(kh, sh, rows, out_h)]
     plan = plan or [("x", 0, 1, out_w)]  # a 1×1 window at stride 1: a copy

@@ -20,17 +20,18 @@ from hwgen.ir import Graph, Node
 from hwgen.ir.ops import OPS
 from hwgen.qfx import QFmt
 
-__all__ = ["run", "quantize_inputs", "exact_matmul", "matmul", "pool2d", "attention_formats",
+__all__ = ["run", "quantize_inputs", "exact_matmul", "matmul", "pool2d", "attention_formats", "pair",
            "conv_windows", "conv_dense_weight", "conv_weight_matrix", "EXACT_OPS"]
 
 
-def _pair(value) -> tuple[int, int]:
+def pair(value) -> tuple[int, int]:
+    """A kernel, stride or padding attribute as ``(y, x)``: an int stands for both."""
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def pool2d(x: np.ndarray, attrs: dict, fill, reduce) -> np.ndarray:
     """``reduce`` over every pooling window of ``x`` (C, H, W), padding with ``fill``: float and integer alike."""
-    (kh, kw), (sh, sw), (ph, pw) = _pair(attrs["kernel"]), _pair(attrs["stride"]), _pair(attrs["padding"])
+    (kh, kw), (sh, sw), (ph, pw) = pair(attrs["kernel"]), pair(attrs["stride"]), pair(attrs["padding"])
     padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw)), constant_values=fill)
     windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
     return reduce(windows, axis=(3, 4))
@@ -81,7 +82,7 @@ def _conv2d(node: Node, args: list[np.ndarray], fmts: list[QFmt], out: list[QFmt
     """The exact sums of the zero-bordered input's windows by the (block-diagonal) weight matrix, then the bias
     aligned to the products' binary point, as a Linear: what a CONV computes (docs/isa.md §3.9)."""
     x, w = args[0], args[1]
-    stride, padding = _pair(_attr(node, "stride")), _pair(_attr(node, "padding"))
+    stride, padding = pair(_attr(node, "stride")), pair(_attr(node, "padding"))
     rows = conv_windows(x, w.shape[2:], stride, padding)
     acc = exact_matmul(rows, conv_weight_matrix(w, _attr(node, "groups")))
     if len(args) > 2:
